@@ -1,0 +1,270 @@
+package api
+
+// UnaryOp names an element-wise function for Kernels.Unary and UnaryGrad.
+type UnaryOp uint8
+
+// The element-wise functions.
+const (
+	OpNeg      UnaryOp = iota + 1 // -x
+	OpExp                         // e^x
+	OpLog                         // ln x
+	OpSqrt                        // sqrt x
+	OpRsqrt                       // 1/sqrt x
+	OpSquare                      // x*x
+	OpAbs                         // |x| (gradient sign(x), 0 at 0)
+	OpSigmoid                     // 1/(1+e^-x)
+	OpSilu                        // x*sigmoid(x); also called swish
+	OpSoftplus                    // x if x > 20, else log1p(e^x) (PyTorch's threshold rule)
+	OpTanh                        // tanh x
+	OpRelu                        // max(x, 0) (gradient 0 at 0)
+)
+
+var unaryNames = [...]string{"", "neg", "exp", "log", "sqrt", "rsqrt", "square", "abs", "sigmoid", "silu", "softplus", "tanh", "relu"}
+
+// UnaryOps lists every UnaryOp, for test suites.
+func UnaryOps() []UnaryOp {
+	ops := make([]UnaryOp, 0, len(unaryNames)-1)
+	for op := OpNeg; int(op) < len(unaryNames); op++ {
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+func (op UnaryOp) String() string {
+	if op > 0 && int(op) < len(unaryNames) {
+		return unaryNames[op]
+	}
+	return "unary?"
+}
+
+// BinaryOp names an element-wise function of two tensors for Kernels.Binary.
+type BinaryOp uint8
+
+// The element-wise binary functions.
+const (
+	OpAdd BinaryOp = iota + 1 // a + b
+	OpSub                     // a - b
+	OpMul                     // a * b
+	OpDiv                     // a / b
+)
+
+var binaryNames = [...]string{"", "add", "sub", "mul", "div"}
+
+// BinaryOps lists every BinaryOp, for test suites.
+func BinaryOps() []BinaryOp { return []BinaryOp{OpAdd, OpSub, OpMul, OpDiv} }
+
+func (op BinaryOp) String() string {
+	if op > 0 && int(op) < len(binaryNames) {
+		return binaryNames[op]
+	}
+	return "binary?"
+}
+
+// ScanArgs are the inputs of the Mamba selective scan (specs/models.md §1,
+// steps 6 and 7, without the z gate), all F32:
+//
+//	X, Delta [B,T,E]   input x' and step size Δ (already softplus'ed)
+//	A        [E,N]     A = -exp(A_log)
+//	Bm, Cm   [B,T,N]   input-dependent B and C
+//	D        [E]       skip weight, or nil for none
+//	H0       [B,E,N]   initial state, or nil for zeros
+type ScanArgs struct {
+	X, Delta, A, Bm, Cm, D, H0 Tensor
+}
+
+// ScanGrads receives the gradients of SelectiveScanGrad. Each field has the
+// shape of the ScanArgs field of the same name; a nil field is not computed.
+// D and H0 must be nil when the ScanArgs field is nil.
+type ScanGrads struct {
+	X, Delta, A, Bm, Cm, D, H0 Tensor
+}
+
+// RetentionArgs are the inputs of a retention kernel (specs/models.md §2),
+// all F32 and per head h:
+//
+//	Q, K [B,H,T,dk]   rotated queries and keys (K already scaled by dk^-0.5)
+//	V    [B,H,T,dv]
+//	S0   [B,H,dk,dv]  chunkwise and recurrent forms: the state carried in
+//	                  from the Offset tokens before, or nil for zeros (and
+//	                  then Offset must be 0); must be nil for the parallel form
+//	Gamma [H]         decay gamma_h in (0,1)
+//	Offset            absolute position of the first token (0 for a fresh
+//	                  sequence); positions are p = Offset + t
+//	Chunk             chunkwise form: tokens per chunk (>= 1); the last
+//	                  chunk may be shorter
+//
+// With s_p = sum_{j=0..p} gamma^j, the recurrent and chunkwise forms compute
+//
+//	S_p = S_{p-1} * gamma * sqrt(s_{p-1}/s_p) + k_p^T v_p / sqrt(s_p)
+//	o_p = q_p S_p                    (S_{Offset-1} = S0)
+//
+// and the chunkwise form gives the same o and final state as the recurrent
+// form up to rounding, computing each chunk with matrix products. The
+// parallel form (Offset 0, no state) computes torchscale's
+//
+//	D[n,m] = gamma^(n-m) / sqrt(s_n) for m <= n, else 0
+//	A = (Q K^T) * D
+//	A[n,:] /= clamp(sum_m |A[n,m]|, 1, 5e4)   (no gradient through this)
+//	O = A V
+//
+// which differs from the recurrent form only by one positive scalar per row;
+// the group norm that follows in every model removes it.
+type RetentionArgs struct {
+	Q, K, V, S0 Tensor
+	Gamma       []float32
+	Offset      int
+	Chunk       int
+}
+
+// RetentionGrads receives the gradients of a retention kernel; each field
+// has the shape of the RetentionArgs field of the same name, and a nil field
+// is not computed. S0 must be nil when RetentionArgs.S0 is.
+type RetentionGrads struct {
+	Q, K, V, S0 Tensor
+}
+
+// RetentionForm selects how retention is computed.
+type RetentionForm uint8
+
+// The three retention forms.
+const (
+	RetentionParallel  RetentionForm = iota + 1 // masked matmul over the whole sequence
+	RetentionChunkwise                          // parallel within chunks, recurrent across
+	RetentionRecurrent                          // one token at a time
+)
+
+func (f RetentionForm) String() string {
+	switch f {
+	case RetentionParallel:
+		return "parallel"
+	case RetentionChunkwise:
+		return "chunkwise"
+	case RetentionRecurrent:
+		return "recurrent"
+	}
+	return "retention?"
+}
+
+// Kernels is the op set every backend implements. Conventions:
+//
+//   - Destination first: the caller allocates every output (so that a decode
+//     step can reuse buffers and allocate nothing). Outputs never alias
+//     inputs unless a method says so.
+//   - All tensors are F32 unless a method says otherwise; ids and targets are
+//     I32.
+//   - Gradient kernels (…Grad) overwrite their outputs; they never
+//     accumulate. A nil gradient output is skipped.
+//   - Shapes are checked; a mismatch panics with an error wrapping ErrShape,
+//     a wrong dtype with ErrDType, an id out of range with ErrOutOfRange.
+type Kernels interface {
+	// Fill sets every element of dst to v.
+	Fill(dst Tensor, v float32)
+	// Copy copies src into dst; both have the same dtype and element count
+	// (the shapes may differ).
+	Copy(dst, src Tensor)
+	// Convert converts element-wise between dtypes, same element count:
+	// F32, F16, BF16, F64, I32 and I64 to F32, and F32 to F16, BF16 (round to
+	// nearest even) and F64.
+	Convert(dst, src Tensor)
+
+	// Unary sets dst = op(x); same shape. dst may be x.
+	Unary(op UnaryOp, dst, x Tensor)
+	// UnaryGrad sets dx = dy * op'(x); all the same shape.
+	UnaryGrad(op UnaryOp, dx, x, dy Tensor)
+	// Affine sets dst = x*scale + shift; same shape. dst may be x.
+	Affine(dst, x Tensor, scale, shift float32)
+	// Binary sets dst = a op b with NumPy broadcasting: a and b are aligned
+	// at their last axis, sizes must match or be 1, and dst has the
+	// broadcast shape. dst may be a or b when it has that one's shape.
+	Binary(op BinaryOp, dst, a, b Tensor)
+	// SumTo sets dst to the sum of x over the axes that broadcasting dst's
+	// shape to x's shape would expand (the gradient of broadcasting): dst's
+	// shape must broadcast to x's shape. A scalar or [1] dst sums everything.
+	SumTo(dst, x Tensor)
+
+	// MatMul sets dst = alpha * op(a) op(b) + beta * dst, where op(a) is a
+	// [..., M, K] (or a [..., K, M] read transposed when transA), op(b) is b
+	// [..., K, N] (or [..., N, K] when transB), and dst is [..., M, N]. The
+	// leading (batch) axes of a, b and dst are equal, or one of a and b has
+	// rank 2 and is used for every batch. With beta == 0, dst's old contents
+	// are ignored (NaN in dst does not propagate).
+	MatMul(dst, a, b Tensor, transA, transB bool, alpha, beta float32)
+
+	// Permute sets dst to src with its axes reordered: dst axis i is src axis
+	// perm[i]. dst's shape is the permuted shape. Any dtype.
+	Permute(dst, src Tensor, perm ...int)
+	// Slice copies the window src[..., start:start+n, ...] along axis (n =
+	// dst's size on that axis) into dst; the other axes match. Any dtype.
+	Slice(dst, src Tensor, axis, start int)
+	// SetSlice copies src into the window dst[..., start:start+n, ...] along
+	// axis (n = src's size on that axis) and leaves the rest of dst as it
+	// was. It is Slice's inverse, used for concatenation and Slice's
+	// gradient. Any dtype.
+	SetSlice(dst, src Tensor, axis, start int)
+
+	// RMSNorm sets dst = x * rsqrt(mean(x^2) + eps) * w over the last axis;
+	// x, dst [..., D], w [D] or nil for no weight.
+	RMSNorm(dst, x, w Tensor, eps float32)
+	// RMSNormGrad sets dx [..., D] and dw [D] (summed over rows) from dy.
+	// dw must be nil when w is.
+	RMSNormGrad(dx, dw, x, w, dy Tensor, eps float32)
+
+	// Softmax sets dst = softmax(x) over the last axis.
+	Softmax(dst, x Tensor)
+	// SoftmaxGrad sets dx from y = softmax(x) and dy.
+	SoftmaxGrad(dx, y, dy Tensor)
+	// LogSoftmax sets dst = log(softmax(x)) over the last axis.
+	LogSoftmax(dst, x Tensor)
+	// LogSoftmaxGrad sets dx from y = logsoftmax(x) and dy.
+	LogSoftmaxGrad(dx, y, dy Tensor)
+	// CrossEntropy sets, for logits [N,V] and I32 targets [N], the per-row
+	// loss [N] = logsumexp(logits[n]) - logits[n, target[n]] and, when
+	// dlogits [N,V] is not nil, its gradient softmax(logits[n]) -
+	// onehot(target[n]). Rows whose target equals ignoreIndex get loss 0 and
+	// gradient 0; any other target outside [0,V) panics with ErrOutOfRange.
+	CrossEntropy(loss, dlogits, logits, targets Tensor, ignoreIndex int32)
+
+	// Gather sets dst[i..., :] = table[ids[i...], :] for table [V,D], I32 ids
+	// of any shape S, and dst [S..., D]. An id outside [0,V) panics with
+	// ErrOutOfRange.
+	Gather(dst, table, ids Tensor)
+	// GatherGrad sets dtable [V,D] to zero and then adds each row of dy
+	// [S..., D] into the row its id names (the scatter-add gradient).
+	GatherGrad(dtable, ids, dy Tensor)
+
+	// CausalConv1d computes the depthwise causal convolution of Mamba
+	// (specs/models.md §1 step 2) with channels last: x, dst [B,T,C],
+	// w [C,K], bias [C] or nil, prev [B,K-1,C] the K-1 inputs before t = 0
+	// (oldest first), or nil for zeros:
+	//	dst[b,t,c] = bias[c] + sum_{k<K} w[c,k] * xx[b, t+k, c]
+	// where xx is prev followed by x along the time axis.
+	CausalConv1d(dst, x, w, bias, prev Tensor)
+	// CausalConv1dGrad sets the gradients dx [B,T,C], dw [C,K], dbias [C]
+	// and dprev [B,K-1,C] from dy [B,T,C]; any of them may be nil.
+	CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy Tensor)
+
+	// SelectiveScan runs the Mamba recurrence (see ScanArgs):
+	//	h_t[e,n] = exp(Delta_t[e] A[e,n]) h_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
+	//	y_t[e]   = sum_n h_t[e,n] Cm_t[n] + D[e] X_t[e]
+	// for each batch row, with h_{-1} = H0. It sets y [B,T,E] and, when hT
+	// is not nil, the final state hT [B,E,N].
+	SelectiveScan(y, hT Tensor, in ScanArgs)
+	// SelectiveScanGrad sets the gradients of the scan's inputs from dy
+	// [B,T,E] and dhT [B,E,N] (nil for zero).
+	SelectiveScanGrad(g ScanGrads, in ScanArgs, dy, dhT Tensor)
+
+	// Rotary rotates interleaved pairs of the last axis of x [..., T, d]
+	// (d even) by position: the pair (2i, 2i+1) of row t becomes
+	// (a cos φ - b sin φ, b cos φ + a sin φ) with φ = float32(offset+t) *
+	// theta[i] (a float32 product, as torchscale computes it) and theta
+	// [d/2]. inverse rotates by -φ, which is the gradient. dst may be x.
+	Rotary(dst, x Tensor, theta []float32, offset int, inverse bool)
+
+	// Retention computes retention in the given form (see RetentionArgs):
+	// o [B,H,T,dv] and, for the chunkwise and recurrent forms when sT is not
+	// nil, the state after the last token, sT [B,H,dk,dv].
+	Retention(form RetentionForm, o, sT Tensor, in RetentionArgs)
+	// RetentionGrad sets the gradients of Retention's inputs from do and,
+	// for the chunkwise and recurrent forms, dsT (nil for zero).
+	RetentionGrad(form RetentionForm, g RetentionGrads, in RetentionArgs, do, dsT Tensor)
+}

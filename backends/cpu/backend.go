@@ -1,0 +1,297 @@
+// Package cpu is the default backend: pure Go, parallel over goroutines,
+// always compiled in. Importing it registers the backend as "cpu".
+//
+// Tensors live in Go memory. F32 tensors are []float32, I32 tensors []int32;
+// other dtypes are stored as raw little-endian bytes and serve only as
+// storage (Convert widens them to F32 for compute).
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+
+	"github.com/densessm/densessm/api"
+)
+
+func init() {
+	api.RegisterBackend("cpu", func(o api.BackendOptions) (api.Backend, error) { return New(o), nil })
+}
+
+// Backend is the CPU backend. Its zero value is not usable: call New.
+type Backend struct {
+	threads int
+}
+
+var _ api.Backend = (*Backend)(nil)
+
+// New returns a CPU backend using opts.Threads goroutines (GOMAXPROCS when 0).
+func New(opts api.BackendOptions) *Backend {
+	t := opts.Threads
+	if t <= 0 {
+		t = runtime.GOMAXPROCS(0)
+	}
+	return &Backend{threads: t}
+}
+
+// Name returns "cpu".
+func (b *Backend) Name() string { return "cpu" }
+
+// Threads returns the number of goroutines kernels split work across.
+func (b *Backend) Threads() int { return b.threads }
+
+// Tensor is the CPU backend's tensor. Exactly one of f32, i32 and raw holds
+// the data, according to dtype.
+type Tensor struct {
+	b     *Backend
+	dtype api.DType
+	shape api.Shape
+	f32   []float32
+	i32   []int32
+	raw   []byte
+}
+
+// DType returns the element type.
+func (t *Tensor) DType() api.DType { return t.dtype }
+
+// Shape returns the shape; callers must not modify it.
+func (t *Tensor) Shape() api.Shape { return t.shape }
+
+// Backend returns the backend that owns t.
+func (t *Tensor) Backend() api.Backend { return t.b }
+
+// HostFloat32s returns the storage of an F32 tensor without copying; writes
+// change the tensor. It panics for other dtypes.
+func (t *Tensor) HostFloat32s() []float32 {
+	if t.dtype != api.F32 {
+		api.Panicf(api.ErrDType, "HostFloat32s of a %s tensor", t.dtype)
+	}
+	return t.f32
+}
+
+// HostInt32s returns the storage of an I32 tensor without copying. It panics
+// for other dtypes.
+func (t *Tensor) HostInt32s() []int32 {
+	if t.dtype != api.I32 {
+		api.Panicf(api.ErrDType, "HostInt32s of a %s tensor", t.dtype)
+	}
+	return t.i32
+}
+
+// bytes returns the storage as raw bytes, aliasing it.
+func (t *Tensor) bytes() []byte {
+	switch t.dtype {
+	case api.F32:
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(t.f32))), 4*len(t.f32))
+	case api.I32:
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(t.i32))), 4*len(t.i32))
+	}
+	return t.raw
+}
+
+func (t *Tensor) numel() int { return t.shape.NumElements() }
+
+// Alloc returns a zero-filled tensor.
+func (b *Backend) Alloc(dtype api.DType, shape ...int) api.Tensor {
+	s := api.Shape(shape).Clone()
+	if err := s.Validate(); err != nil {
+		panic(err)
+	}
+	if !dtype.Valid() {
+		api.Panicf(api.ErrDType, "alloc of dtype %v", dtype)
+	}
+	n := s.NumElements()
+	if uint64(n)*uint64(dtype.Size()) > 1<<46 {
+		api.Panicf(api.ErrOutOfMemory, "alloc %s%v", dtype, s)
+	}
+	t := &Tensor{b: b, dtype: dtype, shape: s}
+	switch dtype {
+	case api.F32:
+		t.f32 = make([]float32, n)
+	case api.I32:
+		t.i32 = make([]int32, n)
+	default:
+		t.raw = make([]byte, n*dtype.Size())
+	}
+	return t
+}
+
+// Reshape returns a view of t with a new shape of the same element count.
+func (b *Backend) Reshape(t api.Tensor, shape ...int) api.Tensor {
+	src := b.own(t)
+	s := api.Shape(shape).Clone()
+	if err := s.Validate(); err != nil {
+		panic(err)
+	}
+	if s.NumElements() != src.numel() {
+		api.Panicf(api.ErrShape, "reshape %v to %v", src.shape, s)
+	}
+	v := *src
+	v.shape = s
+	return &v
+}
+
+// Upload copies little-endian raw elements into dst.
+func (b *Backend) Upload(dst api.Tensor, src []byte) {
+	d := b.own(dst)
+	raw := d.bytes()
+	if len(src) != len(raw) {
+		api.Panicf(api.ErrShape, "upload of %d bytes into %s%v", len(src), d.dtype, d.shape)
+	}
+	copy(raw, src) // the host is little-endian (amd64, arm64)
+}
+
+// Download copies src's elements, little-endian, into dst.
+func (b *Backend) Download(dst []byte, src api.Tensor) {
+	s := b.own(src)
+	raw := s.bytes()
+	if len(dst) != len(raw) {
+		api.Panicf(api.ErrShape, "download of %s%v into %d bytes", s.dtype, s.shape, len(dst))
+	}
+	copy(dst, raw)
+}
+
+// Free is a no-op: Go's garbage collector owns CPU tensors.
+func (b *Backend) Free(api.Tensor) {}
+
+// Fill sets every element of dst to v.
+func (b *Backend) Fill(dst api.Tensor, v float32) {
+	d := b.f32(dst, "fill")
+	b.parallel(len(d.f32), func(lo, hi int) {
+		s := d.f32[lo:hi]
+		for i := range s {
+			s[i] = v
+		}
+	})
+}
+
+// Copy copies src into dst (same dtype and element count).
+func (b *Backend) Copy(dst, src api.Tensor) {
+	d, s := b.own(dst), b.own(src)
+	if d.dtype != s.dtype || d.numel() != s.numel() {
+		api.Panicf(api.ErrShape, "copy %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	copy(d.bytes(), s.bytes())
+}
+
+// Convert converts element-wise between dtypes of the same element count.
+func (b *Backend) Convert(dst, src api.Tensor) {
+	d, s := b.own(dst), b.own(src)
+	if d.numel() != s.numel() {
+		api.Panicf(api.ErrShape, "convert %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	switch {
+	case d.dtype == s.dtype:
+		copy(d.bytes(), s.bytes())
+	case d.dtype == api.F32:
+		if s.dtype == api.I32 {
+			for i, v := range s.i32 {
+				d.f32[i] = float32(v)
+			}
+			return
+		}
+		if err := api.DecodeFloat32(d.f32, s.dtype, s.raw); err != nil {
+			panic(fmt.Errorf("convert %s to F32: %w", s.dtype, err))
+		}
+	case s.dtype == api.F32:
+		if err := api.EncodeFloat32(d.raw, d.dtype, s.f32); err != nil {
+			panic(fmt.Errorf("convert F32 to %s: %w", d.dtype, err))
+		}
+	case d.dtype == api.I32 && s.dtype == api.I64:
+		for i := range d.i32 {
+			v := int64(binary.LittleEndian.Uint64(s.raw[8*i:]))
+			if v < math.MinInt32 || v > math.MaxInt32 {
+				api.Panicf(api.ErrOutOfRange, "convert I64 value %d to I32", v)
+			}
+			d.i32[i] = int32(v)
+		}
+	default:
+		api.Panicf(api.ErrUnsupported, "convert %s to %s", s.dtype, d.dtype)
+	}
+}
+
+// own returns t as this backend's tensor, panicking on a foreign or nil one.
+func (b *Backend) own(t api.Tensor) *Tensor {
+	c, ok := t.(*Tensor)
+	if !ok || c == nil {
+		api.Panicf(api.ErrDType, "cpu backend got a %T tensor", t)
+	}
+	return c
+}
+
+// f32 returns t as an F32 tensor of this backend; op names the kernel for
+// the error message.
+func (b *Backend) f32(t api.Tensor, op string) *Tensor {
+	c := b.own(t)
+	if c.dtype != api.F32 {
+		api.Panicf(api.ErrDType, "%s: want F32, got %s%v", op, c.dtype, c.shape)
+	}
+	return c
+}
+
+// f32OrNil is f32 for an optional argument: nil stays nil.
+func (b *Backend) f32OrNil(t api.Tensor, op string) *Tensor {
+	if t == nil {
+		return nil
+	}
+	return b.f32(t, op)
+}
+
+// i32 returns t as an I32 tensor of this backend.
+func (b *Backend) i32(t api.Tensor, op string) *Tensor {
+	c := b.own(t)
+	if c.dtype != api.I32 {
+		api.Panicf(api.ErrDType, "%s: want I32, got %s%v", op, c.dtype, c.shape)
+	}
+	return c
+}
+
+// wantShape panics with ErrShape unless t has exactly the given shape.
+func wantShape(op, what string, t *Tensor, shape ...int) {
+	if !t.shape.Equal(shape) {
+		api.Panicf(api.ErrShape, "%s: %s has shape %v, want %v", op, what, t.shape, shape)
+	}
+}
+
+// minGrain is the least number of elements worth handing to a goroutine.
+const minGrain = 1 << 14
+
+// parallel runs fn over [0,n) split into at most b.threads contiguous,
+// equal parts (static split: the same n and thread count always produce the
+// same partition, so results are bit-reproducible). Small n runs inline.
+func (b *Backend) parallel(n int, fn func(lo, hi int)) {
+	b.parallelGrain(n, minGrain, fn)
+}
+
+// parallelGrain is parallel with a caller-chosen minimum part size, for
+// loops whose items are expensive (rows, heads, batch entries).
+func (b *Backend) parallelGrain(n, grain int, fn func(lo, hi int)) {
+	parts := min(b.threads, (n+grain-1)/max(grain, 1))
+	if parts <= 1 {
+		if n > 0 {
+			fn(0, n)
+		}
+		return
+	}
+	// A panic in a worker is carried back to the caller's goroutine, where
+	// the entry point's api.Recover can turn it into an error.
+	done := make(chan any, parts)
+	for p := range parts {
+		lo, hi := p*n/parts, (p+1)*n/parts
+		go func() {
+			defer func() { done <- recover() }()
+			fn(lo, hi)
+		}()
+	}
+	var first any
+	for range parts {
+		if r := <-done; r != nil && first == nil {
+			first = r
+		}
+	}
+	if first != nil {
+		panic(first)
+	}
+}

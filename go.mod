@@ -1,0 +1,3 @@
+module github.com/densessm/densessm
+
+go 1.26
