@@ -86,12 +86,14 @@ type ScanGrads struct {
 //	V    [B,H,T,dv]
 //	S0   [B,H,dk,dv]  chunkwise and recurrent forms: the state carried in
 //	                  from the Offset tokens before, or nil for zeros (and
-//	                  then Offset must be 0); must be nil for the parallel form
+//	                  then Offset must be 0); must be nil for the parallel
+//	                  form. At Offset 0 the carried term is multiplied by
+//	                  sqrt(s_{-1}/s_0) = 0, so S0 has no effect there.
 //	Gamma [H]         decay gamma_h in (0,1)
 //	Offset            absolute position of the first token (0 for a fresh
 //	                  sequence); positions are p = Offset + t
 //	Chunk             chunkwise form: tokens per chunk (>= 1); the last
-//	                  chunk may be shorter
+//	                  chunk may be shorter; the other forms ignore it
 //
 // With s_p = sum_{j=0..p} gamma^j, the recurrent and chunkwise forms compute
 //
@@ -154,8 +156,14 @@ func (f RetentionForm) String() string {
 //     I32.
 //   - Gradient kernels (…Grad) overwrite their outputs; they never
 //     accumulate. A nil gradient output is skipped.
-//   - Shapes are checked; a mismatch panics with an error wrapping ErrShape,
-//     a wrong dtype with ErrDType, an id out of range with ErrOutOfRange.
+//   - Sequence kernels accept T = 0 (empty outputs; final states equal the
+//     initial ones, and their gradients pass dsT/dhT through).
+//   - Arguments are checked. A shape mismatch, or a tensor given where the
+//     kernel takes none (a state for the parallel form, a gradient output
+//     whose input is nil), panics with an error wrapping ErrShape; a wrong
+//     dtype with ErrDType; an index or scalar outside its range (an id or
+//     target, Chunk < 1, a negative Offset, Offset > 0 without a state, a
+//     gamma outside (0,1)) with ErrOutOfRange.
 type Kernels interface {
 	// Fill sets every element of dst to v.
 	Fill(dst Tensor, v float32)
@@ -240,7 +248,8 @@ type Kernels interface {
 	// where xx is prev followed by x along the time axis.
 	CausalConv1d(dst, x, w, bias, prev Tensor)
 	// CausalConv1dGrad sets the gradients dx [B,T,C], dw [C,K], dbias [C]
-	// and dprev [B,K-1,C] from dy [B,T,C]; any of them may be nil.
+	// and dprev [B,K-1,C] from dy [B,T,C]; any of them may be nil. dprev
+	// may be asked for when prev is nil (the gradient at the zero context).
 	CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy Tensor)
 
 	// SelectiveScan runs the Mamba recurrence (see ScanArgs):

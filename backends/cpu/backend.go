@@ -170,7 +170,10 @@ func (b *Backend) Fill(dst api.Tensor, v float32) {
 // Copy copies src into dst (same dtype and element count).
 func (b *Backend) Copy(dst, src api.Tensor) {
 	d, s := b.own(dst), b.own(src)
-	if d.dtype != s.dtype || d.numel() != s.numel() {
+	if d.dtype != s.dtype {
+		api.Panicf(api.ErrDType, "copy %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	if d.numel() != s.numel() {
 		api.Panicf(api.ErrShape, "copy %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
 	}
 	copy(d.bytes(), s.bytes())
@@ -195,7 +198,7 @@ func (b *Backend) Convert(dst, src api.Tensor) {
 		if err := api.DecodeFloat32(d.f32, s.dtype, s.raw); err != nil {
 			panic(fmt.Errorf("convert %s to F32: %w", s.dtype, err))
 		}
-	case s.dtype == api.F32:
+	case s.dtype == api.F32 && (d.dtype == api.F16 || d.dtype == api.BF16 || d.dtype == api.F64):
 		if err := api.EncodeFloat32(d.raw, d.dtype, s.f32); err != nil {
 			panic(fmt.Errorf("convert F32 to %s: %w", d.dtype, err))
 		}

@@ -1,0 +1,33 @@
+# densessm: build, test, and the long checks that are not part of `make test`.
+GO ?= go
+FUZZTIME ?= 5m
+
+.PHONY: test fmt-check vet unit build bench fuzz fixtures
+
+## test: everything CI runs (format check, vet, unit tests with the race-free default build)
+test: fmt-check vet unit
+
+fmt-check:
+	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test ./...
+
+build:
+	$(GO) build -o bin/densessm ./cmd/densessm
+
+## bench: GEMM throughput (GFLOP/s) at the sizes docs/benchmarks.md records
+bench:
+	$(GO) test ./backends/cpu -run '^$$' -bench 'MatMul' -benchtime 5x
+
+## fuzz: the safetensors reader under the Go fuzzer for FUZZTIME (default 5m)
+fuzz:
+	$(GO) test ./checkpoint -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME)
+
+## fixtures: regenerate the committed safetensors fixture (needs Python packages, see the script)
+fixtures:
+	python3 scripts/make_safetensors_fixture.py

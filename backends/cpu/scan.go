@@ -1,0 +1,346 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/densessm/densessm/api"
+)
+
+// scanBlock is the number of channels in one unit of scan work. The work
+// items of both scan kernels are (batch row, channel block) pairs, and the
+// backward pass sums its cross-channel terms (dBm, dCm) per block and then
+// over blocks in a fixed order, so results do not depend on the thread
+// count.
+const scanBlock = 32
+
+// scanData holds the checked inputs of a selective scan as host slices; d
+// and h0 are nil when absent.
+type scanData struct {
+	B, T, E, N                 int
+	x, delta, a, bm, cm, d, h0 []float32
+}
+
+// blocks returns the number of channel blocks per batch row.
+func (s *scanData) blocks() int { return (s.E + scanBlock - 1) / scanBlock }
+
+// scanInputs checks the shapes of in (see api.ScanArgs) and returns them as
+// host slices.
+func (b *Backend) scanInputs(op string, in api.ScanArgs) *scanData {
+	x, delta, a := b.f32(in.X, op), b.f32(in.Delta, op), b.f32(in.A, op)
+	bm, cm := b.f32(in.Bm, op), b.f32(in.Cm, op)
+	d, h0 := b.f32OrNil(in.D, op), b.f32OrNil(in.H0, op)
+	xs := seqRank(op, "X", x, 3)
+	as := seqRank(op, "A", a, 2)
+	s := &scanData{B: xs[0], T: xs[1], E: xs[2], N: as[1]}
+	wantShape(op, "Delta", delta, s.B, s.T, s.E)
+	wantShape(op, "A", a, s.E, s.N)
+	wantShape(op, "Bm", bm, s.B, s.T, s.N)
+	wantShape(op, "Cm", cm, s.B, s.T, s.N)
+	s.x, s.delta, s.a, s.bm, s.cm = x.f32, delta.f32, a.f32, bm.f32, cm.f32
+	if d != nil {
+		wantShape(op, "D", d, s.E)
+		s.d = d.f32
+	}
+	if h0 != nil {
+		wantShape(op, "H0", h0, s.B, s.E, s.N)
+		s.h0 = h0.f32
+	}
+	return s
+}
+
+// scanExp is e^v rounded to float32.
+func scanExp(v float32) float32 { return float32(math.Exp(float64(v))) }
+
+// initState sets h, the state of channels [e0,e1) of batch row bi, to H0
+// or to zero.
+func (s *scanData) initState(h []float32, bi, e0, e1 int) {
+	if s.h0 == nil {
+		clear(h)
+		return
+	}
+	copy(h, s.h0[(bi*s.E+e0)*s.N:(bi*s.E+e1)*s.N])
+}
+
+// run advances h, the state of channels [e0,e1) of batch row bi, through
+// all T tokens. When y is not nil it writes the outputs of those channels
+// into y [B,T,E]; when hs is not nil it stores each state h_t at
+// hs[(t+1)*len(h):] (the caller puts h_{-1} at the front).
+func (s *scanData) run(h, y, hs []float32, bi, e0, e1 int) {
+	N, E := s.N, s.E
+	for t := range s.T {
+		row := bi*s.T + t
+		xr, dr := s.x[row*E:(row+1)*E], s.delta[row*E:(row+1)*E]
+		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
+		for e := e0; e < e1; e++ {
+			dt, xv := dr[e], xr[e]
+			dx := dt * xv
+			ar := s.a[e*N : (e+1)*N]
+			hr := h[(e-e0)*N : (e-e0+1)*N]
+			var acc float32
+			for n, an := range ar {
+				hr[n] = scanExp(dt*an)*hr[n] + dx*br[n]
+				acc += hr[n] * cr[n]
+			}
+			if y != nil {
+				if s.d != nil {
+					acc += s.d[e] * xv
+				}
+				y[row*E+e] = acc
+			}
+		}
+		if hs != nil {
+			copy(hs[(t+1)*len(h):], h)
+		}
+	}
+}
+
+// SelectiveScan runs the Mamba recurrence (see api.Kernels) and sets y
+// [B,T,E] and, when hT is not nil, the final state [B,E,N]. The state is
+// float32, as in the reference implementations; each (batch row, channel
+// block) pair is an independent unit of work.
+func (b *Backend) SelectiveScan(y, hT api.Tensor, in api.ScanArgs) {
+	const op = "SelectiveScan"
+	s := b.scanInputs(op, in)
+	yt, ht := b.f32(y, op), b.f32OrNil(hT, op)
+	wantShape(op, "y", yt, s.B, s.T, s.E)
+	if ht != nil {
+		wantShape(op, "hT", ht, s.B, s.E, s.N)
+	}
+	nb := s.blocks()
+	b.parallelGrain(s.B*nb, 1, func(lo, hi int) {
+		h := make([]float32, scanBlock*s.N)
+		for u := lo; u < hi; u++ {
+			bi, e0 := u/nb, (u%nb)*scanBlock
+			e1 := min(e0+scanBlock, s.E)
+			hb := h[:(e1-e0)*s.N]
+			s.initState(hb, bi, e0, e1)
+			s.run(hb, yt.f32, nil, bi, e0, e1)
+			if ht != nil {
+				copy(ht.f32[(bi*s.E+e0)*s.N:], hb)
+			}
+		}
+	})
+}
+
+// scanGradOut holds the gradient outputs of SelectiveScanGrad as host
+// slices (nil when not wanted) and the per-block partial sums that are
+// reduced after the parallel pass:
+//
+//	bmPart, cmPart [B][blocks][T][N]   sums over the block's channels
+//	aPart          [B][E][N]           sums over time, per batch row
+//	dPart          [B][E]              sums over time, per batch row
+type scanGradOut struct {
+	x, delta, a, bm, cm, d, h0 []float32
+	bmPart, cmPart             []float32
+	aPart, dPart               []float64
+}
+
+// SelectiveScanGrad sets the gradients of the scan's inputs from dy [B,T,E]
+// and dhT [B,E,N] (nil for zero). Each unit recomputes its forward states,
+// stores them (T+1 states of its block), and walks back in time carrying
+// dh = dL/dh_t:
+//
+//	dh_t    = dhCarry + dy_t[e] Cm_t[n]
+//	dCm_t  += dy_t[e] h_t          dBm_t  += dh_t Delta_t X_t
+//	dX_t    = sum_n dh_t Delta_t Bm_t[n] + dy_t D[e]
+//	dDelta_t = sum_n dh_t (Bm_t[n] X_t + A h_{t-1} exp(Delta_t A))
+//	dA     += dh_t h_{t-1} Delta_t exp(Delta_t A)
+//	dhCarry = dh_t exp(Delta_t A)      (dH0 = dhCarry at the end)
+//
+// with dh carried and sums accumulated in float64.
+func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT api.Tensor) {
+	const op = "SelectiveScanGrad"
+	s := b.scanInputs(op, in)
+	dyt, dht := b.f32(dy, op), b.f32OrNil(dhT, op)
+	wantShape(op, "dy", dyt, s.B, s.T, s.E)
+	var dhTv []float32
+	if dht != nil {
+		wantShape(op, "dhT", dht, s.B, s.E, s.N)
+		dhTv = dht.f32
+	}
+	if g.D != nil && in.D == nil || g.H0 != nil && in.H0 == nil {
+		api.Panicf(api.ErrShape, "%s: gradient of D or H0 asked for without that input", op)
+	}
+	out := &scanGradOut{
+		x:     b.scanGradField(op, "X", g.X, s.B, s.T, s.E),
+		delta: b.scanGradField(op, "Delta", g.Delta, s.B, s.T, s.E),
+		a:     b.scanGradField(op, "A", g.A, s.E, s.N),
+		bm:    b.scanGradField(op, "Bm", g.Bm, s.B, s.T, s.N),
+		cm:    b.scanGradField(op, "Cm", g.Cm, s.B, s.T, s.N),
+		d:     b.scanGradField(op, "D", g.D, s.E),
+		h0:    b.scanGradField(op, "H0", g.H0, s.B, s.E, s.N),
+	}
+	nb := s.blocks()
+	if out.bm != nil {
+		out.bmPart = make([]float32, s.B*nb*s.T*s.N)
+	}
+	if out.cm != nil {
+		out.cmPart = make([]float32, s.B*nb*s.T*s.N)
+	}
+	if out.a != nil {
+		out.aPart = make([]float64, s.B*s.E*s.N)
+	}
+	if out.d != nil {
+		out.dPart = make([]float64, s.B*s.E)
+	}
+	b.parallelGrain(s.B*nb, 1, func(lo, hi int) {
+		w := newScanWork(s)
+		for u := lo; u < hi; u++ {
+			bi, e0 := u/nb, (u%nb)*scanBlock
+			s.backBlock(w, out, dyt.f32, dhTv, bi, u%nb, e0, min(e0+scanBlock, s.E))
+		}
+	})
+	b.scanReduce(s, out)
+}
+
+// scanGradField checks an optional gradient output against its shape and
+// returns its storage, or nil.
+func (b *Backend) scanGradField(op, what string, t api.Tensor, shape ...int) []float32 {
+	c := b.f32OrNil(t, op)
+	if c == nil {
+		return nil
+	}
+	wantShape(op, "gradient "+what, c, shape...)
+	return c.f32
+}
+
+// scanWork is the scratch memory of one worker of SelectiveScanGrad.
+type scanWork struct {
+	h        []float32 // running state of one block, [block][N]
+	hs       []float32 // states h_{-1..T-1} of one block, [T+1][block][N]
+	dh       []float64 // carried dL/dh of one block, [block][N]
+	dA       []float64 // dA sums over time of one block, [block][N]
+	dD       []float64 // dD sums over time of one block, [block]
+	dBt, dCt []float64 // dBm_t and dCm_t sums over the block's channels, [N]
+}
+
+func newScanWork(s *scanData) *scanWork {
+	m := scanBlock * s.N
+	return &scanWork{
+		h: make([]float32, m), hs: make([]float32, (s.T+1)*m),
+		dh: make([]float64, m), dA: make([]float64, m), dD: make([]float64, scanBlock),
+		dBt: make([]float64, s.N), dCt: make([]float64, s.N),
+	}
+}
+
+// backBlock runs the backward pass of channels [e0,e1) (block blk) of batch
+// row bi, writing dX, dDelta and dH0 directly and the cross-channel and
+// cross-batch sums into the partial buffers of out.
+func (s *scanData) backBlock(w *scanWork, out *scanGradOut, dy, dhT []float32, bi, blk, e0, e1 int) {
+	N, E, T := s.N, s.E, s.T
+	m := (e1 - e0) * N
+	hs := w.hs[:(T+1)*m]
+	s.initState(hs[:m], bi, e0, e1)
+	copy(w.h[:m], hs[:m])
+	s.run(w.h[:m], nil, hs, bi, e0, e1)
+	dh, dA, dD := w.dh[:m], w.dA[:m], w.dD[:e1-e0]
+	if dhT != nil {
+		for i, v := range dhT[(bi*E+e0)*N : (bi*E+e1)*N] {
+			dh[i] = float64(v)
+		}
+	} else {
+		clear(dh)
+	}
+	clear(dA)
+	clear(dD)
+	for t := T - 1; t >= 0; t-- {
+		row := bi*T + t
+		hcur, hprev := hs[(t+1)*m:(t+2)*m], hs[t*m:(t+1)*m]
+		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
+		clear(w.dBt)
+		clear(w.dCt)
+		for e := e0; e < e1; e++ {
+			i0 := (e - e0) * N
+			dt, xv, g := s.delta[row*E+e], s.x[row*E+e], dy[row*E+e]
+			dt64, x64, g64 := float64(dt), float64(xv), float64(g)
+			ar := s.a[e*N : (e+1)*N]
+			var dx, dd float64
+			for n, an := range ar {
+				i := i0 + n
+				decay := scanExp(dt * an)
+				hp := float64(hprev[i]) * float64(decay)
+				gh := dh[i] + g64*float64(cr[n])
+				w.dCt[n] += g64 * float64(hcur[i])
+				w.dBt[n] += gh * dt64 * x64
+				dx += gh * dt64 * float64(br[n])
+				dd += gh * (float64(br[n])*x64 + hp*float64(an))
+				dA[i] += gh * hp * dt64
+				dh[i] = gh * float64(decay)
+			}
+			if s.d != nil {
+				dx += g64 * float64(s.d[e])
+				dD[e-e0] += g64 * x64
+			}
+			if out.x != nil {
+				out.x[row*E+e] = float32(dx)
+			}
+			if out.delta != nil {
+				out.delta[row*E+e] = float32(dd)
+			}
+		}
+		part := ((bi*s.blocks()+blk)*T + t) * N
+		if out.bmPart != nil {
+			for n, v := range w.dBt {
+				out.bmPart[part+n] = float32(v)
+			}
+		}
+		if out.cmPart != nil {
+			for n, v := range w.dCt {
+				out.cmPart[part+n] = float32(v)
+			}
+		}
+	}
+	if out.h0 != nil {
+		for i, v := range dh {
+			out.h0[(bi*E+e0)*N+i] = float32(v)
+		}
+	}
+	if out.aPart != nil {
+		copy(out.aPart[(bi*E+e0)*N:], dA)
+	}
+	if out.dPart != nil {
+		copy(out.dPart[bi*E+e0:], dD)
+	}
+}
+
+// scanReduce sums the partial buffers of out into dBm, dCm (over channel
+// blocks), dA and dD (over batch rows), always in the same order.
+func (b *Backend) scanReduce(s *scanData, out *scanGradOut) {
+	nb, TN := s.blocks(), s.T*s.N
+	sumBlocks := func(dst, part []float32) {
+		b.parallel(s.B*TN, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				bi, r := i/TN, i%TN
+				var acc float64
+				for blk := range nb {
+					acc += float64(part[(bi*nb+blk)*TN+r])
+				}
+				dst[i] = float32(acc)
+			}
+		})
+	}
+	if out.bm != nil {
+		sumBlocks(out.bm, out.bmPart)
+	}
+	if out.cm != nil {
+		sumBlocks(out.cm, out.cmPart)
+	}
+	sumBatch := func(dst []float32, part []float64) {
+		n := len(dst)
+		b.parallel(n, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				var acc float64
+				for bi := range s.B {
+					acc += part[bi*n+i]
+				}
+				dst[i] = float32(acc)
+			}
+		})
+	}
+	if out.a != nil {
+		sumBatch(out.a, out.aPart)
+	}
+	if out.d != nil {
+		sumBatch(out.d, out.dPart)
+	}
+}

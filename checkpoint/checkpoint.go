@@ -1,0 +1,285 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/densessm/densessm/api"
+)
+
+// File names looked for in a checkpoint directory, as Hugging Face names them.
+const (
+	SingleFileName = "model.safetensors"
+	IndexFileName  = "model.safetensors.index.json"
+)
+
+// TensorInfo describes one stored tensor.
+type TensorInfo struct {
+	Name  string
+	DType api.DType
+	Shape api.Shape
+	// File is the path of the safetensors file that holds the tensor.
+	File string
+	// Offset is the position of the tensor's first byte in File (from the
+	// start of the file, not of the data section).
+	Offset int64
+	// Size is the number of bytes, Shape.NumElements() * DType.Size().
+	Size int64
+
+	file int // index of File in Checkpoint.files
+}
+
+// Checkpoint is an open safetensors checkpoint: one file, or the shards of a
+// sharded one. Its methods may be called concurrently, except Close.
+type Checkpoint struct {
+	path     string
+	files    []*file
+	tensors  []TensorInfo // sorted by name
+	byName   map[string]int
+	metadata map[string]string
+}
+
+// Open opens a checkpoint for reading. path is a .safetensors file, a
+// model.safetensors.index.json of a sharded checkpoint, or a directory that
+// holds model.safetensors or (failing that) model.safetensors.index.json.
+// Every file is mapped and its header validated (see the package doc); the
+// tensor data is read only when asked for. Call Close when done.
+func Open(path string) (*Checkpoint, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open checkpoint: %w", notFound(err))
+	}
+	if st.IsDir() {
+		single := filepath.Join(path, SingleFileName)
+		if _, err := os.Stat(single); err == nil {
+			return openSingle(single)
+		}
+		index := filepath.Join(path, IndexFileName)
+		if _, err := os.Stat(index); err == nil {
+			return openIndex(index)
+		}
+		return nil, fmt.Errorf("open checkpoint: directory %s holds neither %s nor %s: %w", path, SingleFileName, IndexFileName, api.ErrNotFound)
+	}
+	if strings.HasSuffix(path, ".json") {
+		return openIndex(path)
+	}
+	return openSingle(path)
+}
+
+func openSingle(path string) (*Checkpoint, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return newCheckpoint(path, []*file{f}), nil
+}
+
+// newCheckpoint gathers the tensors of files, which must have distinct
+// names, and merges their metadata (the first file's value wins).
+func newCheckpoint(path string, files []*file) *Checkpoint {
+	c := &Checkpoint{path: path, files: files, byName: map[string]int{}, metadata: map[string]string{}}
+	for i, f := range files {
+		for _, t := range f.header.tensors {
+			t.file = i
+			c.tensors = append(c.tensors, t)
+		}
+		for k, v := range f.header.metadata {
+			if _, ok := c.metadata[k]; !ok {
+				c.metadata[k] = v
+			}
+		}
+	}
+	slices.SortFunc(c.tensors, func(a, b TensorInfo) int { return strings.Compare(a.Name, b.Name) })
+	for i, t := range c.tensors {
+		c.byName[t.Name] = i
+	}
+	return c
+}
+
+// Path returns the file Open read: the .safetensors file or the index.
+func (c *Checkpoint) Path() string { return c.path }
+
+// Tensors returns every tensor's description, sorted by name.
+func (c *Checkpoint) Tensors() []TensorInfo {
+	out := slices.Clone(c.tensors)
+	for i := range out {
+		out[i].Shape = out[i].Shape.Clone()
+	}
+	return out
+}
+
+// Metadata returns the "__metadata__" entries of the header (merged over the
+// shards of a sharded checkpoint, the first shard in name order winning a
+// conflict). The index file's own "metadata" is not included.
+func (c *Checkpoint) Metadata() map[string]string { return maps.Clone(c.metadata) }
+
+// Lookup returns the description of the named tensor.
+func (c *Checkpoint) Lookup(name string) (TensorInfo, bool) {
+	i, ok := c.byName[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	t := c.tensors[i]
+	t.Shape = t.Shape.Clone()
+	return t, true
+}
+
+// NumParameters returns the total number of elements of all tensors.
+func (c *Checkpoint) NumParameters() int64 {
+	var n int64
+	for _, t := range c.tensors {
+		n += int64(t.Shape.NumElements())
+	}
+	return n
+}
+
+// find returns the named tensor of an open checkpoint.
+func (c *Checkpoint) find(name string) (TensorInfo, error) {
+	if c.files == nil {
+		return TensorInfo{}, fmt.Errorf("checkpoint %s: tensor %q: %w", c.path, name, os.ErrClosed)
+	}
+	i, ok := c.byName[name]
+	if !ok {
+		return TensorInfo{}, fmt.Errorf("checkpoint %s: tensor %q: %w", c.path, name, api.ErrNotFound)
+	}
+	return c.tensors[i], nil
+}
+
+// Raw returns the stored little-endian bytes of the named tensor. The slice
+// aliases the file's memory: it is read-only and valid until Close.
+func (c *Checkpoint) Raw(name string) ([]byte, error) {
+	t, err := c.find(name)
+	if err != nil {
+		return nil, err
+	}
+	return c.files[t.file].bytes(t), nil
+}
+
+// Float32s returns the named tensor's elements widened to float32: exactly
+// for F32, F16 and BF16, rounded to nearest for F64, I32 and I64. Other
+// dtypes give an error wrapping api.ErrDType.
+func (c *Checkpoint) Float32s(name string) ([]float32, error) {
+	t, err := c.find(name)
+	if err != nil {
+		return nil, err
+	}
+	if !decodable(t.DType) {
+		return nil, fmt.Errorf("safetensors %s: tensor %q: %s cannot be read as float32: %w", t.File, name, t.DType, api.ErrDType)
+	}
+	out := make([]float32, t.Shape.NumElements())
+	err = guardFault(t.File, func() error { return api.DecodeFloat32(out, t.DType, c.files[t.file].bytes(t)) })
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// maxListed bounds the problems LoadInto lists in one error.
+const maxListed = 10
+
+// LoadInto fills each parameter's tensor from the checkpoint tensor of the
+// same name, converting the stored dtype to the parameter's (through
+// float32 when they differ; see Float32s). It first checks every parameter
+// and, if any tensor is missing (api.ErrNotFound), has another shape
+// (api.ErrShape) or cannot be converted (api.ErrDType), returns an error
+// naming them all without writing anything. Checkpoint tensors that no
+// parameter asks for are ignored. ctx is checked between tensors.
+func (c *Checkpoint) LoadInto(ctx context.Context, params []api.Parameter) (err error) {
+	defer api.Recover(&err)
+	if c.files == nil {
+		return fmt.Errorf("checkpoint %s: load: %w", c.path, os.ErrClosed)
+	}
+	var problems []error
+	for _, p := range params {
+		t, ok := c.Lookup(p.Name)
+		to := p.Value.DType()
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Errorf("tensor %q is missing: %w", p.Name, api.ErrNotFound))
+		case !t.Shape.Equal(p.Value.Shape()):
+			problems = append(problems, fmt.Errorf("tensor %q is %s%v, the parameter %s%v: %w", p.Name, t.DType, t.Shape, to, p.Value.Shape(), api.ErrShape))
+		case t.DType != to && !(decodable(t.DType) && encodable(to)):
+			problems = append(problems, fmt.Errorf("tensor %q is %s, which cannot fill a %s parameter: %w", p.Name, t.DType, to, api.ErrDType))
+		}
+	}
+	if n := len(problems); n > 0 {
+		if n > maxListed {
+			problems = append(problems[:maxListed], fmt.Errorf("and %d more", n-maxListed))
+		}
+		return fmt.Errorf("checkpoint %s: load %d parameters: %w", c.path, len(params), errors.Join(problems...))
+	}
+	var conv converter
+	for _, p := range params {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("checkpoint %s: load: %w", c.path, err)
+		}
+		t := c.tensors[c.byName[p.Name]]
+		err := guardFault(t.File, func() error {
+			raw, err := conv.convert(p.Value.DType(), t.DType, c.files[t.file].bytes(t))
+			if err != nil {
+				return err
+			}
+			p.Value.Backend().Upload(p.Value, raw)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: load tensor %q: %w", c.path, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the files' memory. Slices returned by Raw must not be used
+// afterwards. Close is idempotent.
+func (c *Checkpoint) Close() error {
+	var errs []error
+	for _, f := range c.files {
+		errs = append(errs, f.close())
+	}
+	c.files = nil
+	return errors.Join(errs...)
+}
+
+// decodable reports whether api.DecodeFloat32 reads dtype d.
+func decodable(d api.DType) bool {
+	switch d {
+	case api.F32, api.F16, api.BF16, api.F64, api.I32, api.I64:
+		return true
+	}
+	return false
+}
+
+// encodable reports whether api.EncodeFloat32 writes dtype d.
+func encodable(d api.DType) bool { return d.IsFloat() }
+
+// converter converts raw elements between dtypes through float32, reusing
+// its buffers from one call to the next.
+type converter struct {
+	f32 []float32
+	raw []byte
+}
+
+// convert returns raw elements of dtype from as elements of dtype to. When
+// the dtypes are equal it returns raw itself; otherwise the result is valid
+// until the next call.
+func (c *converter) convert(to, from api.DType, raw []byte) ([]byte, error) {
+	if to == from {
+		return raw, nil
+	}
+	n := len(raw) / from.Size()
+	c.f32 = slices.Grow(c.f32[:0], n)[:n]
+	c.raw = slices.Grow(c.raw[:0], n*to.Size())[:n*to.Size()]
+	if err := api.DecodeFloat32(c.f32, from, raw); err != nil {
+		return nil, err
+	}
+	if err := api.EncodeFloat32(c.raw, to, c.f32); err != nil {
+		return nil, err
+	}
+	return c.raw, nil
+}

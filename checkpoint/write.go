@@ -1,0 +1,206 @@
+package checkpoint
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/densessm/densessm/api"
+)
+
+// NamedTensor is one tensor to write: its name, dtype, shape and raw
+// little-endian elements (len(Data) == Shape.NumElements() * DType.Size()).
+type NamedTensor struct {
+	Name  string
+	DType api.DType
+	Shape api.Shape
+	Data  []byte
+}
+
+// FromParameter downloads a parameter's tensor into a NamedTensor stored as
+// dtype storage. A tensor already of dtype storage is kept as is; an F32
+// tensor may be narrowed to F16 or BF16 (round to nearest even) or widened
+// to F64. Any other pair gives an error wrapping api.ErrDType.
+func FromParameter(p api.Parameter, storage api.DType) (_ NamedTensor, err error) {
+	defer api.Recover(&err)
+	t := p.Value
+	from := t.DType()
+	if from != storage && (from != api.F32 || !encodable(storage)) {
+		return NamedTensor{}, fmt.Errorf("parameter %q: cannot store %s as %s: %w", p.Name, from, storage, api.ErrDType)
+	}
+	raw := make([]byte, t.Shape().NumElements()*from.Size())
+	t.Backend().Download(raw, t)
+	var conv converter
+	data, err := conv.convert(storage, from, raw)
+	if err != nil {
+		return NamedTensor{}, fmt.Errorf("parameter %q: %w", p.Name, err)
+	}
+	return NamedTensor{Name: p.Name, DType: storage, Shape: t.Shape().Clone(), Data: data}, nil
+}
+
+// FromParameters applies FromParameter to each parameter.
+func FromParameters(params []api.Parameter, storage api.DType) ([]NamedTensor, error) {
+	out := make([]NamedTensor, len(params))
+	for i, p := range params {
+		var err error
+		if out[i], err = FromParameter(p, storage); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Write stores tensors and metadata as a safetensors file at path. The
+// tensors are laid out in name order; the header is padded with spaces to a
+// multiple of 8 bytes, so the data section is 8-byte aligned. The file is
+// written next to path under a temporary name, fsync'd and renamed over path,
+// and the directory is fsync'd: readers see the old file or the whole new
+// one, and on error the temporary file is removed and path is untouched.
+// The new file gets the permissions of the file it replaces, or 0644.
+//
+// Invalid input gives an error before anything is written: a duplicate name
+// or the reserved name "__metadata__" (wrapping api.ErrCorrupt), an invalid
+// dtype (api.ErrDType), an invalid shape or a data length that does not match
+// it (api.ErrShape).
+func Write(path string, tensors []NamedTensor, metadata map[string]string) (err error) {
+	sorted := slices.Clone(tensors)
+	slices.SortFunc(sorted, func(a, b NamedTensor) int { return strings.Compare(a.Name, b.Name) })
+	head, err := encodeHeader(sorted, metadata)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(head)))
+	w.Write(n[:])
+	w.Write(head)
+	for _, t := range sorted {
+		w.Write(t.Data)
+	}
+	// bufio.Writer keeps the first error; Flush returns it.
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", path, err)
+	}
+	return nil
+}
+
+// encodeHeader validates tensors, which are sorted by name, and returns the
+// padded header JSON that lays them out in that order.
+func encodeHeader(sorted []NamedTensor, metadata map[string]string) ([]byte, error) {
+	var b []byte
+	b = append(b, '{')
+	if len(metadata) > 0 {
+		b = appendJSONString(b, metadataKey)
+		b = append(b, ":{"...)
+		for i, k := range slices.Sorted(maps.Keys(metadata)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, metadata[k])
+		}
+		b = append(b, '}')
+	}
+	var offset uint64
+	for i, t := range sorted {
+		if err := checkTensor(t); err != nil {
+			return nil, err
+		}
+		if i > 0 && t.Name == sorted[i-1].Name {
+			return nil, fmt.Errorf("tensor %q appears twice: %w", t.Name, api.ErrCorrupt)
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, t.Name)
+		b = append(b, `:{"dtype":`...)
+		b = appendJSONString(b, t.DType.String())
+		b = append(b, `,"shape":[`...)
+		for j, d := range t.Shape {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(d), 10)
+		}
+		b = append(b, `],"data_offsets":[`...)
+		b = strconv.AppendUint(b, offset, 10)
+		offset += uint64(len(t.Data))
+		b = append(b, ',')
+		b = strconv.AppendUint(b, offset, 10)
+		b = append(b, "]}"...)
+	}
+	b = append(b, '}')
+	for len(b)%8 != 0 {
+		b = append(b, ' ')
+	}
+	if len(b) > maxHeaderSize {
+		return nil, fmt.Errorf("header of %d bytes exceeds the %d-byte limit readers apply: %w", len(b), maxHeaderSize, api.ErrUnsupported)
+	}
+	return b, nil
+}
+
+// checkTensor validates one tensor before writing.
+func checkTensor(t NamedTensor) error {
+	switch {
+	case t.Name == metadataKey:
+		return fmt.Errorf("tensor name %q is reserved: %w", t.Name, api.ErrCorrupt)
+	case !t.DType.Valid():
+		return fmt.Errorf("tensor %q: invalid dtype %v: %w", t.Name, t.DType, api.ErrDType)
+	}
+	if err := t.Shape.Validate(); err != nil {
+		return fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	if size := t.DType.Size(); len(t.Data)%size != 0 || len(t.Data)/size != t.Shape.NumElements() {
+		return fmt.Errorf("tensor %q: %d bytes for the %d elements of %s%v: %w", t.Name, len(t.Data), t.Shape.NumElements(), t.DType, t.Shape, api.ErrShape)
+	}
+	return nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // marshalling a string cannot fail
+	return append(b, q...)
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/densessm/densessm/api"
+)
+
+// version is set at release time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "densessm",
+		Short:         "Train, evaluate and run state-space language models (Mamba, RetNet, DenseSSM)",
+		SilenceErrors: true, // run prints the error once, on one line
+		SilenceUsage:  true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version of densessm and of the Go toolchain that built it",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				v := version
+				if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+					v = bi.Main.Version
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "densessm %s (%s %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				return err
+			},
+		},
+		&cobra.Command{
+			Use:   "archs",
+			Short: "List the registered model architectures",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				names := api.Architectures()
+				if len(names) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no architectures are registered in this build")
+				}
+				return printLines(cmd.OutOrStdout(), names)
+			},
+		},
+		&cobra.Command{
+			Use:   "backends",
+			Short: "List the registered compute backends",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return printLines(cmd.OutOrStdout(), api.Backends())
+			},
+		},
+		newInspectCmd(),
+	)
+	return root
+}
+
+func printLines(w io.Writer, lines []string) error {
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(w, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}

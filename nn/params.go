@@ -1,0 +1,151 @@
+package nn
+
+import (
+	"hash/fnv"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/densessm/densessm/api"
+)
+
+// Params is an ordered collection of named parameters: leaf Vars that
+// require a gradient, in creation order, named as the checkpoint names them
+// ("backbone.layers.0.mixer.in_proj.weight"). It is not safe for concurrent
+// use.
+type Params struct {
+	b     api.Backend
+	seed  int64
+	names []string
+	vars  []*Var
+	index map[string]int
+}
+
+// NewParams returns an empty collection whose parameters live on b and are
+// initialised from seed.
+func NewParams(b api.Backend, seed int64) *Params {
+	return &Params{b: b, seed: seed, index: map[string]int{}}
+}
+
+// Backend returns the backend the parameters live on.
+func (p *Params) Backend() api.Backend { return p.b }
+
+// Scope returns the root scope: names built from it have no prefix.
+func (p *Params) Scope() Scope { return Scope{p: p} }
+
+// Len returns the number of parameters.
+func (p *Params) Len() int { return len(p.vars) }
+
+// Lookup returns the parameter with the given full name.
+func (p *Params) Lookup(name string) (*Var, bool) {
+	i, ok := p.index[name]
+	if !ok {
+		return nil, false
+	}
+	return p.vars[i], true
+}
+
+// Names returns the parameter names in creation order.
+func (p *Params) Names() []string { return append([]string(nil), p.names...) }
+
+// Vars returns the parameters in creation order.
+func (p *Params) Vars() []*Var { return append([]*Var(nil), p.vars...) }
+
+// Parameters returns every parameter's name and value tensor in creation
+// order. The tensors are the parameters' own: writing into them changes the
+// model (this is how checkpoints are loaded).
+func (p *Params) Parameters() []api.Parameter {
+	out := make([]api.Parameter, len(p.vars))
+	for i, v := range p.vars {
+		out[i] = api.Parameter{Name: p.names[i], Value: v.value}
+	}
+	return out
+}
+
+// Grads returns every parameter's accumulated gradient with its name, in
+// creation order. A parameter that has received no gradient yet gets a zero
+// gradient here, so every entry holds a tensor.
+func (p *Params) Grads() []api.Parameter {
+	out := make([]api.Parameter, len(p.vars))
+	for i, v := range p.vars {
+		if v.grad == nil {
+			v.grad = p.b.Alloc(api.F32, v.Shape()...)
+			v.gradZero = true
+		}
+		out[i] = api.Parameter{Name: p.names[i], Value: v.grad}
+	}
+	return out
+}
+
+// ZeroGrad sets every parameter's gradient to zero.
+func (p *Params) ZeroGrad() {
+	for _, v := range p.vars {
+		v.ZeroGrad()
+	}
+}
+
+// add registers a new parameter under name, initialised by init from a
+// generator seeded with the collection's seed and name.
+func (p *Params) add(name string, init Init, shape []int) *Var {
+	if _, dup := p.index[name]; dup {
+		api.Panicf(api.ErrInternal, "nn: parameter %q created twice", name)
+	}
+	if err := api.Shape(shape).Validate(); err != nil {
+		panic(err)
+	}
+	data := make([]float32, api.Shape(shape).NumElements())
+	init(data, api.Shape(shape), paramRand(p.seed, name))
+	v := NewVar(api.FromFloat32s(p.b, data, shape...), true)
+	p.index[name] = len(p.vars)
+	p.names = append(p.names, name)
+	p.vars = append(p.vars, v)
+	return v
+}
+
+// paramRand returns the generator of one parameter: a PCG whose two seed
+// words are the model seed and the FNV-1a hash of the parameter's full name.
+func paramRand(seed int64, name string) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return rand.New(rand.NewPCG(uint64(seed), h.Sum64()))
+}
+
+// Scope builds parameter names under a dotted prefix, like candle's
+// VarBuilder: p.Scope().Sub("layers").Index(3).Sub("mixer") names its
+// parameters "layers.3.mixer.<name>". A Scope is a small value; copy it
+// freely.
+type Scope struct {
+	p      *Params
+	prefix string
+}
+
+// Sub returns the scope one level down, under name.
+func (s Scope) Sub(name string) Scope {
+	if name == "" {
+		api.Panicf(api.ErrInternal, "nn: empty scope name under %q", s.prefix)
+	}
+	return Scope{p: s.p, prefix: s.Name(name)}
+}
+
+// Index returns the scope one level down under the decimal index i (the
+// i-th of a list of layers).
+func (s Scope) Index(i int) Scope { return s.Sub(strconv.Itoa(i)) }
+
+// Name returns the full name of name in this scope.
+func (s Scope) Name(name string) string {
+	if s.prefix == "" {
+		return name
+	}
+	return s.prefix + "." + name
+}
+
+// Prefix returns the scope's dotted prefix ("" at the root).
+func (s Scope) Prefix() string { return s.prefix }
+
+// Backend returns the backend the scope's parameters live on.
+func (s Scope) Backend() api.Backend { return s.p.b }
+
+// Param creates the parameter name in this scope with the given shape,
+// filled by init. It panics when a parameter of that full name exists.
+func (s Scope) Param(name string, init Init, shape ...int) *Var {
+	return s.p.add(s.Name(name), init, shape)
+}

@@ -1,0 +1,16 @@
+// Package tokenizer loads Hugging Face tokenizer.json files for BPE models
+// and encodes and decodes text exactly as the Hugging Face tokenizers library
+// does: byte-level BPE (GPT-2, GPT-NeoX, cl100k-style Split patterns) and
+// SentencePiece-style BPE (Metaspace, byte fallback, BOS templates).
+//
+// The pipeline is the library's: added tokens are matched first, the
+// remaining pieces are normalized, pre-tokenized into words, split by the
+// BPE model, and the post-processor adds the template's special tokens.
+// Decoding runs the file's decoder chain. Offsets are byte offsets into the
+// original text.
+//
+// Model types other than BPE (WordPiece, Unigram, WordLevel) and components
+// the package does not implement are rejected at load time with an error
+// wrapping api.ErrUnsupported; malformed files give errors wrapping
+// api.ErrCorrupt.
+package tokenizer

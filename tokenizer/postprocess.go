@@ -1,0 +1,193 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/densessm/densessm/api"
+)
+
+// postProcessor finishes an encoding: the template's special tokens and
+// offset trimming. full says whether the encoding carries tokens and
+// offsets besides ids.
+type postProcessor interface {
+	process(e *Encoding, addSpecial, full bool)
+}
+
+// parsePostProcessor reads a "post_processor" object of tokenizer.json.
+func parsePostProcessor(raw []byte, depth int) (postProcessor, error) {
+	o, typ, err := parseComponent(raw, "post-processor", depth)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case "ByteLevel":
+		trim, err := o.boolean("trim_offsets", true)
+		if err != nil {
+			return nil, err
+		}
+		prefix, err := o.boolean("add_prefix_space", true)
+		if err != nil {
+			return nil, err
+		}
+		return byteLevelProcessor{trimOffsets: trim, addPrefixSpace: prefix}, nil
+	case "TemplateProcessing":
+		return parseTemplate(o)
+	case "Sequence":
+		items, err := o.list("processors")
+		if err != nil {
+			return nil, err
+		}
+		seq := make(sequenceProcessor, 0, len(items))
+		for i, item := range items {
+			p, err := parsePostProcessor(item, depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("post-processor %d of sequence: %w", i, err)
+			}
+			seq = append(seq, p)
+		}
+		return seq, nil
+	}
+	return nil, fmt.Errorf("post-processor type %q: %w", typ, api.ErrUnsupported)
+}
+
+// byteLevelProcessor trims the offsets of tokens that start or end with
+// (byte-level) spaces, so that they cover the word only.
+type byteLevelProcessor struct{ trimOffsets, addPrefixSpace bool }
+
+func (b byteLevelProcessor) process(e *Encoding, _, full bool) {
+	if !b.trimOffsets || !full {
+		return
+	}
+	isSpace := func(r rune) bool { return r == byteChars[' '] || isWhiteSpace(r) }
+	for i, t := range e.Tokens {
+		rs := []rune(t)
+		leading := 0
+		for leading < len(rs) && isSpace(rs[leading]) {
+			leading++
+		}
+		trailing := 0
+		for trailing < len(rs) && isSpace(rs[len(rs)-1-trailing]) {
+			trailing++
+		}
+		off := &e.Offsets[i]
+		if leading > 0 {
+			first := i == 0 || off[0] == 0
+			if !(first && b.addPrefixSpace && leading == 1) {
+				off[0] = min(off[0]+leading, off[1])
+			}
+		}
+		if trailing > 0 && off[1] >= trailing {
+			off[1] = max(off[1]-trailing, off[0])
+		}
+	}
+}
+
+// templatePiece is one element of a template: a special token (its key in
+// the special-token table) or the sequence.
+type templatePiece struct {
+	special  string
+	sequence bool
+}
+
+// specialEntry is a special token of a template: its ids and token strings.
+type specialEntry struct {
+	ids    []int
+	tokens []string
+}
+
+// templateProcessor is TemplateProcessing for single sequences: it
+// surrounds the encoding with the template's special tokens.
+type templateProcessor struct {
+	single   []templatePiece
+	specials map[string]specialEntry
+}
+
+// parseTemplate reads a TemplateProcessing post-processor.
+func parseTemplate(o object) (postProcessor, error) {
+	var single []map[string]struct {
+		ID string `json:"id"`
+	}
+	if err := o.decode("single", &single); err != nil {
+		return nil, err
+	}
+	var specials map[string]struct {
+		IDs    []int    `json:"ids"`
+		Tokens []string `json:"tokens"`
+	}
+	if raw, ok := o["special_tokens"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &specials); err != nil {
+			return nil, fmt.Errorf("template special_tokens: %v: %w", err, api.ErrCorrupt)
+		}
+	}
+	t := &templateProcessor{specials: make(map[string]specialEntry, len(specials))}
+	for key, s := range specials {
+		if len(s.IDs) != len(s.Tokens) {
+			return nil, fmt.Errorf("template special token %q has %d ids and %d tokens: %w", key, len(s.IDs), len(s.Tokens), api.ErrCorrupt)
+		}
+		for _, id := range s.IDs {
+			if id < 0 {
+				return nil, fmt.Errorf("template special token %q has id %d: %w", key, id, api.ErrCorrupt)
+			}
+		}
+		t.specials[key] = specialEntry{ids: s.IDs, tokens: s.Tokens}
+	}
+	for i, piece := range single {
+		if len(piece) != 1 {
+			return nil, fmt.Errorf("template piece %d has %d keys: %w", i, len(piece), api.ErrCorrupt)
+		}
+		for kind, v := range piece {
+			switch kind {
+			case "SpecialToken":
+				if _, ok := t.specials[v.ID]; !ok {
+					return nil, fmt.Errorf("template uses special token %q, which it does not define: %w", v.ID, api.ErrCorrupt)
+				}
+				t.single = append(t.single, templatePiece{special: v.ID})
+			case "Sequence":
+				if v.ID == "A" {
+					t.single = append(t.single, templatePiece{sequence: true})
+				}
+			default:
+				return nil, fmt.Errorf("template piece %d of kind %q: %w", i, kind, api.ErrCorrupt)
+			}
+		}
+	}
+	return t, nil
+}
+
+func (t *templateProcessor) process(e *Encoding, addSpecial, full bool) {
+	if !addSpecial {
+		return
+	}
+	out := Encoding{}
+	for _, p := range t.single {
+		if p.sequence {
+			out.IDs = append(out.IDs, e.IDs...)
+			if full {
+				out.Tokens = append(out.Tokens, e.Tokens...)
+				out.Offsets = append(out.Offsets, e.Offsets...)
+				out.Special = append(out.Special, e.Special...)
+			}
+			continue
+		}
+		s := t.specials[p.special]
+		out.IDs = append(out.IDs, s.ids...)
+		if full {
+			out.Tokens = append(out.Tokens, s.tokens...)
+			for range s.ids {
+				out.Offsets = append(out.Offsets, [2]int{})
+				out.Special = append(out.Special, true)
+			}
+		}
+	}
+	*e = out
+}
+
+// sequenceProcessor applies post-processors in order.
+type sequenceProcessor []postProcessor
+
+func (s sequenceProcessor) process(e *Encoding, addSpecial, full bool) {
+	for _, p := range s {
+		p.process(e, addSpecial, full)
+	}
+}

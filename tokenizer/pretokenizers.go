@@ -1,0 +1,277 @@
+package tokenizer
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/densessm/densessm/api"
+)
+
+// part is one piece of the input on its way through the pipeline: either a
+// matched added token (added >= 0, its id) or text still to be tokenized.
+type part struct {
+	n     nstr
+	added int32
+}
+
+// preTokenizer splits the pieces that are not added tokens into words (and
+// may rewrite them).
+type preTokenizer interface {
+	preTokenize(parts []part) ([]part, error)
+}
+
+// splitParts replaces every non-added piece by the non-empty pieces f makes
+// of it.
+func splitParts(parts []part, f func(n nstr) ([]nstr, error)) ([]part, error) {
+	out := make([]part, 0, len(parts))
+	for _, p := range parts {
+		if p.added >= 0 {
+			out = append(out, p)
+			continue
+		}
+		pieces, err := f(p.n)
+		if err != nil {
+			return nil, err
+		}
+		for _, q := range pieces {
+			if q.s != "" {
+				out = append(out, part{n: q, added: -1})
+			}
+		}
+	}
+	return out, nil
+}
+
+// splitBy returns a splitting function for a pattern and a behaviour.
+func splitBy(p pattern, behavior splitBehavior) func(n nstr) ([]nstr, error) {
+	return func(n nstr) ([]nstr, error) {
+		ms, err := p.matches(n.s, nil)
+		if err != nil {
+			return nil, err
+		}
+		return n.split(ms, behavior), nil
+	}
+}
+
+// parsePreTokenizer reads a "pre_tokenizer" object of tokenizer.json.
+// needTrack is set when the pre-tokenizer needs alignments to decide what to
+// do (Metaspace with prepend_scheme "first").
+func parsePreTokenizer(raw []byte, depth int, needTrack *bool) (preTokenizer, error) {
+	o, typ, err := parseComponent(raw, "pre-tokenizer", depth)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case "ByteLevel":
+		prefix, err := o.boolean("add_prefix_space", true)
+		if err != nil {
+			return nil, err
+		}
+		useRegex, err := o.boolean("use_regex", true)
+		if err != nil {
+			return nil, err
+		}
+		return byteLevelPreTokenizer{addPrefixSpace: prefix, useRegex: useRegex}, nil
+	case "Split":
+		p, err := o.pattern("pattern")
+		if err != nil {
+			return nil, err
+		}
+		behavior, err := o.behavior("behavior", -1)
+		if err != nil {
+			return nil, err
+		}
+		invert, err := o.boolean("invert", false)
+		if err != nil {
+			return nil, err
+		}
+		if invert {
+			p = invertPattern{p}
+		}
+		return splitPreTokenizer{p: p, behavior: behavior}, nil
+	case "Metaspace":
+		return parseMetaspace(o, needTrack)
+	case "Whitespace":
+		return splitPreTokenizer{p: wordPattern{}, behavior: splitRemoved}, nil
+	case "WhitespaceSplit":
+		return splitPreTokenizer{p: runePattern(isWhiteSpace), behavior: splitRemoved}, nil
+	case "CharDelimiterSplit":
+		d, err := o.char("delimiter")
+		if err != nil {
+			return nil, err
+		}
+		return splitPreTokenizer{p: runePattern(func(r rune) bool { return r == d }), behavior: splitRemoved}, nil
+	case "Digits":
+		individual, err := o.boolean("individual_digits", false)
+		if err != nil {
+			return nil, err
+		}
+		behavior := splitContiguous
+		if individual {
+			behavior = splitIsolated
+		}
+		return splitPreTokenizer{p: runePattern(isNumeric), behavior: behavior}, nil
+	case "Punctuation":
+		behavior, err := o.behavior("behavior", splitIsolated)
+		if err != nil {
+			return nil, err
+		}
+		return splitPreTokenizer{p: runePattern(isPunctuation), behavior: behavior}, nil
+	case "Sequence":
+		items, err := o.list("pretokenizers")
+		if err != nil {
+			return nil, err
+		}
+		seq := make(sequencePreTokenizer, 0, len(items))
+		for i, item := range items {
+			p, err := parsePreTokenizer(item, depth+1, needTrack)
+			if err != nil {
+				return nil, fmt.Errorf("pre-tokenizer %d of sequence: %w", i, err)
+			}
+			seq = append(seq, p)
+		}
+		return seq, nil
+	}
+	return nil, fmt.Errorf("pre-tokenizer type %q: %w", typ, api.ErrUnsupported)
+}
+
+// byteLevelPreTokenizer is GPT-2's: an optional leading space, the GPT-2
+// split pattern, then every byte mapped to its printable character.
+type byteLevelPreTokenizer struct {
+	addPrefixSpace, useRegex bool
+}
+
+func (b byteLevelPreTokenizer) preTokenize(parts []part) ([]part, error) {
+	var ms []match
+	parts, err := splitParts(parts, func(n nstr) ([]nstr, error) {
+		if b.addPrefixSpace && !strings.HasPrefix(n.s, " ") {
+			n.prepend(" ")
+		}
+		if !b.useRegex {
+			return []nstr{n}, nil
+		}
+		ms = scanMatches(n.s, ms[:0], gpt2Next)
+		return n.split(ms, splitIsolated), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range parts {
+		if parts[i].added < 0 {
+			byteLevelApply(&parts[i].n)
+		}
+	}
+	return parts, nil
+}
+
+// splitPreTokenizer splits on the matches of a pattern.
+type splitPreTokenizer struct {
+	p        pattern
+	behavior splitBehavior
+}
+
+func (s splitPreTokenizer) preTokenize(parts []part) ([]part, error) {
+	return splitParts(parts, splitBy(s.p, s.behavior))
+}
+
+// Metaspace prepend schemes.
+const (
+	prependAlways = iota
+	prependFirst
+	prependNever
+)
+
+// metaspacePreTokenizer is SentencePiece's: spaces become the replacement
+// character (▁), which is prepended to the text as the scheme says, and
+// the text is split before each replacement character.
+type metaspacePreTokenizer struct {
+	replacement rune
+	scheme      int
+	split       bool
+}
+
+// parseMetaspace reads a Metaspace pre-tokenizer; older files give
+// add_prefix_space instead of prepend_scheme.
+func parseMetaspace(o object, needTrack *bool) (preTokenizer, error) {
+	r, err := o.char("replacement")
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := o.prependScheme()
+	if err != nil {
+		return nil, err
+	}
+	split, err := o.boolean("split", true)
+	if err != nil {
+		return nil, err
+	}
+	if scheme == prependFirst {
+		*needTrack = true
+	}
+	return metaspacePreTokenizer{replacement: r, scheme: scheme, split: split}, nil
+}
+
+func (m metaspacePreTokenizer) preTokenize(parts []part) ([]part, error) {
+	rep := string(m.replacement)
+	var ms []match
+	return splitParts(parts, func(n nstr) ([]nstr, error) {
+		if strings.IndexByte(n.s, ' ') >= 0 {
+			ms, _ = runePattern(func(r rune) bool { return r == ' ' }).matches(n.s, ms[:0])
+			n.replaceMatches(ms, rep)
+		}
+		starts := strings.HasPrefix(n.s, rep)
+		if (m.scheme == prependAlways && !starts) || (m.scheme == prependFirst && !starts && n.orig == 0) {
+			n.prepend(rep)
+		}
+		if !m.split {
+			return []nstr{n}, nil
+		}
+		ms, _ = runePattern(func(r rune) bool { return r == m.replacement }).matches(n.s, ms[:0])
+		return n.split(ms, splitMergedWithNext), nil
+	})
+}
+
+// sequencePreTokenizer applies pre-tokenizers in order.
+type sequencePreTokenizer []preTokenizer
+
+func (s sequencePreTokenizer) preTokenize(parts []part) ([]part, error) {
+	var err error
+	for _, p := range s {
+		if parts, err = p.preTokenize(parts); err != nil {
+			return nil, err
+		}
+	}
+	return parts, nil
+}
+
+// wordPattern is the Whitespace pre-tokenizer's `\w+|[^\w\s]+` (Rust's
+// Unicode \w), inverted: runs of word characters and runs of other
+// non-space characters are kept as separate pieces, white space matches
+// (and is removed).
+type wordPattern struct{}
+
+func (wordPattern) matches(s string, dst []match) ([]match, error) {
+	if s == "" {
+		return append(dst, match{0, 0, false}), nil
+	}
+	kind := func(r rune) int {
+		switch {
+		case isRustWord(r):
+			return 1
+		case isWhiteSpace(r):
+			return 0
+		}
+		return 2
+	}
+	start, cur := 0, -1
+	for i, r := range s {
+		k := kind(r)
+		if k != cur {
+			if cur >= 0 {
+				dst = append(dst, match{start, i, cur == 0})
+			}
+			start, cur = i, k
+		}
+	}
+	return append(dst, match{start, len(s), cur == 0}), nil
+}
