@@ -171,8 +171,10 @@ type Kernels interface {
 	// (the shapes may differ).
 	Copy(dst, src Tensor)
 	// Convert converts element-wise between dtypes, same element count:
-	// F32, F16, BF16, F64, I32 and I64 to F32, and F32 to F16, BF16 (round to
-	// nearest even) and F64.
+	// F32, F16, BF16, F64, I32 and I64 to F32, and F32 to F16, BF16 and F64,
+	// every narrowing rounding to nearest even (an F64 beyond float32's range
+	// becomes ±Inf); and I64 to I32 for token ids (a value outside int32
+	// panics with ErrOutOfRange). Other pairs panic with ErrUnsupported.
 	Convert(dst, src Tensor)
 
 	// Unary sets dst = op(x); same shape. dst may be x.

@@ -39,7 +39,10 @@ from tokenizers import (Regex, Tokenizer, decoders, models, normalizers,
 
 VERSION = "0.23.3"
 OUT = os.path.join("tokenizer", "testdata")
-VOCAB = 700
+VOCAB = 1000
+# Characters kept by the non-byte-level trainers: the rarer ones exercise
+# byte fallback and the unknown token.
+ALPHABET = 160
 
 CL100K = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
           r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -181,7 +184,8 @@ def make_llama():
     # with the space handling in the normalizer and no pre-tokenizer.
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    train(tok, bpe_trainer(vocab_size=VOCAB - 259, special_tokens=["<unk>", "<s>", "</s>"]))
+    train(tok, bpe_trainer(vocab_size=VOCAB - 259, special_tokens=["<unk>", "<s>", "</s>"],
+                           limit_alphabet=ALPHABET))
     data = json.loads(tok.to_str())
     trained = data["model"]["vocab"]
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
@@ -218,7 +222,7 @@ def make_metaspace():
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-    train(tok, bpe_trainer(special_tokens=["<unk>", "<s>", "</s>"]))
+    train(tok, bpe_trainer(special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=ALPHABET))
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
     return tok
@@ -259,7 +263,8 @@ def make_wordbpe():
         pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.Punctuation()])
     tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    train(tok, bpe_trainer(special_tokens=["[UNK]", "[PAD]"], end_of_word_suffix="</w>"))
+    train(tok, bpe_trainer(special_tokens=["[UNK]", "[PAD]"], end_of_word_suffix="</w>",
+                           limit_alphabet=ALPHABET))
     return tok
 
 

@@ -92,8 +92,8 @@ func normalizeString(n normalizer, s string) (string, error) {
 // unicodeNormalizer applies a Unicode normalization form. Each segment
 // between normalization boundaries is rewritten on its own; its new
 // characters replace the old ones in order, extra ones count as inserted,
-// and missing ones as removed after the last, which is how Hugging Face
-// aligns them.
+// and missing ones as removed right after the first, which is how Hugging
+// Face aligns them.
 type unicodeNormalizer struct{ form norm.Form }
 
 func (u unicodeNormalizer) normalize(n *nstr) error {
@@ -119,7 +119,7 @@ func (u unicodeNormalizer) normalize(n *nstr) error {
 			switch {
 			case k >= in:
 				change = 1
-			case k == outN-1 && outN < in:
+			case k == 0 && outN < in:
 				change = outN - in
 			}
 			e.add(r, change)

@@ -22,21 +22,6 @@ import (
 // must move all of them.
 var storageDTypes = []api.DType{api.F32, api.F16, api.BF16, api.I32, api.I64, api.F64, api.U8, api.I8, api.Bool}
 
-// runSub runs fn as a subtest. Run recovers kernel panics only in the
-// group's own goroutine, and t.Run starts a new one, so each subtest
-// recovers its own: one unfinished kernel fails its case, not the binary.
-func runSub(t *testing.T, name string, fn func(t *testing.T)) {
-	t.Helper()
-	t.Run(name, func(t *testing.T) {
-		defer func() {
-			if r := recover(); r != nil {
-				t.Fatalf("kernel panicked: %v", r)
-			}
-		}()
-		fn(t)
-	})
-}
-
 // mustPanicWith fails t unless fn panics with an error value (not a Go
 // runtime error) for which errors.Is holds for at least one of sentinels;
 // with no sentinels, any such error will do.

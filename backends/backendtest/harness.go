@@ -65,6 +65,21 @@ func Run(t *testing.T, b api.Backend) {
 	}
 }
 
+// runSub runs fn as a subtest. Run recovers kernel panics only in the
+// group's own goroutine, and t.Run starts a new one, so each subtest
+// recovers its own: one unfinished kernel fails its case, not the binary.
+func runSub(t *testing.T, name string, fn func(t *testing.T)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("kernel panicked: %v", r)
+			}
+		}()
+		fn(t)
+	})
+}
+
 // newRand returns a deterministic generator for one test.
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x5eed)) }
 

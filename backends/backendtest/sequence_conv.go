@@ -89,7 +89,7 @@ func seqConvRef(c seqConvCase, x, w, bias, prev []float64) []float64 {
 // seqTestConv checks CausalConv1d against seqConvRef.
 func seqTestConv(t *testing.T, be api.Backend) {
 	for i, c := range seqConvCases {
-		seqRun(t, c.String(), func(t *testing.T) {
+		runSub(t, c.String(), func(t *testing.T) {
 			d := seqConvInputs(c, 100+uint64(i))
 			dst := seqGarbage(be, c.B, c.T, c.C)
 			be.CausalConv1d(dst, upload(be, d.x, c.B, c.T, c.C), upload(be, d.w, c.C, c.K),
@@ -103,7 +103,7 @@ func seqTestConv(t *testing.T, be api.Backend) {
 // seqConvRef.
 func seqTestConvGrad(t *testing.T, be api.Backend) {
 	for i, c := range seqConvCases {
-		seqRun(t, c.String(), func(t *testing.T) {
+		runSub(t, c.String(), func(t *testing.T) {
 			d := seqConvInputs(c, 200+uint64(i))
 			dy := f32(randVals(newRand(300+uint64(i)), c.B*c.T*c.C, -1, 1))
 			f := func(in [][]float64) []float64 { return seqConvRef(c, in[0], in[1], in[2], in[3]) }
@@ -159,6 +159,6 @@ func seqTestConvMisuse(t *testing.T, be api.Backend) {
 		{"grad dbias of C+1", func() { be.CausalConv1dGrad(nil, dw, be.Alloc(api.F32, C+1), nil, x, w, prev, dst) }},
 		{"grad dy of T+1 steps", func() { be.CausalConv1dGrad(nil, dw, nil, dprev, x, w, prev, be.Alloc(api.F32, B, T+1, C)) }},
 	} {
-		seqWantShapePanic(t, m.what, m.fn)
+		mustPanicWith(t, m.what, m.fn, api.ErrShape)
 	}
 }

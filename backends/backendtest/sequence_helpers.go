@@ -1,7 +1,6 @@
 package backendtest
 
 import (
-	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -11,38 +10,6 @@ import (
 
 // Helpers shared by the sequence-op groups (sequence_*.go). Their names
 // start with "seq" so that they cannot clash with the core-op groups'.
-
-// seqRun runs fn as a subtest of t. The harness recovers kernel panics per
-// group, but a subtest runs on its own goroutine, so it recovers here too.
-func seqRun(t *testing.T, name string, fn func(t *testing.T)) {
-	t.Helper()
-	t.Run(name, func(t *testing.T) {
-		defer func() {
-			if r := recover(); r != nil {
-				t.Fatalf("kernel panicked: %v", r)
-			}
-		}()
-		fn(t)
-	})
-}
-
-// seqWantShapePanic fails t unless fn panics with an error wrapping
-// api.ErrShape.
-func seqWantShapePanic(t *testing.T, what string, fn func()) {
-	t.Helper()
-	defer func() {
-		t.Helper()
-		r := recover()
-		if r == nil {
-			t.Errorf("%s: no panic, want one with an error wrapping api.ErrShape", what)
-			return
-		}
-		if err, ok := r.(error); !ok || !errors.Is(err, api.ErrShape) {
-			t.Errorf("%s: panicked with %v, want an error wrapping api.ErrShape", what, r)
-		}
-	}()
-	fn()
-}
 
 // seqNormals returns n standard normal values.
 func seqNormals(r *rand.Rand, n int) []float64 {

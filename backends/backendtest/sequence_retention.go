@@ -207,7 +207,7 @@ var seqRetOffsets = []struct {
 // seqTestRetention checks each form against its float64 reference.
 func seqTestRetention(t *testing.T, be api.Backend) {
 	for i, c := range seqRetCases {
-		seqRun(t, c.String()+"/parallel", func(t *testing.T) {
+		runSub(t, c.String()+"/parallel", func(t *testing.T) {
 			d := seqRetInputs(c, 1000+uint64(i), 1, false)
 			want, _ := seqRetParallelRef(c, d.q, d.k, d.v, nil)
 			o, _ := seqRetRun(be, api.RetentionParallel, c, seqRetArgs(be, c, d, 0, 0), false)
@@ -218,7 +218,7 @@ func seqTestRetention(t *testing.T, be api.Backend) {
 			want := seqRetRecurrentRef(c, d.q, d.k, d.v, d.s0, off.offset)
 			for _, f := range seqRetStateful(seqRetChunks) {
 				name := fmt.Sprintf("%v/%v_offset%d", c, f, off.offset)
-				seqRun(t, name, func(t *testing.T) {
+				runSub(t, name, func(t *testing.T) {
 					in := seqRetArgs(be, c, d, off.offset, f.chunk)
 					o, sT := seqRetRun(be, f.form, c, in, true)
 					checkRel(t, "o", o, want[:c.nV()], RelTol)
@@ -229,7 +229,7 @@ func seqTestRetention(t *testing.T, be api.Backend) {
 			}
 		}
 	}
-	seqRun(t, "parallel_clamp", func(t *testing.T) {
+	runSub(t, "parallel_clamp", func(t *testing.T) {
 		// Scale 1 gives rows on both sides of the lower clamp; scale 400
 		// pushes rows above the upper clamp 5e4.
 		c := seqRetCases[0]
@@ -290,7 +290,7 @@ func seqTestRetentionForms(t *testing.T, be api.Backend) {
 	for _, off := range seqRetOffsets[:2] {
 		d := seqRetInputs(c, 1300, 1, off.s0)
 		for _, chunk := range []int{1, 2, 3, 5, c.T, 16, 100} {
-			seqRun(t, fmt.Sprintf("chunkwise_eq_recurrent/chunk%d_offset%d", chunk, off.offset), func(t *testing.T) {
+			runSub(t, fmt.Sprintf("chunkwise_eq_recurrent/chunk%d_offset%d", chunk, off.offset), func(t *testing.T) {
 				ro, rs := seqRetRun(be, api.RetentionRecurrent, c, seqRetArgs(be, c, d, off.offset, 0), true)
 				co, cs := seqRetRun(be, api.RetentionChunkwise, c, seqRetArgs(be, c, d, off.offset, chunk), true)
 				checkRel(t, "o", co, ro, 2*RelTol)
@@ -306,7 +306,7 @@ func seqTestRetentionForms(t *testing.T, be api.Backend) {
 		for _, f := range seqRetStateful([]int{3, 16}) {
 			whole, wholeS := seqRetRun(be, f.form, c, seqRetArgs(be, c, d, off.offset, f.chunk), true)
 			for _, k := range []int{1, 5, c.T - 1} {
-				seqRun(t, fmt.Sprintf("continuation/%v_offset%d_split%d", f, off.offset, k), func(t *testing.T) {
+				runSub(t, fmt.Sprintf("continuation/%v_offset%d_split%d", f, off.offset, k), func(t *testing.T) {
 					o, sT := seqRetContinue(be, f.form, f.chunk, c, d, off.offset, []int{k, c.T - k})
 					checkRel(t, "o", o, whole, 2*RelTol)
 					checkRel(t, "sT", sT, wholeS, 2*RelTol)
@@ -317,7 +317,7 @@ func seqTestRetentionForms(t *testing.T, be api.Backend) {
 
 	// Decoding: a chunkwise prefill of 6 tokens, then one recurrent call
 	// per token, against the reference of one run.
-	seqRun(t, "prefill_then_decode", func(t *testing.T) {
+	runSub(t, "prefill_then_decode", func(t *testing.T) {
 		d := seqRetInputs(c, 1500, 1, true)
 		want := seqRetRecurrentRef(c, d.q, d.k, d.v, d.s0, 9)
 		pieces := []int{6}
@@ -339,7 +339,7 @@ func seqTestRetentionForms(t *testing.T, be api.Backend) {
 	// backend results, hence 2*RelTol; the float64 references are held to
 	// the same property first, which checks them against each other.
 	for i, cc := range seqRetCases[:4] {
-		seqRun(t, "parallel_eq_recurrent_after_norm/"+cc.String(), func(t *testing.T) {
+		runSub(t, "parallel_eq_recurrent_after_norm/"+cc.String(), func(t *testing.T) {
 			d := seqRetInputs(cc, 1600+uint64(i), 1, false)
 			refP, _ := seqRetParallelRef(cc, d.q, d.k, d.v, nil)
 			refR := seqRetRecurrentRef(cc, d.q, d.k, d.v, nil, 0)[:cc.nV()]
@@ -440,7 +440,7 @@ func seqTestRetentionMisuse(t *testing.T, be api.Backend) {
 			}...)
 		}
 		for _, m := range cases {
-			seqWantShapePanic(t, fmt.Sprintf("%v: %s", form, m.what), m.fn)
+			mustPanicWith(t, fmt.Sprintf("%v: %s", form, m.what), m.fn, api.ErrShape)
 		}
 	}
 }

@@ -24,7 +24,7 @@ func seqTestRetentionGrad(t *testing.T, be api.Backend) {
 			scales = append(scales, 400)
 		}
 		for _, scale := range scales {
-			seqRun(t, fmt.Sprintf("%v/parallel_scale%g", c, scale), func(t *testing.T) {
+			runSub(t, fmt.Sprintf("%v/parallel_scale%g", c, scale), func(t *testing.T) {
 				d := seqRetInputs(c, 2000+uint64(i), scale, false)
 				do := f32(randVals(newRand(2100+uint64(i)), c.nV(), -1, 1))
 				_, den := seqRetParallelRef(c, d.q, d.k, d.v, nil)
@@ -63,7 +63,7 @@ func seqTestRetentionGrad(t *testing.T, be api.Backend) {
 				}
 				for _, f := range seqRetStateful(seqRetChunks[:3]) {
 					name := fmt.Sprintf("%v/%v_offset%d_dsT%t", c, f, off.offset, withDsT)
-					seqRun(t, name, func(t *testing.T) {
+					runSub(t, name, func(t *testing.T) {
 						in := seqRetArgs(be, c, d, off.offset, f.chunk)
 						seqRetCheckGrads(t, be, f.form, c, in, doT, dsTT, want)
 					})

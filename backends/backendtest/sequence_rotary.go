@@ -88,7 +88,7 @@ func seqRotaryRef(c seqRotaryCase, x []float64, theta []float32, inverse bool) [
 // place and not, inverse(rotate(x)) == x, and the inverse as the gradient.
 func seqTestRotary(t *testing.T, be api.Backend) {
 	for i, c := range seqRotaryCases {
-		seqRun(t, c.String(), func(t *testing.T) {
+		runSub(t, c.String(), func(t *testing.T) {
 			shape := c.shape()
 			n := api.Shape(shape).NumElements()
 			theta := seqRotaryTheta(c, 850+uint64(i))
@@ -135,6 +135,6 @@ func seqTestRotaryMisuse(t *testing.T, be api.Backend) {
 		{"dst of T+1", func() { be.Rotary(be.Alloc(api.F32, 2, 8, 4), x, []float32{1, 1}, 0, false) }},
 		{"x of rank 1", func() { y := be.Alloc(api.F32, 4); be.Rotary(y, y, []float32{1, 1}, 0, false) }},
 	} {
-		seqWantShapePanic(t, m.what, m.fn)
+		mustPanicWith(t, m.what, m.fn, api.ErrShape)
 	}
 }

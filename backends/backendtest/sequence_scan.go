@@ -112,7 +112,7 @@ func seqScanArgs(be api.Backend, c seqScanCase, d seqScanData) api.ScanArgs {
 // seqTestScan checks SelectiveScan against seqScanRef, with hT and without.
 func seqTestScan(t *testing.T, be api.Backend) {
 	for i, c := range seqScanCases {
-		seqRun(t, c.String(), func(t *testing.T) {
+		runSub(t, c.String(), func(t *testing.T) {
 			d := seqScanInputs(c, 400+uint64(i))
 			want := seqScanRef(c, d.x, d.delta, d.a, d.bm, d.cm, d.d, d.h0)
 			ny := c.B * c.T * c.E
@@ -133,7 +133,7 @@ func seqTestScan(t *testing.T, be api.Backend) {
 func seqTestScanGrad(t *testing.T, be api.Backend) {
 	for i, c := range seqScanCases {
 		for _, withDhT := range []bool{false, true} {
-			seqRun(t, fmt.Sprintf("%v_dhT%t", c, withDhT), func(t *testing.T) {
+			runSub(t, fmt.Sprintf("%v_dhT%t", c, withDhT), func(t *testing.T) {
 				d := seqScanInputs(c, 500+uint64(i))
 				r := newRand(600 + uint64(i))
 				dy := f32(randVals(r, c.B*c.T*c.E, -1, 1))
@@ -210,6 +210,6 @@ func seqTestScanMisuse(t *testing.T, be api.Backend) {
 			be.SelectiveScanGrad(api.ScanGrads{X: be.Alloc(api.F32, c.B, c.T, c.E)}, good(), y, be.Alloc(api.F32, c.B, c.N, c.E))
 		}},
 	} {
-		seqWantShapePanic(t, m.what, m.fn)
+		mustPanicWith(t, m.what, m.fn, api.ErrShape)
 	}
 }
