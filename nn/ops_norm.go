@@ -12,16 +12,9 @@ import (
 func (t *Tape) RMSNorm(x, w *Var, eps float32) *Var {
 	xs := x.Shape()
 	if len(xs) == 0 || (w != nil && !w.Shape().Equal(api.Shape{xs[len(xs)-1]})) {
-		var ws api.Shape
-		if w != nil {
-			ws = w.Shape()
-		}
-		api.Panicf(api.ErrShape, "nn.RMSNorm: input %v, weight %v (want [..., D] and [D])", xs, ws)
+		api.Panicf(api.ErrShape, "nn.RMSNorm: input %v, weight %v (want [..., D] and [D])", xs, shapeOf(w))
 	}
-	var wv api.Tensor
-	if w != nil {
-		wv = w.value
-	}
+	wv := value(w)
 	y := t.alloc(xs...)
 	t.b.RMSNorm(y, x.value, wv, eps)
 	return t.op(y, []*Var{x, w}, func(dy api.Tensor) {

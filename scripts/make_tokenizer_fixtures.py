@@ -13,11 +13,14 @@ written here; nothing is downloaded), in the styles of real models:
               fuse_unk, <s> template, Replace/ByteFallback/Fuse/Strip decoder
   metaspace   Metaspace pre-tokenizer (prepend_scheme "first") and decoder
   cl100k      Split with the cl100k pattern, ByteLevel without regex,
-              ignore_merges, Sequence[ByteLevel, Template] post-processor
+              ignore_merges, Sequence[ByteLevel, Template] post-processor,
+              a single_word added token
   o200k       Split with the o200k pattern (no hand-written scanner: the Go
-              side falls back to regexp2)
+              side falls back to regexp2), a Replace regex normalizer, and a
+              [SEP] added token with single_word and rstrip
   wordbpe     NFKC+Lowercase+Strip, Whitespace+Digits+Punctuation,
-              end_of_word_suffix, unk token, BPEDecoder
+              end_of_word_suffix, unk token, BPEDecoder, a normalized added
+              token
 
 For each it records, for every text of the evaluation corpus (CJK, emoji and
 ZWJ sequences, combining marks, NBSP, U+3000, tab and newline runs, trailing
@@ -141,6 +144,14 @@ EVAL = [
     "end with newline\n",
     "Ünïcödé wörds with àccents everywhere",
     "print(f\"{x!r:>10}\") # comment with ✓ and ✗",
+    "a [SEP] b a[SEP]b x [SEP]   y [SEP]",
+    "World Worldwide World. HelloWorld World",
+    "I love New York and NEW  YORK and new york!",
+    "zero\u200bwidth\ufeffspace",
+    "  <mask>  <mask><mask> x<mask>y",
+    "Mixed 😀 emoji<|endoftext|>\n\n<|endoftext|>  tail",
+    "1 12 123 1234 12345 123456 1234567",
+    "\t \t \n \n\t\n  \r\n \r\n\r\n",
 ]
 
 
@@ -236,6 +247,7 @@ def make_cl100k():
     tok.decoder = decoders.ByteLevel()
     train(tok, bpe_trainer(special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.add_tokens([AddedToken("World", single_word=True, normalized=False, special=False)])
     tok.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(single="<|begin_of_text|> $A",
@@ -248,10 +260,13 @@ def make_o200k():
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(O200K), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.normalizer = normalizers.Replace(Regex("\u200b|\ufeff"), "")
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=True)
     train(tok, bpe_trainer(special_tokens=["<|endoftext|>"],
                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.add_tokens([AddedToken("[SEP]", single_word=True, lstrip=False, rstrip=True,
+                               normalized=False, special=True)])
     return tok
 
 
@@ -265,6 +280,7 @@ def make_wordbpe():
     tok.decoder = decoders.BPEDecoder(suffix="</w>")
     train(tok, bpe_trainer(special_tokens=["[UNK]", "[PAD]"], end_of_word_suffix="</w>",
                            limit_alphabet=ALPHABET))
+    tok.add_tokens([AddedToken("New York", normalized=True, special=False)])
     return tok
 
 

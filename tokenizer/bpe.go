@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -139,7 +140,8 @@ func (m *bpeModel) tokenize(piece string, dst []token) ([]token, error) {
 		return dst, err
 	}
 	if cacheable {
-		m.cache.put(piece, word)
+		// The piece may share memory with the whole text: keep a copy.
+		m.cache.put(strings.Clone(piece), word)
 	}
 	return appendWord(dst, word), nil
 }

@@ -102,6 +102,7 @@ func FromJSON(data []byte) (t *Tokenizer, err error) {
 func (t *Tokenizer) setAddedTokens(list []addedTokenJSON) error {
 	t.added = make(map[int32]*AddedToken, len(list))
 	t.addedByContent = make(map[string]int32, len(list))
+	t.addedText = make(map[int32]string, len(list))
 	limit := maxSparseIDs(len(t.model.vocab) + len(list))
 	var rawPats, normPats []string
 	var rawToks, normToks []*AddedToken
@@ -130,6 +131,7 @@ func (t *Tokenizer) setAddedTokens(list []addedTokenJSON) error {
 		t.added[id] = tok
 		t.addedByContent[tok.Content] = id
 		t.addedOrder = append(t.addedOrder, tok)
+		t.addedText[id] = tok.Content
 		if tok.Content == "" {
 			continue
 		}
@@ -138,6 +140,7 @@ func (t *Tokenizer) setAddedTokens(list []addedTokenJSON) error {
 			if err != nil {
 				return fmt.Errorf("normalizing added token %q: %w", tok.Content, err)
 			}
+			t.addedText[id] = c
 			normPats = append(normPats, c)
 			normToks = append(normToks, tok)
 		} else {

@@ -254,9 +254,9 @@ type match struct {
 	isMatch bool
 }
 
-// split cuts n at the pattern's matches ms according to behavior and
-// returns the non-empty pieces.
-func (n *nstr) split(ms []match, behavior splitBehavior) []nstr {
+// splitEach cuts n at the pattern's matches ms according to behavior and
+// calls emit for each non-empty piece.
+func (n *nstr) splitEach(ms []match, behavior splitBehavior, emit func(nstr) error) error {
 	type part struct {
 		lo, hi int
 		remove bool
@@ -306,12 +306,13 @@ func (n *nstr) split(ms []match, behavior splitBehavior) []nstr {
 			parts[i], parts[j] = parts[j], parts[i]
 		}
 	}
-	out := make([]nstr, 0, len(parts))
 	for _, p := range parts {
 		if p.remove || p.lo == p.hi {
 			continue
 		}
-		out = append(out, n.slice(p.lo, p.hi))
+		if err := emit(n.slice(p.lo, p.hi)); err != nil {
+			return err
+		}
 	}
-	return out
+	return nil
 }

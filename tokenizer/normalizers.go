@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"sort"
 	"unicode"
 	"unicode/utf8"
 
@@ -89,46 +90,108 @@ func normalizeString(n normalizer, s string) (string, error) {
 	return ns.s, nil
 }
 
-// unicodeNormalizer applies a Unicode normalization form. Each segment
-// between normalization boundaries is rewritten on its own; its new
-// characters replace the old ones in order, extra ones count as inserted,
-// and missing ones as removed right after the first, which is how Hugging
-// Face aligns them.
+// unicodeNormalizer applies a Unicode normalization form, aligning the new
+// characters as Hugging Face's unicode-normalization-alignments crate does:
+// each character is decomposed on its own (the first character of its
+// decomposition replaces it, the others count as inserted), combining marks
+// are put in canonical order carrying their change codes with them, and
+// for the composed forms a character that absorbs another one records it
+// as removed.
 type unicodeNormalizer struct{ form norm.Form }
+
+// normChar is a character of a decomposed text with its change code and
+// canonical combining class.
+type normChar struct {
+	r      rune
+	change int
+	ccc    uint8
+}
 
 func (u unicodeNormalizer) normalize(n *nstr) error {
 	if u.form.IsNormalString(n.s) {
 		return nil
 	}
-	e := edit{track: n.align != nil, buf: make([]byte, 0, len(n.s)+len(n.s)/2)}
-	var out []byte
-	for i := 0; i < len(n.s); {
-		j := i + u.form.NextBoundaryInString(n.s[i:], true)
-		if j <= i {
-			j = len(n.s)
-		}
-		seg := n.s[i:j]
-		out = u.form.AppendString(out[:0], seg)
-		in := utf8.RuneCountInString(seg)
-		outN := utf8.RuneCount(out)
-		k := 0
-		for len(out) > 0 {
-			r, size := utf8.DecodeRune(out)
-			out = out[size:]
-			change := 0
-			switch {
-			case k >= in:
-				change = 1
-			case k == 0 && outN < in:
-				change = outN - in
+	decomp, compose := norm.NFD, false
+	switch u.form {
+	case norm.NFKD:
+		decomp = norm.NFKD
+	case norm.NFC:
+		compose = true
+	case norm.NFKC:
+		decomp, compose = norm.NFKD, true
+	}
+	chars := make([]normChar, 0, len(n.s))
+	var one [utf8.UTFMax]byte
+	for _, r := range n.s {
+		size := utf8.EncodeRune(one[:], r)
+		for k, d := range decomp.String(string(one[:size])) {
+			c := normChar{r: d, ccc: norm.NFD.PropertiesString(string(d)).CCC()}
+			if k > 0 {
+				c.change = 1
 			}
-			e.add(r, change)
-			k++
+			chars = append(chars, c)
 		}
+	}
+	// Canonical ordering: stable sort of each run of non-starters by
+	// combining class.
+	for i := 0; i < len(chars); {
+		if chars[i].ccc == 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < len(chars) && chars[j].ccc != 0 {
+			j++
+		}
+		run := chars[i:j]
+		sort.SliceStable(run, func(a, b int) bool { return run[a].ccc < run[b].ccc })
 		i = j
+	}
+	if compose {
+		chars = composeChars(chars)
+	}
+	e := edit{track: n.align != nil, buf: make([]byte, 0, len(n.s)+len(n.s)/2)}
+	for _, c := range chars {
+		e.add(c.r, c.change)
 	}
 	n.transform(0, len(n.s), &e, 0)
 	return nil
+}
+
+// composeChars applies canonical composition to a decomposed, canonically
+// ordered text. A starter that absorbs a character takes over its change
+// code, less one for the character that disappears.
+func composeChars(chars []normChar) []normChar {
+	out := chars[:0:0]
+	starter := -1
+	for _, c := range chars {
+		if starter >= 0 {
+			last := out[len(out)-1].ccc
+			adjacent := starter == len(out)-1
+			if adjacent || (last != 0 && last < c.ccc) {
+				if r, ok := composePair(out[starter].r, c.r); ok {
+					out[starter].r = r
+					out[starter].change += c.change - 1
+					continue
+				}
+			}
+		}
+		if c.ccc == 0 {
+			starter = len(out)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// composePair returns the primary composite of a and b, if there is one.
+func composePair(a, b rune) (rune, bool) {
+	var buf [2 * utf8.UTFMax]byte
+	n := utf8.EncodeRune(buf[:], a)
+	n += utf8.EncodeRune(buf[n:], b)
+	c := norm.NFC.Bytes(buf[:n])
+	r, size := utf8.DecodeRune(c)
+	return r, size == len(c) && r != utf8.RuneError
 }
 
 // lowercaseNormalizer maps letters to lower case with Rust's

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -52,6 +53,13 @@ const (
 	singleDigitPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
+// The case-insensitive contractions of the cl100k family, and the same
+// with Oniguruma's case folding written out.
+const (
+	contractionsIgnoreCase = `(?i:'s|'t|'re|'ve|'m|'ll|'d)`
+	contractionsFolded     = `(?:'[sSſ]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])`
+)
+
 // compilePattern returns a matcher for a regular expression in Oniguruma
 // syntax: an exact scanner for the known patterns, and regexp2 (a
 // backtracking engine with lookaround) for the others.
@@ -64,12 +72,20 @@ func compilePattern(expr string) (pattern, error) {
 	case singleDigitPattern:
 		return cl100kScanner{maxDigits: 1}, nil
 	}
+	// regexp2's (?i) does not fold ſ to s as Oniguruma does; spell out the
+	// case-insensitive contractions many patterns share.
+	expr = strings.ReplaceAll(expr, contractionsIgnoreCase, contractionsFolded)
 	re, err := regexp2.Compile(expr, regexp2.None)
 	if err != nil {
 		return nil, fmt.Errorf("regular expression %q: %v: %w", expr, err, api.ErrUnsupported)
 	}
+	re.MatchTimeout = regexTimeout
 	return &regexPattern{re: re}, nil
 }
+
+// regexTimeout bounds one search of a fallback regular expression, so that
+// a pattern with catastrophic backtracking gives an error, not a hang.
+const regexTimeout = 10 * time.Second
 
 // scanMatches covers s with the matches of a scanner whose matches are
 // contiguous: next returns the end of the match that starts at i.
@@ -112,6 +128,13 @@ func spaceRunEnd(s string, i int) (end, last int) {
 	return end, last
 }
 
+// scanner is a pattern whose matches are contiguous and cover the text:
+// next returns the end of the match that starts at i.
+type scanner interface {
+	pattern
+	next(s string, i int) int
+}
+
 // gpt2Scanner matches gpt2Pattern exactly. Every rune starts a match (the
 // alternatives cover all four classes), so matches are contiguous.
 type gpt2Scanner struct{}
@@ -119,6 +142,8 @@ type gpt2Scanner struct{}
 func (gpt2Scanner) matches(s string, dst []match) ([]match, error) {
 	return scanMatches(s, dst, gpt2Next), nil
 }
+
+func (gpt2Scanner) next(s string, i int) int { return gpt2Next(s, i) }
 
 // gpt2Next returns the end of the gpt2Pattern match that starts at i.
 func gpt2Next(s string, i int) int {

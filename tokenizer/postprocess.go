@@ -3,15 +3,16 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/densessm/densessm/api"
 )
 
-// postProcessor finishes an encoding: the template's special tokens and
-// offset trimming. full says whether the encoding carries tokens and
-// offsets besides ids.
+// postProcessor finishes an encoding of text: the template's special
+// tokens and offset trimming. full says whether the encoding carries tokens
+// and offsets besides ids.
 type postProcessor interface {
-	process(e *Encoding, addSpecial, full bool)
+	process(e *Encoding, text string, addSpecial, full bool)
 }
 
 // parsePostProcessor reads a "post_processor" object of tokenizer.json.
@@ -52,10 +53,12 @@ func parsePostProcessor(raw []byte, depth int) (postProcessor, error) {
 }
 
 // byteLevelProcessor trims the offsets of tokens that start or end with
-// (byte-level) spaces, so that they cover the word only.
+// (byte-level) spaces, so that they cover the word only. Hugging Face's
+// Python API trims a number of characters from character offsets; the same
+// number of characters is trimmed here from byte offsets.
 type byteLevelProcessor struct{ trimOffsets, addPrefixSpace bool }
 
-func (b byteLevelProcessor) process(e *Encoding, _, full bool) {
+func (b byteLevelProcessor) process(e *Encoding, text string, _, full bool) {
 	if !b.trimOffsets || !full {
 		return
 	}
@@ -74,11 +77,24 @@ func (b byteLevelProcessor) process(e *Encoding, _, full bool) {
 		if leading > 0 {
 			first := i == 0 || off[0] == 0
 			if !(first && b.addPrefixSpace && leading == 1) {
-				off[0] = min(off[0]+leading, off[1])
+				for k := 0; k < leading && off[0] < off[1]; k++ {
+					_, size := utf8.DecodeRuneInString(text[off[0]:])
+					off[0] += size
+				}
+				off[0] = min(off[0], off[1])
 			}
 		}
-		if trailing > 0 && off[1] >= trailing {
-			off[1] = max(off[1]-trailing, off[0])
+		if trailing > 0 {
+			// Step back over trailing characters; Hugging Face only trims
+			// when the end offset is at least that many characters in.
+			end, k := off[1], 0
+			for ; k < trailing && end > 0; k++ {
+				_, size := utf8.DecodeLastRuneInString(text[:end])
+				end -= size
+			}
+			if k == trailing {
+				off[1] = max(end, off[0])
+			}
 		}
 	}
 }
@@ -155,7 +171,7 @@ func parseTemplate(o object) (postProcessor, error) {
 	return t, nil
 }
 
-func (t *templateProcessor) process(e *Encoding, addSpecial, full bool) {
+func (t *templateProcessor) process(e *Encoding, _ string, addSpecial, full bool) {
 	if !addSpecial {
 		return
 	}
@@ -186,8 +202,8 @@ func (t *templateProcessor) process(e *Encoding, addSpecial, full bool) {
 // sequenceProcessor applies post-processors in order.
 type sequenceProcessor []postProcessor
 
-func (s sequenceProcessor) process(e *Encoding, addSpecial, full bool) {
+func (s sequenceProcessor) process(e *Encoding, text string, addSpecial, full bool) {
 	for _, p := range s {
-		p.process(e, addSpecial, full)
+		p.process(e, text, addSpecial, full)
 	}
 }

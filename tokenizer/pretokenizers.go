@@ -7,50 +7,19 @@ import (
 	"github.com/densessm/densessm/api"
 )
 
-// part is one piece of the input on its way through the pipeline: either a
-// matched added token (added >= 0, its id) or text still to be tokenized.
+// part is one piece of the input once added tokens are matched: either a
+// matched added token (added >= 0, its id) or normalized text still to be
+// pre-tokenized and tokenized.
 type part struct {
 	n     nstr
 	added int32
 }
 
-// preTokenizer splits the pieces that are not added tokens into words (and
-// may rewrite them).
+// preTokenizer splits a piece of text that is not an added token into
+// words (and may rewrite them): each calls emit for every non-empty word of
+// n, in order.
 type preTokenizer interface {
-	preTokenize(parts []part) ([]part, error)
-}
-
-// splitParts replaces every non-added piece by the non-empty pieces f makes
-// of it.
-func splitParts(parts []part, f func(n nstr) ([]nstr, error)) ([]part, error) {
-	out := make([]part, 0, len(parts))
-	for _, p := range parts {
-		if p.added >= 0 {
-			out = append(out, p)
-			continue
-		}
-		pieces, err := f(p.n)
-		if err != nil {
-			return nil, err
-		}
-		for _, q := range pieces {
-			if q.s != "" {
-				out = append(out, part{n: q, added: -1})
-			}
-		}
-	}
-	return out, nil
-}
-
-// splitBy returns a splitting function for a pattern and a behaviour.
-func splitBy(p pattern, behavior splitBehavior) func(n nstr) ([]nstr, error) {
-	return func(n nstr) ([]nstr, error) {
-		ms, err := p.matches(n.s, nil)
-		if err != nil {
-			return nil, err
-		}
-		return n.split(ms, behavior), nil
-	}
+	each(n nstr, emit func(nstr) error) error
 }
 
 // parsePreTokenizer reads a "pre_tokenizer" object of tokenizer.json.
@@ -141,27 +110,27 @@ type byteLevelPreTokenizer struct {
 	addPrefixSpace, useRegex bool
 }
 
-func (b byteLevelPreTokenizer) preTokenize(parts []part) ([]part, error) {
-	var ms []match
-	parts, err := splitParts(parts, func(n nstr) ([]nstr, error) {
-		if b.addPrefixSpace && !strings.HasPrefix(n.s, " ") {
-			n.prepend(" ")
-		}
-		if !b.useRegex {
-			return []nstr{n}, nil
-		}
-		ms = scanMatches(n.s, ms[:0], gpt2Next)
-		return n.split(ms, splitIsolated), nil
-	})
-	if err != nil {
-		return nil, err
+func (b byteLevelPreTokenizer) each(n nstr, emit func(nstr) error) error {
+	if b.addPrefixSpace && !strings.HasPrefix(n.s, " ") {
+		n.prepend(" ")
 	}
-	for i := range parts {
-		if parts[i].added < 0 {
-			byteLevelApply(&parts[i].n)
+	if !b.useRegex {
+		if n.s == "" {
+			return nil
 		}
+		byteLevelApply(&n)
+		return emit(n)
 	}
-	return parts, nil
+	for i := 0; i < len(n.s); {
+		j := gpt2Next(n.s, i)
+		p := n.slice(i, j)
+		byteLevelApply(&p)
+		if err := emit(p); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
 }
 
 // splitPreTokenizer splits on the matches of a pattern.
@@ -170,8 +139,23 @@ type splitPreTokenizer struct {
 	behavior splitBehavior
 }
 
-func (s splitPreTokenizer) preTokenize(parts []part) ([]part, error) {
-	return splitParts(parts, splitBy(s.p, s.behavior))
+func (s splitPreTokenizer) each(n nstr, emit func(nstr) error) error {
+	if sc, ok := s.p.(scanner); ok && s.behavior == splitIsolated {
+		// Every match is a piece: no need to list them first.
+		for i := 0; i < len(n.s); {
+			j := sc.next(n.s, i)
+			if err := emit(n.slice(i, j)); err != nil {
+				return err
+			}
+			i = j
+		}
+		return nil
+	}
+	ms, err := s.p.matches(n.s, nil)
+	if err != nil {
+		return err
+	}
+	return n.splitEach(ms, s.behavior, emit)
 }
 
 // Metaspace prepend schemes.
@@ -211,37 +195,43 @@ func parseMetaspace(o object, needTrack *bool) (preTokenizer, error) {
 	return metaspacePreTokenizer{replacement: r, scheme: scheme, split: split}, nil
 }
 
-func (m metaspacePreTokenizer) preTokenize(parts []part) ([]part, error) {
+func (m metaspacePreTokenizer) each(n nstr, emit func(nstr) error) error {
 	rep := string(m.replacement)
-	var ms []match
-	return splitParts(parts, func(n nstr) ([]nstr, error) {
-		if strings.IndexByte(n.s, ' ') >= 0 {
-			ms, _ = runePattern(func(r rune) bool { return r == ' ' }).matches(n.s, ms[:0])
-			n.replaceMatches(ms, rep)
+	if strings.IndexByte(n.s, ' ') >= 0 {
+		ms, _ := runePattern(func(r rune) bool { return r == ' ' }).matches(n.s, nil)
+		n.replaceMatches(ms, rep)
+	}
+	starts := strings.HasPrefix(n.s, rep)
+	if (m.scheme == prependAlways && !starts) || (m.scheme == prependFirst && !starts && n.orig == 0) {
+		n.prepend(rep)
+	}
+	if !m.split {
+		if n.s == "" {
+			return nil
 		}
-		starts := strings.HasPrefix(n.s, rep)
-		if (m.scheme == prependAlways && !starts) || (m.scheme == prependFirst && !starts && n.orig == 0) {
-			n.prepend(rep)
-		}
-		if !m.split {
-			return []nstr{n}, nil
-		}
-		ms, _ = runePattern(func(r rune) bool { return r == m.replacement }).matches(n.s, ms[:0])
-		return n.split(ms, splitMergedWithNext), nil
-	})
+		return emit(n)
+	}
+	ms, _ := runePattern(func(r rune) bool { return r == m.replacement }).matches(n.s, nil)
+	return n.splitEach(ms, splitMergedWithNext, emit)
 }
 
-// sequencePreTokenizer applies pre-tokenizers in order.
+// sequencePreTokenizer applies pre-tokenizers in order: each word of one
+// is split by the next.
 type sequencePreTokenizer []preTokenizer
 
-func (s sequencePreTokenizer) preTokenize(parts []part) ([]part, error) {
-	var err error
-	for _, p := range s {
-		if parts, err = p.preTokenize(parts); err != nil {
-			return nil, err
+func (s sequencePreTokenizer) each(n nstr, emit func(nstr) error) error {
+	if len(s) == 0 {
+		if n.s == "" {
+			return nil
 		}
+		return emit(n)
 	}
-	return parts, nil
+	next := emit
+	for k := len(s) - 1; k > 0; k-- {
+		p, inner := s[k], next
+		next = func(q nstr) error { return p.each(q, inner) }
+	}
+	return s[0].each(n, next)
 }
 
 // wordPattern is the Whitespace pre-tokenizer's `\w+|[^\w\s]+` (Rust's

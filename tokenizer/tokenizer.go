@@ -25,9 +25,13 @@ type Tokenizer struct {
 
 	added          map[int32]*AddedToken
 	addedByContent map[string]int32
-	addedOrder     []*AddedToken
-	rawMatcher     *matcher // added tokens matched in the raw text
-	normMatcher    *matcher // added tokens matched in the normalized text
+	// addedText is the string an added token decodes to: its content, run
+	// through the normalizer when the token is normalized (Hugging Face
+	// 0.23 does the same).
+	addedText   map[int32]string
+	addedOrder  []*AddedToken
+	rawMatcher  *matcher // added tokens matched in the raw text
+	normMatcher *matcher // added tokens matched in the normalized text
 
 	// alwaysTrack is set when tokenization itself depends on alignments
 	// (Metaspace with prepend_scheme "first"), so they are kept even when
@@ -122,16 +126,26 @@ func (t *Tokenizer) encode(text string, addSpecial, full bool) (_ *Encoding, err
 	if err != nil {
 		return nil, err
 	}
-	if t.preTokenizer != nil {
-		if parts, err = t.preTokenizer.preTokenize(parts); err != nil {
-			return nil, fmt.Errorf("pre-tokenize: %w", err)
-		}
-	}
 	e := &Encoding{IDs: make([]int, 0, len(text)/3+1)}
 	var toks []token
-	for i := range parts {
-		p := &parts[i]
-		if p.added >= 0 {
+	word := func(n nstr) error {
+		if toks, err = t.model.tokenize(n.s, toks[:0]); err != nil {
+			return err
+		}
+		for _, tk := range toks {
+			e.IDs = append(e.IDs, int(tk.id))
+			if full {
+				r := n.originalRange(int(tk.lo), int(tk.hi))
+				e.Tokens = append(e.Tokens, t.model.tokens[tk.id])
+				e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
+				e.Special = append(e.Special, false)
+			}
+		}
+		return nil
+	}
+	for _, p := range parts {
+		switch {
+		case p.added >= 0:
 			e.IDs = append(e.IDs, int(p.added))
 			if full {
 				r := p.n.originalRange(0, len(p.n.s))
@@ -139,23 +153,17 @@ func (t *Tokenizer) encode(text string, addSpecial, full bool) (_ *Encoding, err
 				e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
 				e.Special = append(e.Special, false)
 			}
-			continue
+		case t.preTokenizer != nil:
+			err = t.preTokenizer.each(p.n, word)
+		default:
+			err = word(p.n)
 		}
-		if toks, err = t.model.tokenize(p.n.s, toks[:0]); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("encode: %w", err)
-		}
-		for _, tk := range toks {
-			e.IDs = append(e.IDs, int(tk.id))
-			if full {
-				r := p.n.originalRange(int(tk.lo), int(tk.hi))
-				e.Tokens = append(e.Tokens, t.model.tokens[tk.id])
-				e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
-				e.Special = append(e.Special, false)
-			}
 		}
 	}
 	if t.postProcessor != nil {
-		t.postProcessor.process(e, addSpecial, full)
+		t.postProcessor.process(e, text, addSpecial, full)
 	}
 	return e, nil
 }
@@ -206,7 +214,7 @@ func (t *Tokenizer) DecodeWith(ids []int, skipSpecial bool) (_ string, err error
 			if skipSpecial && a.Special {
 				continue
 			}
-			tokens = append(tokens, a.Content)
+			tokens = append(tokens, t.addedText[int32(id)])
 			continue
 		}
 		s, ok := t.modelToken(id)
@@ -248,10 +256,11 @@ func (t *Tokenizer) TokenToID(tok string) (int, bool) {
 	return int(id), ok
 }
 
-// IDToToken returns the token string of an id.
+// IDToToken returns the token string of an id (for a normalized added
+// token, its normalized content, as Hugging Face gives).
 func (t *Tokenizer) IDToToken(id int) (string, bool) {
-	if a, ok := t.added[int32(id)]; ok && id == int(int32(id)) {
-		return a.Content, true
+	if s, ok := t.addedText[int32(id)]; ok && id == int(int32(id)) {
+		return s, true
 	}
 	return t.modelToken(id)
 }

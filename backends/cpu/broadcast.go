@@ -16,17 +16,17 @@ import (
 
 // Binary sets dst = a op b with NumPy broadcasting.
 func (b *Backend) Binary(op api.BinaryOp, dst, a, c api.Tensor) {
-	name := "binary " + op.String()
+	const name = "binary"
 	d, x, y := b.f32(dst, name), b.f32(a, name), b.f32(c, name)
 	if op < api.OpAdd || op > api.OpDiv {
 		api.Panicf(api.ErrUnsupported, "binary op %d", op)
 	}
 	out, err := api.BroadcastShapes(x.shape, y.shape)
 	if err != nil {
-		panic(fmt.Errorf("%s: %w", name, err))
+		panic(fmt.Errorf("%s %v: %w", name, op, err))
 	}
 	if !d.shape.Equal(out) {
-		api.Panicf(api.ErrShape, "%s: dst has shape %v, want the broadcast %v of %v and %v", name, d.shape, out, x.shape, y.shape)
+		api.Panicf(api.ErrShape, "%s %v: dst has shape %v, want the broadcast %v of %v and %v", name, op, d.shape, out, x.shape, y.shape)
 	}
 	if len(d.f32) == 0 {
 		return

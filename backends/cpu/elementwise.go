@@ -13,10 +13,10 @@ import (
 
 // Unary sets dst = op(x); same shape, dst may be x.
 func (b *Backend) Unary(op api.UnaryOp, dst, x api.Tensor) {
-	name := "unary " + op.String()
+	const name = "unary"
 	d, s := b.f32(dst, name), b.f32(x, name)
 	if !d.shape.Equal(s.shape) {
-		api.Panicf(api.ErrShape, "%s: dst %v, x %v", name, d.shape, s.shape)
+		api.Panicf(api.ErrShape, "%s %v: dst %v, x %v", name, op, d.shape, s.shape)
 	}
 	if op < api.OpNeg || op > api.OpRelu {
 		api.Panicf(api.ErrUnsupported, "unary op %d", op)
@@ -98,10 +98,10 @@ func softplus(x float64) float64 {
 
 // UnaryGrad sets dx = dy * op'(x); all the same shape.
 func (b *Backend) UnaryGrad(op api.UnaryOp, dx, x, dy api.Tensor) {
-	name := "unary grad " + op.String()
+	const name = "unary grad"
 	g, s, up := b.f32(dx, name), b.f32(x, name), b.f32(dy, name)
 	if !g.shape.Equal(s.shape) || !up.shape.Equal(s.shape) {
-		api.Panicf(api.ErrShape, "%s: dx %v, x %v, dy %v", name, g.shape, s.shape, up.shape)
+		api.Panicf(api.ErrShape, "%s %v: dx %v, x %v, dy %v", name, op, g.shape, s.shape, up.shape)
 	}
 	if op < api.OpNeg || op > api.OpRelu {
 		api.Panicf(api.ErrUnsupported, "unary op %d", op)

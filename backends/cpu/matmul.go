@@ -41,10 +41,9 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 	} else if rb > 2 && !slices.Equal(batch, y.shape[:rb-2]) {
 		api.Panicf(api.ErrShape, "%s: batch axes of %v and %v differ", op, x.shape, y.shape)
 	}
-	want := append(slices.Clone(batch), m, n)
-	if !d.shape.Equal(want) {
+	if rd != len(batch)+2 || !slices.Equal(d.shape[:rd-2], batch) || d.shape[rd-2] != m || d.shape[rd-1] != n {
 		api.Panicf(api.ErrShape, "%s: dst has shape %v, want %v for a %v and b %v (transA=%v transB=%v)",
-			op, d.shape, want, x.shape, y.shape, transA, transB)
+			op, d.shape, append(slices.Clone(batch), m, n), x.shape, y.shape, transA, transB)
 	}
 
 	nb := api.Shape(batch).NumElements()

@@ -29,7 +29,7 @@ func BenchmarkMatMul(b *testing.B) {
 		for _, s := range [][3]int{{1024, 1024, 1024}, {256, 1024, 1024}} {
 			m, n, k := s[0], s[1], s[2]
 			x, w, dst := benchTensor(be, r, m, k), benchTensor(be, r, k, n), be.Alloc(api.F32, m, n)
-			b.Run(fmt.Sprintf("%dx%dx%d/threads=%d", m, n, k, threads), func(b *testing.B) {
+			b.Run(fmt.Sprintf("threads=%d/%dx%dx%d", threads, m, n, k), func(b *testing.B) {
 				for b.Loop() {
 					be.MatMul(dst, x, w, false, false, 1, 0)
 				}
@@ -43,7 +43,7 @@ func BenchmarkMatMul(b *testing.B) {
 		dst := be.Alloc(api.F32, 1, n)
 		for _, transB := range []bool{true, false} {
 			w := benchTensor(be, r, n, k)
-			b.Run(fmt.Sprintf("1x%dx%d/transB=%v/threads=%d", n, k, transB, threads), func(b *testing.B) {
+			b.Run(fmt.Sprintf("threads=%d/1x%dx%d/transB=%v", threads, n, k, transB), func(b *testing.B) {
 				for b.Loop() {
 					be.MatMul(dst, x, w, false, transB, 1, 0)
 				}

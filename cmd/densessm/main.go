@@ -5,13 +5,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 
 	"github.com/densessm/densessm/api"
 
 	// Built-in backends and architectures register themselves at init.
+	_ "github.com/densessm/densessm/architectures/mamba"
 	_ "github.com/densessm/densessm/backends/cpu"
 )
 
@@ -24,9 +27,11 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) (status int) {
 	err := func() (err error) {
 		defer api.Recover(&err)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
 		cmd := newRootCmd(stdout, stderr)
 		cmd.SetArgs(args)
-		return cmd.Execute()
+		return cmd.ExecuteContext(ctx)
 	}()
 	if err != nil {
 		fmt.Fprintf(stderr, "densessm: %v\n", err)

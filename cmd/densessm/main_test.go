@@ -5,10 +5,16 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/mamba"
+	"github.com/densessm/densessm/backends/cpu"
+	"github.com/densessm/densessm/checkpoint"
 )
 
 const fixture = "../../checkpoint/testdata/mixed.safetensors"
@@ -94,5 +100,65 @@ func TestInspectCorrupt(t *testing.T) {
 	}
 	if _, errOut, st := runCLI(t, "inspect", filepath.Join(dir, "missing.safetensors")); st != 1 || !strings.Contains(errOut, "missing.safetensors") {
 		t.Errorf("missing file: status %d, %q", st, errOut)
+	}
+}
+
+// readNPY reads a float32 .npy file written by writeNPY.
+func readNPY(t *testing.T, path string) (shape string, data []float32) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(raw[:8]) != "\x93NUMPY\x01\x00" {
+		t.Fatalf("%s: bad magic %q", path, raw[:8])
+	}
+	hl := int(binary.LittleEndian.Uint16(raw[8:]))
+	if (10+hl)%64 != 0 {
+		t.Errorf("header of %d bytes is not padded to 64", 10+hl)
+	}
+	header := string(raw[10 : 10+hl])
+	i := strings.Index(header, "'shape': (")
+	shape = header[i+10 : i+strings.Index(header[i:], ")")]
+	body := raw[10+hl:]
+	for j := 0; j+4 <= len(body); j += 4 {
+		data = append(data, math.Float32frombits(binary.LittleEndian.Uint32(body[j:])))
+	}
+	return shape, data
+}
+
+func TestLogitsCommand(t *testing.T) {
+	cfg := mamba.DefaultConfig(mamba.NameMamba)
+	cfg.VocabSize, cfg.HiddenSize, cfg.NumHiddenLayers, cfg.IntermediateSize = 48, 16, 2, 32
+	m, err := mamba.New(cfg, cpu.New(api.BackendOptions{Threads: 1}), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := checkpoint.SaveModel(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	var results [][]float32
+	for _, mode := range []string{"parallel", "recurrent"} {
+		out := filepath.Join(dir, mode+".npy")
+		if _, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "0,12,7,47", "--mode", mode, "--out", out); st != 0 {
+			t.Fatalf("%s: status %d: %s", mode, st, errOut)
+		}
+		shape, data := readNPY(t, out)
+		if shape != "4, 48" || len(data) != 4*48 {
+			t.Fatalf("%s: shape (%s) with %d values", mode, shape, len(data))
+		}
+		results = append(results, data)
+	}
+	for i := range results[0] {
+		if d := math.Abs(float64(results[0][i] - results[1][i])); d > 1e-5*(1+math.Abs(float64(results[0][i]))) {
+			t.Fatalf("logit %d: parallel %g, recurrent %g", i, results[0][i], results[1][i])
+		}
+	}
+	if _, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "0,48", "--out", filepath.Join(dir, "x.npy")); st != 1 || !strings.Contains(errOut, "outside the vocabulary") {
+		t.Errorf("out-of-vocabulary id: status %d, %q", st, errOut)
+	}
+	if _, errOut, st := runCLI(t, "logits", "--model", t.TempDir(), "--ids", "1", "--out", filepath.Join(dir, "x.npy")); st != 1 || !strings.Contains(errOut, "config.json") {
+		t.Errorf("empty directory: status %d, %q", st, errOut)
 	}
 }

@@ -58,6 +58,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			},
 		},
 		newInspectCmd(),
+		newLogitsCmd(),
 	)
 	return root
 }

@@ -1,0 +1,337 @@
+// Package mamba implements Mamba (v1) as Hugging Face transformers'
+// MambaForCausalLM computes it, and DenseMamba, Mamba with dense hidden
+// connections (specs/models.md §1, §4, §5). Importing the package registers
+// the architectures "mamba" and "densemamba".
+//
+// A model runs in three ways that give the same logits: Forward (the
+// parallel selective scan over whole sequences), Prefill (the same, carrying
+// a recurrent State), and Step (one token per sequence from the State,
+// allocating nothing once warm).
+package mamba
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/nn"
+)
+
+func init() {
+	api.RegisterArchitecture(architecture{NameMamba})
+	api.RegisterArchitecture(architecture{NameDenseMamba})
+}
+
+type architecture struct{ name string }
+
+func (a architecture) Name() string              { return a.name }
+func (a architecture) DefaultConfig() api.Config { return DefaultConfig(a.name) }
+func (a architecture) ParseConfig(data []byte) (api.Config, error) {
+	return ParseConfig(a.name, data)
+}
+
+func (a architecture) New(cfg api.Config, b api.Backend, seed int64) (api.Model, error) {
+	c, ok := cfg.(*Config)
+	if !ok || c.ModelType != a.name {
+		return nil, fmt.Errorf("%s: config %T for %q: %w", a.name, cfg, cfg.ArchName(), api.ErrConfig)
+	}
+	return New(c, b, seed)
+}
+
+// Model is a Mamba or DenseMamba language model. It implements
+// api.Trainable.
+type Model struct {
+	cfg    *Config
+	b      api.Backend
+	params *nn.Params
+	embed  *nn.Embedding
+	layers []*layer
+	normF  *nn.RMSNorm
+	lmHead *nn.Var // [V, D]; nil when tied to the embedding
+}
+
+var _ api.Trainable = (*Model)(nil)
+
+// layer is one residual block: RMSNorm then the mixer.
+type layer struct {
+	norm    *nn.RMSNorm
+	inProj  *nn.Linear // [2E, D]
+	conv    *nn.CausalConv1d
+	xProj   *nn.Linear // [R+2N, E]
+	dtProj  *nn.Linear // [E, R] with bias [E]
+	aLog    *nn.Var    // [E, N]
+	d       *nn.Var    // [E]
+	outProj *nn.Linear // [D, E]
+	link    *dense.Link
+}
+
+// New builds a model with parameters initialised as the reference does for
+// training from scratch (specs/models.md §1 "Init"), seeded by seed.
+func New(cfg *Config, b api.Backend, seed int64) (_ *Model, err error) {
+	defer api.Recover(&err)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := *cfg
+	m := &Model{cfg: &c, b: b, params: nn.NewParams(b, seed)}
+	D, E, N, R, K := c.HiddenSize, c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
+	eps := float32(c.LayerNormEpsilon)
+	var bias nn.Init
+	if c.UseBias {
+		bias = nn.Zeros()
+	}
+	var convBias nn.Init
+	if c.UseConvBias {
+		convBias = nn.FanInUniform(K)
+	}
+	root := m.params.Scope()
+	bb := root.Sub("backbone")
+	m.embed = nn.NewEmbedding(bb.Sub("embeddings"), c.VocabSize, D, nn.Normal(0.02))
+	for i := range c.NumHiddenLayers {
+		s := bb.Sub("layers").Index(i)
+		mx := s.Sub("mixer")
+		l := &layer{
+			norm:    nn.NewRMSNorm(s.Sub("norm"), D, eps),
+			inProj:  nn.NewLinear(mx.Sub("in_proj"), D, 2*E, nn.FanInUniform(D), bias),
+			conv:    nn.NewCausalConv1d(mx.Sub("conv1d"), E, K, nn.FanInUniform(K), convBias),
+			xProj:   nn.NewLinear(mx.Sub("x_proj"), E, R+2*N, nn.FanInUniform(E), nil),
+			dtProj:  nn.NewLinear(mx.Sub("dt_proj"), R, E, nn.MambaDtProjWeight(R, c.TimeStepScale), nn.MambaDtBias(c.TimeStepMin, c.TimeStepMax, c.TimeStepFloor)),
+			aLog:    mx.Param("A_log", nn.MambaALog(), E, N),
+			d:       mx.Param("D", nn.MambaD(), E),
+			outProj: nn.NewLinear(mx.Sub("out_proj"), E, D, nn.Scaled(nn.FanInUniform(E), 1/math.Sqrt(float64(max(c.NumHiddenLayers, 1)))), bias),
+		}
+		if c.Dense.M > 0 && i > 0 {
+			l.link = dense.NewLink(mx, c.Dense, dense.DefaultNames, D, E, eps, 0.02)
+		}
+		m.layers = append(m.layers, l)
+	}
+	m.normF = nn.NewRMSNorm(bb.Sub("norm_f"), D, eps)
+	if !c.TieWordEmbeddings {
+		m.lmHead = root.Param("lm_head.weight", nn.Normal(0.02), c.VocabSize, D)
+	}
+	return m, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() api.Config { return m.cfg }
+
+// Backend returns the backend holding the parameters.
+func (m *Model) Backend() api.Backend { return m.b }
+
+// Parameters returns every parameter under its Hugging Face name.
+func (m *Model) Parameters() []api.Parameter { return m.params.Parameters() }
+
+// Grads returns the accumulated gradients, named as Parameters.
+func (m *Model) Grads() []api.Parameter { return m.params.Grads() }
+
+// ZeroGrad sets every gradient to zero.
+func (m *Model) ZeroGrad() { m.params.ZeroGrad() }
+
+// Forward returns the logits [B,T,V] of the parallel form.
+func (m *Model) Forward(ctx context.Context, ids [][]int32) (_ api.Tensor, err error) {
+	defer api.Recover(&err)
+	tok, err := m.idsTensor(ids)
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Value(), nil
+}
+
+// Prefill runs ids through the parallel form from s, leaves s ready for
+// Step, and returns the logits [B,T,V].
+func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (_ api.Tensor, err error) {
+	defer api.Recover(&err)
+	st, err := m.ownState(s, len(ids))
+	if err != nil {
+		return nil, err
+	}
+	tok, err := m.idsTensor(ids)
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, st)
+	if err != nil {
+		return nil, err
+	}
+	st.pos += tok.Shape()[1]
+	return out.Value(), nil
+}
+
+// LossAndGrad runs the parallel form on batch, returns the mean
+// cross-entropy over targets that are not api.IgnoreIndex, and adds its
+// gradient to every parameter's.
+func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, err error) {
+	defer api.Recover(&err)
+	tok, err := m.idsTensor(batch.Inputs)
+	if err != nil {
+		return 0, err
+	}
+	targets, err := targetsTensor(m.b, batch, tok.Shape())
+	if err != nil {
+		return 0, err
+	}
+	t := nn.NewTape(m.b)
+	logits, err := m.run(ctx, t, tok, nil)
+	if err != nil {
+		return 0, err
+	}
+	loss := t.CrossEntropy(logits, targets)
+	value := api.Float32s(loss.Value())[0]
+	t.Backward(loss)
+	return float64(value), nil
+}
+
+// run computes the logits [B,T,V] for ids [B,T] on tape t, continuing from
+// and updating st when it is not nil.
+func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
+	c := m.cfg
+	h := m.embed.Forward(t, ids) // [B,T,D]
+	var raw []*nn.Var            // the layers' pre-fusion x' (DenseMamba), nearest last
+	for i, l := range m.layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var out, xs *nn.Var
+		out, xs = m.mixer(t, l, i, l.norm.Forward(t, h), raw, st)
+		if c.Dense.M > 0 {
+			raw = append(raw, xs)
+			if len(raw) > c.Dense.M {
+				raw = raw[1:]
+			}
+		}
+		h = t.Add(h, out)
+	}
+	h = m.normF.Forward(t, h)
+	head := m.lmHead
+	if head == nil {
+		head = m.embed.Weight
+	}
+	return t.Linear(h, head, nil), nil
+}
+
+// mixer computes layer i's mixer on u [B,T,D] (already normed). prev holds
+// the previous layers' pre-fusion x' (nearest last). It returns the output
+// [B,T,D] and this layer's pre-fusion x' [B,T,E].
+func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State) (out, xsRaw *nn.Var) {
+	c := m.cfg
+	E, N, R, K := c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
+	xz := l.inProj.Forward(t, u) // [B,T,2E]
+	x := t.Slice(xz, -1, 0, E)
+	z := t.Slice(xz, -1, E, E)
+	var convPrev, h0 *nn.Var
+	if st != nil {
+		convPrev = nn.NewVar(st.conv[i], false)
+		h0 = nn.NewVar(st.ssm[i], false)
+	}
+	xs := t.Unary(api.OpSilu, l.conv.Forward(t, x, convPrev)) // x' [B,T,E]
+	if st != nil {
+		// The new conv state is the last K-1 raw inputs of [prev; x].
+		all := t.Concat(1, convPrev, x)
+		T := all.Shape()[1]
+		m.b.Copy(st.conv[i], t.Slice(all, 1, T-(K-1), K-1).Value())
+	}
+	xsRaw = xs
+	if l.link != nil && c.DenseTarget == TargetX {
+		xs = l.link.Fuse(t, xs, nearestFirst(prev), l.link.Gate(t, u))
+	}
+	dbc := l.xProj.Forward(t, xs) // [B,T,R+2N]
+	dt := t.Slice(dbc, -1, 0, R)
+	bm := t.Slice(dbc, -1, R, N)
+	cm := t.Slice(dbc, -1, R+N, N)
+	delta := t.Unary(api.OpSoftplus, l.dtProj.Forward(t, dt))
+	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
+	y, hT := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0}, st != nil)
+	if st != nil {
+		m.b.Copy(st.ssm[i], hT.Value())
+	}
+	y = t.Mul(y, t.Unary(api.OpSilu, z))
+	return l.outProj.Forward(t, y), xsRaw
+}
+
+// nearestFirst returns prev (nearest last) reversed.
+func nearestFirst(prev []*nn.Var) []*nn.Var {
+	out := make([]*nn.Var, len(prev))
+	for i, p := range prev {
+		out[len(prev)-1-i] = p
+	}
+	return out
+}
+
+// idsTensor checks that every sequence has the same length and every id is
+// in the vocabulary, and uploads ids as an I32 tensor [B,T].
+func (m *Model) idsTensor(ids [][]int32) (api.Tensor, error) {
+	flat, T, err := flattenIDs(ids, m.cfg.VocabSize)
+	if err != nil {
+		return nil, err
+	}
+	return api.FromInt32s(m.b, flat, len(ids), T), nil
+}
+
+// flattenIDs joins equal-length rows of ids, each in [0, vocab).
+func flattenIDs(ids [][]int32, vocab int) ([]int32, int, error) {
+	if len(ids) == 0 {
+		return nil, 0, fmt.Errorf("mamba: empty batch: %w", api.ErrShape)
+	}
+	T := len(ids[0])
+	flat := make([]int32, 0, len(ids)*T)
+	for b, row := range ids {
+		if len(row) != T {
+			return nil, 0, fmt.Errorf("mamba: sequence %d has %d tokens, sequence 0 has %d: %w", b, len(row), T, api.ErrShape)
+		}
+		for t, id := range row {
+			if id < 0 || int(id) >= vocab {
+				return nil, 0, fmt.Errorf("mamba: token %d of sequence %d is %d, outside the vocabulary [0,%d): %w", t, b, id, vocab, api.ErrOutOfRange)
+			}
+		}
+		flat = append(flat, row...)
+	}
+	return flat, T, nil
+}
+
+// targetsTensor checks that the targets have the inputs' shape and uploads
+// them as I32 [B*T].
+func targetsTensor(b api.Backend, batch api.Batch, shape api.Shape) (api.Tensor, error) {
+	if len(batch.Targets) != shape[0] {
+		return nil, fmt.Errorf("mamba: %d target rows for %d input rows: %w", len(batch.Targets), shape[0], api.ErrShape)
+	}
+	flat := make([]int32, 0, shape.NumElements())
+	for i, row := range batch.Targets {
+		if len(row) != shape[1] {
+			return nil, fmt.Errorf("mamba: target row %d has %d tokens, want %d: %w", i, len(row), shape[1], api.ErrShape)
+		}
+		flat = append(flat, row...)
+	}
+	return api.FromInt32s(b, flat, len(flat)), nil
+}
+
+// CheckpointAliases maps a parameter name to the names the original
+// state-spaces checkpoints use (backbone.embedding.weight, singular).
+func (m *Model) CheckpointAliases(name string) []string {
+	if name == "backbone.embeddings.weight" {
+		return []string{"backbone.embedding.weight"}
+	}
+	return nil
+}
+
+// RecognizesConfig reports whether configJSON is an original state-spaces
+// Mamba config (d_model and n_layer, no model_type); only "mamba" claims it.
+func (a architecture) RecognizesConfig(configJSON []byte) bool {
+	if a.name != NameMamba {
+		return false
+	}
+	var head map[string]json.RawMessage
+	if json.Unmarshal(configJSON, &head) != nil {
+		return false
+	}
+	_, dModel := head["d_model"]
+	_, nLayer := head["n_layer"]
+	_, typed := head["model_type"]
+	return dModel && nLayer && !typed
+}
