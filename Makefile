@@ -26,7 +26,7 @@ bench:
 
 ## fuzz: the safetensors reader under the Go fuzzer for FUZZTIME (default 5m)
 fuzz:
-	$(GO) test ./checkpoint -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME)
+	$(GO) test ./checkpoint -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 ## fixtures: regenerate the committed safetensors fixture (needs Python packages, see the script)
 fixtures:

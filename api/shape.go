@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -48,7 +49,7 @@ func (s Shape) Validate() error {
 		if d < 0 {
 			return fmt.Errorf("shape %v has a negative size: %w", s, ErrShape)
 		}
-		if d != 0 && n > (1<<62)/d {
+		if d != 0 && n > math.MaxInt/d {
 			return fmt.Errorf("shape %v has too many elements: %w", s, ErrShape)
 		}
 		n *= d

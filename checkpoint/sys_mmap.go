@@ -18,16 +18,3 @@ func mapFile(f *os.File, size int) (data []byte, release func() error, mapped bo
 	}
 	return data, func() error { return syscall.Munmap(data) }, true, nil
 }
-
-// syncDir flushes the directory entry changes of dir (a rename) to disk.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
-}

@@ -10,6 +10,3 @@ func mapFile(f *os.File, size int) (data []byte, release func() error, mapped bo
 	data, release, err = readFile(f, size)
 	return data, release, false, err
 }
-
-// syncDir is a no-op: not every platform can fsync a directory.
-func syncDir(string) error { return nil }

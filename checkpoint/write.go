@@ -1,18 +1,17 @@
 package checkpoint
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/atomicfile"
 )
 
 // NamedTensor is one tensor to write: its name, dtype, shape and raw
@@ -77,53 +76,22 @@ func Write(path string, tensors []NamedTensor, metadata map[string]string) (err 
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(head)))
+		if _, err := w.Write(n[:]); err != nil {
+			return err
 		}
-	}()
-	mode := os.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(head)))
-	w.Write(n[:])
-	w.Write(head)
-	for _, t := range sorted {
-		w.Write(t.Data)
-	}
-	// bufio.Writer keeps the first error; Flush returns it.
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", path, err)
-	}
-	return nil
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
+		for _, t := range sorted {
+			if _, err := w.Write(t.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // encodeHeader validates tensors, which are sorted by name, and returns the

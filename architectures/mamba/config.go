@@ -79,6 +79,8 @@ func (c *Config) Validate() error {
 			c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.StateSize, c.ConvKernel, c.IntermediateSize, c.TimeStepRank)
 	case !(c.LayerNormEpsilon > 0):
 		return bad("layer_norm_epsilon %g", c.LayerNormEpsilon)
+	case c.IntermediateSize != c.Expand*c.HiddenSize:
+		return bad("intermediate_size %d is not expand*hidden_size = %d (transformers derives it)", c.IntermediateSize, c.Expand*c.HiddenSize)
 	case c.HiddenAct != "" && c.HiddenAct != "silu":
 		return bad("hidden_act %q (only silu)", c.HiddenAct)
 	case c.ModelType == NameMamba && c.Dense.M != 0:

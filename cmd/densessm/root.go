@@ -59,6 +59,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 		newInspectCmd(),
 		newLogitsCmd(),
+		newInitCmd(),
 	)
 	return root
 }

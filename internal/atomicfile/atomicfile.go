@@ -67,13 +67,3 @@ func WriteFile(path string, data []byte) error {
 		return err
 	})
 }
-
-// syncDir fsyncs a directory so that a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/checkpoint"
+)
+
+func newInitCmd() *cobra.Command {
+	var (
+		arch, configFile, out string
+		seed                  int64
+	)
+	cmd := &cobra.Command{
+		Use:   "init --arch ARCH [--config config.json] --out DIR",
+		Short: "Create a model with freshly initialised weights and save it (config.json + model.safetensors)",
+		Long: `init builds a model of a registered architecture with the reference
+initialisation for training from scratch, seeded by --seed, and saves it in
+the Hugging Face layout. --config takes a config.json in any form the
+architecture reads; without it the architecture's small default is used.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := api.LookupArchitecture(arch)
+			if err != nil {
+				return err
+			}
+			cfg := a.DefaultConfig()
+			if configFile != "" {
+				data, err := os.ReadFile(configFile)
+				if err != nil {
+					return err
+				}
+				if cfg, err = a.ParseConfig(data); err != nil {
+					return fmt.Errorf("%s: %w", configFile, err)
+				}
+			}
+			b, err := api.NewBackend("cpu", api.BackendOptions{})
+			if err != nil {
+				return err
+			}
+			m, err := a.New(cfg, b, seed)
+			if err != nil {
+				return err
+			}
+			return checkpoint.SaveModel(out, m)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&arch, "arch", "", "architecture (see `densessm archs`)")
+	f.StringVar(&configFile, "config", "", "config.json to build from (default: the architecture's small default)")
+	f.StringVar(&out, "out", "", "output directory")
+	f.Int64Var(&seed, "seed", 1, "seed of the initialisation")
+	cmd.MarkFlagRequired("arch")
+	cmd.MarkFlagRequired("out")
+	return cmd
+}
