@@ -61,22 +61,26 @@ func (op BinaryOp) String() string {
 }
 
 // ScanArgs are the inputs of the Mamba selective scan (specs/models.md §1,
-// steps 6 and 7, without the z gate), all F32:
+// steps 6 and 7, without the z gate, and §4 target "h" for Inject), all F32:
 //
 //	X, Delta [B,T,E]   input x' and step size Δ (already softplus'ed)
 //	A        [E,N]     A = -exp(A_log)
 //	Bm, Cm   [B,T,N]   input-dependent B and C
 //	D        [E]       skip weight, or nil for none
 //	H0       [B,E,N]   initial state, or nil for zeros
+//	Inject   [B,T,E,N] added to the state after each update (DenseMamba's
+//	                   fused shallow states), or nil for none
 type ScanArgs struct {
 	X, Delta, A, Bm, Cm, D, H0 Tensor
+	Inject                     Tensor // [B,T,E,N] added to the state after each update, or nil
 }
 
 // ScanGrads receives the gradients of SelectiveScanGrad. Each field has the
 // shape of the ScanArgs field of the same name; a nil field is not computed.
-// D and H0 must be nil when the ScanArgs field is nil.
+// D, H0 and Inject must be nil when the ScanArgs field is nil.
 type ScanGrads struct {
 	X, Delta, A, Bm, Cm, D, H0 Tensor
+	Inject                     Tensor // [B,T,E,N]
 }
 
 // RetentionArgs are the inputs of a retention kernel (specs/models.md §2),
@@ -254,15 +258,23 @@ type Kernels interface {
 	// may be asked for when prev is nil (the gradient at the zero context).
 	CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy Tensor)
 
-	// SelectiveScan runs the Mamba recurrence (see ScanArgs):
-	//	h_t[e,n] = exp(Delta_t[e] A[e,n]) h_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
-	//	y_t[e]   = sum_n h_t[e,n] Cm_t[n] + D[e] X_t[e]
-	// for each batch row, with h_{-1} = H0. It sets y [B,T,E] and, when hT
-	// is not nil, the final state hT [B,E,N].
-	SelectiveScan(y, hT Tensor, in ScanArgs)
+	// SelectiveScan runs the Mamba recurrence (see ScanArgs) for each batch
+	// row, with the injection of DenseMamba's target "h" (specs/models.md
+	// §4):
+	//	h_t[e,n]  = exp(Delta_t[e] A[e,n]) h'_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
+	//	h'_t[e,n] = h_t[e,n] + Inject_t[e,n]     (h'_t = h_t when Inject is nil)
+	//	y_t[e]    = sum_n h'_t[e,n] Cm_t[n] + D[e] X_t[e]
+	// with h'_{-1} = H0: the state carried from token to token, and read by
+	// y, is the injected one. It sets y [B,T,E]; when hT is not nil, the
+	// final carried state hT = h'_{T-1} [B,E,N] (H0, or zeros, when T = 0);
+	// and when hs is not nil, every token's state before injection, hs
+	// [B,T,E,N] with hs[b,t] = h_t (what a DenseMamba layer hands on to the
+	// layers after it).
+	SelectiveScan(y, hT, hs Tensor, in ScanArgs)
 	// SelectiveScanGrad sets the gradients of the scan's inputs from dy
-	// [B,T,E] and dhT [B,E,N] (nil for zero).
-	SelectiveScanGrad(g ScanGrads, in ScanArgs, dy, dhT Tensor)
+	// [B,T,E] and the gradients arriving at the other outputs: dhT [B,E,N]
+	// at hT and dhs [B,T,E,N] at hs, either nil for zero.
+	SelectiveScanGrad(g ScanGrads, in ScanArgs, dy, dhT, dhs Tensor)
 
 	// Rotary rotates interleaved pairs of the last axis of x [..., T, d]
 	// (d even) by position: the pair (2i, 2i+1) of row t becomes

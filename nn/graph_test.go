@@ -107,7 +107,7 @@ func TestScanGraph(t *testing.T) {
 		bm, cm := tp.Slice(dbc, -1, rank, n), tp.Slice(dbc, -1, rank+n, n) // [B,T,N] each
 		delta := tp.Unary(api.OpSoftplus, dtProj.Forward(tp, dt))          // [B,T,E]
 		a := tp.Unary(api.OpNeg, tp.Unary(api.OpExp, aLog))                // [E,N]
-		y, _ := tp.SelectiveScan(ScanVars{X: xc, Delta: delta, A: a, Bm: bm, Cm: cm, D: dSkip}, false)
+		y, _, _ := tp.SelectiveScan(ScanVars{X: xc, Delta: delta, A: a, Bm: bm, Cm: cm, D: dSkip}, false, false)
 		y = tp.Mul(y, tp.Unary(api.OpSilu, z))
 		h := tp.Add(x, outProj.Forward(tp, y))
 		return tp.CrossEntropy(head.Forward(tp, h), targets)

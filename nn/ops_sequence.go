@@ -56,65 +56,86 @@ func (t *Tape) CausalConv1d(x, w, bias, prev *Var) *Var {
 //	Bm, Cm   [B,T,N]   input-dependent B and C
 //	D        [E]       skip weight, or nil for none
 //	H0       [B,E,N]   initial state, or nil for zeros
+//	Inject   [B,T,E,N] added to the state after each update, or nil
 type ScanVars struct {
-	X, Delta, A, Bm, Cm, D, H0 *Var
+	X, Delta, A, Bm, Cm, D, H0, Inject *Var
 }
 
-// SelectiveScan runs the Mamba recurrence (api.Kernels.SelectiveScan):
+// SelectiveScan runs the Mamba recurrence with DenseMamba's optional state
+// injection (api.Kernels.SelectiveScan):
 //
-//	h_t[e,n] = exp(Delta_t[e] A[e,n]) h_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
-//	y_t[e]   = sum_n h_t[e,n] Cm_t[n] + D[e] X_t[e]
+//	h_t[e,n]  = exp(Delta_t[e] A[e,n]) h'_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
+//	h'_t[e,n] = h_t[e,n] + Inject_t[e,n]     (h'_t = h_t without Inject)
+//	y_t[e]    = sum_n h'_t[e,n] Cm_t[n] + D[e] X_t[e]
 //
-// with h_{-1} = H0. It returns y [B,T,E] and, when withState, the final state
-// hT [B,E,N] (else nil); both are differentiable.
-func (t *Tape) SelectiveScan(in ScanVars, withState bool) (y, hT *Var) {
+// with h'_{-1} = H0. It returns y [B,T,E]; when withState, the final carried
+// state hT = h'_{T-1} [B,E,N]; and when withStates, every token's state
+// before injection, hs [B,T,E,N] (the outputs not asked for are nil). All
+// three are differentiable.
+func (t *Tape) SelectiveScan(in ScanVars, withState, withStates bool) (y, hT, hs *Var) {
 	xs := in.X.Shape()
 	if len(xs) != 3 || len(in.A.Shape()) != 2 {
 		api.Panicf(api.ErrShape, "nn.SelectiveScan: X %v, A %v (want [B,T,E] and [E,N])", xs, in.A.Shape())
 	}
-	bsz, e, n := xs[0], xs[2], in.A.Shape()[1]
+	bsz, tl, e, n := xs[0], xs[1], xs[2], in.A.Shape()[1]
 	ok := in.Delta.Shape().Equal(xs) && in.A.Shape()[0] == e &&
-		in.Bm.Shape().Equal(api.Shape{xs[0], xs[1], n}) && in.Cm.Shape().Equal(in.Bm.Shape()) &&
+		in.Bm.Shape().Equal(api.Shape{bsz, tl, n}) && in.Cm.Shape().Equal(in.Bm.Shape()) &&
 		(in.D == nil || in.D.Shape().Equal(api.Shape{e})) &&
-		(in.H0 == nil || in.H0.Shape().Equal(api.Shape{bsz, e, n}))
+		(in.H0 == nil || in.H0.Shape().Equal(api.Shape{bsz, e, n})) &&
+		(in.Inject == nil || in.Inject.Shape().Equal(api.Shape{bsz, tl, e, n}))
 	if !ok {
-		api.Panicf(api.ErrShape, "nn.SelectiveScan: X %v, Delta %v, A %v, Bm %v, Cm %v, D %v, H0 %v",
-			xs, in.Delta.Shape(), in.A.Shape(), in.Bm.Shape(), in.Cm.Shape(), shapeOf(in.D), shapeOf(in.H0))
+		api.Panicf(api.ErrShape, "nn.SelectiveScan: X %v, Delta %v, A %v, Bm %v, Cm %v, D %v, H0 %v, Inject %v",
+			xs, in.Delta.Shape(), in.A.Shape(), in.Bm.Shape(), in.Cm.Shape(), shapeOf(in.D), shapeOf(in.H0),
+			shapeOf(in.Inject))
 	}
 	args := api.ScanArgs{X: in.X.value, Delta: in.Delta.value, A: in.A.value, Bm: in.Bm.value,
-		Cm: in.Cm.value, D: value(in.D), H0: value(in.H0)}
+		Cm: in.Cm.value, D: value(in.D), H0: value(in.H0), Inject: value(in.Inject)}
+	// values holds y, then hT and hs when asked for; iT and iS are their
+	// indices (-1 when absent).
 	values := []api.Tensor{t.alloc(xs...)}
-	var hv api.Tensor
+	var hv, hsv api.Tensor
+	iT, iS := -1, -1
 	if withState {
 		hv = t.alloc(bsz, e, n)
-		values = append(values, hv)
+		iT, values = len(values), append(values, hv)
 	}
-	t.b.SelectiveScan(values[0], hv, args)
-	ins := []*Var{in.X, in.Delta, in.A, in.Bm, in.Cm, in.D, in.H0}
+	if withStates {
+		hsv = t.alloc(bsz, tl, e, n)
+		iS, values = len(values), append(values, hsv)
+	}
+	t.b.SelectiveScan(values[0], hv, hsv, args)
+	ins := []*Var{in.X, in.Delta, in.A, in.Bm, in.Cm, in.D, in.H0, in.Inject}
 	outs := t.opN(values, ins, func(dys []api.Tensor) {
 		dy := dys[0]
-		if dy == nil { // only the final state received a gradient
+		if dy == nil { // only the states received a gradient
 			dy = t.alloc(xs...)
 		}
-		var dhT api.Tensor
-		if withState {
-			dhT = dys[1]
+		var dhT, dhs api.Tensor
+		if iT >= 0 {
+			dhT = dys[iT]
+		}
+		if iS >= 0 {
+			dhs = dys[iS]
 		}
 		sinks := make([]*gradSink, len(ins))
 		for i, v := range ins {
 			sinks[i] = t.sink(v)
 		}
 		g := api.ScanGrads{X: sinks[0].dst(), Delta: sinks[1].dst(), A: sinks[2].dst(), Bm: sinks[3].dst(),
-			Cm: sinks[4].dst(), D: sinks[5].dst(), H0: sinks[6].dst()}
-		t.b.SelectiveScanGrad(g, args, dy, dhT)
+			Cm: sinks[4].dst(), D: sinks[5].dst(), H0: sinks[6].dst(), Inject: sinks[7].dst()}
+		t.b.SelectiveScanGrad(g, args, dy, dhT, dhs)
 		for _, s := range sinks {
 			s.flush()
 		}
 	})
-	if withState {
-		return outs[0], outs[1]
+	y = outs[0]
+	if iT >= 0 {
+		hT = outs[iT]
 	}
-	return outs[0], nil
+	if iS >= 0 {
+		hs = outs[iS]
+	}
+	return y, hT, hs
 }
 
 // Rotary rotates interleaved pairs of the last axis of x [..., T, d] by

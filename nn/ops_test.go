@@ -257,48 +257,88 @@ func TestCausalConv1dGrad(t *testing.T) {
 func scanInputs(b api.Backend, seed uint64, bs, tl, e, n int) ScanVars {
 	r := newRand(seed)
 	return ScanVars{
-		X:     leaf(b, r, -1, 1, bs, tl, e),
-		Delta: leaf(b, r, 0.1, 0.8, bs, tl, e),
-		A:     leaf(b, r, -1.5, -0.5, e, n),
-		Bm:    leaf(b, r, -1, 1, bs, tl, n),
-		Cm:    leaf(b, r, -1, 1, bs, tl, n),
-		D:     leaf(b, r, -1, 1, e),
-		H0:    leaf(b, r, -1, 1, bs, e, n),
+		X:      leaf(b, r, -1, 1, bs, tl, e),
+		Delta:  leaf(b, r, 0.1, 0.8, bs, tl, e),
+		A:      leaf(b, r, -1.5, -0.5, e, n),
+		Bm:     leaf(b, r, -1, 1, bs, tl, n),
+		Cm:     leaf(b, r, -1, 1, bs, tl, n),
+		D:      leaf(b, r, -1, 1, e),
+		H0:     leaf(b, r, -1, 1, bs, e, n),
+		Inject: leaf(b, r, -0.5, 0.5, bs, tl, e, n),
 	}
 }
 
 func (s ScanVars) named() []named {
-	return []named{{"X", s.X}, {"Delta", s.Delta}, {"A", s.A}, {"Bm", s.Bm}, {"Cm", s.Cm}, {"D", s.D}, {"H0", s.H0}}
+	return []named{{"X", s.X}, {"Delta", s.Delta}, {"A", s.A}, {"Bm", s.Bm}, {"Cm", s.Cm}, {"D", s.D}, {"H0", s.H0},
+		{"Inject", s.Inject}}
 }
 
 func TestSelectiveScanGrad(t *testing.T) {
 	b := newBackend()
 	const bs, tl, e, n = 2, 5, 3, 4
 	r := newRand(10)
-	wy, wh := constant(b, r, bs, tl, e), constant(b, r, bs, e, n)
+	wy, wh, ws := constant(b, r, bs, tl, e), constant(b, r, bs, e, n), constant(b, r, bs, tl, e, n)
 	t.Run("with state", func(t *testing.T) {
 		in := scanInputs(b, 11, bs, tl, e, n)
-		checkGrads(t, b, in.named(), opTol, func(tp *Tape) *Var {
-			y, hT := tp.SelectiveScan(in, true)
+		in.Inject = nil
+		checkGrads(t, b, in.named()[:7], opTol, func(tp *Tape) *Var {
+			y, hT, hs := tp.SelectiveScan(in, true, false)
+			if hs != nil {
+				t.Fatal("states returned without withStates")
+			}
 			return tp.Add(weightedSum(tp, y, wy), weightedSum(tp, hT, wh))
 		})
 	})
 	t.Run("state only", func(t *testing.T) {
 		in := scanInputs(b, 12, bs, tl, e, n)
-		checkGrads(t, b, in.named(), opTol, func(tp *Tape) *Var {
-			_, hT := tp.SelectiveScan(in, true)
+		in.Inject = nil
+		checkGrads(t, b, in.named()[:7], opTol, func(tp *Tape) *Var {
+			_, hT, _ := tp.SelectiveScan(in, true, false)
 			return weightedSum(tp, hT, wh)
 		})
 	})
 	t.Run("no D, no H0", func(t *testing.T) {
 		in := scanInputs(b, 13, bs, tl, e, n)
-		in.D, in.H0 = nil, nil
+		in.D, in.H0, in.Inject = nil, nil, nil
 		checkGrads(t, b, in.named()[:5], opTol, func(tp *Tape) *Var {
-			y, hT := tp.SelectiveScan(in, false)
+			y, hT, _ := tp.SelectiveScan(in, false, false)
 			if hT != nil {
 				t.Fatal("final state returned without withState")
 			}
 			return weightedSum(tp, y, wy)
+		})
+	})
+	t.Run("inject, every output", func(t *testing.T) {
+		in := scanInputs(b, 15, bs, tl, e, n)
+		checkGrads(t, b, in.named(), opTol, func(tp *Tape) *Var {
+			y, hT, hs := tp.SelectiveScan(in, true, true)
+			return tp.Add(tp.Add(weightedSum(tp, y, wy), weightedSum(tp, hT, wh)), weightedSum(tp, hs, ws))
+		})
+	})
+	t.Run("inject, states only", func(t *testing.T) {
+		in := scanInputs(b, 16, bs, tl, e, n)
+		checkGrads(t, b, in.named(), opTol, func(tp *Tape) *Var {
+			_, hT, hs := tp.SelectiveScan(in, false, true)
+			if hT != nil || hs == nil {
+				t.Fatal("withStates alone should return hs and no hT")
+			}
+			return weightedSum(tp, hs, ws)
+		})
+	})
+	t.Run("states feed the next scan", func(t *testing.T) {
+		// The DenseMamba pattern: one layer's pre-injection states, gated,
+		// are injected into the next layer's scan.
+		lower := scanInputs(b, 17, bs, tl, e, n)
+		lower.Inject = nil
+		upper := scanInputs(b, 18, bs, tl, e, n)
+		gate := leaf(b, newRand(19), 0, 1, bs, tl, e, 1)
+		vars := append(lower.named()[:7], named{"gate", gate})
+		checkGrads(t, b, vars, opTol, func(tp *Tape) *Var {
+			y0, _, hs := tp.SelectiveScan(lower, false, true)
+			up := upper
+			up.Inject = tp.Mul(gate, hs)
+			y1, _, _ := tp.SelectiveScan(up, false, false)
+			return tp.Add(weightedSum(tp, y0, wy), weightedSum(tp, y1, wy))
 		})
 	})
 }

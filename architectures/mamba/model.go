@@ -247,7 +247,7 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 	cm := t.Slice(dbc, -1, R+N, N)
 	delta := t.Unary(api.OpSoftplus, l.dtProj.Forward(t, dt))
 	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
-	y, hT := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0}, st != nil)
+	y, hT, _ := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0}, st != nil, false)
 	if st != nil {
 		m.b.Copy(st.ssm[i], hT.Value())
 	}

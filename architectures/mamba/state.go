@@ -212,7 +212,7 @@ func (m *Model) mixerStep(st *State, i int, l *layer) {
 	b.Unary(api.OpSoftplus, sb.delta, sb.delta)
 	b.Unary(api.OpExp, sb.a, l.aLog.Value())
 	b.Unary(api.OpNeg, sb.a, sb.a)
-	b.SelectiveScan(sb.y3, sb.hNext, api.ScanArgs{
+	b.SelectiveScan(sb.y3, sb.hNext, nil, api.ScanArgs{
 		X: xs3, Delta: sb.delta3, A: sb.a, Bm: sb.bm, Cm: sb.cm, D: l.d.Value(), H0: st.ssm[i],
 	})
 	st.ssm[i], sb.hNext = sb.hNext, st.ssm[i]

@@ -1,6 +1,7 @@
 package cpu_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -12,7 +13,7 @@ import (
 // threads (three does not divide most sizes, which exercises the splits).
 func TestCompliance(t *testing.T) {
 	for _, threads := range []int{1, 3} {
-		t.Run("threads="+string(rune('0'+threads)), func(t *testing.T) {
+		t.Run("threads="+strconv.Itoa(threads), func(t *testing.T) {
 			backendtest.Run(t, cpu.New(api.BackendOptions{Threads: threads}))
 		})
 	}

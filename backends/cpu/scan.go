@@ -13,11 +13,11 @@ import (
 // count.
 const scanBlock = 32
 
-// scanData holds the checked inputs of a selective scan as host slices; d
-// and h0 are nil when absent.
+// scanData holds the checked inputs of a selective scan as host slices; d,
+// h0 and inj (Inject) are nil when absent.
 type scanData struct {
-	B, T, E, N                 int
-	x, delta, a, bm, cm, d, h0 []float32
+	B, T, E, N                      int
+	x, delta, a, bm, cm, d, h0, inj []float32
 }
 
 // blocks returns the number of channel blocks per batch row.
@@ -28,7 +28,7 @@ func (s *scanData) blocks() int { return (s.E + scanBlock - 1) / scanBlock }
 func (b *Backend) scanInputs(op string, in api.ScanArgs) *scanData {
 	x, delta, a := b.f32(in.X, op), b.f32(in.Delta, op), b.f32(in.A, op)
 	bm, cm := b.f32(in.Bm, op), b.f32(in.Cm, op)
-	d, h0 := b.f32OrNil(in.D, op), b.f32OrNil(in.H0, op)
+	d, h0, inj := b.f32OrNil(in.D, op), b.f32OrNil(in.H0, op), b.f32OrNil(in.Inject, op)
 	xs := seqRank(op, "X", x, 3)
 	as := seqRank(op, "A", a, 2)
 	s := &scanData{B: xs[0], T: xs[1], E: xs[2], N: as[1]}
@@ -44,6 +44,10 @@ func (b *Backend) scanInputs(op string, in api.ScanArgs) *scanData {
 	if h0 != nil {
 		wantShape(op, "H0", h0, s.B, s.E, s.N)
 		s.h0 = h0.f32
+	}
+	if inj != nil {
+		wantShape(op, "Inject", inj, s.B, s.T, s.E, s.N)
+		s.inj = inj.f32
 	}
 	return s
 }
@@ -61,11 +65,19 @@ func (s *scanData) initState(h []float32, bi, e0, e1 int) {
 	copy(h, s.h0[(bi*s.E+e0)*s.N:(bi*s.E+e1)*s.N])
 }
 
-// run advances h, the state of channels [e0,e1) of batch row bi, through
-// all T tokens. When y is not nil it writes the outputs of those channels
-// into y [B,T,E]; when hs is not nil it stores each state h_t at
-// hs[(t+1)*len(h):] (the caller puts h_{-1} at the front).
-func (s *scanData) run(h, y, hs []float32, bi, e0, e1 int) {
+// scanOut are the optional outputs of run, as host slices (nil when not
+// wanted):
+//
+//	y      [B,T,E]           the outputs y_t
+//	pre    [B,T,E,N]         the states h_t before injection
+//	states [T][block][N]     the carried (injected) states h'_t of the block
+type scanOut struct {
+	y, pre, states []float32
+}
+
+// run advances h, the carried state of channels [e0,e1) of batch row bi,
+// through all T tokens, writing into the outputs of out that are not nil.
+func (s *scanData) run(h []float32, out scanOut, bi, e0, e1 int) {
 	N, E := s.N, s.E
 	for t := range s.T {
 		row := bi*s.T + t
@@ -76,35 +88,49 @@ func (s *scanData) run(h, y, hs []float32, bi, e0, e1 int) {
 			dx := dt * xv
 			ar := s.a[e*N : (e+1)*N]
 			hr := h[(e-e0)*N : (e-e0+1)*N]
+			at := (row*E + e) * N // offset of (b,t,e) in [B,T,E,N] tensors
 			var acc float32
 			for n, an := range ar {
-				hr[n] = scanExp(dt*an)*hr[n] + dx*br[n]
-				acc += hr[n] * cr[n]
+				v := scanExp(dt*an)*hr[n] + dx*br[n]
+				if out.pre != nil {
+					out.pre[at+n] = v
+				}
+				if s.inj != nil {
+					v += s.inj[at+n]
+				}
+				hr[n] = v
+				acc += v * cr[n]
 			}
-			if y != nil {
+			if out.y != nil {
 				if s.d != nil {
 					acc += s.d[e] * xv
 				}
-				y[row*E+e] = acc
+				out.y[row*E+e] = acc
 			}
 		}
-		if hs != nil {
-			copy(hs[(t+1)*len(h):], h)
+		if out.states != nil {
+			copy(out.states[t*len(h):], h)
 		}
 	}
 }
 
-// SelectiveScan runs the Mamba recurrence (see api.Kernels) and sets y
-// [B,T,E] and, when hT is not nil, the final state [B,E,N]. The state is
-// float32, as in the reference implementations; each (batch row, channel
-// block) pair is an independent unit of work.
-func (b *Backend) SelectiveScan(y, hT api.Tensor, in api.ScanArgs) {
+// SelectiveScan runs the Mamba recurrence with optional injection (see
+// api.Kernels) and sets y [B,T,E], the final carried state hT [B,E,N] when
+// hT is not nil, and the pre-injection states hs [B,T,E,N] when hs is not
+// nil. The state is float32, as in the reference implementations; each
+// (batch row, channel block) pair is an independent unit of work.
+func (b *Backend) SelectiveScan(y, hT, hs api.Tensor, in api.ScanArgs) {
 	const op = "SelectiveScan"
 	s := b.scanInputs(op, in)
-	yt, ht := b.f32(y, op), b.f32OrNil(hT, op)
+	yt, ht, hst := b.f32(y, op), b.f32OrNil(hT, op), b.f32OrNil(hs, op)
 	wantShape(op, "y", yt, s.B, s.T, s.E)
 	if ht != nil {
 		wantShape(op, "hT", ht, s.B, s.E, s.N)
+	}
+	out := scanOut{y: yt.f32}
+	if hst != nil {
+		wantShape(op, "hs", hst, s.B, s.T, s.E, s.N)
+		out.pre = hst.f32
 	}
 	nb := s.blocks()
 	b.parallelGrain(s.B*nb, 1, func(lo, hi int) {
@@ -114,7 +140,7 @@ func (b *Backend) SelectiveScan(y, hT api.Tensor, in api.ScanArgs) {
 			e1 := min(e0+scanBlock, s.E)
 			hb := h[:(e1-e0)*s.N]
 			s.initState(hb, bi, e0, e1)
-			s.run(hb, yt.f32, nil, bi, e0, e1)
+			s.run(hb, out, bi, e0, e1)
 			if ht != nil {
 				copy(ht.f32[(bi*s.E+e0)*s.N:], hb)
 			}
@@ -130,36 +156,42 @@ func (b *Backend) SelectiveScan(y, hT api.Tensor, in api.ScanArgs) {
 //	aPart          [B][E][N]           sums over time, per batch row
 //	dPart          [B][E]              sums over time, per batch row
 type scanGradOut struct {
-	x, delta, a, bm, cm, d, h0 []float32
-	bmPart, cmPart             []float32
-	aPart, dPart               []float64
+	x, delta, a, bm, cm, d, h0, inj []float32
+	bmPart, cmPart                  []float32
+	aPart, dPart                    []float64
 }
 
-// SelectiveScanGrad sets the gradients of the scan's inputs from dy [B,T,E]
-// and dhT [B,E,N] (nil for zero). Each unit recomputes its forward states,
-// stores them (T+1 states of its block), and walks back in time carrying
-// dh = dL/dh_t:
+// SelectiveScanGrad sets the gradients of the scan's inputs from dy [B,T,E],
+// dhT [B,E,N] and dhs [B,T,E,N] (either nil for zero). Each unit recomputes
+// its forward carried states, stores them (T+1 states of its block), and
+// walks back in time carrying dh = dL/dh'_t, the gradient at the carried
+// state:
 //
-//	dh_t    = dhCarry + dy_t[e] Cm_t[n]
-//	dCm_t  += dy_t[e] h_t          dBm_t  += dh_t Delta_t X_t
-//	dX_t    = sum_n dh_t Delta_t Bm_t[n] + dy_t D[e]
-//	dDelta_t = sum_n dh_t (Bm_t[n] X_t + A h_{t-1} exp(Delta_t A))
-//	dA     += dh_t h_{t-1} Delta_t exp(Delta_t A)
-//	dhCarry = dh_t exp(Delta_t A)      (dH0 = dhCarry at the end)
+//	dh'_t    = dhCarry + dy_t[e] Cm_t[n]      (dInject_t = dh'_t)
+//	dh_t     = dh'_t + dhs_t                  (at the pre-injection state)
+//	dCm_t   += dy_t[e] h'_t          dBm_t  += dh_t Delta_t X_t
+//	dX_t     = sum_n dh_t Delta_t Bm_t[n] + dy_t D[e]
+//	dDelta_t = sum_n dh_t (Bm_t[n] X_t + A h'_{t-1} exp(Delta_t A))
+//	dA      += dh_t h'_{t-1} Delta_t exp(Delta_t A)
+//	dhCarry  = dh_t exp(Delta_t A)            (dH0 = dhCarry at the end)
 //
 // with dh carried and sums accumulated in float64.
-func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT api.Tensor) {
+func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT, dhs api.Tensor) {
 	const op = "SelectiveScanGrad"
 	s := b.scanInputs(op, in)
-	dyt, dht := b.f32(dy, op), b.f32OrNil(dhT, op)
+	dyt, dht, dhst := b.f32(dy, op), b.f32OrNil(dhT, op), b.f32OrNil(dhs, op)
 	wantShape(op, "dy", dyt, s.B, s.T, s.E)
-	var dhTv []float32
+	up := scanUpstream{dy: dyt.f32}
 	if dht != nil {
 		wantShape(op, "dhT", dht, s.B, s.E, s.N)
-		dhTv = dht.f32
+		up.dhT = dht.f32
 	}
-	if g.D != nil && in.D == nil || g.H0 != nil && in.H0 == nil {
-		api.Panicf(api.ErrShape, "%s: gradient of D or H0 asked for without that input", op)
+	if dhst != nil {
+		wantShape(op, "dhs", dhst, s.B, s.T, s.E, s.N)
+		up.dhs = dhst.f32
+	}
+	if g.D != nil && in.D == nil || g.H0 != nil && in.H0 == nil || g.Inject != nil && in.Inject == nil {
+		api.Panicf(api.ErrShape, "%s: gradient of D, H0 or Inject asked for without that input", op)
 	}
 	out := &scanGradOut{
 		x:     b.scanGradField(op, "X", g.X, s.B, s.T, s.E),
@@ -169,6 +201,7 @@ func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT ap
 		cm:    b.scanGradField(op, "Cm", g.Cm, s.B, s.T, s.N),
 		d:     b.scanGradField(op, "D", g.D, s.E),
 		h0:    b.scanGradField(op, "H0", g.H0, s.B, s.E, s.N),
+		inj:   b.scanGradField(op, "Inject", g.Inject, s.B, s.T, s.E, s.N),
 	}
 	nb := s.blocks()
 	if out.bm != nil {
@@ -187,10 +220,16 @@ func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT ap
 		w := newScanWork(s)
 		for u := lo; u < hi; u++ {
 			bi, e0 := u/nb, (u%nb)*scanBlock
-			s.backBlock(w, out, dyt.f32, dhTv, bi, u%nb, e0, min(e0+scanBlock, s.E))
+			s.backBlock(w, out, up, bi, u%nb, e0, min(e0+scanBlock, s.E))
 		}
 	})
 	b.scanReduce(s, out)
+}
+
+// scanUpstream holds the gradients arriving at the scan's outputs as host
+// slices: dy [B,T,E], and dhT [B,E,N] and dhs [B,T,E,N] or nil for zero.
+type scanUpstream struct {
+	dy, dhT, dhs []float32
 }
 
 // scanGradField checks an optional gradient output against its shape and
@@ -207,7 +246,7 @@ func (b *Backend) scanGradField(op, what string, t api.Tensor, shape ...int) []f
 // scanWork is the scratch memory of one worker of SelectiveScanGrad.
 type scanWork struct {
 	h        []float32 // running state of one block, [block][N]
-	hs       []float32 // states h_{-1..T-1} of one block, [T+1][block][N]
+	hs       []float32 // carried states h'_{-1..T-1} of one block, [T+1][block][N]
 	dh       []float64 // carried dL/dh of one block, [block][N]
 	dA       []float64 // dA sums over time of one block, [block][N]
 	dD       []float64 // dD sums over time of one block, [block]
@@ -224,18 +263,18 @@ func newScanWork(s *scanData) *scanWork {
 }
 
 // backBlock runs the backward pass of channels [e0,e1) (block blk) of batch
-// row bi, writing dX, dDelta and dH0 directly and the cross-channel and
-// cross-batch sums into the partial buffers of out.
-func (s *scanData) backBlock(w *scanWork, out *scanGradOut, dy, dhT []float32, bi, blk, e0, e1 int) {
+// row bi, writing dX, dDelta, dInject and dH0 directly and the
+// cross-channel and cross-batch sums into the partial buffers of out.
+func (s *scanData) backBlock(w *scanWork, out *scanGradOut, up scanUpstream, bi, blk, e0, e1 int) {
 	N, E, T := s.N, s.E, s.T
 	m := (e1 - e0) * N
 	hs := w.hs[:(T+1)*m]
 	s.initState(hs[:m], bi, e0, e1)
 	copy(w.h[:m], hs[:m])
-	s.run(w.h[:m], nil, hs, bi, e0, e1)
+	s.run(w.h[:m], scanOut{states: hs[m:]}, bi, e0, e1)
 	dh, dA, dD := w.dh[:m], w.dA[:m], w.dD[:e1-e0]
-	if dhT != nil {
-		for i, v := range dhT[(bi*E+e0)*N : (bi*E+e1)*N] {
+	if up.dhT != nil {
+		for i, v := range up.dhT[(bi*E+e0)*N : (bi*E+e1)*N] {
 			dh[i] = float64(v)
 		}
 	} else {
@@ -251,7 +290,8 @@ func (s *scanData) backBlock(w *scanWork, out *scanGradOut, dy, dhT []float32, b
 		clear(w.dCt)
 		for e := e0; e < e1; e++ {
 			i0 := (e - e0) * N
-			dt, xv, g := s.delta[row*E+e], s.x[row*E+e], dy[row*E+e]
+			at := (row*E + e) * N // offset of (b,t,e) in [B,T,E,N] tensors
+			dt, xv, g := s.delta[row*E+e], s.x[row*E+e], up.dy[row*E+e]
 			dt64, x64, g64 := float64(dt), float64(xv), float64(g)
 			ar := s.a[e*N : (e+1)*N]
 			var dx, dd float64
@@ -259,8 +299,14 @@ func (s *scanData) backBlock(w *scanWork, out *scanGradOut, dy, dhT []float32, b
 				i := i0 + n
 				decay := scanExp(dt * an)
 				hp := float64(hprev[i]) * float64(decay)
-				gh := dh[i] + g64*float64(cr[n])
+				gh := dh[i] + g64*float64(cr[n]) // at the carried state h'_t
+				if out.inj != nil {
+					out.inj[at+n] = float32(gh)
+				}
 				w.dCt[n] += g64 * float64(hcur[i])
+				if up.dhs != nil {
+					gh += float64(up.dhs[at+n]) // now at the pre-injection h_t
+				}
 				w.dBt[n] += gh * dt64 * x64
 				dx += gh * dt64 * float64(br[n])
 				dd += gh * (float64(br[n])*x64 + hp*float64(an))

@@ -1,0 +1,165 @@
+package cpu
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Kernels split their work into at most Threads contiguous parts of a fixed
+// partition (the same n and thread count always give the same parts, so
+// results are bit-reproducible) and hand the parts to a pool of worker
+// goroutines shared by every backend. The caller runs the first part itself
+// and, while it waits, runs queued parts too, so nested parallel calls
+// cannot deadlock.
+//
+// Nothing here allocates once warm: a kernel on the decode path describes
+// its work as a task value taken from a taskPool (a closure handed to
+// another goroutine would be allocated on every call).
+
+// minGrain is the least number of elements worth handing to a goroutine.
+const minGrain = 1 << 14
+
+// task is work over an index range [lo, hi).
+type task interface {
+	run(lo, hi int)
+}
+
+// funcTask adapts a closure to task, for kernels off the decode path.
+type funcTask func(lo, hi int)
+
+func (f funcTask) run(lo, hi int) { f(lo, hi) }
+
+// taskPool recycles task values of one kernel so that passing them to the
+// workers allocates nothing after the first calls.
+type taskPool[T any] struct{ p sync.Pool }
+
+func (tp *taskPool[T]) get() *T {
+	if v := tp.p.Get(); v != nil {
+		return v.(*T)
+	}
+	return new(T)
+}
+
+// put clears t (so it keeps no tensor alive) and returns it to the pool.
+func (tp *taskPool[T]) put(t *T) {
+	var zero T
+	*t = zero
+	tp.p.Put(t)
+}
+
+// job is one part of a parallel call, queued for the workers.
+type job struct {
+	t      task
+	lo, hi int
+	g      *group
+}
+
+// group tracks the queued parts of one parallel call.
+type group struct {
+	pending atomic.Int32
+	done    chan struct{} // receives once, when the last queued part ends
+	mu      sync.Mutex
+	panic   any // the first panic of a part
+}
+
+var (
+	groups     = sync.Pool{New: func() any { return &group{done: make(chan struct{}, 1)} }}
+	jobs       chan job
+	startsPool sync.Once
+)
+
+// startWorkers starts the shared workers: one per CPU, beside the callers.
+func startWorkers() {
+	startsPool.Do(func() {
+		n := runtime.NumCPU()
+		jobs = make(chan job, 64*n)
+		for range n {
+			go func() {
+				for j := range jobs {
+					j.exec()
+				}
+			}()
+		}
+	})
+}
+
+// exec runs the part, records a panic, and signals the group when it is the
+// last queued part to end.
+func (j job) exec() {
+	j.g.runPart(j.t, j.lo, j.hi)
+	if j.g.pending.Add(-1) == 0 {
+		j.g.done <- struct{}{}
+	}
+}
+
+// runPart runs one part, keeping its panic for the caller.
+func (g *group) runPart(t task, lo, hi int) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.mu.Lock()
+			if g.panic == nil {
+				g.panic = r
+			}
+			g.mu.Unlock()
+		}
+	}()
+	t.run(lo, hi)
+}
+
+// parts returns how many parts n items of at least grain each make.
+func (b *Backend) parts(n, grain int) int {
+	return min(b.threads, (n+grain-1)/max(grain, 1))
+}
+
+// run executes t over [0,n) in parts of at least grain items. A panic in
+// any part is raised again on the caller's goroutine (where the entry
+// point's api.Recover turns it into an error) once every part has ended.
+func (b *Backend) run(n, grain int, t task) {
+	parts := b.parts(n, grain)
+	if parts <= 1 {
+		if n > 0 {
+			t.run(0, n)
+		}
+		return
+	}
+	startWorkers()
+	g := groups.Get().(*group)
+	g.pending.Store(int32(parts - 1))
+	for p := 1; p < parts; p++ {
+		j := job{t: t, lo: p * n / parts, hi: (p + 1) * n / parts, g: g}
+		select {
+		case jobs <- j:
+		default: // the queue is full: run the part here
+			j.exec()
+		}
+	}
+	g.runPart(t, 0, n/parts)
+	for waiting := true; waiting; {
+		select {
+		case <-g.done:
+			waiting = false
+		case j := <-jobs:
+			j.exec()
+		}
+	}
+	p := g.panic
+	g.panic = nil
+	groups.Put(g)
+	if p != nil {
+		panic(p)
+	}
+}
+
+// parallel runs fn over [0,n) in parts of at least minGrain items (see run).
+// The closure is allocated per call: kernels on the decode path use run with
+// a pooled task instead.
+func (b *Backend) parallel(n int, fn func(lo, hi int)) {
+	b.run(n, minGrain, funcTask(fn))
+}
+
+// parallelGrain is parallel with a caller-chosen minimum part size, for
+// loops whose items are expensive (rows, heads, batch entries).
+func (b *Backend) parallelGrain(n, grain int, fn func(lo, hi int)) {
+	b.run(n, grain, funcTask(fn))
+}
