@@ -1,8 +1,11 @@
 # densessm: build, test, and the long checks that are not part of `make test`.
 GO ?= go
+# The Python with torch, transformers and safetensors that the fixture scripts use
+# (see the docstrings of scripts/*.py for the pinned versions).
+PYTHON ?= /opt/pyref/bin/python
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit build bench fuzz fixtures
+.PHONY: test fmt-check vet unit build bench fuzz fixtures mamba-fixtures
 
 ## test: everything CI runs (format check, vet, unit tests with the race-free default build)
 test: fmt-check vet unit
@@ -31,3 +34,8 @@ fuzz:
 ## fixtures: regenerate the committed safetensors fixture (needs Python packages, see the script)
 fixtures:
 	python3 scripts/make_safetensors_fixture.py
+
+## mamba-fixtures: regenerate architectures/mamba/testdata with transformers, and check that
+## transformers loads models densessm writes and gives our logits
+mamba-fixtures:
+	$(PYTHON) scripts/make_mamba_fixtures.py

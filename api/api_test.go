@@ -167,3 +167,18 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("missing backend: %v", err)
 	}
 }
+
+func TestConfigFloatJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   float64
+		want string
+	}{{1, "1.0"}, {1e-5, "1e-05"}, {0.001, "0.001"}, {-2, "-2.0"}, {1e21, "1e+21"}, {0, "0.0"}} {
+		got, err := ConfigFloat(tc.in).MarshalJSON()
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%g: %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := ConfigFloat(math.NaN()).MarshalJSON(); err == nil {
+		t.Error("NaN marshalled")
+	}
+}

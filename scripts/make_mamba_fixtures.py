@@ -31,10 +31,11 @@ The reference path is transformers' torch-only code (no mamba_ssm,
 causal_conv1d or hub kernels may be importable: the script refuses to run if
 they are, since they would replace the slow path being checked).
 
-Environment (tested with exactly these versions, CPU only):
+Environment (tested with exactly these versions; everything runs on the CPU,
+so PyTorch's CPU-only wheel from https://download.pytorch.org/whl/cpu serves
+as well as the default CUDA one):
   python3.11 -m venv /opt/pyref
-  /opt/pyref/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.15.0
-  /opt/pyref/bin/pip install transformers==5.24.0 safetensors==0.8.0 numpy==2.4.6
+  /opt/pyref/bin/pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 numpy==2.4.6
 Run from the repository root (Go on PATH):
   make mamba-fixtures
 which runs
@@ -43,7 +44,6 @@ which runs
 """
 
 import importlib.util
-import json
 import math
 import os
 import shutil
@@ -191,6 +191,8 @@ def make_fixture(name, spec):
         shutil.rmtree(d)
     model.save_pretrained(d, safe_serialization=True)
     save_file(out, os.path.join(d, "reference.safetensors"), metadata={"format": "pt"})
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
     size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, loss {loss.item():.6f}, "
           f"logits max |.| {logits.abs().max().item():.3f}, {size} bytes in {os.path.relpath(d, REPO)}")
@@ -215,7 +217,10 @@ def reverse_check(exe, fixture_dir, tmp):
     model_dir = os.path.join(tmp, "go-" + name)
     subprocess.run([exe, "init", "--arch", "mamba", "--config", os.path.join(fixture_dir, "config.json"),
                     "--seed", "3", "--out", model_dir], check=True)
-    model, info = MambaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, output_loading_info=True)
+    try:
+        model, info = MambaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, output_loading_info=True)
+    except Exception as e:
+        raise AssertionError(f"{name}: transformers refused the model densessm wrote in {model_dir}: {e}") from e
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise AssertionError(f"{name}: transformers loaded the Go checkpoint with problems: {problems}")
@@ -239,7 +244,6 @@ def reverse_check(exe, fixture_dir, tmp):
 
 def main():
     require_torch_path()
-    torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     os.makedirs(TESTDATA, exist_ok=True)

@@ -128,6 +128,10 @@ type StepScratch struct {
 	hidden, gate, sel, acc, cat, out api.Tensor
 }
 
+// Gate returns the buffer GateStep writes the gate [rows, W] into, or nil
+// for GateNone, so that callers can make views of it once.
+func (s *StepScratch) Gate() api.Tensor { return s.gate }
+
 // NewStepScratch allocates FuseStep's buffers for rows of one token each.
 func (l *Link) NewStepScratch(b api.Backend, rows, d int) *StepScratch {
 	s := &StepScratch{sel: b.Alloc(api.F32, rows, l.width), acc: b.Alloc(api.F32, rows, l.width)}
@@ -146,6 +150,23 @@ func (l *Link) NewStepScratch(b api.Backend, rows, d int) *StepScratch {
 	return s
 }
 
+// GateStep is Gate for one token per row, u [rows, d]: it returns the gate
+// [rows, W] in s's buffer, or nil for GateNone.
+func (l *Link) GateStep(b api.Backend, s *StepScratch, u api.Tensor) api.Tensor {
+	switch {
+	case l.gateIn != nil:
+		b.MatMul(s.hidden, u, l.gateIn.Weight.Value(), false, true, 1, 0)
+		b.Unary(api.OpSilu, s.hidden, s.hidden)
+		b.MatMul(s.gate, s.hidden, l.gateOut.Weight.Value(), false, true, 1, 0)
+		b.Unary(api.OpSilu, s.gate, s.gate)
+		return s.gate
+	case l.gateOut != nil:
+		b.MatMul(s.gate, u, l.gateOut.Weight.Value(), false, true, 1, 0)
+		return s.gate
+	}
+	return nil
+}
+
 // FuseStep is Fuse for one token per row, with kernels writing into s:
 // x [rows, W], prev nearest first (each [rows, W]), u [rows, d]. The result
 // belongs to s and is overwritten by the next call.
@@ -153,18 +174,7 @@ func (l *Link) FuseStep(b api.Backend, s *StepScratch, x api.Tensor, prev []api.
 	if len(prev) == 0 {
 		return x
 	}
-	var gate api.Tensor
-	switch {
-	case l.gateIn != nil:
-		b.MatMul(s.hidden, u, l.gateIn.Weight.Value(), false, true, 1, 0)
-		b.Unary(api.OpSilu, s.hidden, s.hidden)
-		b.MatMul(s.gate, s.hidden, l.gateOut.Weight.Value(), false, true, 1, 0)
-		b.Unary(api.OpSilu, s.gate, s.gate)
-		gate = s.gate
-	case l.gateOut != nil:
-		b.MatMul(s.gate, u, l.gateOut.Weight.Value(), false, true, 1, 0)
-		gate = s.gate
-	}
+	gate := l.GateStep(b, s, u)
 	// sel = a * proj(p), written into s.sel.
 	selected := func(p api.Tensor) api.Tensor {
 		if l.proj != nil {

@@ -25,28 +25,28 @@ const (
 // names, plus the DenseMamba knobs. It is the config.json the toolkit
 // writes: for plain Mamba, transformers' MambaForCausalLM reads it as is.
 type Config struct {
-	ModelType         string  `json:"model_type"` // NameMamba or NameDenseMamba
-	VocabSize         int     `json:"vocab_size"` // rows of the embedding (already padded)
-	HiddenSize        int     `json:"hidden_size"`
-	NumHiddenLayers   int     `json:"num_hidden_layers"`
-	StateSize         int     `json:"state_size"`
-	ConvKernel        int     `json:"conv_kernel"`
-	Expand            int     `json:"expand"`
-	IntermediateSize  int     `json:"intermediate_size"`
-	TimeStepRank      int     `json:"time_step_rank"`
-	LayerNormEpsilon  float64 `json:"layer_norm_epsilon"`
-	UseBias           bool    `json:"use_bias"`
-	UseConvBias       bool    `json:"use_conv_bias"`
-	TieWordEmbeddings bool    `json:"tie_word_embeddings"`
+	ModelType         string          `json:"model_type"` // NameMamba or NameDenseMamba
+	VocabSize         int             `json:"vocab_size"` // rows of the embedding (already padded)
+	HiddenSize        int             `json:"hidden_size"`
+	NumHiddenLayers   int             `json:"num_hidden_layers"`
+	StateSize         int             `json:"state_size"`
+	ConvKernel        int             `json:"conv_kernel"`
+	Expand            int             `json:"expand"`
+	IntermediateSize  int             `json:"intermediate_size"`
+	TimeStepRank      int             `json:"time_step_rank"`
+	LayerNormEpsilon  api.ConfigFloat `json:"layer_norm_epsilon"`
+	UseBias           bool            `json:"use_bias"`
+	UseConvBias       bool            `json:"use_conv_bias"`
+	TieWordEmbeddings bool            `json:"tie_word_embeddings"`
 	// PadVocabSizeMultiple is kept for the record; VocabSize is already a
 	// multiple of it when the config came from the original repositories.
 	PadVocabSizeMultiple int `json:"pad_vocab_size_multiple"`
 	// Initialisation of the time step (used when training from scratch).
-	TimeStepMin   float64 `json:"time_step_min"`
-	TimeStepMax   float64 `json:"time_step_max"`
-	TimeStepFloor float64 `json:"time_step_floor"`
-	TimeStepScale float64 `json:"time_step_scale"`
-	HiddenAct     string  `json:"hidden_act"`
+	TimeStepMin   api.ConfigFloat `json:"time_step_min"`
+	TimeStepMax   api.ConfigFloat `json:"time_step_max"`
+	TimeStepFloor api.ConfigFloat `json:"time_step_floor"`
+	TimeStepScale api.ConfigFloat `json:"time_step_scale"`
+	HiddenAct     string          `json:"hidden_act"`
 
 	// Dense holds the DenseMamba knobs; Dense.M == 0 is plain Mamba.
 	Dense dense.Config `json:"dense,omitzero"`
@@ -228,7 +228,7 @@ func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
 		c.TieWordEmbeddings = *o.TieEmbeddings
 	}
 	if o.NormEpsilon > 0 {
-		c.LayerNormEpsilon = o.NormEpsilon
+		c.LayerNormEpsilon = api.ConfigFloat(o.NormEpsilon)
 	}
 	s := o.SSMCfg
 	setIf := func(dst *int, v int) {
@@ -249,11 +249,11 @@ func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
 		c.UseConvBias = *s.ConvBias
 	}
 	for _, p := range []struct {
-		dst *float64
+		dst *api.ConfigFloat
 		v   float64
 	}{{&c.TimeStepMin, s.DtMin}, {&c.TimeStepMax, s.DtMax}, {&c.TimeStepFloor, s.DtFloor}, {&c.TimeStepScale, s.DtScale}} {
 		if p.v > 0 {
-			*p.dst = p.v
+			*p.dst = api.ConfigFloat(p.v)
 		}
 	}
 	return nil

@@ -35,6 +35,7 @@ func variants() map[string]*Config {
 	return map[string]*Config{
 		"mamba":        tinyConfig(NameMamba, ""),
 		"densemamba-x": tinyConfig(NameDenseMamba, TargetX),
+		"densemamba-h": tinyConfig(NameDenseMamba, TargetH),
 	}
 }
 

@@ -98,7 +98,7 @@ func New(cfg *Config, b api.Backend, seed int64) (_ *Model, err error) {
 			inProj:  nn.NewLinear(mx.Sub("in_proj"), D, 2*E, nn.FanInUniform(D), bias),
 			conv:    nn.NewCausalConv1d(mx.Sub("conv1d"), E, K, nn.FanInUniform(K), convBias),
 			xProj:   nn.NewLinear(mx.Sub("x_proj"), E, R+2*N, nn.FanInUniform(E), nil),
-			dtProj:  nn.NewLinear(mx.Sub("dt_proj"), R, E, nn.MambaDtProjWeight(R, c.TimeStepScale), nn.MambaDtBias(c.TimeStepMin, c.TimeStepMax, c.TimeStepFloor)),
+			dtProj:  nn.NewLinear(mx.Sub("dt_proj"), R, E, nn.MambaDtProjWeight(R, float64(c.TimeStepScale)), nn.MambaDtBias(float64(c.TimeStepMin), float64(c.TimeStepMax), float64(c.TimeStepFloor))),
 			aLog:    mx.Param("A_log", nn.MambaALog(), E, N),
 			d:       mx.Param("D", nn.MambaD(), E),
 			outProj: nn.NewLinear(mx.Sub("out_proj"), E, D, nn.Scaled(nn.FanInUniform(E), 1/math.Sqrt(float64(max(c.NumHiddenLayers, 1)))), bias),
@@ -193,17 +193,16 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
 	c := m.cfg
 	h := m.embed.Forward(t, ids) // [B,T,D]
-	var raw []*nn.Var            // the layers' pre-fusion x' (DenseMamba), nearest last
+	var linked []*nn.Var         // DenseMamba: the layers' own x' or states, nearest last
 	for i, l := range m.layers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var out, xs *nn.Var
-		out, xs = m.mixer(t, l, i, l.norm.Forward(t, h), raw, st)
+		out, own := m.mixer(t, l, i, l.norm.Forward(t, h), linked, st)
 		if c.Dense.M > 0 {
-			raw = append(raw, xs)
-			if len(raw) > c.Dense.M {
-				raw = raw[1:]
+			linked = append(linked, own)
+			if len(linked) > c.Dense.M {
+				linked = linked[1:]
 			}
 		}
 		h = t.Add(h, out)
@@ -217,9 +216,11 @@ func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) 
 }
 
 // mixer computes layer i's mixer on u [B,T,D] (already normed). prev holds
-// the previous layers' pre-fusion x' (nearest last). It returns the output
-// [B,T,D] and this layer's pre-fusion x' [B,T,E].
-func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State) (out, xsRaw *nn.Var) {
+// what the previous layers hand on (nearest last): for DenseMamba target x
+// their pre-fusion x' [B,T,E], for target h their pre-fusion states
+// [B,T,E,N]. It returns the output [B,T,D] and what this layer hands on
+// (nil for plain Mamba).
+func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State) (out, own *nn.Var) {
 	c := m.cfg
 	E, N, R, K := c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
 	xz := l.inProj.Forward(t, u) // [B,T,2E]
@@ -237,9 +238,16 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 		T := all.Shape()[1]
 		m.b.Copy(st.conv[i], t.Slice(all, 1, T-(K-1), K-1).Value())
 	}
-	xsRaw = xs
-	if l.link != nil && c.DenseTarget == TargetX {
-		xs = l.link.Fuse(t, xs, nearestFirst(prev), l.link.Gate(t, u))
+	targetH := c.Dense.M > 0 && c.DenseTarget == TargetH
+	if c.Dense.M > 0 && !targetH {
+		own = xs
+		if l.link != nil {
+			xs = l.link.Fuse(t, xs, nearestFirst(prev), l.link.Gate(t, u))
+		}
+	}
+	var inject *nn.Var
+	if targetH && l.link != nil && len(prev) > 0 {
+		inject = stateInjection(t, l.link, u, prev)
 	}
 	dbc := l.xProj.Forward(t, xs) // [B,T,R+2N]
 	dt := t.Slice(dbc, -1, 0, R)
@@ -247,12 +255,31 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 	cm := t.Slice(dbc, -1, R+N, N)
 	delta := t.Unary(api.OpSoftplus, l.dtProj.Forward(t, dt))
 	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
-	y, hT, _ := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0}, st != nil, false)
+	y, hT, hs := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0, Inject: inject}, st != nil, targetH)
 	if st != nil {
 		m.b.Copy(st.ssm[i], hT.Value())
 	}
+	if targetH {
+		own = hs
+	}
 	y = t.Mul(y, t.Unary(api.OpSilu, z))
-	return l.outProj.Forward(t, y), xsRaw
+	return l.outProj.Forward(t, y), own
+}
+
+// stateInjection returns DenseMamba target h's injection a ⊙ Σ_p h^(p)
+// [B,T,E,N] for the gate input u [B,T,D] and the previous layers' own
+// states prev (each [B,T,E,N]); the gate [B,T,E] is broadcast over N.
+func stateInjection(t *nn.Tape, link *dense.Link, u *nn.Var, prev []*nn.Var) *nn.Var {
+	sum := prev[0]
+	for _, p := range prev[1:] {
+		sum = t.Add(sum, p)
+	}
+	a := link.Gate(t, u)
+	if a == nil {
+		return sum
+	}
+	s := a.Shape()
+	return t.Mul(t.Reshape(a, s[0], s[1], s[2], 1), sum)
 }
 
 // nearestFirst returns prev (nearest last) reversed.

@@ -90,8 +90,11 @@ type stepBuffers struct {
 	raws                 []api.Tensor // DenseMamba: each layer's pre-fusion x' [B,E]
 	prev                 []api.Tensor // DenseMamba: the previous layers' x', nearest first
 	scratch              []*dense.StepScratch
-	fusedXs, fusedXs3    api.Tensor // DenseMamba: fused x' [B,E] and its view
-	bm2, cm2             api.Tensor // [B,N] views of bm, cm
+	fusedXs, fusedXs3    api.Tensor   // DenseMamba: fused x' [B,E] and its view
+	states               []api.Tensor // DenseMamba target h: each layer's own state [B,1,E,N]
+	inject               api.Tensor   // DenseMamba target h: [B,1,E,N]
+	gate4                []api.Tensor // DenseMamba target h: [B,1,E,1] views of each layer's gate
+	bm2, cm2             api.Tensor   // [B,N] views of bm, cm
 }
 
 func (m *Model) newStepBuffers(batch int) *stepBuffers {
@@ -118,13 +121,25 @@ func (m *Model) newStepBuffers(batch int) *stepBuffers {
 		s.fusedXs = f(B, E)
 		s.fusedXs3 = b.Reshape(s.fusedXs, B, 1, E)
 		s.prev = make([]api.Tensor, 0, c.Dense.M)
+		if c.DenseTarget == TargetH {
+			s.inject = f(B, 1, E, N)
+		}
 		for _, l := range m.layers {
-			s.raws = append(s.raws, f(B, E))
+			if c.DenseTarget == TargetH {
+				s.states = append(s.states, f(B, 1, E, N))
+			} else {
+				s.raws = append(s.raws, f(B, E))
+			}
 			var scr *dense.StepScratch
 			if l.link != nil {
 				scr = l.link.NewStepScratch(b, B, D)
 			}
 			s.scratch = append(s.scratch, scr)
+			var g4 api.Tensor
+			if scr != nil && scr.Gate() != nil {
+				g4 = b.Reshape(scr.Gate(), B, 1, E, 1)
+			}
+			s.gate4 = append(s.gate4, g4)
 		}
 	}
 	return s
@@ -192,15 +207,34 @@ func (m *Model) mixerStep(st *State, i int, l *layer) {
 	b.Unary(api.OpSilu, sb.xs, sb.xc)
 
 	xs, xs3 := sb.xs, sb.xs3
+	var states, inject api.Tensor // DenseMamba target h
 	if c.Dense.M > 0 {
-		b.Copy(sb.raws[i], sb.xs)
-		if l.link != nil && c.DenseTarget == TargetX {
-			sb.prev = sb.prev[:0]
-			for p := i - 1; p >= max(0, i-c.Dense.M); p-- {
-				sb.prev = append(sb.prev, sb.raws[p])
+		// The previous layers' x' or states, nearest first.
+		own := sb.raws
+		if c.DenseTarget == TargetH {
+			own = sb.states
+			states = sb.states[i]
+		}
+		sb.prev = sb.prev[:0]
+		for p := i - 1; p >= max(0, i-c.Dense.M); p-- {
+			sb.prev = append(sb.prev, own[p])
+		}
+		switch {
+		case c.DenseTarget == TargetX:
+			b.Copy(sb.raws[i], sb.xs)
+			if l.link != nil {
+				b.Copy(sb.fusedXs, l.link.FuseStep(b, sb.scratch[i], sb.xs, sb.prev, sb.u))
+				xs, xs3 = sb.fusedXs, sb.fusedXs3
 			}
-			b.Copy(sb.fusedXs, l.link.FuseStep(b, sb.scratch[i], sb.xs, sb.prev, sb.u))
-			xs, xs3 = sb.fusedXs, sb.fusedXs3
+		case l.link != nil && len(sb.prev) > 0:
+			inject = sb.inject
+			b.Copy(inject, sb.prev[0])
+			for _, p := range sb.prev[1:] {
+				b.Binary(api.OpAdd, inject, inject, p)
+			}
+			if l.link.GateStep(b, sb.scratch[i], sb.u) != nil {
+				b.Binary(api.OpMul, inject, sb.gate4[i], inject)
+			}
 		}
 	}
 
@@ -212,8 +246,8 @@ func (m *Model) mixerStep(st *State, i int, l *layer) {
 	b.Unary(api.OpSoftplus, sb.delta, sb.delta)
 	b.Unary(api.OpExp, sb.a, l.aLog.Value())
 	b.Unary(api.OpNeg, sb.a, sb.a)
-	b.SelectiveScan(sb.y3, sb.hNext, nil, api.ScanArgs{
-		X: xs3, Delta: sb.delta3, A: sb.a, Bm: sb.bm, Cm: sb.cm, D: l.d.Value(), H0: st.ssm[i],
+	b.SelectiveScan(sb.y3, sb.hNext, states, api.ScanArgs{
+		X: xs3, Delta: sb.delta3, A: sb.a, Bm: sb.bm, Cm: sb.cm, D: l.d.Value(), H0: st.ssm[i], Inject: inject,
 	})
 	st.ssm[i], sb.hNext = sb.hNext, st.ssm[i]
 	b.Unary(api.OpSilu, sb.gate, sb.z)
