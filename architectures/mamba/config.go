@@ -73,7 +73,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ModelType != NameMamba && c.ModelType != NameDenseMamba:
 		return bad("model_type %q", c.ModelType)
-	case c.VocabSize < 1, c.HiddenSize < 1, c.NumHiddenLayers < 0, c.StateSize < 1,
+	case c.VocabSize < 1, c.HiddenSize < 1, c.NumHiddenLayers < 1, c.StateSize < 1,
 		c.ConvKernel < 1, c.IntermediateSize < 1, c.TimeStepRank < 1:
 		return bad("sizes must be positive (vocab %d, hidden %d, layers %d, state %d, conv %d, inner %d, dt rank %d)",
 			c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.StateSize, c.ConvKernel, c.IntermediateSize, c.TimeStepRank)
