@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,7 +15,7 @@ import (
 func newLogitsCmd() *cobra.Command {
 	var (
 		modelDir, idList, mode, out, arch string
-		threads                           int
+		threads, chunk                    int
 	)
 	cmd := &cobra.Command{
 		Use:   "logits --model DIR --ids 0,12,7 --out FILE.npy",
@@ -24,8 +25,9 @@ over the given token ids and writes the logits, one row per token, as a
 float32 .npy array [T, V] in C order.
 
 --mode parallel runs the whole sequence at once (the training form);
+--mode chunkwise runs it in chunks of --chunk tokens (RetNet models);
 --mode recurrent feeds the tokens one at a time through the recurrent state.
-The two agree to about 1e-5 relative.`,
+The forms agree to about 1e-5 relative.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ids, err := parseIDs(idList)
@@ -49,6 +51,16 @@ The two agree to about 1e-5 relative.`,
 					return err
 				}
 				logits = api.Float32s(t)
+			case "chunkwise":
+				cm, ok := m.(chunkwiseModel)
+				if !ok {
+					return fmt.Errorf("--mode chunkwise: %s models have no chunkwise form: %w", m.Config().ArchName(), api.ErrUnsupported)
+				}
+				t, err := cm.ForwardChunkwise(cmd.Context(), [][]int32{ids}, chunk)
+				if err != nil {
+					return err
+				}
+				logits = api.Float32s(t)
 			case "recurrent":
 				s, err := m.NewState(1)
 				if err != nil {
@@ -62,7 +74,7 @@ The two agree to about 1e-5 relative.`,
 					logits = append(logits, api.Float32s(t)...)
 				}
 			default:
-				return fmt.Errorf("--mode %q: want parallel or recurrent: %w", mode, api.ErrUnsupported)
+				return fmt.Errorf("--mode %q: want parallel, chunkwise or recurrent: %w", mode, api.ErrUnsupported)
 			}
 			return writeNPY(out, logits, len(ids), V)
 		},
@@ -70,7 +82,8 @@ The two agree to about 1e-5 relative.`,
 	f := cmd.Flags()
 	f.StringVar(&modelDir, "model", "", "model directory (config.json + model.safetensors or a sharded index)")
 	f.StringVar(&idList, "ids", "", "comma-separated token ids")
-	f.StringVar(&mode, "mode", "parallel", "parallel or recurrent")
+	f.StringVar(&mode, "mode", "parallel", "parallel, chunkwise or recurrent")
+	f.IntVar(&chunk, "chunk", 64, "tokens per chunk of the chunkwise form")
 	f.StringVar(&out, "out", "", "output .npy file")
 	f.StringVar(&arch, "arch", "", "architecture, when config.json does not say (see `densessm archs`)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
@@ -78,6 +91,11 @@ The two agree to about 1e-5 relative.`,
 		cmd.MarkFlagRequired(name)
 	}
 	return cmd
+}
+
+// chunkwiseModel is a model with a chunkwise form (RetNet and DenseRetNet).
+type chunkwiseModel interface {
+	ForwardChunkwise(ctx context.Context, ids [][]int32, chunk int) (api.Tensor, error)
 }
 
 // parseIDs reads "0,12,7" into token ids.

@@ -162,3 +162,20 @@ func TestLogitsCommand(t *testing.T) {
 		t.Errorf("empty directory: status %d, %q", st, errOut)
 	}
 }
+
+func TestLogitsChunkwiseNeedsTheForm(t *testing.T) {
+	cfg := mamba.DefaultConfig(mamba.NameMamba)
+	cfg.VocabSize, cfg.HiddenSize, cfg.NumHiddenLayers, cfg.IntermediateSize = 16, 8, 1, 16
+	m, err := mamba.New(cfg, cpu.New(api.BackendOptions{Threads: 1}), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := checkpoint.SaveModel(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "1,2", "--mode", "chunkwise", "--out", filepath.Join(dir, "x.npy"))
+	if st != 1 || !strings.Contains(errOut, "no chunkwise form") {
+		t.Errorf("chunkwise on mamba: status %d, %q", st, errOut)
+	}
+}
