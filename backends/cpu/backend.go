@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"github.com/densessm/densessm/api"
@@ -159,12 +160,24 @@ func (b *Backend) Free(api.Tensor) {}
 // Fill sets every element of dst to v.
 func (b *Backend) Fill(dst api.Tensor, v float32) {
 	d := b.f32(dst, "fill")
-	b.parallel(len(d.f32), func(lo, hi int) {
-		s := d.f32[lo:hi]
-		for i := range s {
-			s[i] = v
-		}
-	})
+	t := fillTasks.get()
+	*t = fillTask{dst: d.f32, v: v}
+	b.run(len(d.f32), minGrain, t)
+	fillTasks.put(t)
+}
+
+type fillTask struct {
+	dst []float32
+	v   float32
+}
+
+var fillTasks taskPool[fillTask]
+
+func (t *fillTask) run(lo, hi int) {
+	s := t.dst[lo:hi]
+	for i := range s {
+		s[i] = t.v
+	}
 }
 
 // Copy copies src into dst (same dtype and element count).
@@ -251,9 +264,11 @@ func (b *Backend) i32(t api.Tensor, op string) *Tensor {
 	return c
 }
 
-// wantShape panics with ErrShape unless t has exactly the given shape.
+// wantShape panics with ErrShape unless t has exactly the given shape. It
+// allocates only when it fails: the message gets a copy of shape, so the
+// caller's argument slice does not escape.
 func wantShape(op, what string, t *Tensor, shape ...int) {
 	if !t.shape.Equal(shape) {
-		api.Panicf(api.ErrShape, "%s: %s has shape %v, want %v", op, what, t.shape, shape)
+		api.Panicf(api.ErrShape, "%s: %s has shape %v, want %v", op, what, t.shape, slices.Clone(shape))
 	}
 }

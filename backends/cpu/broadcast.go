@@ -14,6 +14,11 @@ import (
 // shape, a row vector added to every row, a scalar) become one or two flat
 // loops.
 
+// maxAxes is the number of axes the broadcast bookkeeping of a decode-path
+// kernel keeps in fixed-size arrays; tensors of higher rank take the same
+// paths with heap-allocated storage.
+const maxAxes = 8
+
 // Binary sets dst = a op b with NumPy broadcasting.
 func (b *Backend) Binary(op api.BinaryOp, dst, a, c api.Tensor) {
 	const name = "binary"
@@ -21,43 +26,99 @@ func (b *Backend) Binary(op api.BinaryOp, dst, a, c api.Tensor) {
 	if op < api.OpAdd || op > api.OpDiv {
 		api.Panicf(api.ErrUnsupported, "binary op %d", op)
 	}
-	out, err := api.BroadcastShapes(x.shape, y.shape)
-	if err != nil {
-		panic(fmt.Errorf("%s %v: %w", name, op, err))
-	}
-	if !d.shape.Equal(out) {
-		api.Panicf(api.ErrShape, "%s %v: dst has shape %v, want the broadcast %v of %v and %v", name, op, d.shape, out, x.shape, y.shape)
+	var buf [maxAxes]int
+	if out, ok := broadcastShape(buf[:0], x.shape, y.shape); !ok || !d.shape.Equal(out) {
+		binaryShapePanic(op, d, x, y)
 	}
 	if len(d.f32) == 0 {
 		return
 	}
-	axes := mergeAxes(out, x.shape, y.shape)
+	t := binaryTasks.get()
+	t.op, t.dst, t.x, t.y = op, d.f32, x.f32, y.f32
+	axes := mergeAxes(t.buf[:0], d.shape, x.shape, y.shape)
 	// The innermost axis is walked with stride 0 or 1 by each operand; the
 	// outer ones are iterated as rows.
-	inner := bcastAxis{size: 1}
+	t.inner = bcastAxis{size: 1}
 	if len(axes) > 0 {
-		inner, axes = axes[0], axes[1:]
+		t.inner, axes = axes[0], axes[1:]
 	}
-	rows := len(d.f32) / inner.size
-	b.parallelGrain(rows, max(1, minGrain/inner.size), func(lo, hi int) {
-		var it axisIter
-		it.seek(axes, lo)
-		for r := lo; r < hi; r++ {
-			o := r * inner.size
-			dd := d.f32[o : o+inner.size]
-			switch {
-			case inner.stride[0] == 1 && inner.stride[1] == 1:
-				binaryVV(op, dd, x.f32[it.off[0]:], y.f32[it.off[1]:])
-			case inner.stride[0] == 1:
-				binaryVS(op, dd, x.f32[it.off[0]:], y.f32[it.off[1]])
-			case inner.stride[1] == 1:
-				binarySV(op, dd, x.f32[it.off[0]], y.f32[it.off[1]:])
-			default:
-				dd[0] = binaryOne(op, x.f32[it.off[0]], y.f32[it.off[1]])
-			}
-			it.next(axes)
+	t.axes = axes
+	b.run(len(d.f32)/t.inner.size, max(1, minGrain/t.inner.size), t)
+	binaryTasks.put(t)
+}
+
+// broadcastShape returns the NumPy broadcast of a and b (see
+// api.BroadcastShapes), stored in dst when its capacity suffices, and
+// whether the shapes broadcast at all.
+func broadcastShape(dst []int, a, b api.Shape) ([]int, bool) {
+	n := max(len(a), len(b))
+	out := dst[:0]
+	if cap(out) < n {
+		out = make([]int, n)
+	}
+	out = out[:n]
+	for i := 1; i <= n; i++ {
+		da, db := 1, 1
+		if i <= len(a) {
+			da = a[len(a)-i]
 		}
-	})
+		if i <= len(b) {
+			db = b[len(b)-i]
+		}
+		switch {
+		case da == db || db == 1:
+			out[n-i] = da
+		case da == 1:
+			out[n-i] = db
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// binaryShapePanic panics with the error of Binary's shape check, which
+// failed for dst = a op b.
+func binaryShapePanic(op api.BinaryOp, d, x, y *Tensor) {
+	const name = "binary"
+	out, err := api.BroadcastShapes(x.shape, y.shape)
+	if err != nil {
+		panic(fmt.Errorf("%s %v: %w", name, op, err))
+	}
+	api.Panicf(api.ErrShape, "%s %v: dst has shape %v, want the broadcast %v of %v and %v", name, op, d.shape, out, x.shape, y.shape)
+}
+
+// binaryTask computes dst = x op y over rows of inner.size outputs, the
+// rows walked along axes (see mergeAxes), whose storage is buf up to
+// maxAxes axes.
+type binaryTask struct {
+	op        api.BinaryOp
+	dst, x, y []float32
+	inner     bcastAxis
+	axes      []bcastAxis
+	buf       [maxAxes]bcastAxis
+}
+
+var binaryTasks taskPool[binaryTask]
+
+func (t *binaryTask) run(lo, hi int) {
+	var it axisIter
+	it.seek(t.axes, lo)
+	n, op := t.inner.size, t.op
+	for r := lo; r < hi; r++ {
+		dd := t.dst[r*n : (r+1)*n]
+		switch {
+		case t.inner.stride[0] == 1 && t.inner.stride[1] == 1:
+			binaryVV(op, dd, t.x[it.off[0]:], t.y[it.off[1]:])
+		case t.inner.stride[0] == 1:
+			binaryVS(op, dd, t.x[it.off[0]:], t.y[it.off[1]])
+		case t.inner.stride[1] == 1:
+			binarySV(op, dd, t.x[it.off[0]], t.y[it.off[1]:])
+		default:
+			dd[0] = binaryOne(op, t.x[it.off[0]], t.y[it.off[1]])
+		}
+		it.next(t.axes)
+	}
 }
 
 // bcastAxis is one axis of a broadcast iteration: its size, and the stride
@@ -67,12 +128,13 @@ type bcastAxis struct {
 	stride [2]int
 }
 
-// mergeAxes returns the axes of iterating over shape out, where operand i
-// has shape ins[i] broadcast to out, innermost first: size-1 axes are
-// dropped and an axis is merged into the one inside it when every operand
-// walks both contiguously (including both with stride 0).
-func mergeAxes(out api.Shape, ins ...api.Shape) []bcastAxis {
-	var axes []bcastAxis
+// mergeAxes appends to dst[:0], and returns, the axes of iterating over
+// shape out, where operand i has shape ins[i] broadcast to out, innermost
+// first: size-1 axes are dropped and an axis is merged into the one inside
+// it when every operand walks both contiguously (including both with
+// stride 0).
+func mergeAxes(dst []bcastAxis, out api.Shape, ins ...api.Shape) []bcastAxis {
+	axes := dst[:0]
 	var contig [2]int // each operand's row-major stride at the current axis
 	for i := range contig {
 		contig[i] = 1
@@ -102,23 +164,33 @@ func mergeAxes(out api.Shape, ins ...api.Shape) []bcastAxis {
 }
 
 // axisIter walks the rows of a broadcast iteration, keeping each operand's
-// offset of the current row.
+// offset of the current row. Its index storage is on the stack up to
+// maxAxes axes.
 type axisIter struct {
-	idx []int  // index along each axis (innermost first)
-	off [2]int // offset of each operand
+	small [maxAxes]int // index along each axis (innermost first)
+	big   []int        // the same, for more than maxAxes axes
+	off   [2]int       // offset of each operand
 }
 
-// seek positions the iterator at row r, reusing its index storage.
-func (it *axisIter) seek(axes []bcastAxis, r int) {
-	if cap(it.idx) < len(axes) {
-		it.idx = make([]int, len(axes))
+// index returns the index storage for n axes.
+func (it *axisIter) index(n int) []int {
+	if n <= maxAxes {
+		return it.small[:n]
 	}
-	it.idx = it.idx[:len(axes)]
+	if cap(it.big) < n {
+		it.big = make([]int, n)
+	}
+	return it.big[:n]
+}
+
+// seek positions the iterator at row r.
+func (it *axisIter) seek(axes []bcastAxis, r int) {
+	idx := it.index(len(axes))
 	it.off = [2]int{}
 	for k, ax := range axes {
 		i := r % ax.size
 		r /= ax.size
-		it.idx[k] = i
+		idx[k] = i
 		it.off[0] += i * ax.stride[0]
 		it.off[1] += i * ax.stride[1]
 	}
@@ -126,13 +198,14 @@ func (it *axisIter) seek(axes []bcastAxis, r int) {
 
 // next advances the iterator by one row (like an odometer).
 func (it *axisIter) next(axes []bcastAxis) {
+	idx := it.index(len(axes))
 	for k, ax := range axes {
 		it.off[0] += ax.stride[0]
 		it.off[1] += ax.stride[1]
-		if it.idx[k]++; it.idx[k] < ax.size {
+		if idx[k]++; idx[k] < ax.size {
 			return
 		}
-		it.idx[k] = 0
+		idx[k] = 0
 		it.off[0] -= ax.size * ax.stride[0]
 		it.off[1] -= ax.size * ax.stride[1]
 	}
@@ -235,7 +308,7 @@ func (b *Backend) SumTo(dst, x api.Tensor) {
 	// One iteration over x with dst's strides (operand 0) and x's own
 	// (operand 1): an axis dst lacks, or has as 1, has dst stride 0 and is
 	// summed over.
-	axes := mergeAxes(s.shape, d.shape, s.shape)
+	axes := mergeAxes(nil, s.shape, d.shape, s.shape)
 	var kept, summed []bcastAxis // innermost first
 	for _, ax := range axes {
 		if ax.stride[0] == 0 {

@@ -49,16 +49,18 @@ func convRow(d convDims, x, prev []float32, b, i int) []float32 {
 	return prev[r*d.C : (r+1)*d.C]
 }
 
-// convKernelKC returns w [C,K] as [K,C], so that the inner loops over
+// convKernels recycles the [K,C] copies of the weights of CausalConv1d.
+var convKernels floatPool
+
+// convKernelKC stores w [C,K] as [K,C] in wt, so that the inner loops over
 // channels read contiguous memory.
-func convKernelKC(w []float32, c, k int) []float32 {
-	wt := make([]float32, len(w))
+func convKernelKC(wt, w []float32, c, k int) {
+	wt = wt[:len(w)]
 	for i := range c {
 		for j := range k {
 			wt[j*c+i] = w[i*k+j]
 		}
 	}
-	return wt
 }
 
 // CausalConv1d computes the depthwise causal convolution with channels last
@@ -78,28 +80,48 @@ func (b *Backend) CausalConv1d(dst, x, w, bias, prev api.Tensor) {
 	if pt != nil {
 		pv = pt.f32
 	}
-	wkc := convKernelKC(wt.f32, d.C, d.K)
-	b.parallelGrain(d.B*d.T, seqGrain(d.C*d.K), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			bi, t := r/d.T, r%d.T
-			o := out.f32[r*d.C : (r+1)*d.C]
-			if bt != nil {
-				copy(o, bt.f32)
-			} else {
-				clear(o)
+	wkc := convKernels.get(len(wt.f32))
+	convKernelKC(*wkc, wt.f32, d.C, d.K)
+	t := convTasks.get()
+	*t = convTask{d: d, dst: out.f32, x: xt.f32, wkc: *wkc, prev: pv}
+	if bt != nil {
+		t.bias = bt.f32
+	}
+	b.run(d.B*d.T, seqGrain(d.C*d.K), t)
+	convTasks.put(t)
+	convKernels.put(wkc)
+}
+
+// convTask computes rows of CausalConv1d's output dst [B*T][C] from x,
+// prev (nil for zeros), the weights as [K,C] and bias (nil for none).
+type convTask struct {
+	d                       convDims
+	dst, x, prev, wkc, bias []float32
+}
+
+var convTasks taskPool[convTask]
+
+func (t *convTask) run(lo, hi int) {
+	d := t.d
+	for r := lo; r < hi; r++ {
+		bi, tt := r/d.T, r%d.T
+		o := t.dst[r*d.C : (r+1)*d.C]
+		if t.bias != nil {
+			copy(o, t.bias)
+		} else {
+			clear(o)
+		}
+		for k := range d.K {
+			src := convRow(d, t.x, t.prev, bi, tt+k)
+			if src == nil {
+				continue
 			}
-			for k := range d.K {
-				src := convRow(d, xt.f32, pv, bi, t+k)
-				if src == nil {
-					continue
-				}
-				wk := wkc[k*d.C : (k+1)*d.C]
-				for c, v := range src {
-					o[c] += wk[c] * v
-				}
+			wk := t.wkc[k*d.C : (k+1)*d.C]
+			for c, v := range src {
+				o[c] += wk[c] * v
 			}
 		}
-	})
+	}
 }
 
 // CausalConv1dGrad sets dx [B,T,C], dw [C,K], dbias [C] and dprev
@@ -142,7 +164,10 @@ func (b *Backend) CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy api.Tens
 // convInputGrad sets the gradient of each row i of xx (prev rows then x
 // rows): dxx[b,i,c] = sum_k w[c,k] * dy[b,i-k,c] over 0 <= i-k < T.
 func (b *Backend) convInputGrad(d convDims, dx, dprev *Tensor, w, dy []float32) {
-	wkc := convKernelKC(w, d.C, d.K)
+	buf := convKernels.get(len(w))
+	defer convKernels.put(buf)
+	wkc := *buf
+	convKernelKC(wkc, w, d.C, d.K)
 	rows := d.T + d.K - 1
 	b.parallelGrain(d.B*rows, seqGrain(d.C*d.K), func(lo, hi int) {
 		for r := lo; r < hi; r++ {

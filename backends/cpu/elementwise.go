@@ -21,8 +21,21 @@ func (b *Backend) Unary(op api.UnaryOp, dst, x api.Tensor) {
 	if op < api.OpNeg || op > api.OpRelu {
 		api.Panicf(api.ErrUnsupported, "unary op %d", op)
 	}
-	b.parallel(len(d.f32), func(lo, hi int) { unary(op, d.f32[lo:hi], s.f32[lo:hi]) })
+	t := unaryTasks.get()
+	*t = unaryTask{op: op, dst: d.f32, x: s.f32}
+	b.run(len(d.f32), minGrain, t)
+	unaryTasks.put(t)
 }
+
+// unaryTask applies op to x into dst.
+type unaryTask struct {
+	op     api.UnaryOp
+	dst, x []float32
+}
+
+var unaryTasks taskPool[unaryTask]
+
+func (t *unaryTask) run(lo, hi int) { unary(t.op, t.dst[lo:hi], t.x[lo:hi]) }
 
 // unary sets d[i] = op(x[i]); len(x) == len(d).
 func unary(op api.UnaryOp, d, x []float32) {
@@ -191,12 +204,24 @@ func (b *Backend) Affine(dst, x api.Tensor, scale, shift float32) {
 	if !d.shape.Equal(s.shape) {
 		api.Panicf(api.ErrShape, "%s: dst %v, x %v", op, d.shape, s.shape)
 	}
-	sc, sh := float64(scale), float64(shift)
-	b.parallel(len(d.f32), func(lo, hi int) {
-		dd, xx := d.f32[lo:hi], s.f32[lo:hi]
-		for i, v := range xx {
-			// One rounding: the float64 product of two float32 is exact.
-			dd[i] = float32(float64(v)*sc + sh)
-		}
-	})
+	t := affineTasks.get()
+	*t = affineTask{dst: d.f32, x: s.f32, scale: float64(scale), shift: float64(shift)}
+	b.run(len(d.f32), minGrain, t)
+	affineTasks.put(t)
+}
+
+// affineTask sets dst = x*scale + shift.
+type affineTask struct {
+	dst, x       []float32
+	scale, shift float64
+}
+
+var affineTasks taskPool[affineTask]
+
+func (t *affineTask) run(lo, hi int) {
+	dd, xx := t.dst[lo:hi], t.x[lo:hi]
+	for i, v := range xx {
+		// One rounding: the float64 product of two float32 is exact.
+		dd[i] = float32(float64(v)*t.scale + t.shift)
+	}
 }

@@ -13,7 +13,8 @@ func gatherShapes(op string, t, ids, rows *Tensor, what string) (v, d int) {
 		api.Panicf(api.ErrShape, "%s: table %v, want [V,D]", op, t.shape)
 	}
 	v, d = t.shape[0], t.shape[1]
-	if want := append(slices.Clone(ids.shape), d); !rows.shape.Equal(want) {
+	if r := len(ids.shape); len(rows.shape) != r+1 || !slices.Equal(rows.shape[:r], ids.shape) || rows.shape[r] != d {
+		want := append(slices.Clone(ids.shape), d)
 		api.Panicf(api.ErrShape, "%s: %s has shape %v, want %v for ids %v and table %v", op, what, rows.shape, want, ids.shape, t.shape)
 	}
 	for i, id := range ids.i32 {
@@ -32,12 +33,27 @@ func (b *Backend) Gather(dst, table, ids api.Tensor) {
 	if n == 0 {
 		return
 	}
-	b.parallelGrain(len(x.i32), max(1, minGrain/n), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			id := int(x.i32[i])
-			copy(d.f32[i*n:(i+1)*n], t.f32[id*n:(id+1)*n])
-		}
-	})
+	task := gatherTasks.get()
+	*task = gatherTask{dst: d.f32, table: t.f32, ids: x.i32, n: n}
+	b.run(len(x.i32), max(1, minGrain/n), task)
+	gatherTasks.put(task)
+}
+
+// gatherTask copies table rows of n floats into dst, one per id.
+type gatherTask struct {
+	dst, table []float32
+	ids        []int32
+	n          int
+}
+
+var gatherTasks taskPool[gatherTask]
+
+func (t *gatherTask) run(lo, hi int) {
+	n := t.n
+	for i := lo; i < hi; i++ {
+		id := int(t.ids[i])
+		copy(t.dst[i*n:(i+1)*n], t.table[id*n:(id+1)*n])
+	}
 }
 
 // GatherGrad sets dtable to zero and adds each row of dy into the row its

@@ -6,37 +6,74 @@ const gemvMinWork = 1 << 15
 
 // gemv computes y = alpha * M x + beta * y for a rows x cols matrix M stored
 // in mat with row stride ld (M[i][p] = mat[i*ld+p]), or stored transposed
-// when trans (M[i][p] = mat[p*ld+i]); x has cols elements and y rows. With
-// beta == 0 the old y is not read.
+// when trans (M[i][p] = mat[p*ld+i]); x has cols elements (cols >= 1) and
+// y rows. With beta == 0 the old y is not read.
 //
 // Each output is accumulated in an order fixed by its index alone, so the
 // result does not depend on how par splits the rows.
 func gemv(par splitter, trans bool, rows, cols int, alpha float32, mat []float32, ld int, x []float32, beta float32, y []float32) {
-	if trans {
-		blocks := (rows + gemvBlock - 1) / gemvBlock
-		par(blocks, max(1, gemvMinWork/(gemvBlock*cols)), func(lo, hi int) {
-			for blk := lo; blk < hi; blk++ {
-				i0 := blk * gemvBlock
-				gemvColumns(mat, ld, x, i0, min(gemvBlock, rows-i0), alpha, beta, y[i0:])
-			}
-		})
+	t := &gemvTask{trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta, mat: mat, ld: ld, x: x, y: y}
+	n, grain := t.split()
+	par(n, grain, t.run)
+}
+
+// gemv computes the same product as the function gemv, on the backend's
+// workers with a pooled task, so that the matrix-vector products of the
+// decode path allocate nothing.
+func (b *Backend) gemv(trans bool, rows, cols int, alpha float32, mat []float32, ld int, x []float32, beta float32, y []float32) {
+	t := gemvTasks.get()
+	*t = gemvTask{trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta, mat: mat, ld: ld, x: x, y: y}
+	n, grain := t.split()
+	b.run(n, grain, t)
+	gemvTasks.put(t)
+}
+
+// gemvTask is a matrix-vector product y = alpha * M x + beta * y (see
+// gemv) as work over its outputs: rows of M, or blocks of gemvBlock
+// outputs when trans.
+type gemvTask struct {
+	trans       bool
+	rows, cols  int
+	alpha, beta float32
+	mat         []float32
+	ld          int
+	x, y        []float32
+}
+
+var gemvTasks taskPool[gemvTask]
+
+// split returns the number of work items and how many of them are worth
+// a goroutine.
+func (t *gemvTask) split() (n, grain int) {
+	if t.trans {
+		return (t.rows + gemvBlock - 1) / gemvBlock, max(1, gemvMinWork/(gemvBlock*t.cols))
+	}
+	return t.rows, max(1, gemvMinWork/t.cols)
+}
+
+func (t *gemvTask) run(lo, hi int) {
+	mat, ld, cols, x, y := t.mat, t.ld, t.cols, t.x, t.y
+	alpha, beta := t.alpha, t.beta
+	if t.trans {
+		for blk := lo; blk < hi; blk++ {
+			i0 := blk * gemvBlock
+			gemvColumns(mat, ld, x, i0, min(gemvBlock, t.rows-i0), alpha, beta, y[i0:])
+		}
 		return
 	}
-	par(rows, max(1, gemvMinWork/cols), func(lo, hi int) {
-		i := lo
-		for ; i+4 <= hi; i += 4 {
-			s0, s1, s2, s3 := gemvDot4(mat[i*ld:i*ld+cols], mat[(i+1)*ld:(i+1)*ld+cols],
-				mat[(i+2)*ld:(i+2)*ld+cols], mat[(i+3)*ld:(i+3)*ld+cols], x)
-			out := y[i : i+4 : i+4]
-			out[0] = gemvUpdate(out[0], s0, alpha, beta)
-			out[1] = gemvUpdate(out[1], s1, alpha, beta)
-			out[2] = gemvUpdate(out[2], s2, alpha, beta)
-			out[3] = gemvUpdate(out[3], s3, alpha, beta)
-		}
-		for ; i < hi; i++ {
-			y[i] = gemvUpdate(y[i], gemvDot(mat[i*ld:i*ld+cols], x), alpha, beta)
-		}
-	})
+	i := lo
+	for ; i+4 <= hi; i += 4 {
+		s0, s1, s2, s3 := gemvDot4(mat[i*ld:i*ld+cols], mat[(i+1)*ld:(i+1)*ld+cols],
+			mat[(i+2)*ld:(i+2)*ld+cols], mat[(i+3)*ld:(i+3)*ld+cols], x)
+		out := y[i : i+4 : i+4]
+		out[0] = gemvUpdate(out[0], s0, alpha, beta)
+		out[1] = gemvUpdate(out[1], s1, alpha, beta)
+		out[2] = gemvUpdate(out[2], s2, alpha, beta)
+		out[3] = gemvUpdate(out[3], s3, alpha, beta)
+	}
+	for ; i < hi; i++ {
+		y[i] = gemvUpdate(y[i], gemvDot(mat[i*ld:i*ld+cols], x), alpha, beta)
+	}
 }
 
 // gemvUpdate returns alpha*s + beta*old, or alpha*s when beta == 0.

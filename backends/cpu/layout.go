@@ -141,20 +141,36 @@ func (b *Backend) window(op string, whole, part *Tensor, axis, start int, set bo
 	esize := whole.dtype.Size()
 	inner := api.Shape(whole.shape[axis+1:]).NumElements() * esize
 	outer := api.Shape(whole.shape[:axis]).NumElements()
-	run := n * inner
-	if run == 0 || outer == 0 {
+	length := n * inner
+	if length == 0 || outer == 0 {
 		return
 	}
-	w, p := whole.bytes(), part.bytes()
-	b.parallelGrain(outer, max(1, 4*minGrain/run), func(lo, hi int) {
-		for o := lo; o < hi; o++ {
-			wr := w[(o*size+start)*inner : (o*size+start)*inner+run]
-			pr := p[o*run : (o+1)*run]
-			if set {
-				copy(wr, pr)
-			} else {
-				copy(pr, wr)
-			}
+	t := windowTasks.get()
+	*t = windowTask{whole: whole.bytes(), part: part.bytes(), size: size, start: start, inner: inner, length: length, set: set}
+	b.run(outer, max(1, 4*minGrain/length), t)
+	windowTasks.put(t)
+}
+
+// windowTask moves, for each outer row o, the length bytes of the window
+// from whole (rows of size*inner bytes, the window starting start*inner
+// bytes in) to part (rows of length bytes), or back when set.
+type windowTask struct {
+	whole, part                []byte
+	size, start, inner, length int
+	set                        bool
+}
+
+var windowTasks taskPool[windowTask]
+
+func (t *windowTask) run(lo, hi int) {
+	for o := lo; o < hi; o++ {
+		w0 := (o*t.size + t.start) * t.inner
+		wr := t.whole[w0 : w0+t.length]
+		pr := t.part[o*t.length : (o+1)*t.length]
+		if t.set {
+			copy(wr, pr)
+		} else {
+			copy(pr, wr)
 		}
-	})
+	}
 }

@@ -47,39 +47,77 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 	}
 
 	nb := api.Shape(batch).NumElements()
-	strideA, strideB := m*k, k*n
+	p := matmulBatch{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: x.f32, b: y.f32, c: d.f32, lda: k, ldb: n, strideA: m * k, strideB: k * n}
 	if ra == 2 {
-		strideA = 0
+		p.strideA = 0
 	}
 	if rb == 2 {
-		strideB = 0
+		p.strideB = 0
 	}
-	lda, ldb := k, n
 	if transA {
-		lda = m
+		p.lda = m
 	}
 	if transB {
-		ldb = k
+		p.ldb = k
 	}
-	if nb > 1 && strideB == 0 && !transA {
+	if nb > 1 && p.strideB == 0 && !transA {
 		// A batch of untransposed matrices times one shared matrix is one
 		// tall product: the rows of all batches are adjacent in a and dst.
-		m, nb = m*nb, 1
-	}
-	one := func(i int, par splitter) {
-		sgemm(par, transA, transB, m, n, k, alpha, x.f32[i*strideA:], lda, y.f32[i*strideB:], ldb, beta, d.f32[i*m*n:], n)
+		p.m, nb = m*nb, 1
 	}
 	switch {
 	case nb == 0:
-	case nb > 1 && m*n*k < smallGEMM:
-		b.parallelGrain(nb, max(1, smallGEMM/max(m*n*k, 1)), func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				one(i, serial)
-			}
-		})
+	case nb > 1 && p.m*n*k < smallGEMM:
+		b.matmulSmall(p, nb)
 	default:
 		for i := range nb {
-			one(i, b.parallelGrain)
+			b.matmulOne(&p, i)
 		}
+	}
+}
+
+// matmulBatch describes the nb products of a MatMul: product i is
+// c[i*m*n:] = alpha * op(a[i*strideA:]) op(b[i*strideB:]) + beta * c, with
+// the operands' row strides lda and ldb (a stride of 0 shares an operand).
+type matmulBatch struct {
+	transA, transB   bool
+	m, n, k          int
+	alpha, beta      float32
+	a, b, c          []float32
+	lda, ldb         int
+	strideA, strideB int
+}
+
+// sgemm computes product i with sgemm, split by par.
+func (p *matmulBatch) sgemm(par splitter, i int) {
+	sgemm(par, p.transA, p.transB, p.m, p.n, p.k, p.alpha, p.a[i*p.strideA:], p.lda, p.b[i*p.strideB:], p.ldb, p.beta, p.c[i*p.m*p.n:], p.n)
+}
+
+// matmulSmall computes the nb small products of p in parallel, each on one
+// goroutine.
+func (b *Backend) matmulSmall(p matmulBatch, nb int) {
+	b.parallelGrain(nb, max(1, smallGEMM/max(p.m*p.n*p.k, 1)), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			p.sgemm(serial, i)
+		}
+	})
+}
+
+// matmulOne computes product i of p split across the workers. The
+// matrix-vector cases that sgemm hands to gemv (one row or one column of
+// the product, with the conditions sgemm tests) run here as the
+// backend's allocation-free gemv, which gives the same results.
+func (b *Backend) matmulOne(p *matmulBatch, i int) {
+	a, y, c := p.a[i*p.strideA:], p.b[i*p.strideB:], p.c[i*p.m*p.n:]
+	switch {
+	case p.m == 0 || p.n == 0 || p.k == 0 || p.alpha == 0: // sgemm's trivial cases
+		p.sgemm(b.parallelGrain, i)
+	case p.m == 1 && (!p.transA || p.lda == 1):
+		b.gemv(!p.transB, p.n, p.k, p.alpha, y, p.ldb, a[:p.k], p.beta, c[:p.n])
+	case p.n == 1 && (p.transB || p.ldb == 1):
+		b.gemv(p.transA, p.m, p.k, p.alpha, a, p.lda, y[:p.k], p.beta, c[:p.m])
+	default:
+		p.sgemm(b.parallelGrain, i)
 	}
 }

@@ -40,22 +40,38 @@ func (b *Backend) RMSNorm(dst, x, w api.Tensor, eps float32) {
 		}
 		ws = wt.f32
 	}
-	b.parallelGrain(rows, max(1, minGrain/max(n, 1)), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, dr := s.f32[r*n:(r+1)*n], d.f32[r*n:(r+1)*n]
-			inv := rmsInv(xr, eps)
-			if ws == nil {
-				for j, v := range xr {
-					dr[j] = float32(float64(v) * inv)
-				}
-				continue
-			}
-			ws := ws[:len(xr)]
+	task := rmsNormTasks.get()
+	*task = rmsNormTask{dst: d.f32, x: s.f32, w: ws, n: n, eps: eps}
+	b.run(rows, max(1, minGrain/max(n, 1)), task)
+	rmsNormTasks.put(task)
+}
+
+// rmsNormTask normalizes rows of n floats of x into dst, scaled by w
+// unless w is nil.
+type rmsNormTask struct {
+	dst, x, w []float32
+	n         int
+	eps       float32
+}
+
+var rmsNormTasks taskPool[rmsNormTask]
+
+func (t *rmsNormTask) run(lo, hi int) {
+	n := t.n
+	for r := lo; r < hi; r++ {
+		xr, dr := t.x[r*n:(r+1)*n], t.dst[r*n:(r+1)*n]
+		inv := rmsInv(xr, t.eps)
+		if t.w == nil {
 			for j, v := range xr {
-				dr[j] = float32(float64(v) * inv * float64(ws[j]))
+				dr[j] = float32(float64(v) * inv)
 			}
+			continue
 		}
-	})
+		ws := t.w[:len(xr)]
+		for j, v := range xr {
+			dr[j] = float32(float64(v) * inv * float64(ws[j]))
+		}
+	}
 }
 
 // rmsInv returns 1/sqrt(mean(x^2) + eps), accumulated in float64.

@@ -23,15 +23,15 @@ type scanData struct {
 // blocks returns the number of channel blocks per batch row.
 func (s *scanData) blocks() int { return (s.E + scanBlock - 1) / scanBlock }
 
-// scanInputs checks the shapes of in (see api.ScanArgs) and returns them as
-// host slices.
-func (b *Backend) scanInputs(op string, in api.ScanArgs) *scanData {
+// scanInputs checks the shapes of in (see api.ScanArgs) and stores them in
+// s as host slices.
+func (b *Backend) scanInputs(s *scanData, op string, in api.ScanArgs) {
 	x, delta, a := b.f32(in.X, op), b.f32(in.Delta, op), b.f32(in.A, op)
 	bm, cm := b.f32(in.Bm, op), b.f32(in.Cm, op)
 	d, h0, inj := b.f32OrNil(in.D, op), b.f32OrNil(in.H0, op), b.f32OrNil(in.Inject, op)
 	xs := seqRank(op, "X", x, 3)
 	as := seqRank(op, "A", a, 2)
-	s := &scanData{B: xs[0], T: xs[1], E: xs[2], N: as[1]}
+	*s = scanData{B: xs[0], T: xs[1], E: xs[2], N: as[1]}
 	wantShape(op, "Delta", delta, s.B, s.T, s.E)
 	wantShape(op, "A", a, s.E, s.N)
 	wantShape(op, "Bm", bm, s.B, s.T, s.N)
@@ -49,7 +49,6 @@ func (b *Backend) scanInputs(op string, in api.ScanArgs) *scanData {
 		wantShape(op, "Inject", inj, s.B, s.T, s.E, s.N)
 		s.inj = inj.f32
 	}
-	return s
 }
 
 // scanExp is e^v rounded to float32.
@@ -121,31 +120,51 @@ func (s *scanData) run(h []float32, out scanOut, bi, e0, e1 int) {
 // (batch row, channel block) pair is an independent unit of work.
 func (b *Backend) SelectiveScan(y, hT, hs api.Tensor, in api.ScanArgs) {
 	const op = "SelectiveScan"
-	s := b.scanInputs(op, in)
+	t := scanTasks.get()
+	s := &t.s
+	b.scanInputs(s, op, in)
 	yt, ht, hst := b.f32(y, op), b.f32OrNil(hT, op), b.f32OrNil(hs, op)
 	wantShape(op, "y", yt, s.B, s.T, s.E)
+	t.out.y = yt.f32
 	if ht != nil {
 		wantShape(op, "hT", ht, s.B, s.E, s.N)
+		t.hT = ht.f32
 	}
-	out := scanOut{y: yt.f32}
 	if hst != nil {
 		wantShape(op, "hs", hst, s.B, s.T, s.E, s.N)
-		out.pre = hst.f32
+		t.out.pre = hst.f32
 	}
-	nb := s.blocks()
-	b.parallelGrain(s.B*nb, 1, func(lo, hi int) {
-		h := make([]float32, scanBlock*s.N)
-		for u := lo; u < hi; u++ {
-			bi, e0 := u/nb, (u%nb)*scanBlock
-			e1 := min(e0+scanBlock, s.E)
-			hb := h[:(e1-e0)*s.N]
-			s.initState(hb, bi, e0, e1)
-			s.run(hb, out, bi, e0, e1)
-			if ht != nil {
-				copy(ht.f32[(bi*s.E+e0)*s.N:], hb)
-			}
+	b.run(s.B*s.blocks(), 1, t)
+	scanTasks.put(t)
+}
+
+// scanTask runs the forward scan of (batch row, channel block) units,
+// writing out and, when not nil, the final states hT [B,E,N].
+type scanTask struct {
+	s   scanData
+	out scanOut
+	hT  []float32
+}
+
+var (
+	scanTasks  taskPool[scanTask]
+	scanStates floatPool // the running states of the workers, [block][N]
+)
+
+func (t *scanTask) run(lo, hi int) {
+	s, nb := &t.s, t.s.blocks()
+	h := scanStates.get(scanBlock * s.N)
+	for u := lo; u < hi; u++ {
+		bi, e0 := u/nb, (u%nb)*scanBlock
+		e1 := min(e0+scanBlock, s.E)
+		hb := (*h)[:(e1-e0)*s.N]
+		s.initState(hb, bi, e0, e1)
+		s.run(hb, t.out, bi, e0, e1)
+		if t.hT != nil {
+			copy(t.hT[(bi*s.E+e0)*s.N:], hb)
 		}
-	})
+	}
+	scanStates.put(h)
 }
 
 // scanGradOut holds the gradient outputs of SelectiveScanGrad as host
@@ -178,7 +197,8 @@ type scanGradOut struct {
 // with dh carried and sums accumulated in float64.
 func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT, dhs api.Tensor) {
 	const op = "SelectiveScanGrad"
-	s := b.scanInputs(op, in)
+	s := new(scanData)
+	b.scanInputs(s, op, in)
 	dyt, dht, dhst := b.f32(dy, op), b.f32OrNil(dhT, op), b.f32OrNil(dhs, op)
 	wantShape(op, "dy", dyt, s.B, s.T, s.E)
 	up := scanUpstream{dy: dyt.f32}
