@@ -5,7 +5,7 @@ GO ?= go
 PYTHON ?= /opt/pyref/bin/python
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit build bench fuzz fixtures mamba-fixtures
+.PHONY: test fmt-check vet unit build bench fuzz fixtures mamba-fixtures retnet-fixtures
 
 ## test: everything CI runs (format check, vet, unit tests with the race-free default build)
 test: fmt-check vet unit
@@ -39,3 +39,7 @@ fixtures:
 ## transformers loads models densessm writes and gives our logits
 mamba-fixtures:
 	$(PYTHON) scripts/make_mamba_fixtures.py
+
+## retnet-fixtures: regenerate architectures/retnet/testdata (torchscale and scripts/denseretnet_reference.py)
+retnet-fixtures:
+	$(PYTHON) scripts/make_retnet_fixtures.py

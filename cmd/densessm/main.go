@@ -15,6 +15,7 @@ import (
 
 	// Built-in backends and architectures register themselves at init.
 	_ "github.com/densessm/densessm/architectures/mamba"
+	_ "github.com/densessm/densessm/architectures/retnet"
 	_ "github.com/densessm/densessm/backends/cpu"
 )
 
