@@ -106,7 +106,9 @@ type ScanGrads struct {
 //
 // and the chunkwise form gives the same o and final state as the recurrent
 // form up to rounding, computing each chunk with matrix products. The
-// parallel form (Offset 0, no state) computes torchscale's
+// parallel form (Offset 0, no state) computes the official DenseSSM code's
+// (torchscale 0.3.0 divides each row by clamp(|sum_m A[n,m]|, min 1)
+// instead: another positive per-row scalar)
 //
 //	D[n,m] = gamma^(n-m) / sqrt(s_n) for m <= n, else 0
 //	A = (Q K^T) * D
