@@ -8,6 +8,7 @@ written here; nothing is downloaded), in the styles of real models:
   gpt2        byte-level BPE, merges stored as "a b" strings, <mask> added
               token with lstrip (RoBERTa-like)
   gpt2_pairs  the same tokenizer with merges stored as ["a", "b"] pairs
+  roberta     byte-level BPE with a prefix space and RobertaProcessing
   neox        NFC, byte level without prefix space, space-run added tokens
   llama       SentencePiece BPE: Prepend/Replace normalizers, byte fallback,
               fuse_unk, <s> template, Replace/ByteFallback/Fuse/Strip decoder
@@ -18,14 +19,28 @@ written here; nothing is downloaded), in the styles of real models:
   o200k       Split with the o200k pattern (no hand-written scanner: the Go
               side falls back to regexp2), a Replace regex normalizer, and a
               [SEP] added token with single_word and rstrip
+  gpt2_padded gpt2 with left truncation to 12 tokens and BatchLongest left
+              padding to a multiple of 8 (batch ids recorded too)
   wordbpe     NFKC+Lowercase+Strip, Whitespace+Digits+Punctuation,
               end_of_word_suffix, unk token, BPEDecoder, a normalized added
               token
 
-For each it records, for every text of the evaluation corpus (CJK, emoji and
-ZWJ sequences, combining marks, NBSP, U+3000, tab and newline runs, trailing
-spaces, digit runs, long words...), HF's ids with and without special
-tokens, byte offsets, and decoded text with and without special tokens.
+It also trains a byte-level BPE (vocabulary 600, min_frequency 2, two
+special tokens) on a small corpus saved as train_corpus.json, and saves
+HF's result as train_expected.json: the Go trainer must learn the same
+vocabulary and merges from the same texts.
+
+Component variants (a fixture with some components replaced, see VARIANTS)
+are recorded on a subset of the texts.
+
+For each tokenizer it records, for every text of the evaluation corpus
+(CJK, emoji and ZWJ sequences, combining marks, NBSP, U+3000, tab and
+newline runs, trailing spaces, digit runs, long words...), HF's ids with and
+without special tokens, byte offsets, and decoded text with and without
+special tokens.
+
+HF's trainer breaks some ties (limit_alphabet) in hash order, so a rerun may
+learn slightly different vocabularies: regenerate all files together.
 
 Requires: tokenizers==0.23.3 (pip install tokenizers==0.23.3).
 Run from the repository root:  python3 scripts/make_tokenizer_fixtures.py
@@ -33,6 +48,7 @@ Run from the repository root:  python3 scripts/make_tokenizer_fixtures.py
 
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -155,6 +171,30 @@ EVAL = [
 ]
 
 
+# Random mixes of the pieces above, to catch what hand-written texts miss.
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789",
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000",
+    "\u2003", "\u200b\u200d\ufe0f", "你好世界中文字龘", "こんにちはカタカナ", "안녕하세요", "Привет",
+    "αβγΣ", "مرحبا", "नमस्ते", "😀👍🏽👨\u200d👩\u200d👧🇯🇵1️⃣❤️", "\u0301\u0308\u0327\u030c\u0323",
+    "éñüİſKß", "'s'S're'RE've'll'd'm't", "①²³١٢٣Ⅻﬁｆｕ", "<|endoftext|>", "<mask>", "<s>", "[SEP]",
+    "World", "New York",
+]
+
+
+def random_texts(n, seed=1):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        k = rng.randint(1, 24)
+        out.append("".join(rng.choice(rng.choice(POOLS)) if rng.random() < 0.7 else rng.choice(POOLS)
+                           for _ in range(k)))
+    return out
+
+
+EVAL += random_texts(24)
+
+
 def bpe_trainer(**kw):
     return trainers.BpeTrainer(vocab_size=kw.pop("vocab_size", VOCAB), min_frequency=2,
                                show_progress=False, **kw)
@@ -174,6 +214,17 @@ def make_gpt2():
                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.add_tokens([AddedToken("<mask>", lstrip=True, rstrip=False, single_word=False,
                                normalized=False, special=True)])
+    return tok
+
+
+def make_roberta():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    train(tok, bpe_trainer(special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0),
+                                                      trim_offsets=True, add_prefix_space=True)
     return tok
 
 
@@ -284,6 +335,64 @@ def make_wordbpe():
     return tok
 
 
+# Component variants: a base fixture with some components replaced, recorded
+# on VARIANT_TEXTS. They cover what the main fixtures do not use.
+GPT2_RE = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+QWEN_RE = CL100K.replace(r"\p{N}{1,3}", r"\p{N}")
+VARIANTS = [
+    ("nfd_whitespace", "wordbpe", {"normalizer": {"type": "NFD"}, "pre_tokenizer": {"type": "Whitespace"}}),
+    ("nfkd_lstrip", "wordbpe", {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFKD"}, {"type": "Strip", "strip_left": True, "strip_right": False}]},
+        "pre_tokenizer": {"type": "WhitespaceSplit"}}),
+    ("replace_regex", "wordbpe", {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Lowercase"}, {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "}]},
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed",
+                          "invert": False}}),
+    ("merged_previous", "wordbpe", {"pre_tokenizer": {
+        "type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False}}),
+    ("contiguous_invert", "wordbpe", {"pre_tokenizer": {
+        "type": "Split", "pattern": {"Regex": "[aeiou]"}, "behavior": "Contiguous", "invert": True}}),
+    ("punct_digits", "wordbpe", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Punctuation", "behavior": "Contiguous"}, {"type": "Digits", "individual_digits": False}]}}),
+    ("char_delimiter", "wordbpe", {"pre_tokenizer": {"type": "CharDelimiterSplit", "delimiter": "e"}}),
+    ("metaspace_never", "wordbpe", {
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "_", "prepend_scheme": "never", "split": False},
+        "decoder": {"type": "Metaspace", "replacement": "_", "prepend_scheme": "never", "split": False}}),
+    ("template_trunc_pad", "wordbpe", {
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "[UNK]", "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}},
+                                      {"SpecialToken": {"id": "[PAD]", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                                    {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"[UNK]": {"id": "[UNK]", "ids": [0], "tokens": ["[UNK]"]},
+                                              "[PAD]": {"id": "[PAD]", "ids": [1], "tokens": ["[PAD]"]}}},
+        "truncation": {"direction": "Right", "max_length": 9, "strategy": "LongestFirst", "stride": 0},
+        "padding": {"strategy": {"Fixed": 12}, "direction": "Right", "pad_to_multiple_of": None,
+                    "pad_id": 1, "pad_type_id": 0, "pad_token": "[PAD]"}}),
+    ("bytelevel_prefix_noregex", "gpt2", {
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                          "use_regex": False},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                           "use_regex": True}}),
+    ("nfkc_lower_mergednext", "gpt2", {
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": GPT2_RE}, "behavior": "MergedWithNext", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}}),
+    ("qwen_digits", "gpt2", {
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN_RE}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}}),
+]
+VARIANT_TEXTS = [t for t in EVAL if 0 < len(t) < 120][:24]
+
+
 def to_pair_merges(data):
     m = data["model"]["merges"]
     data["model"]["merges"] = [x.split(" ") if isinstance(x, str) else x for x in m]
@@ -302,12 +411,36 @@ def byte_offsets(text, offsets):
     return out
 
 
+def write_trainer_fixture():
+    lines = training_texts()
+    corpus, size = [], 0
+    for i in range(0, len(lines), 97):  # a spread-out sample of ~40 KB
+        corpus.append(lines[i])
+        size += len(lines[i].encode("utf-8"))
+        if size > 40_000:
+            break
+    corpus += EVAL
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
+                                  special_tokens=["<|endoftext|>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer=trainer)
+    with open(os.path.join(OUT, "train_corpus.json"), "w", encoding="utf-8") as f:
+        json.dump(corpus, f, ensure_ascii=False)
+    with open(os.path.join(OUT, "train_expected.json"), "w", encoding="utf-8") as f:
+        f.write(tok.to_str())
+
+
 def main():
     if tokenizers.__version__ != VERSION:
         sys.exit("need tokenizers==%s, have %s" % (VERSION, tokenizers.__version__))
     os.makedirs(OUT, exist_ok=True)
+    write_trainer_fixture()
     built = {
-        "gpt2": make_gpt2(), "neox": make_neox(), "llama": make_llama(),
+        "gpt2": make_gpt2(), "roberta": make_roberta(), "neox": make_neox(), "llama": make_llama(),
         "metaspace": make_metaspace(), "cl100k": make_cl100k(), "o200k": make_o200k(),
         "wordbpe": make_wordbpe(),
     }
@@ -319,10 +452,15 @@ def main():
             pairs = json.loads(json.dumps(data))
             to_pair_merges(pairs)
             files["gpt2_pairs"] = pairs
+            padded = Tokenizer.from_str(json.dumps(pairs))
+            padded.enable_truncation(max_length=12, direction="left")
+            padded.enable_padding(pad_id=0, pad_token="<|endoftext|>", pad_to_multiple_of=8,
+                                  direction="left")
+            files["gpt2_padded"] = json.loads(padded.to_str())
         else:
             to_pair_merges(data)
         files[name] = data
-    cases = {}
+    cases, batches = {}, {}
     for name, data in sorted(files.items()):
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         path = os.path.join(OUT, name + ".json")
@@ -337,14 +475,31 @@ def main():
                 "text": t,
                 "ids": enc.ids,
                 "ids_plain": plain.ids,
-                "offsets": byte_offsets(t, plain.offsets),
+                # gpt2's variants tokenize like gpt2: their offsets would
+                # only repeat gpt2's.
+                "offsets": None if name.startswith("gpt2_") else byte_offsets(t, plain.offsets),
                 "decoded": tok.decode(enc.ids),
                 "decoded_special": tok.decode(enc.ids, skip_special_tokens=False),
             })
         cases[name] = rows
+        if name == "gpt2_padded":
+            batches[name] = [e.ids for e in tok.encode_batch(EVAL)]
+    variants = []
+    for name, base, override in VARIANTS:
+        data = dict(files[base], **override)
+        tok = Tokenizer.from_str(json.dumps(data))
+        rows = []
+        for t in VARIANT_TEXTS:
+            enc = tok.encode(t)
+            plain = tok.encode(t, add_special_tokens=False)
+            rows.append({"text": t, "ids": enc.ids, "ids_plain": plain.ids,
+                         "offsets": byte_offsets(t, plain.offsets),
+                         "decoded": tok.decode(enc.ids),
+                         "decoded_special": tok.decode(enc.ids, skip_special_tokens=False)})
+        variants.append({"name": name, "base": base, "override": override, "cases": rows})
     with open(os.path.join(OUT, "parity.json"), "w", encoding="utf-8") as f:
-        json.dump({"tokenizers_version": VERSION, "cases": cases}, f,
-                  ensure_ascii=False, separators=(",", ":"))
+        json.dump({"tokenizers_version": VERSION, "cases": cases, "batches": batches,
+                   "variants": variants}, f, ensure_ascii=False, separators=(",", ":"))
 
 
 if __name__ == "__main__":

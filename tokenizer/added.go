@@ -8,6 +8,7 @@ import (
 // AddedToken is a token of the file's "added_tokens" list: matched in the
 // text before the model sees it.
 type AddedToken struct {
+	// ID is the token's id, Content the text it stands for.
 	ID      int
 	Content string
 	// SingleWord: only match when not inside a word.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/densessm/densessm/api"
@@ -332,31 +333,31 @@ func (q *mergeQueue) pop() candidate {
 }
 
 // Word cache limits: pieces of maxCachedWord bytes or more are not cached,
-// and each shard holds at most cacheShardCap words.
+// and each shard holds about cacheShardCap words at most.
 const (
 	maxCachedWord = 256
-	cacheShards   = 16
-	cacheShardCap = 4096
+	cacheShards   = 64
+	cacheShardCap = 1024
 )
 
 // wordCache remembers the merged symbols of recent pieces. It is safe for
-// concurrent use; a full shard is emptied before it takes a new word.
+// concurrent use: reads of words already cached take no lock (sync.Map),
+// so that EncodeBatch's goroutines do not contend. A full shard is emptied
+// before it takes new words.
 type wordCache struct {
-	shards [cacheShards]struct {
-		mu sync.RWMutex
-		m  map[string][]symbol
-	}
+	shards [cacheShards]cacheShard
 }
 
-func newWordCache() *wordCache {
-	c := &wordCache{}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string][]symbol)
-	}
-	return c
+// cacheShard is one shard, padded to keep shards on separate cache lines.
+type cacheShard struct {
+	m sync.Map // string -> []symbol
+	n atomic.Int64
+	_ [64]byte
 }
 
-// shard picks the shard of a word by an FNV-1a hash of its bytes.
+func newWordCache() *wordCache { return &wordCache{} }
+
+// shardOf picks the shard of a word by an FNV-1a hash of its bytes.
 func shardOf(w string) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(w); i++ {
@@ -366,19 +367,18 @@ func shardOf(w string) int {
 }
 
 func (c *wordCache) get(w string) ([]symbol, bool) {
-	s := &c.shards[shardOf(w)]
-	s.mu.RLock()
-	word, ok := s.m[w]
-	s.mu.RUnlock()
-	return word, ok
+	v, ok := c.shards[shardOf(w)].m.Load(w)
+	if !ok {
+		return nil, false
+	}
+	return v.([]symbol), true
 }
 
 func (c *wordCache) put(w string, word []symbol) {
 	s := &c.shards[shardOf(w)]
-	s.mu.Lock()
-	if len(s.m) >= cacheShardCap {
-		clear(s.m)
+	if s.n.Add(1) > cacheShardCap {
+		s.m.Clear()
+		s.n.Store(1)
 	}
-	s.m[w] = word
-	s.mu.Unlock()
+	s.m.Store(w, word)
 }

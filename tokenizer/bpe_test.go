@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -29,6 +30,9 @@ func tokenIDs(t *testing.T, m *bpeModel, piece string) []token {
 	toks, err := m.tokenize(piece, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if again, err := m.tokenize(piece, nil); err != nil || !slices.Equal(again, toks) {
+		t.Fatalf("%q from the cache: %v, %v; want %v", piece, again, err, toks)
 	}
 	return toks
 }
@@ -175,8 +179,8 @@ func TestNewBPEErrors(t *testing.T) {
 	}
 }
 
-// TestWordCache checks that cached words give the same tokens and that a
-// full shard is emptied.
+// TestWordCache checks that cached words are returned and that a full
+// shard is emptied.
 func TestWordCache(t *testing.T) {
 	c := newWordCache()
 	w := []symbol{{id: 7, size: 2}}
@@ -184,12 +188,24 @@ func TestWordCache(t *testing.T) {
 	if got, ok := c.get("xy"); !ok || !slices.Equal(got, w) {
 		t.Fatalf("get = %v, %v", got, ok)
 	}
-	s := &c.shards[shardOf("xy")]
-	for i := 0; len(s.m) < cacheShardCap; i++ {
-		s.m[string(rune(i))+"pad"] = nil
+	shard := shardOf("xy")
+	added := 1
+	for i := 0; added < cacheShardCap; i++ {
+		if k := fmt.Sprint(i); shardOf(k) == shard {
+			c.put(k, nil)
+			added++
+		}
 	}
-	c.put("xy", w)
-	if len(s.m) != 1 {
-		t.Errorf("full shard kept %d words", len(s.m))
+	if _, ok := c.get("xy"); !ok {
+		t.Fatal("word lost before the shard was full")
+	}
+	for i := 0; ; i++ {
+		if k := fmt.Sprint("more", i); shardOf(k) == shard {
+			c.put(k, nil)
+			break
+		}
+	}
+	if _, ok := c.get("xy"); ok {
+		t.Error("full shard was not emptied")
 	}
 }

@@ -9,6 +9,13 @@
 // Decoding runs the file's decoder chain. Offsets are byte offsets into the
 // original text.
 //
+// Trainer learns a byte-level BPE tokenizer with the algorithm of Hugging
+// Face's BpeTrainer and writes its tokenizer.json.
+//
+// The reference is Hugging Face tokenizers 0.23.3: testdata holds
+// tokenizers and encodings it produced (scripts/make_tokenizer_fixtures.py)
+// and the tests require identical ids, offsets and decoded text.
+//
 // Model types other than BPE (WordPiece, Unigram, WordLevel) and components
 // the package does not implement are rejected at load time with an error
 // wrapping api.ErrUnsupported; malformed files give errors wrapping

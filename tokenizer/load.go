@@ -23,6 +23,7 @@ type fileJSON struct {
 	PostProcessor json.RawMessage  `json:"post_processor"`
 	Decoder       json.RawMessage  `json:"decoder"`
 	Model         json.RawMessage  `json:"model"`
+	Truncation    json.RawMessage  `json:"truncation"`
 	Padding       json.RawMessage  `json:"padding"`
 }
 
@@ -94,7 +95,18 @@ func FromJSON(data []byte) (t *Tokenizer, err error) {
 	for id := range t.added {
 		t.vocabSize = max(t.vocabSize, int(id)+1)
 	}
-	t.special = t.guessSpecial(f.Padding)
+	if !isNull(f.Truncation) {
+		if t.truncation, err = parseTruncation(f.Truncation); err != nil {
+			return nil, err
+		}
+	}
+	if !isNull(f.Padding) {
+		if t.padding, err = parsePadding(f.Padding); err != nil {
+			return nil, err
+		}
+	}
+	t.nAdded = addedCount(t.postProcessor)
+	t.special = t.guessSpecial()
 	return t, nil
 }
 

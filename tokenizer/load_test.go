@@ -85,6 +85,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bool as string", strings.Replace(mini("null", miniModel, `[]`), `"add_prefix_space": false`, `"add_prefix_space": "no"`, 1)},
 		{"metaspace replacement of two chars", strings.Replace(mini("null", miniModel, `[]`), `"decoder": {"type": "ByteLevel"}`,
 			`"decoder": {"type": "Metaspace", "replacement": "ab"}`, 1)},
+		{"roberta without sep", strings.Replace(mini("null", miniModel, `[]`), `"post_processor": null`,
+			`"post_processor": {"type": "RobertaProcessing", "cls": ["<s>", 0]}`, 1)},
+		{"truncation direction", strings.Replace(mini("null", miniModel, `[]`), `"version": "1.0",`,
+			`"version": "1.0", "truncation": {"max_length": 5, "direction": "Up"},`, 1)},
+		{"padding strategy", strings.Replace(mini("null", miniModel, `[]`), `"version": "1.0",`,
+			`"version": "1.0", "padding": {"strategy": {"Fixed": -3}, "pad_id": 0},`, 1)},
 		{"template with undefined token", strings.Replace(mini("null", miniModel, `[]`), `"post_processor": null`,
 			`"post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<x>", "type_id": 0}}], "special_tokens": {}}`, 1)},
 	}
@@ -102,7 +108,7 @@ func TestLoadErrors(t *testing.T) {
 		{"precompiled in sequence", mini(`{"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled"}]}`, miniModel, `[]`)},
 		{"regex", mini(`{"type": "Replace", "pattern": {"Regex": "(?<=a"}, "content": ""}`, miniModel, `[]`)},
 		{"decoder", strings.Replace(mini("null", miniModel, `[]`), `"decoder": {"type": "ByteLevel"}`, `"decoder": {"type": "WordPiece"}`, 1)},
-		{"post-processor", strings.Replace(mini("null", miniModel, `[]`), `"post_processor": null`, `"post_processor": {"type": "BertProcessing"}`, 1)},
+		{"post-processor", strings.Replace(mini("null", miniModel, `[]`), `"post_processor": null`, `"post_processor": {"type": "ChatTemplate"}`, 1)},
 		{"pre-tokenizer", strings.Replace(mini("null", miniModel, `[]`), `"type": "ByteLevel", "add_prefix_space"`, `"type": "BertPreTokenizer", "add_prefix_space"`, 1)},
 	}
 	for _, tc := range unsupported {

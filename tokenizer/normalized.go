@@ -84,13 +84,6 @@ func (e *edit) add(r rune, change int) {
 	}
 }
 
-// addString appends every rune of s with change code 0.
-func (e *edit) addString(s string, change int) {
-	for _, r := range s {
-		e.add(r, change)
-	}
-}
-
 // transform replaces the normalized range [lo, hi) of n by the edit. The
 // first initial old characters of the range are removed before the edit's
 // characters are matched against the old ones.

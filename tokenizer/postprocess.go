@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/densessm/densessm/api"
@@ -34,6 +35,8 @@ func parsePostProcessor(raw []byte, depth int) (postProcessor, error) {
 		return byteLevelProcessor{trimOffsets: trim, addPrefixSpace: prefix}, nil
 	case "TemplateProcessing":
 		return parseTemplate(o)
+	case "RobertaProcessing", "BertProcessing":
+		return parseClsSep(o, typ == "RobertaProcessing")
 	case "Sequence":
 		items, err := o.list("processors")
 		if err != nil {
@@ -175,7 +178,18 @@ func (t *templateProcessor) process(e *Encoding, _ string, addSpecial, full bool
 	if !addSpecial {
 		return
 	}
-	out := Encoding{}
+	n := 0
+	for _, p := range t.single {
+		if p.sequence {
+			n += len(e.IDs)
+		} else {
+			n += len(t.specials[p.special].ids)
+		}
+	}
+	out := Encoding{IDs: make([]int, 0, n)}
+	if full {
+		out.Tokens, out.Offsets, out.Special = make([]string, 0, n), make([][2]int, 0, n), make([]bool, 0, n)
+	}
 	for _, p := range t.single {
 		if p.sequence {
 			out.IDs = append(out.IDs, e.IDs...)
@@ -197,6 +211,63 @@ func (t *templateProcessor) process(e *Encoding, _ string, addSpecial, full bool
 		}
 	}
 	*e = out
+}
+
+// clsSepProcessor is RobertaProcessing or BertProcessing: the sequence
+// between a CLS and a SEP token; RoBERTa's also trims offsets as the
+// ByteLevel post-processor does.
+type clsSepProcessor struct {
+	cls, sep specialEntry
+	trim     *byteLevelProcessor // nil: offsets kept
+}
+
+// parseClsSep reads a RobertaProcessing (roberta) or BertProcessing.
+func parseClsSep(o object, roberta bool) (postProcessor, error) {
+	p := &clsSepProcessor{}
+	for _, f := range []struct {
+		key string
+		dst *specialEntry
+	}{{"cls", &p.cls}, {"sep", &p.sep}} {
+		var pair []json.RawMessage
+		if err := o.decode(f.key, &pair); err != nil {
+			return nil, err
+		}
+		var tok string
+		var id int
+		if len(pair) != 2 || json.Unmarshal(pair[0], &tok) != nil || json.Unmarshal(pair[1], &id) != nil || id < 0 {
+			return nil, fmt.Errorf("%q must be [token, id]: %w", f.key, api.ErrCorrupt)
+		}
+		*f.dst = specialEntry{ids: []int{id}, tokens: []string{tok}}
+	}
+	if roberta {
+		trim, err := o.boolean("trim_offsets", true)
+		if err != nil {
+			return nil, err
+		}
+		prefix, err := o.boolean("add_prefix_space", true)
+		if err != nil {
+			return nil, err
+		}
+		if trim {
+			p.trim = &byteLevelProcessor{trimOffsets: true, addPrefixSpace: prefix}
+		}
+	}
+	return p, nil
+}
+
+func (p *clsSepProcessor) process(e *Encoding, text string, addSpecial, full bool) {
+	if p.trim != nil {
+		p.trim.process(e, text, addSpecial, full)
+	}
+	if !addSpecial {
+		return
+	}
+	e.IDs = append(append(slices.Clone(p.cls.ids), e.IDs...), p.sep.ids...)
+	if full {
+		e.Tokens = append(append(slices.Clone(p.cls.tokens), e.Tokens...), p.sep.tokens...)
+		e.Offsets = append(append([][2]int{{}}, e.Offsets...), [2]int{})
+		e.Special = append(append([]bool{true}, e.Special...), true)
+	}
 }
 
 // sequenceProcessor applies post-processors in order.

@@ -39,6 +39,9 @@ type Tokenizer struct {
 	alwaysTrack bool
 	vocabSize   int
 	special     SpecialTokens
+	truncation  *truncation // nil: no truncation
+	padding     *padding    // nil: no padding
+	nAdded      int         // special tokens the post-processor adds
 }
 
 // Encoding is the full result of encoding a text.
@@ -49,9 +52,12 @@ type Encoding struct {
 	// of added tokens, the template's strings for special tokens.
 	Tokens []string
 	// Offsets are the byte ranges [start, end) of the original text each
-	// token comes from; tokens added by the post-processor have [0, 0].
+	// token comes from; tokens added by the post-processor, and padding,
+	// have [0, 0]. They cover the same characters as the character offsets
+	// of Hugging Face's Python API.
 	Offsets [][2]int
-	// Special marks the tokens added by the post-processor's template.
+	// Special marks the tokens added by the post-processor (template
+	// tokens, CLS and SEP) and padding.
 	Special []bool
 }
 
@@ -62,9 +68,10 @@ type SpecialTokens struct {
 }
 
 // Encode returns the token ids of text, with the special tokens of the
-// post-processor's template (as Hugging Face's encode does by default).
+// post-processor's template (as Hugging Face's encode does by default), and
+// the file's truncation and padding, if it sets them.
 func (t *Tokenizer) Encode(text string) ([]int, error) {
-	e, err := t.encode(text, true, false)
+	e, err := t.encode(text, true, false, true)
 	if err != nil {
 		return nil, err
 	}
@@ -72,13 +79,16 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 }
 
 // EncodeFull encodes text with token strings and offsets; addSpecial says
-// whether the template's special tokens are added.
+// whether the template's special tokens are added. Padding tokens, like
+// template tokens, are marked Special.
 func (t *Tokenizer) EncodeFull(text string, addSpecial bool) (*Encoding, error) {
-	return t.encode(text, addSpecial, true)
+	return t.encode(text, addSpecial, true, true)
 }
 
-// EncodeBatch encodes the texts in parallel over the available cores; the
-// result is the same as calling Encode on each.
+// EncodeBatch encodes the texts in parallel over the available cores. The
+// result is the same as calling Encode on each, except that padding to the
+// longest sequence (the file's "BatchLongest" padding) pads to the longest
+// of the batch, as Hugging Face's encode_batch does.
 func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
 	out := make([][]int, len(texts))
 	workers := min(runtime.GOMAXPROCS(0), len(texts))
@@ -95,7 +105,7 @@ func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
 				if i >= len(texts) {
 					return
 				}
-				ids, err := t.Encode(texts[i])
+				e, err := t.encode(texts[i], true, false, false)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -104,7 +114,7 @@ func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
 					mu.Unlock()
 					return
 				}
-				out[i] = ids
+				out[i] = e.IDs
 			}
 		}()
 	}
@@ -112,11 +122,24 @@ func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	if t.padding != nil {
+		longest := 0
+		for _, ids := range out {
+			longest = max(longest, len(ids))
+		}
+		n := t.padding.target(longest)
+		for i := range out {
+			e := Encoding{IDs: out[i]}
+			t.padding.pad(&e, n, false)
+			out[i] = e.IDs
+		}
+	}
 	return out, nil
 }
 
-// encode runs the pipeline. full asks for tokens and offsets.
-func (t *Tokenizer) encode(text string, addSpecial, full bool) (_ *Encoding, err error) {
+// encode runs the pipeline. full asks for tokens and offsets; pad applies
+// the padding as for a batch of one.
+func (t *Tokenizer) encode(text string, addSpecial, full, pad bool) (_ *Encoding, err error) {
 	defer api.Recover(&err)
 	if !utf8.ValidString(text) {
 		return nil, fmt.Errorf("encode: text is not valid UTF-8: %w", api.ErrCorrupt)
@@ -162,8 +185,16 @@ func (t *Tokenizer) encode(text string, addSpecial, full bool) (_ *Encoding, err
 			return nil, fmt.Errorf("encode: %w", err)
 		}
 	}
+	if t.truncation != nil {
+		if err := t.truncation.truncate(e, addSpecial, t.nAdded, full); err != nil {
+			return nil, fmt.Errorf("encode: %w", err)
+		}
+	}
 	if t.postProcessor != nil {
 		t.postProcessor.process(e, text, addSpecial, full)
+	}
+	if pad && t.padding != nil {
+		t.padding.pad(e, t.padding.target(len(e.IDs)), full)
 	}
 	return e, nil
 }
@@ -292,12 +323,15 @@ var (
 )
 
 // guessSpecial finds the special-token ids the file implies.
-func (t *Tokenizer) guessSpecial(padding json.RawMessage) SpecialTokens {
+func (t *Tokenizer) guessSpecial() SpecialTokens {
 	s := SpecialTokens{BOS: -1, EOS: -1, PAD: -1, UNK: -1}
 	if t.model.unkToken != "" {
 		if id, ok := t.TokenToID(t.model.unkToken); ok {
 			s.UNK = id
 		}
+	}
+	if cs := findClsSep(t.postProcessor); cs != nil {
+		s.BOS, s.EOS = cs.cls.ids[0], cs.sep.ids[0]
 	}
 	if tp := findTemplate(t.postProcessor); tp != nil {
 		seen := false
@@ -312,13 +346,8 @@ func (t *Tokenizer) guessSpecial(padding json.RawMessage) SpecialTokens {
 			}
 		}
 	}
-	if !isNull(padding) {
-		var p struct {
-			PadID *int `json:"pad_id"`
-		}
-		if json.Unmarshal(padding, &p) == nil && p.PadID != nil && *p.PadID >= 0 {
-			s.PAD = *p.PadID
-		}
+	if t.padding != nil {
+		s.PAD = t.padding.id
 	}
 	byName := func(cur int, names []string) int {
 		if cur >= 0 {
@@ -346,6 +375,22 @@ func findTemplate(p postProcessor) *templateProcessor {
 		for _, q := range p {
 			if tp := findTemplate(q); tp != nil {
 				return tp
+			}
+		}
+	}
+	return nil
+}
+
+// findClsSep returns the RoBERTa or BERT processor of a post-processor
+// chain.
+func findClsSep(p postProcessor) *clsSepProcessor {
+	switch p := p.(type) {
+	case *clsSepProcessor:
+		return p
+	case sequenceProcessor:
+		for _, q := range p {
+			if cs := findClsSep(q); cs != nil {
+				return cs
 			}
 		}
 	}

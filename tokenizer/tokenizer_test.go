@@ -130,6 +130,8 @@ func TestSpecialTokens(t *testing.T) {
 	}{
 		{"gpt2", SpecialTokens{BOS: -1, EOS: 0, PAD: -1, UNK: -1}},
 		{"neox", SpecialTokens{BOS: -1, EOS: 0, PAD: 1, UNK: -1}},
+		{"roberta", SpecialTokens{BOS: 0, EOS: 2, PAD: 1, UNK: -1}},
+		{"gpt2_padded", SpecialTokens{BOS: -1, EOS: 0, PAD: 0, UNK: -1}},
 		{"llama", SpecialTokens{BOS: 1, EOS: 2, PAD: -1, UNK: 0}},
 		{"metaspace", SpecialTokens{BOS: 1, EOS: 2, PAD: -1, UNK: 0}},
 		{"cl100k", SpecialTokens{BOS: 0, EOS: 1, PAD: -1, UNK: -1}},
@@ -151,5 +153,46 @@ func TestSpecialTokens(t *testing.T) {
 	}
 	if err := tok.UseModelConfig([]byte(`{"eos_token_id": "x"}`)); !errors.Is(err, api.ErrCorrupt) {
 		t.Errorf("bad id: %v", err)
+	}
+}
+
+// TestConcurrentEncode checks that goroutines sharing a tokenizer (and its
+// word cache) get the results of a sequential run; run it with -race.
+func TestConcurrentEncode(t *testing.T) {
+	tok := loadFixture(t, "metaspace")
+	r := rand.New(rand.NewPCG(9, 10))
+	texts := make([]string, 100)
+	want := make([][]int, len(texts))
+	for i := range texts {
+		texts[i] = randomText(r, 40)
+	}
+	ref := loadFixture(t, "metaspace")
+	for i, text := range texts {
+		var err error
+		if want[i], err = ref.Encode(text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for k := range texts {
+				i := (k + 25*g) % len(texts)
+				got, err := tok.Encode(texts[i])
+				if err == nil && !slices.Equal(got, want[i]) {
+					err = errors.New("ids differ for " + texts[i])
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
