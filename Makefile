@@ -31,9 +31,10 @@ bench:
 fuzz:
 	$(GO) test ./checkpoint -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
-## fixtures: regenerate the committed safetensors fixture (needs Python packages, see the script)
+## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
 fixtures:
-	python3 scripts/make_safetensors_fixture.py
+	$(PYTHON) scripts/make_safetensors_fixture.py
+	$(PYTHON) scripts/make_pytorch_bin_fixture.py
 
 ## mamba-fixtures: regenerate architectures/mamba/testdata with transformers, and check that
 ## transformers loads models densessm writes and gives our logits

@@ -24,10 +24,13 @@ type TensorInfo struct {
 	Name  string
 	DType api.DType
 	Shape api.Shape
-	// File is the path of the safetensors file that holds the tensor.
+	// File is the path of the file that holds the tensor: a safetensors
+	// file or a PyTorch pytorch_model.bin.
 	File string
 	// Offset is the position of the tensor's first byte in File (from the
-	// start of the file, not of the data section).
+	// start of the file, not of the data section). It is -1 for a PyTorch
+	// tensor whose elements are not contiguous in the file (a transposed or
+	// strided view of its storage), which Open copies into memory.
 	Offset int64
 	// Size is the number of bytes, Shape.NumElements() * DType.Size().
 	Size int64
@@ -35,8 +38,9 @@ type TensorInfo struct {
 	file int // index of File in Checkpoint.files
 }
 
-// Checkpoint is an open safetensors checkpoint: one file, or the shards of a
-// sharded one. Its methods may be called concurrently, except Close.
+// Checkpoint is an open checkpoint: one safetensors or PyTorch file, or the
+// shards of a sharded one. Its methods may be called concurrently, except
+// Close.
 type Checkpoint struct {
 	path     string
 	files    []*file
@@ -46,25 +50,30 @@ type Checkpoint struct {
 }
 
 // Open opens a checkpoint for reading. path is a .safetensors file, a
-// model.safetensors.index.json of a sharded checkpoint, or a directory that
-// holds model.safetensors or (failing that) model.safetensors.index.json.
-// Every file is mapped and its header validated (see the package doc); the
-// tensor data is read only when asked for. Call Close when done.
+// PyTorch pytorch_model.bin (told by its zip signature, whatever its name),
+// the .index.json of a sharded checkpoint of either format, or a directory
+// that holds, in order of preference, model.safetensors,
+// model.safetensors.index.json, pytorch_model.bin or
+// pytorch_model.bin.index.json. Every file is mapped and its header
+// validated (see the package doc); the tensor data is read only when asked
+// for. Call Close when done.
 func Open(path string) (*Checkpoint, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint: %w", notFound(err))
 	}
 	if st.IsDir() {
-		single := filepath.Join(path, SingleFileName)
-		if _, err := os.Stat(single); err == nil {
-			return openSingle(single)
+		for _, name := range []string{SingleFileName, IndexFileName, PyTorchFileName, PyTorchIndexFileName} {
+			p := filepath.Join(path, name)
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
+			if strings.HasSuffix(name, ".json") {
+				return openIndex(p)
+			}
+			return openSingle(p)
 		}
-		index := filepath.Join(path, IndexFileName)
-		if _, err := os.Stat(index); err == nil {
-			return openIndex(index)
-		}
-		return nil, fmt.Errorf("open checkpoint: directory %s holds neither %s nor %s: %w", path, SingleFileName, IndexFileName, api.ErrNotFound)
+		return nil, fmt.Errorf("open checkpoint: directory %s holds none of %s, %s, %s, %s: %w", path, SingleFileName, IndexFileName, PyTorchFileName, PyTorchIndexFileName, api.ErrNotFound)
 	}
 	if strings.HasSuffix(path, ".json") {
 		return openIndex(path)
@@ -102,7 +111,7 @@ func newCheckpoint(path string, files []*file) *Checkpoint {
 	return c
 }
 
-// Path returns the file Open read: the .safetensors file or the index.
+// Path returns the file Open read: the weights file or the index.
 func (c *Checkpoint) Path() string { return c.path }
 
 // Tensors returns every tensor's description, sorted by name.
@@ -151,8 +160,9 @@ func (c *Checkpoint) find(name string) (TensorInfo, error) {
 	return c.tensors[i], nil
 }
 
-// Raw returns the stored little-endian bytes of the named tensor. The slice
-// aliases the file's memory: it is read-only and valid until Close.
+// Raw returns the stored little-endian bytes of the named tensor, row-major.
+// The slice aliases the file's memory (or, for a strided PyTorch view, the
+// copy Open made): it is read-only and valid until Close.
 func (c *Checkpoint) Raw(name string) ([]byte, error) {
 	t, err := c.find(name)
 	if err != nil {
@@ -170,7 +180,7 @@ func (c *Checkpoint) Float32s(name string) ([]float32, error) {
 		return nil, err
 	}
 	if !decodable(t.DType) {
-		return nil, fmt.Errorf("safetensors %s: tensor %q: %s cannot be read as float32: %w", t.File, name, t.DType, api.ErrDType)
+		return nil, fmt.Errorf("checkpoint %s: tensor %q: %s cannot be read as float32: %w", t.File, name, t.DType, api.ErrDType)
 	}
 	out := make([]float32, t.Shape.NumElements())
 	err = guardFault(t.File, func() error { return api.DecodeFloat32(out, t.DType, c.files[t.file].bytes(t)) })

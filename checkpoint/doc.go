@@ -1,5 +1,6 @@
 // Package checkpoint reads and writes model weights in the safetensors format,
-// single-file or sharded, and reads Hugging Face config.json files.
+// single-file or sharded, reads PyTorch pytorch_model.bin files without
+// running any of their code, and reads Hugging Face config.json files.
 //
 // # The safetensors format
 //
@@ -30,6 +31,26 @@
 // every shard tensor must be listed. Every error names the file and, where
 // there is one, the tensor, and wraps api.ErrCorrupt (api.ErrUnsupported for
 // an unknown dtype, api.ErrNotFound for a missing file or tensor).
+//
+// # PyTorch files
+//
+// A pytorch_model.bin written by torch.save(model.state_dict()) (PyTorch 1.6
+// and later) is a zip archive of uncompressed records: <name>/data.pkl, the
+// pickled dict of tensors, and <name>/data/<key>, the raw bytes of each
+// storage. Open reads the pickle with a restricted interpreter that accepts
+// only the globals that rebuild tensors and ordered dicts
+// (collections.OrderedDict, torch._utils._rebuild_tensor_v2, _rebuild_tensor
+// and _rebuild_parameter, and the torch.*Storage types of supported dtypes)
+// and refuses any other one (os.system, builtins.eval, ...) with an error
+// naming it that wraps api.ErrUnsupported; it imports and calls nothing.
+// Storage records must be stored uncompressed inside the file and hold
+// exactly the elements their pickle claims, and every tensor view (storage
+// offset, sizes, strides) must lie inside its storage. Tensors contiguous in
+// the file are read in place like safetensors ones; other views (transposes,
+// strided slices) are copied into memory once, at Open, bounded in total by
+// the file's size. Views may share a storage (tied weights). The legacy
+// non-zip format is refused (api.ErrUnsupported). Sharded checkpoints use
+// pytorch_model.bin.index.json, read like the safetensors index.
 //
 // # Memory
 //

@@ -18,7 +18,7 @@ func guardFault(path string, fn func() error) (err error) {
 			return
 		}
 		if fault, ok := r.(interface{ Addr() uintptr }); ok {
-			err = fmt.Errorf("safetensors %s: memory fault reading the mapped file (was it truncated?): %v: %w", path, fault, api.ErrCorrupt)
+			err = fmt.Errorf("checkpoint %s: memory fault reading the mapped file (was it truncated?): %v: %w", path, fault, api.ErrCorrupt)
 			return
 		}
 		panic(r)

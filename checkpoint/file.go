@@ -9,40 +9,44 @@ import (
 	"github.com/densessm/densessm/api"
 )
 
-// file is one open safetensors file: its bytes (mapped or read) and its
-// validated header.
+// file is one open weights file (safetensors or PyTorch): its bytes (mapped
+// or read) and its validated header.
 type file struct {
 	path    string
 	data    []byte
 	release func() error
 	mapped  bool
 	header  *header
+	// copies holds, by name, the tensors of a PyTorch file that are not
+	// contiguous in it and were materialised at open (TensorInfo.Offset -1).
+	copies map[string][]byte
 }
 
-// openFile opens, maps and validates one safetensors file.
+// openFile opens, maps and validates one weights file: safetensors, or a
+// PyTorch zip checkpoint (see parseFile).
 func openFile(path string) (_ *file, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors %s: %w", path, notFound(err))
+		return nil, fmt.Errorf("checkpoint %s: %w", path, notFound(err))
 	}
 	defer f.Close() // a mapping stays valid after the descriptor is closed
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("safetensors %s: %w", path, err)
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("safetensors %s: not a regular file: %w", path, api.ErrNotFound)
+		return nil, fmt.Errorf("checkpoint %s: not a regular file: %w", path, api.ErrNotFound)
 	}
 	size := st.Size()
 	if size < 8 {
 		return nil, corruptf(path, "%d bytes is too short for the 8-byte header length", size)
 	}
 	if uint64(size) > math.MaxInt {
-		return nil, fmt.Errorf("safetensors %s: %d bytes do not fit in memory: %w", path, size, api.ErrUnsupported)
+		return nil, fmt.Errorf("checkpoint %s: %d bytes do not fit in memory: %w", path, size, api.ErrUnsupported)
 	}
 	data, release, mapped, err := mapFile(f, int(size))
 	if err != nil {
-		return nil, fmt.Errorf("safetensors %s: %w", path, err)
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	sf := &file{path: path, data: data, release: release, mapped: mapped}
 	defer func() {
@@ -51,7 +55,7 @@ func openFile(path string) (_ *file, err error) {
 		}
 	}()
 	err = guardFault(path, func() (perr error) {
-		sf.header, perr = parseHeader(path, data)
+		sf.header, sf.copies, perr = parseFile(path, data)
 		return perr
 	})
 	if err != nil {
@@ -60,8 +64,14 @@ func openFile(path string) (_ *file, err error) {
 	return sf, nil
 }
 
-// bytes returns the stored bytes of t, aliasing the file's memory.
-func (f *file) bytes(t TensorInfo) []byte { return f.data[t.Offset : t.Offset+t.Size] }
+// bytes returns the stored bytes of t, aliasing the file's memory (or the
+// materialised copy of a strided PyTorch tensor).
+func (f *file) bytes(t TensorInfo) []byte {
+	if t.Offset < 0 {
+		return f.copies[t.Name]
+	}
+	return f.data[t.Offset : t.Offset+t.Size]
+}
 
 // close releases the file's memory. The bytes must not be used afterwards.
 func (f *file) close() error {
@@ -71,7 +81,7 @@ func (f *file) close() error {
 	err := f.release()
 	f.data, f.release = nil, nil
 	if err != nil {
-		return fmt.Errorf("safetensors %s: release: %w", f.path, err)
+		return fmt.Errorf("checkpoint %s: release: %w", f.path, err)
 	}
 	return nil
 }

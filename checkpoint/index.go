@@ -16,7 +16,7 @@ import (
 func openIndex(path string) (_ *Checkpoint, err error) {
 	text, err := readLimited(path, maxHeaderSize)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors index %s: %w", path, err)
+		return nil, fmt.Errorf("checkpoint index %s: %w", path, err)
 	}
 	weightMap, err := decodeIndex(text)
 	if err != nil {
@@ -44,7 +44,7 @@ func openIndex(path string) (_ *Checkpoint, err error) {
 	for _, shard := range shards {
 		f, err := openFile(filepath.Join(dir, shard))
 		if err != nil {
-			return nil, fmt.Errorf("safetensors index %s: shard: %w", path, err)
+			return nil, fmt.Errorf("checkpoint index %s: shard: %w", path, err)
 		}
 		files = append(files, f)
 		for _, t := range f.header.tensors {

@@ -37,8 +37,8 @@ type LoadOptions struct {
 }
 
 // LoadModel builds the model a directory describes (config.json plus
-// model.safetensors, a sharded model.safetensors.index.json, or another
-// format a registered reader handles) on b and fills every parameter from
+// model.safetensors, a sharded model.safetensors.index.json, or a PyTorch
+// pytorch_model.bin, sharded or not) on b and fills every parameter from
 // the weights. A missing tensor, a tensor of another shape, or a config that
 // disagrees with the weights is an error naming the tensor.
 func LoadModel(ctx context.Context, dir string, b api.Backend, opts LoadOptions) (_ api.Model, err error) {

@@ -29,11 +29,12 @@ func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "inspect FILE",
-		Short: "List the tensors of a safetensors checkpoint (file, sharded index or model directory)",
+		Short: "List the tensors of a checkpoint (safetensors or PyTorch .bin; file, sharded index or model directory)",
 		Long: `inspect lists every tensor of a checkpoint with its dtype and shape, and the
-total parameter count. FILE is a .safetensors file, a model.safetensors.index.json
-of a sharded checkpoint, or a directory holding either. The header is validated
-against the file size before anything is read.`,
+total parameter count. FILE is a .safetensors file, a PyTorch pytorch_model.bin
+(read without running any code from it), a sharded checkpoint's index .json,
+or a model directory holding one of them. Headers are validated against the
+file size before anything is read.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ck, err := checkpoint.Open(args[0])

@@ -20,17 +20,18 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run executes the command line and returns the process exit status. Errors,
 // and panics turned into errors, are printed as one line on stderr.
-func run(args []string, stdout, stderr io.Writer) (status int) {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) {
 	err := func() (err error) {
 		defer api.Recover(&err)
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 		cmd := newRootCmd(stdout, stderr)
+		cmd.SetIn(stdin)
 		cmd.SetArgs(args)
 		return cmd.ExecuteContext(ctx)
 	}()

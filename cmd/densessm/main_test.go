@@ -21,8 +21,13 @@ const fixture = "../../checkpoint/testdata/mixed.safetensors"
 
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, status int) {
 	t.Helper()
+	return runCLIInput(t, "", args...)
+}
+
+func runCLIInput(t *testing.T, stdin string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	status = run(args, &out, &errb)
+	status = run(args, strings.NewReader(stdin), &out, &errb)
 	return out.String(), errb.String(), status
 }
 

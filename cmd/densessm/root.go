@@ -60,6 +60,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newInspectCmd(),
 		newLogitsCmd(),
 		newInitCmd(),
+		newTokenizeCmd(),
+		newTokenizerCmd(),
+		newConvertCmd(),
 	)
 	return root
 }

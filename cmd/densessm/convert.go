@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/checkpoint"
+)
+
+func newConvertCmd() *cobra.Command {
+	var in, out, arch string
+	cmd := &cobra.Command{
+		Use:   "convert --in DIR|FILE --out DIR|FILE",
+		Short: "Convert a model directory or a weights file (PyTorch .bin, sharded, safetensors) to safetensors",
+		Long: `convert rewrites weights as safetensors.
+
+With a directory, --in is a model directory (config.json plus weights in any
+format Open reads: model.safetensors, pytorch_model.bin, or a sharded index of
+either). The model is built with its registered architecture (--arch forces
+one), loaded, and saved into the --out directory as config.json and a float32
+model.safetensors, as densessm init writes them. Other files, such as the
+tokenizer, are not copied.
+
+With a file, --in is one weights file (a pytorch_model.bin, a .safetensors, or
+an .index.json of shards) and --out the .safetensors file to write: every
+tensor keeps its name, dtype and shape, and no architecture is needed.
+
+PyTorch files are read without running any code from them (see
+github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := os.Stat(in)
+			if err != nil {
+				return fmt.Errorf("convert: %w", err)
+			}
+			if st.IsDir() {
+				return convertModel(cmd.Context(), in, out, arch)
+			}
+			if arch != "" {
+				return fmt.Errorf("convert: --arch applies to a model directory, and %s is a file: %w", in, api.ErrConfig)
+			}
+			return convertFile(in, out)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in, "in", "", "model directory, or weights file, to read")
+	f.StringVar(&out, "out", "", "directory (for a model) or .safetensors file (for a weights file) to write")
+	f.StringVar(&arch, "arch", "", "architecture of a model directory (default: from its config.json)")
+	cmd.MarkFlagRequired("in")
+	cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// convertModel loads the model in directory in and saves it into out.
+func convertModel(ctx context.Context, in, out, arch string) error {
+	b, err := api.NewBackend("cpu", api.BackendOptions{})
+	if err != nil {
+		return err
+	}
+	m, err := checkpoint.LoadModel(ctx, in, b, checkpoint.LoadOptions{Arch: arch})
+	if err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	if err := checkpoint.SaveModel(out, m); err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	return nil
+}
+
+// convertFile copies every tensor of the weights file in, unchanged, into
+// the safetensors file out. The input's safetensors metadata is kept; a
+// PyTorch input, which has none, gets {"format": "pt"}, as Hugging Face
+// marks weights that come from PyTorch.
+func convertFile(in, out string) (err error) {
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return fmt.Errorf("convert: --out %s is a directory; a weights file converts to a .safetensors file: %w", out, api.ErrConfig)
+	}
+	ck, err := checkpoint.Open(in)
+	if err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	defer func() { err = errors.Join(err, ck.Close()) }()
+	infos := ck.Tensors()
+	tensors := make([]checkpoint.NamedTensor, len(infos))
+	for i, ti := range infos {
+		raw, err := ck.Raw(ti.Name)
+		if err != nil {
+			return fmt.Errorf("convert: %w", err)
+		}
+		tensors[i] = checkpoint.NamedTensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: raw}
+	}
+	metadata := ck.Metadata()
+	if len(metadata) == 0 {
+		metadata = map[string]string{"format": "pt"}
+	}
+	if err := checkpoint.Write(out, tensors, metadata); err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	return nil
+}
