@@ -1,0 +1,84 @@
+package retnet
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/backends/cpu"
+)
+
+// denseRetNet350M is the shape of the official DenseRetNet-350M: d 1536,
+// 16 layers, 2 heads, d_qk 768, e = 2d, m 2 (as published), selector
+// ratios 8 and 32, LLaMA vocabulary plus [PAD].
+func denseRetNet350M() *Config {
+	c := DefaultConfig(NameDenseRetNet)
+	c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads = 32001, 1536, 16, 2
+	c.QueryKeyDim, c.ValueDim = 768, 3072
+	c.Dense.GateRatio, c.DenseVGateRatio = 8, 32
+	return c
+}
+
+func benchModel(b *testing.B, threads int) *Model {
+	m, err := New(denseRetNet350M(), cpu.New(api.BackendOptions{Threads: threads}), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkPrefill reports prefill tokens/s of a 512-token sequence in the
+// parallel form and the chunkwise form (chunks of 64).
+func BenchmarkPrefill(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		m := (*Model)(nil)
+		ids := [][]int32{make([]int32, 512)}
+		for i := range ids[0] {
+			ids[0][i] = int32(i * 13 % 32001)
+		}
+		ctx := context.Background()
+		for _, form := range []string{"parallel", "chunkwise"} {
+			b.Run("350M/"+form+"/T=512/threads="+strconv.Itoa(threads), func(b *testing.B) {
+				if m == nil {
+					m = benchModel(b, threads)
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					var err error
+					if form == "parallel" {
+						_, err = m.Forward(ctx, ids)
+					} else {
+						_, err = m.ForwardChunkwise(ctx, ids, 64)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(512*b.N)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
+}
+
+// BenchmarkDecode reports decode tokens/s (one sequence, one token a step).
+func BenchmarkDecode(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		b.Run("350M/threads="+strconv.Itoa(threads), func(b *testing.B) {
+			m := benchModel(b, threads)
+			ctx := context.Background()
+			s, _ := m.NewState(1)
+			ids := []int32{17}
+			if _, err := m.Step(ctx, s, ids); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := m.Step(ctx, s, ids); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
