@@ -1,41 +1,124 @@
 package cpu
 
-import "sync"
+import (
+	"math"
+	"sync"
+	"unsafe"
+)
 
 // This file holds the single-precision GEMM behind MatMul. Everything goes
-// through sgemm, so that a SIMD micro-kernel can later replace
-// gemmKernel3x3 (and the blocking constants) without touching the callers.
+// through sgemm.
 //
 // The general case is a packed, cache-blocked GEMM in the style of Goto and
 // BLIS: for each panel of NC columns and each block of KC steps of the inner
 // dimension, op(B) is packed into slivers of NR columns (shared by all
-// workers), and each worker packs blocks of MC rows of op(A) into slivers of
-// MR rows and multiplies them with a register-blocked MR x NR micro-kernel.
-// Work is split statically over (row block, column chunk) units, and every
-// element of C is accumulated in the same order whatever the split, so the
-// result does not depend on the number of threads at all.
+// workers), and each worker packs blocks of at most MC rows of op(A) into
+// slivers of MR rows and multiplies them with a register-blocked MR x NR
+// micro-kernel. Work is split statically over (row block, column chunk)
+// units, and every element of C is accumulated in the same order whatever
+// the split (over the inner steps of one packed block in order, then block
+// after block), so the result does not depend on the number of threads.
+//
+// The micro-kernel, and with it MR, NR and the blocking, is chosen once at
+// start-up by CPU features: on amd64, AVX-512 (12x32) if the CPU and OS
+// support it, else AVX2 with FMA (6x16), both in Go assembly
+// (gemm_amd64.s); elsewhere, and on amd64 when built with the purego build
+// tag, the pure-Go 3x3 kernel below. Results differ between kernels in the
+// last bits (the SIMD kernels fuse multiply and add), never between thread
+// counts for one kernel.
 //
 // Matrix-vector products (M == 1 or N == 1, the decode case) skip packing.
 
-// Blocking parameters of the packed GEMM, sized for a 32 KiB L1 and a
-// 512 KiB L2 data cache.
 const (
-	gemmMR = 3    // rows of the register tile
-	gemmNR = 3    // columns of the register tile
-	gemmKC = 256  // inner steps per packed block: an MR x KC and a KC x NR sliver (3 KiB each) stay in L1
-	gemmMC = 96   // rows of a packed A block, a multiple of MR: MC x KC floats (96 KiB) stay in L2
-	gemmNC = 3072 // columns of a packed B panel, a multiple of NR: KC x NC floats (3 MiB) stay in L3
-	gemmJW = 192  // columns of C in one work unit, a multiple of NR
-
 	// gemmMinWork is the number of multiply-adds worth handing to one
-	// goroutine (about 30 µs of work).
+	// goroutine (about 30 µs of work for the pure-Go kernel, 5 µs for the
+	// SIMD ones).
 	gemmMinWork = 1 << 18
 	// gemmPackGrain is the number of elements worth packing on one goroutine.
 	gemmPackGrain = 1 << 15
 	// gemvBlock is the number of outputs a transposed matrix-vector product
 	// accumulates at a time (on the stack).
 	gemvBlock = 256
+	// gemmAlign is the alignment, in floats, of packing buffers: 64 bytes,
+	// one cache line, so that no load of a packed B row splits a line.
+	gemmAlign = 16
 )
+
+// gemmKernel is a micro-kernel of the packed GEMM together with the blocking
+// that suits it.
+type gemmKernel struct {
+	name      string // "generic", "avx2" or "avx512"
+	supported bool   // whether this CPU (and OS) can run it
+	mr, nr    int    // rows and columns of the register tile
+	kc        int    // inner steps per packed block
+	mc        int    // most rows of a packed A block, a multiple of mr
+	nc        int    // most columns of a packed B panel, a multiple of nr
+	jw        int    // most columns of C in one work unit, a multiple of nr
+
+	// tile sets the mr x nr tile at the start of c (row stride ldc) to
+	// alpha * a b + beta * tile, where a is an mr x kc sliver of packed A
+	// and b a kc x nr sliver of packed B, kc >= 1. With beta == 0 the tile
+	// is not read. Each element is accumulated over the inner steps in
+	// order.
+	tile func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+}
+
+// gemmGeneric is the pure-Go kernel, available everywhere. Its blocking is
+// sized for a 32 KiB L1 and a 512 KiB L2 data cache: an MR x KC and a
+// KC x NR sliver (3 KiB each) stay in L1, an MC x KC block of A (96 KiB) in
+// L2 and a KC x NC panel of B (3 MiB) in L3.
+var gemmGeneric = &gemmKernel{
+	name: "generic", supported: true,
+	mr: 3, nr: 3, kc: 256, mc: 96, nc: 3072, jw: 192,
+	tile: gemmKernel3x3,
+}
+
+// gemmKernels lists every kernel compiled in, best first; the generic one
+// is last. gemmArchKernels comes from the architecture's file.
+var gemmKernels = append(gemmArchKernels[:len(gemmArchKernels):len(gemmArchKernels)], gemmGeneric)
+
+// gemmBest is the kernel sgemm uses: the first supported one that passes
+// gemmSelfTest.
+var gemmBest = func() *gemmKernel {
+	for _, k := range gemmKernels {
+		if k.supported && (k == gemmGeneric || gemmSelfTest(k)) {
+			return k
+		}
+	}
+	return gemmGeneric
+}()
+
+// gemmSelfTest runs kern on a small product that has full and edge tiles
+// and several KC blocks, with beta 0 and then beta 1, and compares it with
+// the generic kernel to 1e-5 relative. A SIMD kernel that misbehaves on a
+// CPU it was never run on is then not used (the AVX-512 kernel was checked
+// only under emulation when it was written).
+func gemmSelfTest(kern *gemmKernel) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	const m, n, k = 29, 45, 300
+	a, b := make([]float32, m*k), make([]float32, k*n)
+	for i := range a {
+		a[i] = float32(i*7919%97)/97 - 0.5
+	}
+	for i := range b {
+		b[i] = float32(i*104729%89)/89 - 0.5
+	}
+	want, got := make([]float32, m*n), make([]float32, m*n)
+	for _, beta := range []float32{0, 1} {
+		sgemmWith(gemmGeneric, serial, false, false, m, n, k, 0.75, a, k, b, n, beta, want, n)
+		sgemmWith(kern, serial, false, false, m, n, k, 0.75, a, k, b, n, beta, got, n)
+	}
+	var diff, scale float64
+	for i := range want {
+		diff = max(diff, math.Abs(float64(got[i]-want[i])))
+		scale = max(scale, math.Abs(float64(want[i])))
+	}
+	return diff <= 1e-5*scale
+}
 
 // splitter runs fn over [0,n) in static parts of at least grain items, as
 // Backend.parallelGrain does.
@@ -52,14 +135,16 @@ func serial(n, _ int, fn func(lo, hi int)) {
 // blocks of the workers.
 var gemmPoolA, gemmPoolB sync.Pool
 
-// gemmBuffer returns a pooled buffer of n floats from p; put it back with
-// p.Put when done.
+// gemmBuffer returns a pooled buffer of n floats from p whose first element
+// is aligned to gemmAlign floats; put it back with p.Put when done.
 func gemmBuffer(p *sync.Pool, n int) *[]float32 {
 	if v, ok := p.Get().(*[]float32); ok && cap(*v) >= n {
 		*v = (*v)[:n]
 		return v
 	}
-	s := make([]float32, n)
+	s := make([]float32, n+gemmAlign-1)
+	off := int(uintptr(unsafe.Pointer(&s[0])) / 4 % gemmAlign)
+	s = s[(gemmAlign-off)%gemmAlign:][:n]
 	return &s
 }
 
@@ -70,6 +155,12 @@ func gemmBuffer(p *sync.Pool, n int) *[]float32 {
 // NaN there does not propagate; with alpha == 0 or k == 0, A and B are not
 // read. par splits the work.
 func sgemm(par splitter, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmWith(gemmBest, par, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// sgemmWith is sgemm with the micro-kernel of the packed case given, which
+// must be supported; tests use it to run every kernel.
+func sgemmWith(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	switch {
 	case m == 0 || n == 0:
 	case k == 0 || alpha == 0:
@@ -81,7 +172,7 @@ func sgemm(par splitter, transA, transB bool, m, n, k int, alpha float32, a []fl
 		// One column of C: c[i] = sum_p op(A)[i,p] b[p].
 		gemv(par, transA, m, k, alpha, a, lda, b[:k], beta, c[:m])
 	default:
-		gemmPacked(par, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		gemmPacked(kern, par, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	}
 }
 
@@ -101,43 +192,56 @@ func gemmScale(par splitter, m, n int, beta float32, c []float32, ldc int) {
 	})
 }
 
+// gemmSplit cuts n items into the fewest parts of at most most items
+// (most a multiple of unit) whose size is a multiple of unit and as even as
+// possible: it returns the size of a part (the last may be smaller) and
+// the number of parts.
+func gemmSplit(n, most, unit int) (size, parts int) {
+	size = roundUp(ceilDiv(n, ceilDiv(n, most)), unit)
+	return size, ceilDiv(n, size)
+}
+
 // gemmPacked is the blocked GEMM for the general case (see the file
-// comment).
-func gemmPacked(par splitter, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	bufB := gemmBuffer(&gemmPoolB, min(k, gemmKC)*roundUp(min(n, gemmNC), gemmNR))
+// comment), with kernel kern.
+func gemmPacked(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mr, nr := kern.mr, kern.nr
+	// Even row blocks, so that workers get even shares of a short C.
+	mc, blocks := gemmSplit(m, kern.mc, mr)
+	bufB := gemmBuffer(&gemmPoolB, min(k, kern.kc)*roundUp(min(n, kern.nc), nr))
 	defer gemmPoolB.Put(bufB)
-	for j0 := 0; j0 < n; j0 += gemmNC {
-		nc := min(gemmNC, n-j0)
-		slivers := (nc + gemmNR - 1) / gemmNR
-		chunks := (nc + gemmJW - 1) / gemmJW
-		blocks := (m + gemmMC - 1) / gemmMC
-		for p0 := 0; p0 < k; p0 += gemmKC {
-			kc := min(gemmKC, k-p0)
-			bp := (*bufB)[:slivers*gemmNR*kc]
-			par(slivers, max(1, gemmPackGrain/(kc*gemmNR)), func(lo, hi int) {
-				gemmPackB(bp, b, ldb, transB, p0, kc, j0, nc, lo, hi)
+	for j0 := 0; j0 < n; j0 += kern.nc {
+		nc := min(kern.nc, n-j0)
+		slivers := ceilDiv(nc, nr)
+		jw, chunks := gemmSplit(nc, kern.jw, nr)
+		for p0 := 0; p0 < k; p0 += kern.kc {
+			kc := min(kern.kc, k-p0)
+			bp := (*bufB)[:slivers*nr*kc]
+			par(slivers, max(1, gemmPackGrain/(kc*nr)), func(lo, hi int) {
+				gemmPackB(bp, b, ldb, transB, nr, p0, kc, j0, nc, lo, hi)
 			})
 			// Blocks after the first add to what the first one stored.
 			bet := beta
 			if p0 > 0 {
 				bet = 1
 			}
-			unitWork := min(m, gemmMC) * kc * min(nc, gemmJW)
+			unitWork := min(m, mc) * kc * min(nc, jw)
 			par(blocks*chunks, max(1, gemmMinWork/unitWork), func(lo, hi int) {
-				bufA := gemmBuffer(&gemmPoolA, gemmMC*kc)
+				// The packed A block, then room for one edge tile.
+				bufA := gemmBuffer(&gemmPoolA, mc*kc+mr*nr)
 				defer gemmPoolA.Put(bufA)
-				ap, packed := *bufA, -1
+				ap, edge := (*bufA)[:mc*kc], (*bufA)[mc*kc:]
+				packed := -1
 				for u := lo; u < hi; u++ {
 					blk, chunk := u/chunks, u%chunks
-					i0 := blk * gemmMC
-					mc := min(gemmMC, m-i0)
+					i0 := blk * mc
+					h := min(mc, m-i0)
 					if blk != packed {
-						gemmPackA(ap, a, lda, transA, i0, mc, p0, kc)
+						gemmPackA(ap, a, lda, transA, mr, i0, h, p0, kc)
 						packed = blk
 					}
-					jlo := chunk * gemmJW
-					jhi := min(nc, jlo+gemmJW)
-					gemmMacro(kc, ap, bp, mc, jlo, jhi, c[i0*ldc+j0:], ldc, alpha, bet)
+					jlo := chunk * jw
+					jhi := min(nc, jlo+jw)
+					gemmMacro(kern, kc, ap, bp, h, jlo, jhi, c[i0*ldc+j0:], ldc, alpha, bet, edge)
 				}
 			})
 		}
@@ -145,111 +249,144 @@ func gemmPacked(par splitter, transA, transB bool, m, n, k int, alpha float32, a
 }
 
 // roundUp rounds n up to a multiple of m.
-func roundUp(n, m int) int { return (n + m - 1) / m * m }
+func roundUp(n, m int) int { return ceilDiv(n, m) * m }
+
+// ceilDiv returns n / m rounded up, for n >= 0 and m > 0.
+func ceilDiv(n, m int) int { return (n + m - 1) / m }
 
 // gemmPackA packs rows [i0, i0+mc) and inner steps [p0, p0+kc) of op(A)
-// into dst as slivers of MR rows: element (r, p) of sliver s goes to
-// dst[s*MR*kc + p*MR + r]. Rows past mc are zero.
-func gemmPackA(dst, a []float32, lda int, transA bool, i0, mc, p0, kc int) {
-	for s := 0; s*gemmMR < mc; s++ {
-		d := dst[s*gemmMR*kc : (s+1)*gemmMR*kc]
-		i := i0 + s*gemmMR
-		rows := min(gemmMR, mc-s*gemmMR)
-		if transA {
-			// op(A)[i, p] = a[p*lda + i]: the rows of one step are adjacent.
-			for p := range kc {
-				src := a[(p0+p)*lda+i : (p0+p)*lda+i+rows]
-				dp := d[p*gemmMR : p*gemmMR+gemmMR]
-				copy(dp, src)
-				clear(dp[rows:])
-			}
-			continue
-		}
-		for r := range gemmMR {
-			if r >= rows {
-				for p := range kc {
-					d[p*gemmMR+r] = 0
-				}
-				continue
-			}
-			src := a[(i+r)*lda+p0 : (i+r)*lda+p0+kc]
-			for p, v := range src {
-				d[p*gemmMR+r] = v
-			}
-		}
+// into dst as slivers of mr rows: element (r, p) of sliver s goes to
+// dst[s*mr*kc + p*mr + r]. Rows past mc are zero.
+func gemmPackA(dst, a []float32, lda int, transA bool, mr, i0, mc, p0, kc int) {
+	slivers := ceilDiv(mc, mr)
+	if transA {
+		// op(A)[i, p] = a[p*lda + i]: the rows of one step are adjacent.
+		gemmPackRuns(dst, a[p0*lda+i0:], lda, mr, mc, kc, 0, slivers)
+		return
+	}
+	// op(A)[i, p] = a[i*lda + p]: the steps of one row are adjacent.
+	for s := range slivers {
+		i := i0 + s*mr
+		gemmPackCols(dst[s*mr*kc:(s+1)*mr*kc], a[i*lda+p0:], lda, mr, min(mr, mc-s*mr), kc)
 	}
 }
 
 // gemmPackB packs slivers [lo, hi) of the panel of op(B) made of inner
-// steps [p0, p0+kc) and columns [j0, j0+nc) into dst: element (p, c) of
-// sliver s goes to dst[s*NR*kc + p*NR + c]. Columns past nc are zero.
-func gemmPackB(dst, b []float32, ldb int, transB bool, p0, kc, j0, nc, lo, hi int) {
+// steps [p0, p0+kc) and columns [j0, j0+nc) into dst as slivers of nr
+// columns: element (p, c) of sliver s goes to dst[s*nr*kc + p*nr + c].
+// Columns past nc are zero.
+func gemmPackB(dst, b []float32, ldb int, transB bool, nr, p0, kc, j0, nc, lo, hi int) {
+	if !transB {
+		// op(B)[p, j] = b[p*ldb + j]: the columns of one step are adjacent.
+		gemmPackRuns(dst, b[p0*ldb+j0:], ldb, nr, nc, kc, lo, hi)
+		return
+	}
+	// op(B)[p, j] = b[j*ldb + p]: the steps of one column are adjacent.
 	for s := lo; s < hi; s++ {
-		d := dst[s*gemmNR*kc : (s+1)*gemmNR*kc]
-		j := j0 + s*gemmNR
-		cols := min(gemmNR, nc-s*gemmNR)
-		if !transB {
-			// op(B)[p, j] = b[p*ldb + j]: the columns of one step are adjacent.
-			for p := range kc {
-				src := b[(p0+p)*ldb+j : (p0+p)*ldb+j+cols]
-				dp := d[p*gemmNR : p*gemmNR+gemmNR]
-				copy(dp, src)
-				clear(dp[cols:])
-			}
-			continue
-		}
-		for col := range gemmNR {
-			if col >= cols {
-				for p := range kc {
-					d[p*gemmNR+col] = 0
+		j := j0 + s*nr
+		gemmPackCols(dst[s*nr*kc:(s+1)*nr*kc], b[j*ldb+p0:], ldb, nr, min(nr, nc-s*nr), kc)
+	}
+}
+
+// gemmPackRuns packs slivers [lo, hi) of w columns of the kc x n matrix
+// whose element (p, x) is src[p*ld + x]: element (p, c) of sliver s goes to
+// dst[s*w*kc + p*w + c], and columns past n are zero. It reads the matrix
+// row after row (walking down a column instead would touch a new page at
+// every step).
+func gemmPackRuns(dst, src []float32, ld, w, n, kc, lo, hi int) {
+	full := max(lo, min(hi, n/w)) // slivers [lo, full) have all w columns
+	for p := range kc {
+		row := src[p*ld : p*ld+n]
+		for s := lo; s < full; s++ {
+			dp := dst[s*w*kc+p*w : s*w*kc+p*w+w]
+			if w < 16 {
+				// A loop beats a call to memmove on runs this short.
+				for x, v := range row[s*w : s*w+len(dp)] {
+					dp[x] = v
 				}
-				continue
-			}
-			src := b[(j+col)*ldb+p0 : (j+col)*ldb+p0+kc]
-			for p, v := range src {
-				d[p*gemmNR+col] = v
+			} else {
+				copy(dp, row[s*w:])
 			}
 		}
+		if full < hi {
+			dp := dst[full*w*kc+p*w : full*w*kc+p*w+w]
+			clear(dp[copy(dp, row[full*w:]):])
+		}
+	}
+}
+
+// gemmPackCols sets d[p*w + x] = src[x*ld + p] for p < kc and x < n, and
+// d[p*w + x] = 0 for n <= x < w: it transposes n runs of kc adjacent
+// values. It goes eight steps at a time, so that the writes of all n runs
+// land in the same few cache lines.
+func gemmPackCols(d, src []float32, ld, w, n, kc int) {
+	p := 0
+	for ; p+8 <= kc; p += 8 {
+		dp := d[p*w : (p+8)*w]
+		for x := range n {
+			s := src[x*ld+p : x*ld+p+8]
+			dp[x] = s[0]
+			dp[w+x] = s[1]
+			dp[2*w+x] = s[2]
+			dp[3*w+x] = s[3]
+			dp[4*w+x] = s[4]
+			dp[5*w+x] = s[5]
+			dp[6*w+x] = s[6]
+			dp[7*w+x] = s[7]
+		}
+		for q := range 8 {
+			clear(dp[q*w+n : q*w+w])
+		}
+	}
+	for ; p < kc; p++ {
+		dp := d[p*w : p*w+w]
+		for x := range n {
+			dp[x] = src[x*ld+p]
+		}
+		clear(dp[n:])
 	}
 }
 
 // gemmMacro multiplies a packed A block (mc rows) with the packed B slivers
-// covering columns [jlo, jhi) of the panel (jlo a multiple of NR), updating
+// covering columns [jlo, jhi) of the panel (jlo a multiple of nr), updating
 // C (c starts at the block's first row and the panel's first column):
-// C = alpha * A B + beta * C.
-func gemmMacro(kc int, ap, bp []float32, mc, jlo, jhi int, c []float32, ldc int, alpha, beta float32) {
-	for jr := jlo; jr < jhi; jr += gemmNR {
-		nr := min(gemmNR, jhi-jr)
-		bs := bp[jr*kc : jr*kc+gemmNR*kc]
-		for ir := 0; ir < mc; ir += gemmMR {
-			mr := min(gemmMR, mc-ir)
-			as := ap[ir*kc : ir*kc+gemmMR*kc]
+// C = alpha * A B + beta * C. edge is scratch for one mr x nr tile: a tile
+// that C cuts short goes through it, so that it gets the same arithmetic
+// as a whole one.
+func gemmMacro(kern *gemmKernel, kc int, ap, bp []float32, mc, jlo, jhi int, c []float32, ldc int, alpha, beta float32, edge []float32) {
+	mr, nr := kern.mr, kern.nr
+	edge = edge[:mr*nr]
+	for jr := jlo; jr < jhi; jr += nr {
+		w := min(nr, jhi-jr)
+		bs := bp[jr*kc : (jr+nr)*kc]
+		for ir := 0; ir < mc; ir += mr {
+			h := min(mr, mc-ir)
+			as := ap[ir*kc : (ir+mr)*kc]
 			cc := c[ir*ldc+jr:]
-			if mr == gemmMR && nr == gemmNR {
-				gemmKernel3x3(kc, as, bs, cc, ldc, alpha, beta)
+			if h == mr && w == nr {
+				// The SIMD kernels cannot check bounds: give them exactly
+				// the span the tile covers.
+				kern.tile(kc, as, bs, cc[:(mr-1)*ldc+nr], ldc, alpha, beta)
 				continue
 			}
-			// An edge tile: compute the whole padded tile, keep its valid part.
-			var tile [gemmMR * gemmNR]float32
-			gemmKernel3x3(kc, as, bs, tile[:], gemmNR, 1, 0)
-			for i := range mr {
-				row := cc[i*ldc : i*ldc+nr]
-				for j := range row {
-					v := alpha * tile[i*gemmNR+j]
-					if beta != 0 {
-						v += beta * row[j]
-					}
-					row[j] = v
+			if beta != 0 {
+				clear(edge)
+				for i := range h {
+					copy(edge[i*nr:i*nr+w], cc[i*ldc:i*ldc+w])
 				}
+			}
+			kern.tile(kc, as, bs, edge, nr, alpha, beta)
+			for i := range h {
+				copy(cc[i*ldc:i*ldc+w], edge[i*nr:i*nr+w])
 			}
 		}
 	}
 }
 
-// gemmKernel3x3 is the micro-kernel: with a an MR x kc sliver of packed A
-// and b a kc x NR sliver of packed B, it sets the 3 x 3 tile at the start of
-// c (row stride ldc) to alpha * a b + beta * tile (alpha * a b when beta
-// == 0).
+// gemmKernel3x3 is the pure-Go micro-kernel (gemmKernel.tile with
+// mr = nr = 3): with a a 3 x kc sliver of packed A and b a kc x 3 sliver of
+// packed B, it sets the 3 x 3 tile at the start of c (row stride ldc) to
+// alpha * a b + beta * tile (alpha * a b when beta == 0).
 //
 // The nine accumulators stay in registers. Each row's load of a keeps its
 // bounds check on purpose: the check splits the loop body into blocks, which

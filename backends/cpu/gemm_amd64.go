@@ -1,0 +1,64 @@
+//go:build amd64 && !purego
+
+package cpu
+
+import xcpu "golang.org/x/sys/cpu"
+
+// The SIMD micro-kernels of gemm_amd64.s. Build with the purego tag to
+// leave them out and use the pure-Go kernel only.
+//
+// Blocking: the kernel keeps a KC x NR sliver of packed B in L1 while it
+// runs down the MR-row slivers of an MC x KC block of packed A held in L2;
+// a KC x NC panel of B sits in L3.
+//   - avx512: 12 x 32 tile, 24 zmm accumulators (of 32 registers), 2 loads
+//     of B and 12 broadcasts of A per 24 FMAs. KC = 128 keeps the B sliver
+//     at 16 KiB, half of the smallest L1 of AVX-512 CPUs (32 KiB), with
+//     room for the A sliver streaming past; MC = 192 makes the A block
+//     96 KiB.
+//   - avx2: 6 x 16 tile, 12 ymm accumulators (of 16 registers), 2 loads of
+//     B and 6 broadcasts of A per 12 FMAs: enough independent sums to
+//     cover the FMA latency on two pipes. KC = 256 keeps the B sliver at
+//     16 KiB; MC = 192 makes the A block 192 KiB.
+//
+// NC = 3072 (a panel of at most 3 MiB) and work units of at most 192
+// columns, as for the generic kernel.
+var gemmArchKernels = []*gemmKernel{
+	{
+		name: "avx512", supported: xcpu.X86.HasAVX512F,
+		mr: 12, nr: 32, kc: 128, mc: 192, nc: 3072, jw: 192,
+		tile: gemmTileAVX512,
+	},
+	{
+		name: "avx2", supported: xcpu.X86.HasAVX2 && xcpu.X86.HasFMA,
+		mr: 6, nr: 16, kc: 256, mc: 192, nc: 3072, jw: 192,
+		tile: gemmTileAVX2,
+	},
+}
+
+// gemmKernel12x32AVX512 is gemmKernel.tile for a 12 x 32 tile in AVX-512F,
+// on raw pointers: c is the tile's first element and ldc its row stride in
+// floats.
+//
+//go:noescape
+func gemmKernel12x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+
+// gemmKernel6x16AVX2 is gemmKernel.tile for a 6 x 16 tile in AVX2 and FMA3,
+// on raw pointers: c is the tile's first element and ldc its row stride in
+// floats.
+//
+//go:noescape
+func gemmKernel6x16AVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+
+// gemmTileAVX512 checks the bounds of the 12 x 32 tile and runs the
+// assembly kernel.
+func gemmTileAVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32) {
+	_, _, _ = a[12*kc-1], b[32*kc-1], c[11*ldc+31]
+	gemmKernel12x32AVX512(kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
+}
+
+// gemmTileAVX2 checks the bounds of the 6 x 16 tile and runs the assembly
+// kernel.
+func gemmTileAVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32) {
+	_, _, _ = a[6*kc-1], b[16*kc-1], c[5*ldc+15]
+	gemmKernel6x16AVX2(kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
+}
