@@ -120,14 +120,14 @@ func gemmSelfTest(kern *gemmKernel) (ok bool) {
 	return diff <= 1e-5*scale
 }
 
-// splitter runs fn over [0,n) in static parts of at least grain items, as
-// Backend.parallelGrain does.
-type splitter func(n, grain int, fn func(lo, hi int))
+// splitter runs t over [0,n) in static parts of at least grain items:
+// Backend.run, or serial.
+type splitter func(n, grain int, t task)
 
 // serial is the splitter that runs everything on the calling goroutine.
-func serial(n, _ int, fn func(lo, hi int)) {
+func serial(n, _ int, t task) {
 	if n > 0 {
-		fn(0, n)
+		t.run(0, n)
 	}
 }
 
@@ -178,18 +178,32 @@ func sgemmWith(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int,
 
 // gemmScale sets C = beta * C, or C = 0 when beta == 0.
 func gemmScale(par splitter, m, n int, beta float32, c []float32, ldc int) {
-	par(m, max(1, gemmPackGrain/n), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			row := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				clear(row)
-				continue
-			}
-			for j := range row {
-				row[j] *= beta
-			}
+	t := gemmScaleTasks.get()
+	*t = gemmScaleTask{n: n, beta: beta, c: c, ldc: ldc}
+	par(m, max(1, gemmPackGrain/n), t)
+	gemmScaleTasks.put(t)
+}
+
+// gemmScaleTask scales rows of C by beta (zeroes them when beta == 0).
+type gemmScaleTask struct {
+	n, ldc int
+	beta   float32
+	c      []float32
+}
+
+var gemmScaleTasks taskPool[gemmScaleTask]
+
+func (t *gemmScaleTask) run(lo, hi int) {
+	for i := lo; i < hi; i++ {
+		row := t.c[i*t.ldc : i*t.ldc+t.n]
+		if t.beta == 0 {
+			clear(row)
+			continue
 		}
-	})
+		for j := range row {
+			row[j] *= t.beta
+		}
+	}
 }
 
 // gemmSplit cuts n items into the fewest parts of at most most items
@@ -216,36 +230,72 @@ func gemmPacked(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int
 		for p0 := 0; p0 < k; p0 += kern.kc {
 			kc := min(kern.kc, k-p0)
 			bp := (*bufB)[:slivers*nr*kc]
-			par(slivers, max(1, gemmPackGrain/(kc*nr)), func(lo, hi int) {
-				gemmPackB(bp, b, ldb, transB, nr, p0, kc, j0, nc, lo, hi)
-			})
+			pb := gemmPackBTasks.get()
+			*pb = gemmPackBTask{bp: bp, b: b, ldb: ldb, transB: transB, nr: nr, p0: p0, kc: kc, j0: j0, nc: nc}
+			par(slivers, max(1, gemmPackGrain/(kc*nr)), pb)
+			gemmPackBTasks.put(pb)
 			// Blocks after the first add to what the first one stored.
 			bet := beta
 			if p0 > 0 {
 				bet = 1
 			}
 			unitWork := min(m, mc) * kc * min(nc, jw)
-			par(blocks*chunks, max(1, gemmMinWork/unitWork), func(lo, hi int) {
-				// The packed A block, then room for one edge tile.
-				bufA := gemmBuffer(&gemmPoolA, mc*kc+mr*nr)
-				defer gemmPoolA.Put(bufA)
-				ap, edge := (*bufA)[:mc*kc], (*bufA)[mc*kc:]
-				packed := -1
-				for u := lo; u < hi; u++ {
-					blk, chunk := u/chunks, u%chunks
-					i0 := blk * mc
-					h := min(mc, m-i0)
-					if blk != packed {
-						gemmPackA(ap, a, lda, transA, mr, i0, h, p0, kc)
-						packed = blk
-					}
-					jlo := chunk * jw
-					jhi := min(nc, jlo+jw)
-					gemmMacro(kern, kc, ap, bp, h, jlo, jhi, c[i0*ldc+j0:], ldc, alpha, bet, edge)
-				}
-			})
+			mt := gemmMacroTasks.get()
+			*mt = gemmMacroTask{kern: kern, a: a, lda: lda, transA: transA, m: m, mc: mc, chunks: chunks, jw: jw,
+				p0: p0, kc: kc, j0: j0, nc: nc, bp: bp, c: c, ldc: ldc, alpha: alpha, beta: bet}
+			par(blocks*chunks, max(1, gemmMinWork/unitWork), mt)
+			gemmMacroTasks.put(mt)
 		}
 	}
+}
+
+// gemmPackBTask packs slivers of a KC x NC panel of op(B) (see gemmPackB).
+type gemmPackBTask struct {
+	bp, b                   []float32
+	ldb, nr, p0, kc, j0, nc int
+	transB                  bool
+}
+
+var gemmPackBTasks taskPool[gemmPackBTask]
+
+func (t *gemmPackBTask) run(lo, hi int) {
+	gemmPackB(t.bp, t.b, t.ldb, t.transB, t.nr, t.p0, t.kc, t.j0, t.nc, lo, hi)
+}
+
+// gemmMacroTask computes work units of one KC step of the packed GEMM: unit
+// u is row block u/chunks (MC rows of A, packed by the worker) times column
+// chunk u%chunks (jw columns of the packed B panel bp).
+type gemmMacroTask struct {
+	kern              *gemmKernel
+	a, bp, c          []float32
+	lda, ldc          int
+	transA            bool
+	m, mc, chunks, jw int
+	p0, kc, j0, nc    int
+	alpha, beta       float32
+}
+
+var gemmMacroTasks taskPool[gemmMacroTask]
+
+func (t *gemmMacroTask) run(lo, hi int) {
+	mr, nr := t.kern.mr, t.kern.nr
+	// The packed A block, then room for one edge tile.
+	bufA := gemmBuffer(&gemmPoolA, t.mc*t.kc+mr*nr)
+	ap, edge := (*bufA)[:t.mc*t.kc], (*bufA)[t.mc*t.kc:]
+	packed := -1
+	for u := lo; u < hi; u++ {
+		blk, chunk := u/t.chunks, u%t.chunks
+		i0 := blk * t.mc
+		h := min(t.mc, t.m-i0)
+		if blk != packed {
+			gemmPackA(ap, t.a, t.lda, t.transA, mr, i0, h, t.p0, t.kc)
+			packed = blk
+		}
+		jlo := chunk * t.jw
+		jhi := min(t.nc, jlo+t.jw)
+		gemmMacro(t.kern, t.kc, ap, t.bp, h, jlo, jhi, t.c[i0*t.ldc+t.j0:], t.ldc, t.alpha, t.beta, edge)
+	}
+	gemmPoolA.Put(bufA)
 }
 
 // roundUp rounds n up to a multiple of m.

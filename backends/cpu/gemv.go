@@ -12,19 +12,10 @@ const gemvMinWork = 1 << 15
 // Each output is accumulated in an order fixed by its index alone, so the
 // result does not depend on how par splits the rows.
 func gemv(par splitter, trans bool, rows, cols int, alpha float32, mat []float32, ld int, x []float32, beta float32, y []float32) {
-	t := &gemvTask{trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta, mat: mat, ld: ld, x: x, y: y}
-	n, grain := t.split()
-	par(n, grain, t.run)
-}
-
-// gemv computes the same product as the function gemv, on the backend's
-// workers with a pooled task, so that the matrix-vector products of the
-// decode path allocate nothing.
-func (b *Backend) gemv(trans bool, rows, cols int, alpha float32, mat []float32, ld int, x []float32, beta float32, y []float32) {
 	t := gemvTasks.get()
 	*t = gemvTask{trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta, mat: mat, ld: ld, x: x, y: y}
 	n, grain := t.split()
-	b.run(n, grain, t)
+	par(n, grain, t)
 	gemvTasks.put(t)
 }
 

@@ -104,20 +104,7 @@ func (b *Backend) matmulSmall(p matmulBatch, nb int) {
 	})
 }
 
-// matmulOne computes product i of p split across the workers. The
-// matrix-vector cases that sgemm hands to gemv (one row or one column of
-// the product, with the conditions sgemm tests) run here as the
-// backend's allocation-free gemv, which gives the same results.
+// matmulOne computes product i of p split across the workers.
 func (b *Backend) matmulOne(p *matmulBatch, i int) {
-	a, y, c := p.a[i*p.strideA:], p.b[i*p.strideB:], p.c[i*p.m*p.n:]
-	switch {
-	case p.m == 0 || p.n == 0 || p.k == 0 || p.alpha == 0: // sgemm's trivial cases
-		p.sgemm(b.parallelGrain, i)
-	case p.m == 1 && (!p.transA || p.lda == 1):
-		b.gemv(!p.transB, p.n, p.k, p.alpha, y, p.ldb, a[:p.k], p.beta, c[:p.n])
-	case p.n == 1 && (p.transB || p.ldb == 1):
-		b.gemv(p.transA, p.m, p.k, p.alpha, a, p.lda, y[:p.k], p.beta, c[:p.m])
-	default:
-		p.sgemm(b.parallelGrain, i)
-	}
+	p.sgemm(b.run, i)
 }

@@ -25,7 +25,7 @@ type retData struct {
 // them as host slices. Sizes that do not fit panic with ErrShape; a decay
 // outside (0,1), a negative offset or chunk length, and an offset that has
 // no state to continue from panic with ErrOutOfRange.
-func (b *Backend) retentionInputs(op string, form api.RetentionForm, in api.RetentionArgs) *retData {
+func (b *Backend) retentionInputs(r *retData, op string, form api.RetentionForm, in api.RetentionArgs) {
 	if form != api.RetentionParallel && form != api.RetentionChunkwise && form != api.RetentionRecurrent {
 		api.Panicf(api.ErrUnsupported, "%s: retention form %d", op, form)
 	}
@@ -33,7 +33,7 @@ func (b *Backend) retentionInputs(op string, form api.RetentionForm, in api.Rete
 	s0 := b.f32OrNil(in.S0, op)
 	qs := seqRank(op, "Q", q, 4)
 	vs := seqRank(op, "V", v, 4)
-	r := &retData{B: qs[0], H: qs[1], T: qs[2], dk: qs[3], dv: vs[3], gamma: in.Gamma, offset: in.Offset, chunk: in.Chunk}
+	*r = retData{B: qs[0], H: qs[1], T: qs[2], dk: qs[3], dv: vs[3], gamma: in.Gamma, offset: in.Offset, chunk: in.Chunk}
 	wantShape(op, "K", k, r.B, r.H, r.T, r.dk)
 	wantShape(op, "V", v, r.B, r.H, r.T, r.dv)
 	r.q, r.k, r.v = q.f32, k.f32, v.f32
@@ -65,7 +65,6 @@ func (b *Backend) retentionInputs(op string, form api.RetentionForm, in api.Rete
 	case api.RetentionRecurrent:
 		r.chunk = recurrentGradChunk
 	}
-	return r
 }
 
 // stateCheck panics unless a state tensor t (sT or dsT) is nil or, for the
@@ -89,9 +88,9 @@ type retHead struct {
 }
 
 // head returns the view of head bh = b*H + h.
-func (r *retData) head(bh int) *retHead {
+func (r *retData) head(bh int) retHead {
 	g := float64(r.gamma[bh%r.H])
-	h := &retHead{
+	h := retHead{
 		q: r.q[bh*r.T*r.dk : (bh+1)*r.T*r.dk],
 		k: r.k[bh*r.T*r.dk : (bh+1)*r.T*r.dk],
 		v: r.v[bh*r.T*r.dv : (bh+1)*r.T*r.dv],
@@ -178,46 +177,80 @@ func retStore(dst []float32, src []float64) {
 // float32 where they multiply float32 data.
 func (b *Backend) Retention(form api.RetentionForm, o, sT api.Tensor, in api.RetentionArgs) {
 	const op = "Retention"
-	r := b.retentionInputs(op, form, in)
+	rt := retentionTasks.get()
+	r := &rt.r
+	b.retentionInputs(r, op, form, in)
 	ot, st := b.f32(o, op), b.f32OrNil(sT, op)
 	wantShape(op, "o", ot, r.B, r.H, r.T, r.dv)
 	r.stateCheck(op, "sT", form, st)
-	b.parallelGrain(r.B*r.H, 1, func(lo, hi int) {
-		var pw, rs []float64
-		var S, row []float32
-		switch form {
+	rt.form, rt.out, rt.sT = form, ot.f32, nil
+	if st != nil {
+		rt.sT = st.f32
+	}
+	b.run(r.B*r.H, 1, rt)
+	retentionTasks.put(rt)
+}
+
+// retentionTask is Retention's work over heads bh = b*H + h in [lo, hi).
+type retentionTask struct {
+	r       retData
+	form    api.RetentionForm
+	out, sT []float32 // sT is nil when not wanted
+}
+
+var (
+	retentionTasks taskPool[retentionTask]
+	retScratch32   slicePool[float32]
+	retScratch64   slicePool[float64]
+)
+
+func (rt *retentionTask) run(lo, hi int) {
+	r := &rt.r
+	// Scratch: the powers of gamma and the row scales (float64), one row of
+	// the parallel form's matrix and the running state (float32).
+	var n64, n32 int
+	switch rt.form {
+	case api.RetentionParallel:
+		n64, n32 = r.T+1, r.T
+	case api.RetentionChunkwise:
+		L := min(r.chunk, r.T)
+		n64, n32 = 2*L+1, r.dk*r.dv
+	case api.RetentionRecurrent:
+		n32 = r.dk * r.dv
+	}
+	buf64, buf32 := retScratch64.get(n64), retScratch32.get(n32)
+	defer func() {
+		retScratch64.put(buf64)
+		retScratch32.put(buf32)
+	}()
+	for bh := lo; bh < hi; bh++ {
+		h := r.head(bh)
+		out := rt.out[bh*r.T*r.dv : (bh+1)*r.T*r.dv]
+		var S []float32
+		switch rt.form {
 		case api.RetentionParallel:
-			pw, row = make([]float64, r.T+1), make([]float32, r.T)
+			pw := (*buf64)[:r.T+1]
+			h.powers(pw)
+			h.parallel(out, (*buf32)[:r.T], pw)
+			continue
 		case api.RetentionChunkwise:
 			L := min(r.chunk, r.T)
-			pw, rs = make([]float64, L+1), make([]float64, L)
-		}
-		if form != api.RetentionParallel {
-			S = make([]float32, r.dk*r.dv)
-		}
-		for bh := lo; bh < hi; bh++ {
-			h := r.head(bh)
-			out := ot.f32[bh*r.T*r.dv : (bh+1)*r.T*r.dv]
-			switch form {
-			case api.RetentionParallel:
-				h.powers(pw)
-				h.parallel(out, row, pw)
-				continue
-			case api.RetentionChunkwise:
-				h.powers(pw)
-				h.initState(S)
-				for t0 := 0; t0 < r.T; t0 += r.chunk {
-					h.chunk(out, S, t0, min(r.chunk, r.T-t0), pw, rs)
-				}
-			case api.RetentionRecurrent:
-				h.initState(S)
-				h.recurrent(out, S)
+			pw, rs := (*buf64)[:L+1], (*buf64)[L+1:2*L+1]
+			S = *buf32
+			h.powers(pw)
+			h.initState(S)
+			for t0 := 0; t0 < r.T; t0 += r.chunk {
+				h.chunk(out, S, t0, min(r.chunk, r.T-t0), pw, rs)
 			}
-			if st != nil {
-				copy(st.f32[bh*r.dk*r.dv:], S)
-			}
+		case api.RetentionRecurrent:
+			S = *buf32
+			h.initState(S)
+			h.recurrent(out, S)
 		}
-	})
+		if rt.sT != nil {
+			copy(rt.sT[bh*r.dk*r.dv:], S)
+		}
+	}
 }
 
 // recurrent runs the recurrent form token by token, advancing S [dk,dv]
@@ -366,7 +399,8 @@ type retGradOut struct {
 // the same function. Gradients are accumulated in float64.
 func (b *Backend) RetentionGrad(form api.RetentionForm, g api.RetentionGrads, in api.RetentionArgs, do, dsT api.Tensor) {
 	const op = "RetentionGrad"
-	r := b.retentionInputs(op, form, in)
+	var r retData
+	b.retentionInputs(&r, op, form, in)
 	dOut, dst := b.f32(do, op), b.f32OrNil(dsT, op)
 	wantShape(op, "do", dOut, r.B, r.H, r.T, r.dv)
 	r.stateCheck(op, "dsT", form, dst)

@@ -28,33 +28,60 @@ func (b *Backend) Rotary(dst, x api.Tensor, theta []float32, offset int, inverse
 		api.Panicf(api.ErrOutOfRange, "%s: negative offset %d", op, offset)
 	}
 	half := d / 2
-	cos := make([]float32, T*half)
-	sin := make([]float32, T*half)
-	sign := 1.0
-	if inverse {
-		sign = -1
-	}
-	b.parallelGrain(T, seqGrain(8*half), func(lo, hi int) {
+	buf := rotaryTables.get(2 * T * half)
+	rt := rotaryTasks.get()
+	*rt = rotaryTask{theta: theta, offset: offset, half: half, d: d, T: T,
+		cos: (*buf)[:T*half], sin: (*buf)[T*half:], src: xt.f32, dst: out.f32, inverse: inverse}
+	// First the tables of cosines and sines, one row per position, then the
+	// rotation of every row of x.
+	rt.tables = true
+	b.run(T, seqGrain(8*half), rt)
+	rt.tables = false
+	b.run(xt.numel()/max(d, 1), seqGrain(d), rt)
+	rotaryTasks.put(rt)
+	rotaryTables.put(buf)
+}
+
+// rotaryTables recycles the cosine and sine tables of Rotary.
+var rotaryTables floatPool
+
+// rotaryTask is Rotary's work: with tables set, it fills the cos and sin
+// rows of positions [lo, hi); otherwise it rotates rows [lo, hi) of src
+// into dst.
+type rotaryTask struct {
+	theta, cos, sin, src, dst []float32
+	offset, half, d, T        int
+	inverse, tables           bool
+}
+
+var rotaryTasks taskPool[rotaryTask]
+
+func (rt *rotaryTask) run(lo, hi int) {
+	half := rt.half
+	if rt.tables {
+		sign := 1.0
+		if rt.inverse {
+			sign = -1
+		}
 		for t := lo; t < hi; t++ {
-			pos := float32(offset + t)
-			for i, th := range theta {
+			pos := float32(rt.offset + t)
+			for i, th := range rt.theta {
 				phi := float64(pos * th)
-				cos[t*half+i] = float32(math.Cos(phi))
-				sin[t*half+i] = float32(sign * math.Sin(phi))
+				rt.cos[t*half+i] = float32(math.Cos(phi))
+				rt.sin[t*half+i] = float32(sign * math.Sin(phi))
 			}
 		}
-	})
-	rows := xt.numel() / max(d, 1)
-	b.parallelGrain(rows, seqGrain(d), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			t := r % T
-			c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
-			src, o := xt.f32[r*d:(r+1)*d], out.f32[r*d:(r+1)*d]
-			for i := range half {
-				a, bb := src[2*i], src[2*i+1]
-				o[2*i] = a*c[i] - bb*s[i]
-				o[2*i+1] = bb*c[i] + a*s[i]
-			}
+		return
+	}
+	d := rt.d
+	for r := lo; r < hi; r++ {
+		t := r % rt.T
+		c, s := rt.cos[t*half:(t+1)*half], rt.sin[t*half:(t+1)*half]
+		src, o := rt.src[r*d:(r+1)*d], rt.dst[r*d:(r+1)*d]
+		for i := range half {
+			a, bb := src[2*i], src[2*i+1]
+			o[2*i] = a*c[i] - bb*s[i]
+			o[2*i+1] = bb*c[i] + a*s[i]
 		}
-	})
+	}
 }
