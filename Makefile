@@ -5,7 +5,7 @@ GO ?= go
 PYTHON ?= /opt/pyref/bin/python
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit build bench fuzz fixtures mamba-fixtures retnet-fixtures
+.PHONY: test fmt-check vet unit build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench bench-models
 
 ## test: everything CI runs (format check, vet, unit tests with the race-free default build)
 test: fmt-check vet unit
@@ -27,9 +27,17 @@ build:
 bench:
 	$(GO) test ./backends/cpu -run '^$$' -bench 'MatMul' -benchtime 5x
 
-## fuzz: the safetensors reader under the Go fuzzer for FUZZTIME (default 5m)
+## bench-models: prefill and decode tokens/s of mamba-130m- and DenseRetNet-350M-shaped models
+bench-models:
+	$(GO) test ./architectures/mamba ./architectures/retnet -run '^$$' -bench . -benchtime 3x -timeout 30m
+
+## fuzz: every file reader under the Go fuzzer, FUZZTIME each (default 5m)
 fuzz:
-	$(GO) test ./checkpoint -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpenPyTorch$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzPyTorchPickle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 ## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
 fixtures:
@@ -44,3 +52,11 @@ mamba-fixtures:
 ## retnet-fixtures: regenerate architectures/retnet/testdata (torchscale and scripts/denseretnet_reference.py)
 retnet-fixtures:
 	$(PYTHON) scripts/make_retnet_fixtures.py
+
+## tokenizer-fixtures: regenerate tokenizer/testdata with Hugging Face tokenizers
+tokenizer-fixtures:
+	$(PYTHON) scripts/make_tokenizer_fixtures.py
+
+## tokenizer-bench: encode MB/s of densessm and Hugging Face tokenizers, side by side
+tokenizer-bench:
+	$(PYTHON) scripts/compare_tokenizer_hf.py
