@@ -5,10 +5,10 @@ GO ?= go
 PYTHON ?= /opt/pyref/bin/python
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench bench-models
+.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench bench-models
 
-## test: everything CI runs (format check, vet, unit tests with the race-free default build)
-test: fmt-check vet unit
+## test: everything CI runs (format check, vet, unit tests, and the CPU backend without assembly)
+test: fmt-check vet unit purego
 
 fmt-check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -19,6 +19,9 @@ vet:
 
 unit:
 	$(GO) test ./...
+
+purego:
+	$(GO) test -tags purego ./backends/cpu
 
 build:
 	$(GO) build -o bin/densessm ./cmd/densessm
