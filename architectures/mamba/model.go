@@ -17,6 +17,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/internal/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -133,9 +134,9 @@ func (m *Model) ZeroGrad() { m.params.ZeroGrad() }
 // Forward returns the logits [B,T,V] of the parallel form.
 func (m *Model) Forward(ctx context.Context, ids [][]int32) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
-	tok, err := m.idsTensor(ids)
+	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mamba: %w", err)
 	}
 	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, nil)
 	if err != nil {
@@ -152,9 +153,9 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (_ api.
 	if err != nil {
 		return nil, err
 	}
-	tok, err := m.idsTensor(ids)
+	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mamba: %w", err)
 	}
 	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, st)
 	if err != nil {
@@ -169,13 +170,13 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (_ api.
 // gradient to every parameter's.
 func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, err error) {
 	defer api.Recover(&err)
-	tok, err := m.idsTensor(batch.Inputs)
+	tok, _, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("mamba: %w", err)
 	}
-	targets, err := targetsTensor(m.b, batch, tok.Shape())
+	targets, err := tokens.Targets(m.b, batch, tok.Shape())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("mamba: %w", err)
 	}
 	t := nn.NewTape(m.b)
 	logits, err := m.run(ctx, t, tok, nil)
@@ -289,53 +290,6 @@ func nearestFirst(prev []*nn.Var) []*nn.Var {
 		out[len(prev)-1-i] = p
 	}
 	return out
-}
-
-// idsTensor checks that every sequence has the same length and every id is
-// in the vocabulary, and uploads ids as an I32 tensor [B,T].
-func (m *Model) idsTensor(ids [][]int32) (api.Tensor, error) {
-	flat, T, err := flattenIDs(ids, m.cfg.VocabSize)
-	if err != nil {
-		return nil, err
-	}
-	return api.FromInt32s(m.b, flat, len(ids), T), nil
-}
-
-// flattenIDs joins equal-length rows of ids, each in [0, vocab).
-func flattenIDs(ids [][]int32, vocab int) ([]int32, int, error) {
-	if len(ids) == 0 {
-		return nil, 0, fmt.Errorf("mamba: empty batch: %w", api.ErrShape)
-	}
-	T := len(ids[0])
-	flat := make([]int32, 0, len(ids)*T)
-	for b, row := range ids {
-		if len(row) != T {
-			return nil, 0, fmt.Errorf("mamba: sequence %d has %d tokens, sequence 0 has %d: %w", b, len(row), T, api.ErrShape)
-		}
-		for t, id := range row {
-			if id < 0 || int(id) >= vocab {
-				return nil, 0, fmt.Errorf("mamba: token %d of sequence %d is %d, outside the vocabulary [0,%d): %w", t, b, id, vocab, api.ErrOutOfRange)
-			}
-		}
-		flat = append(flat, row...)
-	}
-	return flat, T, nil
-}
-
-// targetsTensor checks that the targets have the inputs' shape and uploads
-// them as I32 [B*T].
-func targetsTensor(b api.Backend, batch api.Batch, shape api.Shape) (api.Tensor, error) {
-	if len(batch.Targets) != shape[0] {
-		return nil, fmt.Errorf("mamba: %d target rows for %d input rows: %w", len(batch.Targets), shape[0], api.ErrShape)
-	}
-	flat := make([]int32, 0, shape.NumElements())
-	for i, row := range batch.Targets {
-		if len(row) != shape[1] {
-			return nil, fmt.Errorf("mamba: target row %d has %d tokens, want %d: %w", i, len(row), shape[1], api.ErrShape)
-		}
-		flat = append(flat, row...)
-	}
-	return api.FromInt32s(b, flat, len(flat)), nil
 }
 
 // CheckpointAliases maps a parameter name to the names the original

@@ -2,11 +2,11 @@ package mamba
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/internal/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -71,21 +71,20 @@ func (m *Model) ownState(s api.State, batch int) (*State, error) {
 // stepBuffers are the tensors one Step writes into, made once per State.
 // The 2-D [B,·] buffers have 3-D [B,1,·] views for the sequence kernels.
 type stepBuffers struct {
-	raw                  []byte     // ids as little-endian bytes
-	ids                  api.Tensor // I32 [B]
-	h, u, out            api.Tensor // [B,D]
-	xz                   api.Tensor // [B,2E]
-	x, z, xc, xs, delta  api.Tensor // [B,E]
-	y, gate              api.Tensor // [B,E]
-	x3, xc3, xs3, delta3 api.Tensor // [B,1,E] views
-	y3                   api.Tensor // [B,1,E] view of y
-	dbc                  api.Tensor // [B,R+2N]
-	dt                   api.Tensor // [B,R]
-	bm, cm               api.Tensor // [B,1,N]
-	a                    api.Tensor // [E,N]
-	hNext                api.Tensor // [B,E,N]
-	shift                api.Tensor // [B,K-2,E], nil when K < 2
-	logits               api.Tensor // [B,V]
+	ids                  *tokens.Step // the step\'s ids, I32 [B]
+	h, u, out            api.Tensor   // [B,D]
+	xz                   api.Tensor   // [B,2E]
+	x, z, xc, xs, delta  api.Tensor   // [B,E]
+	y, gate              api.Tensor   // [B,E]
+	x3, xc3, xs3, delta3 api.Tensor   // [B,1,E] views
+	y3                   api.Tensor   // [B,1,E] view of y
+	dbc                  api.Tensor   // [B,R+2N]
+	dt                   api.Tensor   // [B,R]
+	bm, cm               api.Tensor   // [B,1,N]
+	a                    api.Tensor   // [E,N]
+	hNext                api.Tensor   // [B,E,N]
+	shift                api.Tensor   // [B,K-2,E], nil when K < 2
+	logits               api.Tensor   // [B,V]
 	convW                []api.Tensor
 	raws                 []api.Tensor // DenseMamba: each layer's pre-fusion x' [B,E]
 	prev                 []api.Tensor // DenseMamba: the previous layers' x', nearest first
@@ -102,8 +101,8 @@ func (m *Model) newStepBuffers(batch int) *stepBuffers {
 	B, D, E, N, R, K, V := batch, c.HiddenSize, c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel, c.VocabSize
 	f := func(shape ...int) api.Tensor { return b.Alloc(api.F32, shape...) }
 	s := &stepBuffers{
-		raw: make([]byte, 4*B), ids: b.Alloc(api.I32, B),
-		h: f(B, D), u: f(B, D), out: f(B, D), xz: f(B, 2*E),
+		ids: tokens.NewStep(b, B),
+		h:   f(B, D), u: f(B, D), out: f(B, D), xz: f(B, 2*E),
 		x: f(B, E), z: f(B, E), xc: f(B, E), xs: f(B, E), delta: f(B, E), y: f(B, E), gate: f(B, E),
 		dbc: f(B, R+2*N), dt: f(B, R), bm: f(B, 1, N), cm: f(B, 1, N),
 		a: f(E, N), hNext: f(B, E, N), logits: f(B, V),
@@ -161,14 +160,10 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tenso
 		st.step = m.newStepBuffers(st.batch)
 	}
 	sb, b, c := st.step, m.b, m.cfg
-	for i, id := range ids {
-		if id < 0 || int(id) >= c.VocabSize {
-			return nil, fmt.Errorf("mamba: token %d of the step is %d, outside the vocabulary [0,%d): %w", i, id, c.VocabSize, api.ErrOutOfRange)
-		}
-		binary.LittleEndian.PutUint32(sb.raw[4*i:], uint32(id))
+	if err := sb.ids.Upload(b, ids, c.VocabSize); err != nil {
+		return nil, fmt.Errorf("mamba: %w", err)
 	}
-	b.Upload(sb.ids, sb.raw)
-	b.Gather(sb.h, m.embed.Weight.Value(), sb.ids)
+	b.Gather(sb.h, m.embed.Weight.Value(), sb.ids.IDs)
 	for i, l := range m.layers {
 		b.RMSNorm(sb.u, sb.h, l.norm.Weight.Value(), l.norm.Eps)
 		m.mixerStep(st, i, l)

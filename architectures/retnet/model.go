@@ -21,6 +21,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/internal/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -298,9 +299,9 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (_ api.
 // infer runs p on an inference tape and, when p carries a State, commits
 // the layers' final retention states and advances its position.
 func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, error) {
-	tok, flat, err := m.idsTensor(ids)
+	tok, flat, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	out, states, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, flat, p)
 	if err != nil {
@@ -320,13 +321,13 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 // gradient to every parameter's. There is no dropout.
 func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, err error) {
 	defer api.Recover(&err)
-	tok, flat, err := m.idsTensor(batch.Inputs)
+	tok, flat, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
-	targets, err := targetsTensor(m.b, batch, tok.Shape())
+	targets, err := tokens.Targets(m.b, batch, tok.Shape())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	t := nn.NewTape(m.b)
 	logits, _, err := m.run(ctx, t, tok, flat, pass{form: api.RetentionParallel})
@@ -503,52 +504,4 @@ func (m *Model) retain(t *nn.Tape, i int, q, k, v, gn *nn.Var, p pass) (o, sT *n
 	o, sT = t.Retention(p.form, in, p.st != nil)
 	o = t.RMSNorm(t.Permute(o, 0, 2, 1, 3), gn, float32(c.RMSNormEps)) // [B,T,H,dv]
 	return t.Reshape(o, B, T, H*dv), sT
-}
-
-// idsTensor checks that every sequence has the same length and every id is
-// in the vocabulary, and uploads ids as an I32 tensor [B,T]; it also
-// returns the ids as one slice.
-func (m *Model) idsTensor(ids [][]int32) (api.Tensor, []int32, error) {
-	flat, T, err := flattenIDs(ids, m.cfg.VocabSize)
-	if err != nil {
-		return nil, nil, err
-	}
-	return api.FromInt32s(m.b, flat, len(ids), T), flat, nil
-}
-
-// flattenIDs joins equal-length rows of ids, each in [0, vocab).
-func flattenIDs(ids [][]int32, vocab int) ([]int32, int, error) {
-	if len(ids) == 0 {
-		return nil, 0, fmt.Errorf("retnet: empty batch: %w", api.ErrShape)
-	}
-	T := len(ids[0])
-	flat := make([]int32, 0, len(ids)*T)
-	for b, row := range ids {
-		if len(row) != T {
-			return nil, 0, fmt.Errorf("retnet: sequence %d has %d tokens, sequence 0 has %d: %w", b, len(row), T, api.ErrShape)
-		}
-		for t, id := range row {
-			if id < 0 || int(id) >= vocab {
-				return nil, 0, fmt.Errorf("retnet: token %d of sequence %d is %d, outside the vocabulary [0,%d): %w", t, b, id, vocab, api.ErrOutOfRange)
-			}
-		}
-		flat = append(flat, row...)
-	}
-	return flat, T, nil
-}
-
-// targetsTensor checks that the targets have the inputs' shape and uploads
-// them as I32 [B*T].
-func targetsTensor(b api.Backend, batch api.Batch, shape api.Shape) (api.Tensor, error) {
-	if len(batch.Targets) != shape[0] {
-		return nil, fmt.Errorf("retnet: %d target rows for %d input rows: %w", len(batch.Targets), shape[0], api.ErrShape)
-	}
-	flat := make([]int32, 0, shape.NumElements())
-	for i, row := range batch.Targets {
-		if len(row) != shape[1] {
-			return nil, fmt.Errorf("retnet: target row %d has %d tokens, want %d: %w", i, len(row), shape[1], api.ErrShape)
-		}
-		flat = append(flat, row...)
-	}
-	return api.FromInt32s(b, flat, len(flat)), nil
 }

@@ -2,11 +2,11 @@ package retnet
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/internal/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -70,19 +70,18 @@ func (m *Model) ownState(s api.State, batch int) (*State, error) {
 // Widths: Dqk = H*dk, Dv = H*dv. The [B,·] buffers have [B,H,1,·] views for
 // the rotation and retention kernels (one token: the same memory).
 type stepBuffers struct {
-	raw     []byte     // ids as little-endian bytes
-	ids     api.Tensor // I32 [B]
-	h, u, y api.Tensor // [B,d]
-	q, k    api.Tensor // [B,Dqk]
-	q4, k4  api.Tensor // [B,H,1,dk] views
-	v, g    api.Tensor // [B,Dv]
-	v4      api.Tensor // [B,H,1,dv] view of v
-	o       api.Tensor // [B,H,1,dv]
-	o3      api.Tensor // [B,H,dv] view of o
-	on      api.Tensor // [B,H,dv] group-normed output
-	on2     api.Tensor // [B,Dv] view of on
-	sNext   api.Tensor // [B,H,dk,dv]
-	logits  api.Tensor // [B,V]
+	ids     *tokens.Step // the step\'s ids, I32 [B]
+	h, u, y api.Tensor   // [B,d]
+	q, k    api.Tensor   // [B,Dqk]
+	q4, k4  api.Tensor   // [B,H,1,dk] views
+	v, g    api.Tensor   // [B,Dv]
+	v4      api.Tensor   // [B,H,1,dv] view of v
+	o       api.Tensor   // [B,H,1,dv]
+	o3      api.Tensor   // [B,H,dv] view of o
+	on      api.Tensor   // [B,H,dv] group-normed output
+	on2     api.Tensor   // [B,Dv] view of on
+	sNext   api.Tensor   // [B,H,dk,dv]
+	logits  api.Tensor   // [B,V]
 
 	f1, f2 api.Tensor // RetNet: FFN hidden [B,ffn]
 
@@ -98,8 +97,8 @@ func (m *Model) newStepBuffers(batch int) *stepBuffers {
 	Dqk, Dv := c.QueryKeyDim, c.ValueDim
 	f := func(shape ...int) api.Tensor { return b.Alloc(api.F32, shape...) }
 	s := &stepBuffers{
-		raw: make([]byte, 4*B), ids: b.Alloc(api.I32, B),
-		h: f(B, d), u: f(B, d), y: f(B, d), q: f(B, Dqk), k: f(B, Dqk), v: f(B, Dv), g: f(B, Dv),
+		ids: tokens.NewStep(b, B),
+		h:   f(B, d), u: f(B, d), y: f(B, d), q: f(B, Dqk), k: f(B, Dqk), v: f(B, Dv), g: f(B, Dv),
 		o: f(B, H, 1, dv), on: f(B, H, dv), sNext: f(B, H, dk, dv), logits: f(B, c.VocabSize),
 	}
 	s.q4, s.k4, s.v4 = b.Reshape(s.q, B, H, 1, dk), b.Reshape(s.k, B, H, 1, dk), b.Reshape(s.v, B, H, 1, dv)
@@ -135,14 +134,10 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tenso
 		st.step = m.newStepBuffers(st.batch)
 	}
 	sb, b, c := st.step, m.b, m.cfg
-	for i, id := range ids {
-		if id < 0 || int(id) >= c.VocabSize {
-			return nil, fmt.Errorf("retnet: token %d of the step is %d, outside the vocabulary [0,%d): %w", i, id, c.VocabSize, api.ErrOutOfRange)
-		}
-		binary.LittleEndian.PutUint32(sb.raw[4*i:], uint32(id))
+	if err := sb.ids.Upload(b, ids, c.VocabSize); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.ModelType, err)
 	}
-	b.Upload(sb.ids, sb.raw)
-	b.Gather(sb.h, m.embed.Weight.Value(), sb.ids)
+	b.Gather(sb.h, m.embed.Weight.Value(), sb.ids.IDs)
 	if m.embedScale != 1 {
 		b.Affine(sb.h, sb.h, m.embedScale, 0)
 	}
