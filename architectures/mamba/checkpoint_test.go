@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -82,7 +83,7 @@ func TestLoadOriginalNames(t *testing.T) {
 	ids := [][]int32{{3, 1, 4, 1, 5}}
 	want, _ := m.Forward(ctx, ids)
 	got, _ := loaded.Forward(ctx, ids)
-	if e := relErr(api.Float32s(got), api.Float32s(want)); e != 0 {
+	if e := modeltest.RelErr(api.Float32s(got), api.Float32s(want)); e != 0 {
 		t.Errorf("logits differ by %g", e)
 	}
 }

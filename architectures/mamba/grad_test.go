@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 )
 
@@ -35,7 +36,7 @@ func TestGradientsFiniteDifference(t *testing.T) {
 				}
 			}
 			r := rand.New(rand.NewPCG(9, 9))
-			batch := api.Batch{Inputs: randomIDs(r, 2, 9, cfg.VocabSize), Targets: randomIDs(r, 2, 9, cfg.VocabSize)}
+			batch := api.Batch{Inputs: modeltest.RandomIDs(r, 2, 9, cfg.VocabSize), Targets: modeltest.RandomIDs(r, 2, 9, cfg.VocabSize)}
 			batch.Targets[1][4] = api.IgnoreIndex
 			m.ZeroGrad()
 			if _, err := m.LossAndGrad(ctx, batch); err != nil {

@@ -2,7 +2,6 @@ package mamba
 
 import (
 	"context"
-	"encoding/binary"
 	"math"
 	"path/filepath"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -41,8 +41,8 @@ func readReference(t *testing.T, dir string) *reference {
 	}
 	defer ck.Close()
 	ref := &reference{grads: map[string][]float32{}, gradShapes: map[string]api.Shape{}}
-	ref.ids = readInt32Rows(t, ck, "ids")
-	ref.targets = readInt32Rows(t, ck, "targets")
+	ref.ids = modeltest.Int32Rows(t, ck, "ids")
+	ref.targets = modeltest.Int32Rows(t, ck, "targets")
 	if ref.logits, err = ck.Float32s("logits"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,27 +65,6 @@ func readReference(t *testing.T, dir string) *reference {
 		ref.gradShapes[name] = info.Shape
 	}
 	return ref
-}
-
-// readInt32Rows reads an I32 tensor [B,T] as B rows.
-func readInt32Rows(t *testing.T, ck *checkpoint.Checkpoint, name string) [][]int32 {
-	t.Helper()
-	info, ok := ck.Lookup(name)
-	if !ok || info.DType != api.I32 || info.Shape.Rank() != 2 {
-		t.Fatalf("reference tensor %q: want I32 [B,T], have %+v", name, info)
-	}
-	raw, err := ck.Raw(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := make([][]int32, info.Shape[0])
-	T := info.Shape[1]
-	for b := range rows {
-		for i := range T {
-			rows[b] = append(rows[b], int32(binary.LittleEndian.Uint32(raw[4*(b*T+i):])))
-		}
-	}
-	return rows
 }
 
 // TestParityTransformers loads each model that transformers saved under
@@ -130,7 +109,7 @@ func checkParity(t *testing.T, dir string) {
 	if want := (api.Shape{B, T, V}); !out.Shape().Equal(want) {
 		t.Fatalf("Forward logits %v, want %v", out.Shape(), want)
 	}
-	e := relErr(api.Float32s(out), ref.logits)
+	e := modeltest.RelErr(api.Float32s(out), ref.logits)
 	t.Logf("parallel logits: relative error %.3g", e)
 	if !(e <= parityLogitsTol) {
 		t.Errorf("parallel logits: relative error %.3g exceeds %g", e, parityLogitsTol)
@@ -156,7 +135,7 @@ func checkParity(t *testing.T, dir string) {
 			copy(rec[(bi*T+ti)*V:(bi*T+ti+1)*V], got[bi*V:(bi+1)*V])
 		}
 	}
-	e = relErr(rec, ref.logits)
+	e = modeltest.RelErr(rec, ref.logits)
 	t.Logf("recurrent logits: relative error %.3g", e)
 	if !(e <= parityLogitsTol) {
 		t.Errorf("recurrent logits: relative error %.3g exceeds %g", e, parityLogitsTol)
@@ -187,7 +166,7 @@ func checkParity(t *testing.T, dir string) {
 			t.Errorf("gradient of %s: shape %v, transformers %v", g.Name, g.Value.Shape(), ref.gradShapes[g.Name])
 			continue
 		}
-		e := relErr(api.Float32s(g.Value), want)
+		e := modeltest.RelErr(api.Float32s(g.Value), want)
 		if !(e <= parityGradTol) {
 			t.Errorf("gradient of %s: relative error %.3g exceeds %g", g.Name, e, parityGradTol)
 		}

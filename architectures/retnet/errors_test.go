@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 )
 
@@ -78,7 +79,7 @@ func TestStateReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := relErr(api.Float32s(again), want); e != 0 {
+	if e := modeltest.RelErr(api.Float32s(again), want); e != 0 {
 		t.Errorf("logits after Reset differ by %g", e)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 )
 
@@ -79,29 +80,6 @@ func newTestModel(t testing.TB, cfg *Config, b api.Backend, seed uint64) *Model 
 	return m
 }
 
-func randomIDs(r *rand.Rand, batch, T, vocab int) [][]int32 {
-	ids := make([][]int32, batch)
-	for b := range ids {
-		for range T {
-			ids[b] = append(ids[b], int32(r.IntN(vocab)))
-		}
-	}
-	return ids
-}
-
-// relErr is max |got-want| / max |want|.
-func relErr(got, want []float32) float64 {
-	var d, s float64
-	for i := range want {
-		d = max(d, math.Abs(float64(got[i]-want[i])))
-		s = max(s, math.Abs(float64(want[i])))
-	}
-	if math.IsNaN(d) {
-		return math.Inf(1)
-	}
-	return d / s
-}
-
 // formsTol is the agreement asked of the forms on the logits (max abs
 // difference over max abs value, per token). The forms differ by a positive
 // scalar per row before the group norm, which cancels only up to its eps
@@ -139,72 +117,19 @@ func TestFormsAgree(t *testing.T) {
 func checkForms(t *testing.T, ctx context.Context, cfg *Config, tol float64) {
 	m := newTestModel(t, cfg, cpu.New(api.BackendOptions{Threads: 2}), 7)
 	const B, T, split = 2, 64, 40
-	V := cfg.VocabSize
-	ids := randomIDs(rand.New(rand.NewPCG(1, 2)), B, T, V)
+	ids := modeltest.RandomIDs(rand.New(rand.NewPCG(1, 2)), B, T, cfg.VocabSize)
 	par, err := m.Forward(ctx, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := api.Float32s(par) // [B,T,V]
-	worst := 0.0
-	// compare checks got [B,n,V], the logits of tokens from..from+n-1.
-	compare := func(what string, got []float32, from, n int) {
-		t.Helper()
-		for bi := range B {
-			for ti := range n {
-				g := got[(bi*n+ti)*V : (bi*n+ti+1)*V]
-				w := want[(bi*T+from+ti)*V : (bi*T+from+ti+1)*V]
-				e := relErr(g, w)
-				worst = max(worst, e)
-				if e > tol {
-					t.Fatalf("%s: token %d of sequence %d: relative error %.3g > %g", what, from+ti, bi, e, tol)
-				}
-			}
-		}
-	}
+	l := &modeltest.Logits{Want: api.Float32s(par), B: B, T: T, V: cfg.VocabSize, Tol: tol}
 	for _, chunk := range []int{1, 3, 16} {
 		got, err := m.ForwardChunkwise(ctx, ids, chunk)
 		if err != nil {
 			t.Fatal(err)
 		}
-		compare(fmt.Sprintf("chunkwise %d", chunk), api.Float32s(got), 0, T)
+		l.Check(t, fmt.Sprintf("chunkwise %d", chunk), api.Float32s(got), 0, T)
 	}
-	steps := func(what string, s api.State, from int) {
-		t.Helper()
-		for ti := from; ti < T; ti++ {
-			step := make([]int32, B)
-			for bi := range B {
-				step[bi] = ids[bi][ti]
-			}
-			logits, err := m.Step(ctx, s, step)
-			if err != nil {
-				t.Fatal(err)
-			}
-			compare(what, api.Float32s(logits), ti, 1)
-		}
-	}
-	s, err := m.NewState(B)
-	if err != nil {
-		t.Fatal(err)
-	}
-	steps("recurrent", s, 0)
-
-	s2, err := m.NewState(B)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := make([][]int32, B)
-	for bi := range B {
-		head[bi] = ids[bi][:split]
-	}
-	pre, err := m.Prefill(ctx, s2, head)
-	if err != nil {
-		t.Fatal(err)
-	}
-	compare("prefill", api.Float32s(pre), 0, split)
-	steps("prefill+steps", s2, split)
-	if s2.Len() != T {
-		t.Errorf("state length %d, want %d", s2.Len(), T)
-	}
-	t.Logf("largest relative difference from the parallel form: %.3g", worst)
+	modeltest.CheckRecurrentForms(t, m, ids, split, l)
+	t.Logf("largest relative difference from the parallel form: %.3g", l.Worst)
 }

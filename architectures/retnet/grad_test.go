@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 )
 
@@ -51,7 +52,7 @@ func TestGradientsFiniteDifference(t *testing.T) {
 			b := cpu.New(api.BackendOptions{Threads: 1})
 			m := newTestModel(t, cfg, b, 3)
 			r := rand.New(rand.NewPCG(9, 9))
-			batch := api.Batch{Inputs: randomIDs(r, 2, 9, cfg.VocabSize), Targets: randomIDs(r, 2, 9, cfg.VocabSize)}
+			batch := api.Batch{Inputs: modeltest.RandomIDs(r, 2, 9, cfg.VocabSize), Targets: modeltest.RandomIDs(r, 2, 9, cfg.VocabSize)}
 			batch.Targets[1][4] = api.IgnoreIndex
 			m.ZeroGrad()
 			if _, err := m.LossAndGrad(ctx, batch); err != nil {
@@ -162,7 +163,7 @@ func TestPadTokenGradient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := relErr(api.Float32s(got), api.Float32s(want)); e != 0 {
+		if e := modeltest.RelErr(api.Float32s(got), api.Float32s(want)); e != 0 {
 			t.Errorf("tied %v: padding_idx changed the logits by %g", tied, e)
 		}
 	}

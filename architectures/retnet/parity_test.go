@@ -2,7 +2,6 @@ package retnet
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -74,8 +74,8 @@ func readParityReference(t *testing.T, dir string) *parityReference {
 		grads:      map[string][]float32{},
 		gradShapes: map[string]api.Shape{},
 	}
-	ref.ids = parityInt32Rows(t, ck, "ids")
-	ref.targets = parityInt32Rows(t, ck, "targets")
+	ref.ids = modeltest.Int32Rows(t, ck, "ids")
+	ref.targets = modeltest.Int32Rows(t, ck, "targets")
 	floats := func(name string) []float32 {
 		v, err := ck.Float32s(name)
 		if err != nil {
@@ -106,50 +106,10 @@ func readParityReference(t *testing.T, dir string) *parityReference {
 	return ref
 }
 
-// parityInt32Rows reads an I32 tensor [B,T] as B rows.
-func parityInt32Rows(t *testing.T, ck *checkpoint.Checkpoint, name string) [][]int32 {
-	t.Helper()
-	info, ok := ck.Lookup(name)
-	if !ok || info.DType != api.I32 || info.Shape.Rank() != 2 {
-		t.Fatalf("reference tensor %q: want I32 [B,T], have %+v", name, info)
-	}
-	raw, err := ck.Raw(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	B, T := info.Shape[0], info.Shape[1]
-	rows := make([][]int32, B)
-	for b := range rows {
-		rows[b] = make([]int32, T)
-		for i := range rows[b] {
-			rows[b][i] = int32(binary.LittleEndian.Uint32(raw[4*(b*T+i):]))
-		}
-	}
-	return rows
-}
-
-// parityRelErr returns max |got-want| / max |want|, or max |got| when want
-// is all zeros (a parameter the loss does not reach), and +Inf when the
-// lengths differ.
-func parityRelErr(got, want []float32) float64 {
-	if len(got) != len(want) {
-		return math.Inf(1)
-	}
-	var diff, scale float64
-	for i := range want {
-		diff = max(diff, math.Abs(float64(got[i])-float64(want[i])))
-		scale = max(scale, math.Abs(float64(want[i])))
-	}
-	if scale == 0 {
-		return diff
-	}
-	return diff / scale
-}
-
 // checkParityLogits compares logits with a reference and logs the error.
 func checkParityLogits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
-	e := parityRelErr(got, want)
+	e := modeltest.RelErr(got, want)
 	t.Logf("%s logits: relative error %.3g", what, e)
 	if !(e <= parityLogitsTol) {
 		t.Errorf("%s logits: relative error %.3g exceeds %g", what, e, parityLogitsTol)
@@ -272,7 +232,7 @@ func checkParity(t *testing.T, dir, refDir, arch string) {
 			t.Errorf("gradient of %s: shape %v, reference %v", g.Name, g.Value.Shape(), ref.gradShapes[name])
 			continue
 		}
-		e := parityRelErr(api.Float32s(g.Value), ref.grads[name])
+		e := modeltest.RelErr(api.Float32s(g.Value), ref.grads[name])
 		if !(e <= parityGradTol) {
 			t.Errorf("gradient of %s: relative error %.3g exceeds %g", g.Name, e, parityGradTol)
 		}

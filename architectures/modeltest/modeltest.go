@@ -1,0 +1,170 @@
+// Package modeltest holds the checks every architecture's tests run on its
+// models, as backends/backendtest does for backends: the recurrent forms
+// against the parallel one, allocation-free decoding, and the helpers that
+// compare logits and read reference fixtures.
+package modeltest
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/checkpoint"
+)
+
+// RandomIDs returns batch sequences of T ids drawn uniformly from [0, vocab).
+func RandomIDs(r *rand.Rand, batch, T, vocab int) [][]int32 {
+	ids := make([][]int32, batch)
+	for b := range ids {
+		for range T {
+			ids[b] = append(ids[b], int32(r.IntN(vocab)))
+		}
+	}
+	return ids
+}
+
+// RelErr returns max |got-want| / max |want| (max |got-want| when want is
+// all zeros), +Inf when the lengths differ or a value is NaN.
+func RelErr(got, want []float32) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var diff, scale float64
+	for i := range want {
+		diff = max(diff, math.Abs(float64(got[i])-float64(want[i])))
+		scale = max(scale, math.Abs(float64(want[i])))
+	}
+	if math.IsNaN(diff) {
+		return math.Inf(1)
+	}
+	if scale == 0 {
+		return diff
+	}
+	return diff / scale
+}
+
+// Logits is a check of logits [B,n,V] for tokens from..from+n-1 against
+// want [B,T,V]; CheckRecurrentForms calls it, and callers use it for forms
+// of their own (RetNet's chunkwise form).
+type Logits struct {
+	Want    []float32 // [B,T,V]
+	B, T, V int
+	Tol     float64
+	Worst   float64 // the largest error seen so far
+}
+
+// Check fails t unless every token's logits in got [B,n,V] (tokens
+// from..from+n-1) are within Tol of Want by RelErr.
+func (l *Logits) Check(t testing.TB, what string, got []float32, from, n int) {
+	t.Helper()
+	for bi := range l.B {
+		for ti := range n {
+			g := got[(bi*n+ti)*l.V : (bi*n+ti+1)*l.V]
+			w := l.Want[(bi*l.T+from+ti)*l.V : (bi*l.T+from+ti+1)*l.V]
+			e := RelErr(g, w)
+			l.Worst = max(l.Worst, e)
+			if !(e <= l.Tol) {
+				t.Fatalf("%s: token %d of sequence %d: relative error %.3g > %g", what, from+ti, bi, e, l.Tol)
+			}
+		}
+	}
+}
+
+// CheckRecurrentForms checks that Steps from an empty state, and a Prefill
+// of the first split tokens followed by Steps, give the logits l.Want (the
+// parallel form's, for ids) to l.Tol, and that the state then counts every
+// token.
+func CheckRecurrentForms(t testing.TB, m api.Model, ids [][]int32, split int, l *Logits) {
+	t.Helper()
+	ctx := context.Background()
+	steps := func(what string, s api.State, from int) {
+		t.Helper()
+		for ti := from; ti < l.T; ti++ {
+			step := make([]int32, l.B)
+			for bi := range l.B {
+				step[bi] = ids[bi][ti]
+			}
+			logits, err := m.Step(ctx, s, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Check(t, what, api.Float32s(logits), ti, 1)
+		}
+	}
+	s, err := m.NewState(l.B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps("recurrent", s, 0)
+
+	s, err = m.NewState(l.B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([][]int32, l.B)
+	for bi := range head {
+		head[bi] = ids[bi][:split]
+	}
+	pre, err := m.Prefill(ctx, s, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Check(t, "prefill", api.Float32s(pre), 0, split)
+	steps("prefill+steps", s, split)
+	if s.Len() != l.T {
+		t.Errorf("state length %d after prefill and steps, want %d", s.Len(), l.T)
+	}
+}
+
+// CheckStepAllocs checks that a decode Step of batch sequences allocates
+// nothing once the state's buffers exist (testing.AllocsPerRun after one
+// warm-up step). Run it only without the race detector, which makes
+// sync.Pool drop values.
+func CheckStepAllocs(t *testing.T, what string, m api.Model, batch int) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := m.NewState(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int32, batch)
+	for i := range ids {
+		ids[i] = int32(3 + i)
+	}
+	if _, err := m.Step(ctx, s, ids); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := m.Step(ctx, s, ids); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%s: %.1f allocations per step", what, allocs)
+	}
+}
+
+// Int32Rows reads a reference fixture's I32 tensor [B,T] as B rows.
+func Int32Rows(t testing.TB, ck *checkpoint.Checkpoint, name string) [][]int32 {
+	t.Helper()
+	info, ok := ck.Lookup(name)
+	if !ok || info.DType != api.I32 || info.Shape.Rank() != 2 {
+		t.Fatalf("reference tensor %q: want I32 [B,T], have %+v", name, info)
+	}
+	raw, err := ck.Raw(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	B, T := info.Shape[0], info.Shape[1]
+	rows := make([][]int32, B)
+	for b := range rows {
+		rows[b] = make([]int32, T)
+		for i := range rows[b] {
+			rows[b][i] = int32(binary.LittleEndian.Uint32(raw[4*(b*T+i):]))
+		}
+	}
+	return rows
+}
