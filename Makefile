@@ -36,11 +36,11 @@ bench-models:
 
 ## fuzz: every file reader under the Go fuzzer, FUZZTIME each (default 5m)
 fuzz:
-	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpenPyTorch$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzPyTorchPickle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpenPyTorch$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzPyTorchPickle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
 ## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
 fixtures:
