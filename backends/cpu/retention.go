@@ -6,6 +6,20 @@ import (
 	"github.com/densessm/densessm/api"
 )
 
+// The parallel and chunkwise forms, and both backward passes, do their
+// heavy products with sgemm: each head is one unit of work whose products
+// run on the goroutine that took it (or, when there are fewer heads than
+// threads, are split across the workers; the GEMM's result does not depend
+// on the split). The masks, decay factors and row normalisers are applied
+// between the products in scalar loops, with s_p and the powers of gamma in
+// float64 rounded to float32 where they multiply float32 data. Scratch
+// memory comes from pools, so nothing is allocated per call once warm.
+
+// retBlock is the number of rows of the parallel form's matrix computed at
+// a time: a block of rows [n0, n1) needs the columns [0, n1) only, which
+// skips most of the zero upper triangle while keeping the products large.
+const retBlock = 64
+
 // recurrentGradChunk is the chunk length RetentionGrad uses for the
 // recurrent form. The recurrent and chunkwise forms compute the same
 // function, so one backward pass serves both; walking back token by token
@@ -127,26 +141,6 @@ func (h *retHead) qRow(t int) []float32 { return h.q[t*h.dk : (t+1)*h.dk] }
 func (h *retHead) kRow(t int) []float32 { return h.k[t*h.dk : (t+1)*h.dk] }
 func (h *retHead) vRow(t int) []float32 { return h.v[t*h.dv : (t+1)*h.dv] }
 
-// retDot32 returns sum_i a[i]*b[i] accumulated in float32.
-func retDot32(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s float32
-	for i, x := range a {
-		s += x * b[i]
-	}
-	return s
-}
-
-// retDot64 returns sum_i a[i]*b[i] accumulated in float64.
-func retDot64(a, b []float32) float64 {
-	b = b[:len(a)]
-	var s float64
-	for i, x := range a {
-		s += float64(x) * float64(b[i])
-	}
-	return s
-}
-
 // retAxpy32 adds alpha*x to dst.
 func retAxpy32(dst []float32, alpha float32, x []float32) {
 	x = x[:len(dst)]
@@ -155,19 +149,105 @@ func retAxpy32(dst []float32, alpha float32, x []float32) {
 	}
 }
 
-// retAxpy64 adds alpha*x to the float64 accumulator dst.
-func retAxpy64(dst []float64, alpha float64, x []float32) {
-	x = x[:len(dst)]
-	for i := range dst {
-		dst[i] += alpha * float64(x[i])
+// retScaleRows sets row i of dst to f[i] times row i of src, for len(f)
+// rows of the given width, rounding each product to float32, and returns
+// the rows of dst it set.
+func retScaleRows(dst, src []float32, f []float64, width int) []float32 {
+	dst = dst[:len(f)*width]
+	for i, fi := range f {
+		d, s := dst[i*width:(i+1)*width], src[i*width:(i+1)*width]
+		for x, v := range s {
+			d[x] = float32(fi * float64(v))
+		}
 	}
+	return dst
 }
 
-// retStore rounds a float64 accumulator into dst.
-func retStore(dst []float32, src []float64) {
-	for i, v := range src {
-		dst[i] = float32(v)
+// retCarver hands out consecutive pieces of a buffer.
+type retCarver[T any] []T
+
+// take returns the next n elements.
+func (c *retCarver[T]) take(n int) []T {
+	s := (*c)[:n:n]
+	*c = (*c)[n:]
+	return s
+}
+
+var (
+	retScratch32 slicePool[float32]
+	retScratch64 slicePool[float64]
+)
+
+// retWork is the scratch memory of one retention worker, carved out of two
+// pooled buffers (the pieces a form does not use are empty), and the way
+// it runs its matrix products.
+type retWork struct {
+	be    *Backend // splits each product over its workers; nil: run serially
+	buf32 *[]float32
+	buf64 *[]float64
+
+	pw        []float64 // gamma^i
+	r, wf, cf []float64 // one value per row of a block or chunk
+	S, G      []float32 // [dk,dv]: the running state and dL/dS
+	states    []float32 // the state entering each chunk (backward pass)
+	A, dA     []float32 // blocks of the score matrix and of its gradient
+	X         []float32 // rows of an operand scaled per token
+}
+
+// get takes scratch for the kernel described by r and form from the pools
+// (put gives it back). grad asks for a backward pass's scratch; the
+// recurrent form's backward pass works in chunks.
+func (w *retWork) get(r *retData, form api.RetentionForm, grad bool) {
+	var rows, nPow, nS, nG, nStates, nA, nDA, nX int
+	switch {
+	case form == api.RetentionParallel:
+		rows = min(retBlock, r.T)
+		nPow, nA = r.T+1, rows*r.T
+		if grad {
+			nDA = nA
+		}
+	case form == api.RetentionChunkwise || grad:
+		rows = min(r.chunk, r.T)
+		nPow, nS, nA, nX = rows+1, r.dk*r.dv, rows*rows, rows*max(r.dk, r.dv)
+		if grad {
+			nG, nStates, nDA = nS, ceilDiv(r.T, max(rows, 1))*nS, nA
+		}
+	default: // the recurrent form's forward pass
+		nS = r.dk * r.dv
 	}
+	w.buf32 = retScratch32.get(nS + nG + nStates + nA + nDA + nX)
+	w.buf64 = retScratch64.get(nPow + 3*rows)
+	f32, f64 := retCarver[float32](*w.buf32), retCarver[float64](*w.buf64)
+	w.S, w.G, w.states = f32.take(nS), f32.take(nG), f32.take(nStates)
+	w.A, w.dA, w.X = f32.take(nA), f32.take(nDA), f32.take(nX)
+	w.pw, w.r, w.wf, w.cf = f64.take(nPow), f64.take(rows), f64.take(rows), f64.take(rows)
+}
+
+// put returns the scratch to the pools.
+func (w *retWork) put() {
+	retScratch32.put(w.buf32)
+	retScratch64.put(w.buf64)
+}
+
+// mul sets C = op(A) op(B) + beta * C with sgemm (see there), serially or
+// split over w.be's workers.
+func (w *retWork) mul(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if w.be != nil {
+		sgemm(w.be.run, transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	sgemm(serial, transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+}
+
+// splitProducts returns the backend over whose workers a retention kernel
+// of the given number of heads splits each matrix product (retWork.be):
+// b when there are fewer heads than threads (the heads alone would leave
+// threads idle), else nil, and each head runs on one goroutine.
+func (b *Backend) splitProducts(heads int) *Backend {
+	if heads < b.threads {
+		return b
+	}
+	return nil
 }
 
 // Retention computes retention in the given form (see api.RetentionArgs):
@@ -187,6 +267,9 @@ func (b *Backend) Retention(form api.RetentionForm, o, sT api.Tensor, in api.Ret
 	if st != nil {
 		rt.sT = st.f32
 	}
+	if form != api.RetentionRecurrent {
+		rt.be = b.splitProducts(r.B * r.H)
+	}
 	b.run(r.B*r.H, 1, rt)
 	retentionTasks.put(rt)
 }
@@ -195,55 +278,32 @@ func (b *Backend) Retention(form api.RetentionForm, o, sT api.Tensor, in api.Ret
 type retentionTask struct {
 	r       retData
 	form    api.RetentionForm
+	be      *Backend  // see retWork.be
 	out, sT []float32 // sT is nil when not wanted
 }
 
-var (
-	retentionTasks taskPool[retentionTask]
-	retScratch32   slicePool[float32]
-	retScratch64   slicePool[float64]
-)
+var retentionTasks taskPool[retentionTask]
 
 func (rt *retentionTask) run(lo, hi int) {
 	r := &rt.r
-	// Scratch: the powers of gamma and the row scales (float64), one row of
-	// the parallel form's matrix and the running state (float32).
-	var n64, n32 int
-	switch rt.form {
-	case api.RetentionParallel:
-		n64, n32 = r.T+1, r.T
-	case api.RetentionChunkwise:
-		L := min(r.chunk, r.T)
-		n64, n32 = 2*L+1, r.dk*r.dv
-	case api.RetentionRecurrent:
-		n32 = r.dk * r.dv
-	}
-	buf64, buf32 := retScratch64.get(n64), retScratch32.get(n32)
-	defer func() {
-		retScratch64.put(buf64)
-		retScratch32.put(buf32)
-	}()
+	w := retWork{be: rt.be}
+	w.get(r, rt.form, false)
+	defer w.put()
 	for bh := lo; bh < hi; bh++ {
 		h := r.head(bh)
 		out := rt.out[bh*r.T*r.dv : (bh+1)*r.T*r.dv]
-		var S []float32
+		S := w.S
 		switch rt.form {
 		case api.RetentionParallel:
-			pw := (*buf64)[:r.T+1]
-			h.powers(pw)
-			h.parallel(out, (*buf32)[:r.T], pw)
+			h.parallel(out, &w)
 			continue
 		case api.RetentionChunkwise:
-			L := min(r.chunk, r.T)
-			pw, rs := (*buf64)[:L+1], (*buf64)[L+1:2*L+1]
-			S = *buf32
-			h.powers(pw)
+			h.powers(w.pw)
 			h.initState(S)
 			for t0 := 0; t0 < r.T; t0 += r.chunk {
-				h.chunk(out, S, t0, min(r.chunk, r.T-t0), pw, rs)
+				h.chunk(out, S, t0, min(r.chunk, r.T-t0), &w)
 			}
 		case api.RetentionRecurrent:
-			S = *buf32
 			h.initState(S)
 			h.recurrent(out, S)
 		}
@@ -291,99 +351,119 @@ func (h *retHead) recurrent(o, S []float32) {
 	}
 }
 
-// chunkFactors returns, for the chunk of L tokens starting at t0, the
-// square root of s at the position before the chunk (0 at the start of a
-// sequence) and r_i = 1/sqrt(s_{P0+i}) into r[:L], where P0 = offset+t0.
-func (h *retHead) chunkFactors(t0, L int, r []float64) float64 {
+// chunkFactors sets, for the chunk of L tokens starting at t0, w.r[i] =
+// r_i = 1/sqrt(s_{P0+i}) (P0 = offset+t0), the weights w.wf[j] =
+// gamma^(L-1-j) r_{L-1} with which token j writes into the state after the
+// chunk, and, when the chunk continues a state, w.cf[i] = gamma^(i+1) c r_i
+// with which token i reads the state before it, where c = sqrt(s_{P0-1}).
+// It returns c, which is 0 at the start of a sequence (and then w.cf is not
+// set). w.pw must hold gamma^i for i <= L.
+func (h *retHead) chunkFactors(t0, L int, w *retWork) float64 {
 	P0 := h.offset + t0
+	pw, r := w.pw, w.r[:L]
 	for i := range L {
 		r[i] = 1 / math.Sqrt(h.s(P0+i))
 	}
-	return math.Sqrt(h.s(P0 - 1))
+	for j := range L {
+		w.wf[j] = pw[L-1-j] * r[L-1]
+	}
+	c := math.Sqrt(h.s(P0 - 1))
+	if c != 0 {
+		for i := range L {
+			w.cf[i] = pw[i+1] * c * r[i]
+		}
+	}
+	return c
+}
+
+// retChunkMask multiplies the L x L matrix a (row stride L) by the decay
+// mask of a chunk, a[i,j] *= gamma^(i-j) r_i for j <= i, and zeroes it
+// above the diagonal. w.pw and w.r must be set.
+func retChunkMask(a []float32, L int, w *retWork) {
+	for i := range L {
+		row := a[i*L : (i+1)*L]
+		ri := w.r[i]
+		for j := range i + 1 {
+			row[j] = float32(float64(row[j]) * w.pw[i-j] * ri)
+		}
+		clear(row[i+1:])
+	}
 }
 
 // chunk computes the L tokens from t0 as one chunk, given S = S_{P0-1}
-// (P0 = offset+t0), and advances S to the state after the chunk. With
-// pw[i] = gamma^i, r_i = 1/sqrt(s_{P0+i}) and c = sqrt(s_{P0-1}):
+// (P0 = offset+t0), and advances S to the state after the chunk. With the
+// factors of chunkFactors and Q, K, V the chunk's rows:
 //
-//	o_i = sum_{j<=i} (q_i.k_j) gamma^(i-j) r_i v_j + gamma^(i+1) c r_i q_i S
-//	S'  = gamma^L c r_{L-1} S + sum_j gamma^(L-1-j) r_{L-1} k_j^T v_j
+//	O  = ((Q K^T) * M) V + diag(cf) Q S      M[i,j] = gamma^(i-j) r_i, j <= i
+//	S' = gamma^L c r_{L-1} S + (diag(wf) K)^T V
 //
-// When o is nil only the state is advanced. r is scratch of at least L
-// values.
-func (h *retHead) chunk(o, S []float32, t0, L int, pw, r []float64) {
-	dv := h.dv
-	r = r[:L]
-	c := h.chunkFactors(t0, L, r)
+// each product with sgemm. When o is nil only the state is advanced. w.pw
+// must hold gamma^i for i <= L.
+func (h *retHead) chunk(o, S []float32, t0, L int, w *retWork) {
+	dk, dv := h.dk, h.dv
+	q, k, v := h.q[t0*dk:(t0+L)*dk], h.k[t0*dk:(t0+L)*dk], h.v[t0*dv:(t0+L)*dv]
+	c := h.chunkFactors(t0, L, w)
 	if o != nil {
-		for i := range L {
-			qi := h.qRow(t0 + i)
-			oi := o[(t0+i)*dv : (t0+i+1)*dv]
-			clear(oi)
-			for j := 0; j <= i; j++ {
-				w := float64(retDot32(qi, h.kRow(t0+j))) * pw[i-j] * r[i]
-				retAxpy32(oi, float32(w), h.vRow(t0+j))
-			}
-			if c == 0 {
-				continue
-			}
-			cross := pw[i+1] * c * r[i]
-			for a, qa := range qi {
-				retAxpy32(oi, float32(cross*float64(qa)), S[a*dv:(a+1)*dv])
-			}
+		oc := o[t0*dv : (t0+L)*dv]
+		a := w.A[:L*L]
+		w.mul(false, true, L, L, dk, q, dk, k, dk, 0, a, L)
+		retChunkMask(a, L, w)
+		w.mul(false, false, L, dv, L, a, L, v, dv, 0, oc, dv)
+		if c != 0 {
+			qs := retScaleRows(w.X, q, w.cf[:L], dk)
+			w.mul(false, false, L, dv, dk, qs, dk, S, dv, 1, oc, dv)
 		}
 	}
-	rL := r[L-1]
-	decay := float32(pw[L] * c * rL)
-	for a := range h.dk {
-		row := S[a*dv : (a+1)*dv]
-		if c == 0 {
-			clear(row)
-		} else {
-			for j := range row {
-				row[j] *= decay
-			}
-		}
-		for j := range L {
-			w := pw[L-1-j] * rL * float64(h.kRow(t0 + j)[a])
-			retAxpy32(row, float32(w), h.vRow(t0+j))
-		}
+	var decay float32 // at the start of a sequence the old state has no part
+	if c != 0 {
+		decay = float32(w.pw[L] * c * w.r[L-1])
+	}
+	kw := retScaleRows(w.X, k, w.wf[:L], dk)
+	w.mul(true, false, dk, dv, L, kw, dk, v, dv, decay, S, dv)
+}
+
+// parallel computes the parallel form in blocks of retBlock rows: for the
+// rows [n0, n1), O[n0:n1] = P V[0:n1] with P the block's normalised scores
+// (see parallelScores).
+func (h *retHead) parallel(o []float32, w *retWork) {
+	h.powers(w.pw)
+	for n0 := 0; n0 < h.T; n0 += retBlock {
+		n1 := min(n0+retBlock, h.T)
+		p := h.parallelScores(w, n0, n1)
+		w.mul(false, false, n1-n0, h.dv, n1, p, n1, h.v, h.dv, 0, o[n0*h.dv:], h.dv)
 	}
 }
 
-// retDen is torchscale's per-row normaliser of the parallel form,
-// clamp(sum_m |A[n,m]|, 1, 5e4).
-func retDen(row []float32) float32 {
-	var abs float64
-	for _, v := range row {
-		abs += math.Abs(float64(v))
-	}
-	return float32(min(max(abs, 1), 5e4))
-}
-
-// parallelRow sets row[:n+1] to A[n,m] = (q_n.k_m) gamma^(n-m) / sqrt(s_n)
-// for m <= n (the parallel form starts at position 0) and returns the row's
-// normaliser.
-func (h *retHead) parallelRow(row []float32, n int, pw []float64) float32 {
-	rn := 1 / math.Sqrt(h.s(n))
-	qn := h.qRow(n)
-	for m := 0; m <= n; m++ {
-		row[m] = float32(float64(retDot32(qn, h.kRow(m))) * pw[n-m] * rn)
-	}
-	return retDen(row[:n+1])
-}
-
-// parallel computes the parallel form row by row: O[n] = sum_m A[n,m]/den_n
-// v_m, with row scratch of T values and pw[i] = gamma^i for i <= T.
-func (h *retHead) parallel(o, row []float32, pw []float64) {
-	for n := range h.T {
-		den := h.parallelRow(row, n, pw)
-		on := o[n*h.dv : (n+1)*h.dv]
-		clear(on)
-		for m := 0; m <= n; m++ {
-			retAxpy32(on, row[m]/den, h.vRow(m))
+// parallelScores sets w.A to the rows [n0, n1) of the parallel form's
+// normalised matrix over the columns [0, n1) (row stride n1) and returns
+// them:
+//
+//	A[n,m] = (q_n.k_m) gamma^(n-m) / sqrt(s_n)    m <= n (Q K^T by sgemm)
+//	P[n,m] = A[n,m] / den_n,  den_n = clamp(sum_m |A[n,m]|, 1, 5e4)
+//
+// and zero above the diagonal. It sets w.r[n-n0] = 1/(sqrt(s_n) den_n), the
+// factor that takes q_n.k_m gamma^(n-m) to P[n,m]. w.pw must hold gamma^i
+// for i < n1.
+func (h *retHead) parallelScores(w *retWork, n0, n1 int) []float32 {
+	p := w.A[:(n1-n0)*n1]
+	w.mul(false, true, n1-n0, n1, h.dk, h.q[n0*h.dk:], h.dk, h.k, h.dk, 0, p, n1)
+	for n := n0; n < n1; n++ {
+		row := p[(n-n0)*n1 : (n-n0+1)*n1]
+		rn := 1 / math.Sqrt(h.s(n))
+		var abs float64
+		for m := range n + 1 {
+			a := float32(float64(row[m]) * w.pw[n-m] * rn)
+			row[m] = a
+			abs += math.Abs(float64(a))
 		}
+		den := float32(min(max(abs, 1), 5e4))
+		for m := range n + 1 {
+			row[m] /= den
+		}
+		clear(row[n+1:])
+		w.r[n-n0] = rn / float64(den)
 	}
+	return p
 }
 
 // retGradOut holds the gradient outputs of one head (nil when not wanted).
@@ -396,217 +476,193 @@ type retGradOut struct {
 // row normaliser is a constant computed from the forward inputs (torchscale
 // detaches it). The recurrent form is differentiated with the chunkwise
 // backward pass (chunks of recurrentGradChunk tokens): both forms compute
-// the same function. Gradients are accumulated in float64.
+// the same function. The products run on sgemm in float32.
 func (b *Backend) RetentionGrad(form api.RetentionForm, g api.RetentionGrads, in api.RetentionArgs, do, dsT api.Tensor) {
 	const op = "RetentionGrad"
-	var r retData
-	b.retentionInputs(&r, op, form, in)
+	gt := retentionGradTasks.get()
+	r := &gt.r
+	b.retentionInputs(r, op, form, in)
 	dOut, dst := b.f32(do, op), b.f32OrNil(dsT, op)
 	wantShape(op, "do", dOut, r.B, r.H, r.T, r.dv)
 	r.stateCheck(op, "dsT", form, dst)
 	if g.S0 != nil && in.S0 == nil {
 		api.Panicf(api.ErrShape, "%s: gradient of S0 asked for without S0", op)
 	}
-	gq, gk := b.f32OrNil(g.Q, op), b.f32OrNil(g.K, op)
-	gv, gs := b.f32OrNil(g.V, op), b.f32OrNil(g.S0, op)
-	part := func(t *Tensor, what string, shape ...int) func(bh int) []float32 {
-		if t == nil {
-			return func(int) []float32 { return nil }
+	part := func(t api.Tensor, what string, shape ...int) []float32 {
+		x := b.f32OrNil(t, op)
+		if x == nil {
+			return nil
 		}
-		wantShape(op, "gradient "+what, t, shape...)
-		n := shape[2] * shape[3]
-		return func(bh int) []float32 { return t.f32[bh*n : (bh+1)*n] }
+		wantShape(op, what, x, shape...)
+		return x.f32
 	}
-	qOf := part(gq, "Q", r.B, r.H, r.T, r.dk)
-	kOf := part(gk, "K", r.B, r.H, r.T, r.dk)
-	vOf := part(gv, "V", r.B, r.H, r.T, r.dv)
-	sOf := part(gs, "S0", r.B, r.H, r.dk, r.dv)
-	b.parallelGrain(r.B*r.H, 1, func(lo, hi int) {
-		var w *retGradWork
-		if form == api.RetentionParallel {
-			w = newRetGradWork(r.T, r.dk, r.dv, 0)
-		} else {
-			w = newRetGradWork(min(r.chunk, r.T), r.dk, r.dv, (r.T+r.chunk-1)/r.chunk)
-		}
-		for bh := lo; bh < hi; bh++ {
-			h := r.head(bh)
-			out := retGradOut{q: qOf(bh), k: kOf(bh), v: vOf(bh), s0: sOf(bh)}
-			dob := dOut.f32[bh*r.T*r.dv : (bh+1)*r.T*r.dv]
-			if form == api.RetentionParallel {
-				h.parallelGrad(out, dob, w)
-				continue
-			}
-			var dsTb []float32
-			if dst != nil {
-				dsTb = dst.f32[bh*r.dk*r.dv : (bh+1)*r.dk*r.dv]
-			}
-			h.chunkGrad(out, dob, dsTb, r.chunk, w)
-		}
-	})
+	gt.form, gt.do = form, dOut.f32
+	gt.q = part(g.Q, "gradient Q", r.B, r.H, r.T, r.dk)
+	gt.k = part(g.K, "gradient K", r.B, r.H, r.T, r.dk)
+	gt.v = part(g.V, "gradient V", r.B, r.H, r.T, r.dv)
+	gt.s0 = part(g.S0, "gradient S0", r.B, r.H, r.dk, r.dv)
+	if dst != nil {
+		gt.dsT = dst.f32
+	}
+	gt.be = b.splitProducts(r.B * r.H)
+	b.run(r.B*r.H, 1, gt)
+	retentionGradTasks.put(gt)
 }
 
-// retGradWork is the scratch memory of one RetentionGrad worker.
-type retGradWork struct {
-	pw         []float64 // gamma^i
-	r          []float64 // 1/sqrt(s) per token of a chunk
-	row        []float32 // one row of A (parallel form)
-	dq, dk, dv []float64 // gradient accumulators, [rows][dk] or [rows][dv]
-	S          []float32 // chunkwise: the running state, [dk][dv]
-	states     []float32 // chunkwise: the state entering each chunk
-	G          []float64 // chunkwise: dL/dS after the current chunk, [dk][dv]
+// retentionGradTask is RetentionGrad's work over heads bh = b*H + h in
+// [lo, hi). The gradient slices cover all heads; nil ones are not wanted.
+type retentionGradTask struct {
+	r           retData
+	form        api.RetentionForm
+	be          *Backend // see retWork.be
+	do, dsT     []float32
+	q, k, v, s0 []float32
 }
 
-// newRetGradWork allocates scratch for a head processed in blocks of L rows
-// (L = T for the parallel form) with nc chunk states.
-func newRetGradWork(L, dk, dv, nc int) *retGradWork {
-	return &retGradWork{
-		pw: make([]float64, L+1), r: make([]float64, L), row: make([]float32, L),
-		dq: make([]float64, max(L, 1)*dk), dk: make([]float64, L*dk), dv: make([]float64, L*dv),
-		S: make([]float32, dk*dv), states: make([]float32, nc*dk*dv), G: make([]float64, dk*dv),
+var retentionGradTasks taskPool[retentionGradTask]
+
+func (gt *retentionGradTask) run(lo, hi int) {
+	r := &gt.r
+	w := retWork{be: gt.be}
+	w.get(r, gt.form, true)
+	defer w.put()
+	// of returns head bh's part of x, n values per head (nil when x is).
+	of := func(x []float32, bh, n int) []float32 {
+		if x == nil {
+			return nil
+		}
+		return x[bh*n : (bh+1)*n]
+	}
+	qn, vn, sn := r.T*r.dk, r.T*r.dv, r.dk*r.dv
+	for bh := lo; bh < hi; bh++ {
+		h := r.head(bh)
+		out := retGradOut{q: of(gt.q, bh, qn), k: of(gt.k, bh, qn), v: of(gt.v, bh, vn), s0: of(gt.s0, bh, sn)}
+		if gt.form == api.RetentionParallel {
+			h.parallelGrad(out, of(gt.do, bh, vn), &w)
+			continue
+		}
+		h.chunkGrad(out, of(gt.do, bh, vn), of(gt.dsT, bh, sn), r.chunk, &w)
 	}
 }
 
 // parallelGrad differentiates the parallel form with the normalisers den_n
-// held constant. With P[n,m] = A[n,m]/den_n and dP[n,m] = do_n.v_m:
+// held constant, block of rows by block of rows (see parallel). With P the
+// normalised scores and W[n,m] = gamma^(n-m) / (sqrt(s_n) den_n) for m <= n
+// (else 0), each block [n0, n1) adds its part, by sgemm:
 //
-//	dv_m = sum_n P[n,m] do_n
-//	dq_n = sum_m dP[n,m] D[n,m]/den_n k_m,  dk_m = sum_n dP[n,m] D[n,m]/den_n q_n
-func (h *retHead) parallelGrad(out retGradOut, do []float32, w *retGradWork) {
+//	dV[0:n1] += P^T dO[n0:n1]
+//	dS        = (dO[n0:n1] V[0:n1]^T) * W
+//	dQ[n0:n1] = dS K[0:n1],   dK[0:n1] += dS^T Q[n0:n1]
+func (h *retHead) parallelGrad(out retGradOut, do []float32, w *retWork) {
 	dk, dv := h.dk, h.dv
-	pw := w.pw[:h.T+1]
-	h.powers(pw)
-	clear(w.dk)
-	clear(w.dv)
-	dqn := w.dq[:dk]
-	for n := range h.T {
-		den := h.parallelRow(w.row, n, pw)
-		rn := 1 / math.Sqrt(h.s(n))
-		qn, don := h.qRow(n), do[n*dv:(n+1)*dv]
-		clear(dqn)
-		for m := 0; m <= n; m++ {
-			if out.v != nil {
-				retAxpy64(w.dv[m*dv:(m+1)*dv], float64(w.row[m]/den), don)
+	h.powers(w.pw)
+	clear(out.k)
+	clear(out.v)
+	for n0 := 0; n0 < h.T; n0 += retBlock {
+		n1 := min(n0+retBlock, h.T)
+		rows := n1 - n0
+		p := h.parallelScores(w, n0, n1)
+		dob := do[n0*dv : n1*dv]
+		if out.v != nil {
+			w.mul(true, false, n1, dv, rows, p, n1, dob, dv, 1, out.v, dv)
+		}
+		if out.q == nil && out.k == nil {
+			continue
+		}
+		ds := w.dA[:rows*n1]
+		w.mul(false, true, rows, n1, dv, dob, dv, h.v, dv, 0, ds, n1)
+		for n := n0; n < n1; n++ {
+			row := ds[(n-n0)*n1 : (n-n0+1)*n1]
+			f := w.r[n-n0]
+			for m := range n + 1 {
+				row[m] = float32(float64(row[m]) * w.pw[n-m] * f)
 			}
-			dS := retDot64(don, h.vRow(m)) * pw[n-m] * rn / float64(den)
-			retAxpy64(dqn, dS, h.kRow(m))
-			retAxpy64(w.dk[m*dk:(m+1)*dk], dS, qn)
+			clear(row[n+1:])
 		}
 		if out.q != nil {
-			retStore(out.q[n*dk:(n+1)*dk], dqn)
+			w.mul(false, false, rows, dk, n1, ds, n1, h.k, dk, 0, out.q[n0*dk:], dk)
 		}
-	}
-	if out.k != nil {
-		retStore(out.k, w.dk[:h.T*dk])
-	}
-	if out.v != nil {
-		retStore(out.v, w.dv[:h.T*dv])
+		if out.k != nil {
+			w.mul(true, false, n1, dk, rows, ds, n1, h.q[n0*dk:], dk, 1, out.k, dk)
+		}
 	}
 }
 
 // chunkGrad differentiates the chunkwise form (chunks of L tokens) from do
 // and dsT (nil for zero). A forward pass stores the state entering each
 // chunk; the backward pass walks the chunks from last to first carrying
-// G = dL/dS for the state after the chunk. Per chunk (see chunk for the
-// notation, cross_i = gamma^(i+1) c r_i, decay = gamma^L c r_{L-1}, w_j =
-// gamma^(L-1-j) r_{L-1}):
+// G = dL/dS for the state after the chunk. Per chunk, with the notation of
+// chunk, Sp the state entering it and dO its rows of do, by sgemm:
 //
-//	dv_j = sum_{i>=j} (q_i.k_j) gamma^(i-j) r_i do_i + w_j k_j G
-//	dk_j = sum_{i>=j} (do_i.v_j) gamma^(i-j) r_i q_i + w_j G v_j^T
-//	dq_i = sum_{j<=i} (do_i.v_j) gamma^(i-j) r_i k_j + cross_i S do_i^T
-//	G   <- decay G + sum_i cross_i q_i^T do_i
+//	dV = ((Q K^T) * M)^T dO + diag(wf) K G
+//	dS = (dO V^T) * M
+//	dK = dS^T Q + diag(wf) V G^T
+//	dQ = dS K + diag(cf) dO Sp^T
+//	G <- gamma^L c r_{L-1} G + (diag(cf) Q)^T dO
 //
 // and dS0 is the final G.
-func (h *retHead) chunkGrad(out retGradOut, do, dsT []float32, L int, w *retGradWork) {
+func (h *retHead) chunkGrad(out retGradOut, do, dsT []float32, L int, w *retWork) {
 	dk, dv := h.dk, h.dv
 	L = min(L, h.T)
-	pw := w.pw[:L+1]
-	h.powers(pw)
+	h.powers(w.pw[:L+1])
 	nc := 0
 	if h.T > 0 {
-		nc = (h.T + L - 1) / L
+		nc = ceilDiv(h.T, L)
 	}
 	S := w.S
 	h.initState(S)
-	for c := range nc {
-		copy(w.states[c*dk*dv:(c+1)*dk*dv], S)
-		h.chunk(nil, S, c*L, min(L, h.T-c*L), pw, w.r)
+	for ci := range nc {
+		copy(w.states[ci*dk*dv:(ci+1)*dk*dv], S)
+		h.chunk(nil, S, ci*L, min(L, h.T-ci*L), w)
 	}
 	G := w.G
 	if dsT != nil {
-		for i, v := range dsT {
-			G[i] = float64(v)
-		}
+		copy(G, dsT)
 	} else {
 		clear(G)
 	}
 	for ci := nc - 1; ci >= 0; ci-- {
 		t0 := ci * L
 		n := min(L, h.T-t0)
-		r := w.r[:n]
-		c := h.chunkFactors(t0, n, r)
-		Sprev := w.states[ci*dk*dv : (ci+1)*dk*dv]
-		dq, dkA, dvA := w.dq[:n*dk], w.dk[:n*dk], w.dv[:n*dv]
-		clear(dq)
-		clear(dkA)
-		clear(dvA)
-		for i := range n {
-			qi, doi := h.qRow(t0+i), do[(t0+i)*dv:(t0+i+1)*dv]
-			for j := 0; j <= i; j++ {
-				f := pw[i-j] * r[i]
-				kj := h.kRow(t0 + j)
-				if out.v != nil {
-					retAxpy64(dvA[j*dv:(j+1)*dv], float64(retDot32(qi, kj))*f, doi)
+		c := h.chunkFactors(t0, n, w)
+		q, k := h.q[t0*dk:(t0+n)*dk], h.k[t0*dk:(t0+n)*dk]
+		v, doc := h.v[t0*dv:(t0+n)*dv], do[t0*dv:(t0+n)*dv]
+		if out.v != nil {
+			dvc := out.v[t0*dv : (t0+n)*dv]
+			a := w.A[:n*n]
+			w.mul(false, true, n, n, dk, q, dk, k, dk, 0, a, n)
+			retChunkMask(a, n, w)
+			w.mul(true, false, n, dv, n, a, n, doc, dv, 0, dvc, dv)
+			kw := retScaleRows(w.X, k, w.wf[:n], dk)
+			w.mul(false, false, n, dv, dk, kw, dk, G, dv, 1, dvc, dv)
+		}
+		if out.q != nil || out.k != nil {
+			ds := w.dA[:n*n]
+			w.mul(false, true, n, n, dv, doc, dv, v, dv, 0, ds, n)
+			retChunkMask(ds, n, w)
+			if out.k != nil {
+				dkc := out.k[t0*dk : (t0+n)*dk]
+				w.mul(true, false, n, dk, n, ds, n, q, dk, 0, dkc, dk)
+				vw := retScaleRows(w.X, v, w.wf[:n], dv)
+				w.mul(false, true, n, dk, dv, vw, dv, G, dv, 1, dkc, dk)
+			}
+			if out.q != nil {
+				dqc := out.q[t0*dk : (t0+n)*dk]
+				w.mul(false, false, n, dk, n, ds, n, k, dk, 0, dqc, dk)
+				if c != 0 {
+					dos := retScaleRows(w.X, doc, w.cf[:n], dv)
+					w.mul(false, true, n, dk, dv, dos, dv, w.states[ci*dk*dv:(ci+1)*dk*dv], dv, 1, dqc, dk)
 				}
-				da := retDot64(doi, h.vRow(t0+j)) * f
-				retAxpy64(dkA[j*dk:(j+1)*dk], da, qi)
-				retAxpy64(dq[i*dk:(i+1)*dk], da, kj)
 			}
 		}
-		// Through the chunk's final state.
-		rL := r[n-1]
-		for j := range n {
-			wj := pw[n-1-j] * rL
-			kj, vj := h.kRow(t0+j), h.vRow(t0+j)
-			dvj, dkj := dvA[j*dv:(j+1)*dv], dkA[j*dk:(j+1)*dk]
-			for a := range dk {
-				Ga := G[a*dv : (a+1)*dv]
-				var gv float64
-				for x, v := range vj {
-					gv += Ga[x] * float64(v)
-					dvj[x] += wj * float64(kj[a]) * Ga[x]
-				}
-				dkj[a] += wj * gv
-			}
-		}
-		// Through the carried-in state, then carry G to the previous chunk.
+		// Carry G to the state entering the chunk: at the start of a
+		// sequence that state has no part in the result.
 		if c == 0 {
 			clear(G)
-		} else {
-			decay := pw[n] * c * rL
-			for i := range G {
-				G[i] *= decay
-			}
-			for i := range n {
-				cross := pw[i+1] * c * r[i]
-				qi, doi := h.qRow(t0+i), do[(t0+i)*dv:(t0+i+1)*dv]
-				dqi := dq[i*dk : (i+1)*dk]
-				for a := range dk {
-					dqi[a] += cross * retDot64(Sprev[a*dv:(a+1)*dv], doi)
-					retAxpy64(G[a*dv:(a+1)*dv], cross*float64(qi[a]), doi)
-				}
-			}
+			continue
 		}
-		if out.q != nil {
-			retStore(out.q[t0*dk:(t0+n)*dk], dq)
-		}
-		if out.k != nil {
-			retStore(out.k[t0*dk:(t0+n)*dk], dkA)
-		}
-		if out.v != nil {
-			retStore(out.v[t0*dv:(t0+n)*dv], dvA)
-		}
+		qs := retScaleRows(w.X, q, w.cf[:n], dk)
+		w.mul(true, false, dk, dv, n, qs, dk, doc, dv, float32(w.pw[n]*c*w.r[n-1]), G, dv)
 	}
-	if out.s0 != nil {
-		retStore(out.s0, G)
-	}
+	copy(out.s0, G)
 }

@@ -373,30 +373,51 @@ func TestRetentionGrad(t *testing.T) {
 }
 
 // TestRetentionThreads checks that forward and backward results do not
-// depend on the thread count.
+// depend on the thread count: with more heads than threads (each head on
+// one goroutine) and with one head, whose matrix products are then split
+// across the threads (the sizes are large enough for the GEMM to split).
 func TestRetentionThreads(t *testing.T) {
-	c := retCase{B: 2, H: 3, T: 20, dk: 4, dv: 6, offset: 3, s0: true}
-	in := retInputs(c, 90)
-	r := rand.New(rand.NewPCG(90, 9))
-	do, dsT := seqVals(r, c.B*c.H*c.T*c.dv, -1, 1), seqVals(r, c.B*c.H*c.dk*c.dv, -1, 1)
-	run := func(threads int) [][]float64 {
-		b := cpu.New(api.BackendOptions{Threads: threads})
-		var out [][]float64
-		for _, form := range []api.RetentionForm{api.RetentionRecurrent, api.RetentionChunkwise} {
-			o, sT := retRun(b, form, c, in, 6)
-			g := api.RetentionGrads{
-				Q: b.Alloc(api.F32, c.B, c.H, c.T, c.dk), K: b.Alloc(api.F32, c.B, c.H, c.T, c.dk),
-				V: b.Alloc(api.F32, c.B, c.H, c.T, c.dv), S0: b.Alloc(api.F32, c.B, c.H, c.dk, c.dv),
+	for _, tc := range []struct {
+		c     retCase
+		chunk int
+	}{
+		{retCase{B: 2, H: 3, T: 20, dk: 4, dv: 6, offset: 3, s0: true}, 6},
+		{retCase{B: 1, H: 1, T: 200, dk: 64, dv: 512, offset: 3, s0: true}, 50},
+	} {
+		c := tc.c
+		in := retInputs(c, 90)
+		r := rand.New(rand.NewPCG(90, 9))
+		do, dsT := seqVals(r, c.B*c.H*c.T*c.dv, -1, 1), seqVals(r, c.B*c.H*c.dk*c.dv, -1, 1)
+		// The parallel form starts a sequence: no state, offset 0.
+		pc := c
+		pc.offset, pc.s0 = 0, false
+		pin := append(in[:3:3], nil)
+		run := func(threads int) [][]float64 {
+			b := cpu.New(api.BackendOptions{Threads: threads})
+			var out [][]float64
+			for _, form := range []api.RetentionForm{api.RetentionRecurrent, api.RetentionChunkwise, api.RetentionParallel} {
+				fc, fin, dsTf := c, in, dsT
+				if form == api.RetentionParallel {
+					fc, fin, dsTf = pc, pin, nil
+				}
+				o, sT := retRun(b, form, fc, fin, tc.chunk)
+				g := api.RetentionGrads{
+					Q: b.Alloc(api.F32, c.B, c.H, c.T, c.dk), K: b.Alloc(api.F32, c.B, c.H, c.T, c.dk),
+					V: b.Alloc(api.F32, c.B, c.H, c.T, c.dv),
+				}
+				if fc.s0 {
+					g.S0 = b.Alloc(api.F32, c.B, c.H, c.dk, c.dv)
+				}
+				b.RetentionGrad(form, g, retArgs(b, fc, fin, tc.chunk), seqUp(b, do, c.B, c.H, c.T, c.dv), seqUp(b, dsTf, c.B, c.H, c.dk, c.dv))
+				out = append(out, o, sT, seqDown(g.Q), seqDown(g.K), seqDown(g.V), seqDown(g.S0))
 			}
-			b.RetentionGrad(form, g, retArgs(b, c, in, 6), seqUp(b, do, c.B, c.H, c.T, c.dv), seqUp(b, dsT, c.B, c.H, c.dk, c.dv))
-			out = append(out, o, sT, seqDown(g.Q), seqDown(g.K), seqDown(g.V), seqDown(g.S0))
+			return out
 		}
-		return out
-	}
-	one, many := run(1), run(4)
-	for i := range one {
-		if !seqBits(one[i], many[i]) {
-			t.Errorf("output %d differs between 1 and 4 threads", i)
+		one, many := run(1), run(4)
+		for i := range one {
+			if !seqBits(one[i], many[i]) {
+				t.Errorf("%s: output %d differs between 1 and 4 threads", c, i)
+			}
 		}
 	}
 }

@@ -63,6 +63,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newTokenizeCmd(),
 		newTokenizerCmd(),
 		newConvertCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# compare.sh: measure densessm side by side with OpenBLAS and PyTorch on this
+# CPU (issue 6) and print a table of ratios. See bench/compare.py for what is
+# measured; the full run takes 10-20 minutes on 2 cores.
+#
+#   bench/compare.sh [--threads 1,2] [--json-out results.jsonl] [--quick]
+#
+# Needs: Go, gcc, Debian's OpenBLAS (apt-get install -y libopenblas-dev; the
+# OpenBLAS part is skipped with a message when it is missing), and a Python
+# with torch and transformers (PYTHON, default /opt/pyref/bin/python).
+# OPENBLAS_CORETYPE is set from the CPU's flags unless it is already set:
+# SkylakeX with AVX-512, Zen on an AMD CPU with AVX2, Haswell on other AVX2
+# CPUs. SkylakeX dies with an illegal instruction on a CPU without AVX-512
+# (AMD Zen 3), and an empty OPENBLAS_CORETYPE makes Debian's OpenBLAS 0.3.21
+# fall back to Haswell; the table's header says which core OpenBLAS used and
+# which it picks on its own.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-/opt/pyref/bin/python}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+detect_coretype() {
+	local flags vendor
+	flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+	vendor=$(grep -m1 '^vendor_id' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+	if [[ $flags == *" avx512f "* ]]; then
+		echo SkylakeX
+	elif [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then
+		if [[ $vendor == AuthenticAMD ]]; then echo Zen; else echo Haswell; fi
+	fi
+}
+
+if [[ ! -x $python ]] || ! "$python" -c 'import torch, transformers' 2>/dev/null; then
+	echo "compare.sh: $python cannot import torch and transformers; set PYTHON to a Python that can" >&2
+	exit 1
+fi
+command -v gcc >/dev/null || { echo "compare.sh: gcc is missing (apt-get install -y gcc)" >&2; exit 1; }
+
+echo "building densessm, membw and sgemm_openblas in $work" >&2
+(cd "$root" && go build -o "$work/densessm" ./cmd/densessm)
+gcc -O3 -march=native -pthread -o "$work/membw" "$root/bench/membw.c"
+sgemm=""
+if gcc -O2 -o "$work/sgemm_openblas" "$root/bench/sgemm_openblas.c" -lopenblas 2>"$work/gcc.log"; then
+	sgemm=$work/sgemm_openblas
+else
+	echo "compare.sh: OpenBLAS is missing, so the SGEMM comparison is skipped;" \
+		"install it with: apt-get install -y libopenblas-dev" >&2
+	sed 's/^/  /' "$work/gcc.log" >&2
+fi
+
+coretype=${OPENBLAS_CORETYPE:-$(detect_coretype)}
+echo "OPENBLAS_CORETYPE=${coretype:-unset (OpenBLAS detects)}" >&2
+"$python" "$root/bench/compare.py" --densessm "$work/densessm" --sgemm "$sgemm" --membw "$work/membw" \
+	--python "$python" --coretype "$coretype" "$@"

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/densessm/densessm/api"
+)
+
+// benchSeed seeds the random weights, inputs and token ids of every bench
+// command, so that runs are comparable.
+const benchSeed = 1
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the CPU backend: GEMM throughput, model prefill, decode and training speed (JSON)",
+		Long: `bench runs micro- and model benchmarks on the CPU backend and prints one JSON
+object per run, for scripts such as bench/compare.sh that set the results
+side by side with OpenBLAS and PyTorch.
+
+--threads T sets the backend's worker count and, for the run, GOMAXPROCS,
+so that T = 1 uses one core as OPENBLAS_NUM_THREADS=1 or
+torch.set_num_threads(1) would; 0 uses every core.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newBenchGemmCmd(), newBenchModelCmd())
+	return cmd
+}
+
+// gemmReport is the JSON result of `bench gemm`.
+type gemmReport struct {
+	M              int     `json:"m"`
+	N              int     `json:"n"`
+	K              int     `json:"k"`
+	Threads        int     `json:"threads"`
+	Reps           int     `json:"reps"`
+	SecondsMedian  float64 `json:"seconds_median"`
+	GFLOPS         float64 `json:"gflops"`
+	Kernel         string  `json:"kernel"`
+	MaxSampleError float64 `json:"max_sample_error"`
+}
+
+func newBenchGemmCmd() *cobra.Command {
+	var m, n, k, threads, reps int
+	cmd := &cobra.Command{
+		Use:   "gemm --m M --n N --k K [--threads T] [--reps R]",
+		Short: "Time C = A B (A [M,K], B [K,N], float32) through the backend's MatMul",
+		Long: `gemm times the CPU backend's MatMul on random float32 matrices A [M,K] and
+B [K,N] (row-major, not transposed), after one untimed warm-up call, and
+prints the median of R timed calls and the rate 2MNK/time in GFLOP/s.
+
+It checks 16 entries of the result against a float64 dot product and
+reports the largest error relative to sum |a||b| as max_sample_error (an
+error above 1e-4 fails the command). "kernel" is "unknown": the CPU backend
+does not export which micro-kernel it selected.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := positive(map[string]int{"--m": m, "--n": n, "--k": k, "--reps": reps}); err != nil {
+				return err
+			}
+			b, restore, err := benchBackend(threads)
+			if err != nil {
+				return err
+			}
+			defer restore()
+			rep, err := benchGemm(b, m, n, k, reps)
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), rep)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&m, "m", 1024, "rows of A and C")
+	f.IntVar(&n, "n", 1024, "columns of B and C")
+	f.IntVar(&k, "k", 1024, "columns of A, rows of B")
+	f.IntVar(&threads, "threads", 1, "backend threads (0: every core)")
+	f.IntVar(&reps, "reps", 10, "timed calls; the median is reported")
+	return cmd
+}
+
+// benchGemm runs the GEMM benchmark on b.
+func benchGemm(b api.Backend, m, n, k, reps int) (*gemmReport, error) {
+	for _, s := range []api.Shape{{m, k}, {k, n}, {m, n}} {
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("bench gemm: %w", err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(benchSeed, 0))
+	a := randomFloats(rng, m*k)
+	bm := randomFloats(rng, k*n)
+	ta, tb := api.FromFloat32s(b, a, m, k), api.FromFloat32s(b, bm, k, n)
+	tc := b.Alloc(api.F32, m, n)
+	b.MatMul(tc, ta, tb, false, false, 1, 0) // warm-up: packing buffers, worker pool
+	times := make([]float64, reps)
+	for r := range times {
+		start := time.Now()
+		b.MatMul(tc, ta, tb, false, false, 1, 0)
+		times[r] = time.Since(start).Seconds()
+	}
+	errMax := gemmSampleError(rng, api.Float32s(tc), a, bm, m, n, k)
+	if !(errMax <= 1e-4) {
+		return nil, fmt.Errorf("bench gemm: MatMul result differs from a float64 reference by %.3g (relative): %w", errMax, api.ErrInternal)
+	}
+	sec := median(times)
+	return &gemmReport{
+		M: m, N: n, K: k, Threads: b.Threads(), Reps: reps,
+		SecondsMedian: sec, GFLOPS: 2 * float64(m) * float64(n) * float64(k) / sec / 1e9,
+		Kernel: "unknown", MaxSampleError: errMax,
+	}, nil
+}
+
+// gemmSampleError compares 16 random entries of c = a b with float64 dot
+// products and returns the largest |c - ref| / sum |a||b| (0 where that sum
+// is 0).
+func gemmSampleError(rng *rand.Rand, c, a, b []float32, m, n, k int) float64 {
+	worst := 0.0
+	for range 16 {
+		i, j := rng.IntN(m), rng.IntN(n)
+		var ref, mag float64
+		for p := range k {
+			x := float64(a[i*k+p]) * float64(b[p*n+j])
+			ref += x
+			mag += math.Abs(x)
+		}
+		d := math.Abs(float64(c[i*n+j]) - ref)
+		if mag > 0 {
+			d /= mag
+		}
+		worst = max(worst, d)
+	}
+	return worst
+}
+
+// modelReport is the JSON result of `bench model`. A rate is null when its
+// measurement was not asked for.
+type modelReport struct {
+	Arch              string   `json:"arch"`
+	Parameters        int64    `json:"parameters"`
+	WeightBytes       int64    `json:"weight_bytes"`
+	Threads           int      `json:"threads"`
+	Reps              int      `json:"reps"`
+	PrefillTokens     int      `json:"prefill_tokens"`
+	PrefillSeconds    *float64 `json:"prefill_seconds"`
+	PrefillTokensPerS *float64 `json:"prefill_tokens_per_s"`
+	DecodeTokens      int      `json:"decode_tokens"`
+	DecodeTokensPerS  *float64 `json:"decode_tokens_per_s"`
+	TrainBatch        int      `json:"train_batch,omitempty"`
+	TrainSeq          int      `json:"train_seq,omitempty"`
+	TrainStepSeconds  *float64 `json:"train_step_seconds,omitempty"`
+	TrainTokensPerS   *float64 `json:"train_tokens_per_s,omitempty"`
+	TrainLoss         *float64 `json:"train_loss,omitempty"`
+}
+
+// modelBenchOptions are the flags of `bench model`.
+type modelBenchOptions struct {
+	arch, configFile      string
+	prefill, decode, reps int
+	threads               int
+	train                 bool
+	trainBatch, trainSeq  int
+	learningRate          float64
+}
+
+func newBenchModelCmd() *cobra.Command {
+	var o modelBenchOptions
+	cmd := &cobra.Command{
+		Use:   "model --arch ARCH [--config config.json] --prefill N --decode N [--threads T] [--train-step]",
+		Short: "Time prefill, decode and (optionally) a training step of a randomly initialised model",
+		Long: `model builds a model of a registered architecture with random weights (seed 1)
+from --config (any form the architecture reads) or the architecture's small
+default, then measures on one sequence:
+
+  prefill  the parallel form (Forward) over --prefill random tokens: the
+           median of --reps runs after a 16-token warm-up;
+  decode   --decode recurrent Steps after one untimed Step (the first step
+           sizes the state's buffers);
+  train    with --train-step, for models that learn: ZeroGrad, LossAndGrad
+           on a batch of --train-batch sequences of --train-seq tokens, and
+           a plain SGD update of every parameter; the median of --reps steps
+           after one untimed step.
+
+--prefill 0 or --decode 0 skips that measurement (its rate is null).
+weight_bytes is the size of every parameter as stored: the bytes a decode
+step reads at least once, which divided into the memory bandwidth gives the
+decode bound.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := positive(map[string]int{"--reps": o.reps, "--train-batch": o.trainBatch, "--train-seq": o.trainSeq}); err != nil {
+				return err
+			}
+			if o.prefill < 0 || o.decode < 0 {
+				return fmt.Errorf("--prefill %d and --decode %d must not be negative: %w", o.prefill, o.decode, api.ErrOutOfRange)
+			}
+			b, restore, err := benchBackend(o.threads)
+			if err != nil {
+				return err
+			}
+			defer restore()
+			rep, err := benchModel(cmd.Context(), b, o)
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), rep)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.arch, "arch", "", "architecture (see `densessm archs`)")
+	f.StringVar(&o.configFile, "config", "", "config.json of the model shape (default: the architecture's small default)")
+	f.IntVar(&o.prefill, "prefill", 512, "tokens of the timed prefill (0 skips it)")
+	f.IntVar(&o.decode, "decode", 32, "timed decode steps (0 skips them)")
+	f.IntVar(&o.reps, "reps", 1, "timed prefills and training steps; the median is reported")
+	f.IntVar(&o.threads, "threads", 1, "backend threads (0: every core)")
+	f.BoolVar(&o.train, "train-step", false, "also time a training step (forward, backward, SGD)")
+	f.IntVar(&o.trainBatch, "train-batch", 8, "sequences per training batch")
+	f.IntVar(&o.trainSeq, "train-seq", 128, "tokens per training sequence")
+	f.Float64Var(&o.learningRate, "lr", 1e-3, "SGD learning rate of the training step")
+	cmd.MarkFlagRequired("arch")
+	return cmd
+}
+
+// benchModel builds the model o describes on b and runs the measurements o
+// asks for.
+func benchModel(ctx context.Context, b api.Backend, o modelBenchOptions) (*modelReport, error) {
+	a, err := api.LookupArchitecture(o.arch)
+	if err != nil {
+		return nil, fmt.Errorf("bench model: %w", err)
+	}
+	cfg := a.DefaultConfig()
+	if o.configFile != "" {
+		data, err := os.ReadFile(o.configFile)
+		if err != nil {
+			return nil, fmt.Errorf("bench model: %w", err)
+		}
+		if cfg, err = a.ParseConfig(data); err != nil {
+			return nil, fmt.Errorf("bench model: %s: %w", o.configFile, err)
+		}
+	}
+	m, err := a.New(cfg, b, benchSeed)
+	if err != nil {
+		return nil, fmt.Errorf("bench model: %w", err)
+	}
+	rep := &modelReport{Arch: a.Name(), Threads: b.Threads(), Reps: o.reps, PrefillTokens: o.prefill, DecodeTokens: o.decode}
+	for _, p := range m.Parameters() {
+		n := int64(p.Value.Shape().NumElements())
+		rep.Parameters += n
+		rep.WeightBytes += n * int64(p.Value.DType().Size())
+	}
+	rng := rand.New(rand.NewPCG(benchSeed, 1))
+	vocab := cfg.Vocab()
+	if o.prefill > 0 {
+		sec, err := timePrefill(ctx, m, randomIDs(rng, o.prefill, vocab), o.reps)
+		if err != nil {
+			return nil, fmt.Errorf("bench model: prefill: %w", err)
+		}
+		rep.PrefillSeconds = &sec
+		rep.PrefillTokensPerS = ptr(float64(o.prefill) / sec)
+	}
+	if o.decode > 0 {
+		sec, err := timeDecode(ctx, m, randomIDs(rng, o.decode+1, vocab))
+		if err != nil {
+			return nil, fmt.Errorf("bench model: decode: %w", err)
+		}
+		rep.DecodeTokensPerS = ptr(float64(o.decode) / sec)
+	}
+	if o.train {
+		tm, ok := m.(api.Trainable)
+		if !ok {
+			return nil, fmt.Errorf("bench model: --train-step: %s models do not train: %w", a.Name(), api.ErrUnsupported)
+		}
+		batch := api.Batch{Inputs: make([][]int32, o.trainBatch), Targets: make([][]int32, o.trainBatch)}
+		for i := range batch.Inputs {
+			seq := randomIDs(rng, o.trainSeq+1, vocab)
+			batch.Inputs[i], batch.Targets[i] = seq[:o.trainSeq], seq[1:]
+		}
+		sec, loss, err := timeTrainStep(ctx, tm, batch, float32(o.learningRate), o.reps)
+		if err != nil {
+			return nil, fmt.Errorf("bench model: train step: %w", err)
+		}
+		rep.TrainBatch, rep.TrainSeq = o.trainBatch, o.trainSeq
+		rep.TrainStepSeconds, rep.TrainLoss = &sec, &loss
+		rep.TrainTokensPerS = ptr(float64(o.trainBatch*o.trainSeq) / sec)
+	}
+	return rep, nil
+}
+
+// timePrefill runs a short warm-up and then reps timed Forward calls over
+// ids, and returns the median seconds.
+func timePrefill(ctx context.Context, m api.Model, ids []int32, reps int) (float64, error) {
+	if _, err := m.Forward(ctx, [][]int32{ids[:min(len(ids), 16)]}); err != nil {
+		return 0, err
+	}
+	times := make([]float64, reps)
+	for r := range times {
+		start := time.Now()
+		if _, err := m.Forward(ctx, [][]int32{ids}); err != nil {
+			return 0, err
+		}
+		times[r] = time.Since(start).Seconds()
+	}
+	return median(times), nil
+}
+
+// timeDecode feeds ids[0] untimed and then ids[1:] one Step at a time, and
+// returns the seconds the timed steps took.
+func timeDecode(ctx context.Context, m api.Model, ids []int32) (float64, error) {
+	s, err := m.NewState(1)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := m.Step(ctx, s, ids[:1]); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 1; i < len(ids); i++ {
+		if _, err := m.Step(ctx, s, ids[i:i+1]); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+// timeTrainStep runs one untimed and then reps timed training steps (zero
+// the gradients, loss and gradients, SGD update) and returns the median
+// seconds and the last loss.
+func timeTrainStep(ctx context.Context, m api.Trainable, batch api.Batch, lr float32, reps int) (sec, loss float64, err error) {
+	b := m.Backend()
+	params, grads := m.Parameters(), m.Grads()
+	if len(params) != len(grads) {
+		return 0, 0, fmt.Errorf("%d parameters but %d gradients: %w", len(params), len(grads), api.ErrInternal)
+	}
+	step := func() error {
+		m.ZeroGrad()
+		if loss, err = m.LossAndGrad(ctx, batch); err != nil {
+			return err
+		}
+		for i, g := range grads {
+			b.Affine(g.Value, g.Value, -lr, 0)
+			b.Binary(api.OpAdd, params[i].Value, params[i].Value, g.Value)
+		}
+		return nil
+	}
+	if err := step(); err != nil {
+		return 0, 0, err
+	}
+	times := make([]float64, reps)
+	for r := range times {
+		start := time.Now()
+		if err := step(); err != nil {
+			return 0, 0, err
+		}
+		times[r] = time.Since(start).Seconds()
+	}
+	return median(times), loss, nil
+}
+
+// benchBackend returns a CPU backend with threads workers (every core when
+// 0) and sets GOMAXPROCS to match for the run; restore puts it back.
+func benchBackend(threads int) (b api.Backend, restore func(), err error) {
+	if threads < 0 {
+		return nil, nil, fmt.Errorf("--threads %d must not be negative: %w", threads, api.ErrOutOfRange)
+	}
+	b, err = api.NewBackend("cpu", api.BackendOptions{Threads: threads})
+	if err != nil {
+		return nil, nil, err
+	}
+	if threads == 0 {
+		return b, func() {}, nil
+	}
+	old := runtime.GOMAXPROCS(threads)
+	return b, func() { runtime.GOMAXPROCS(old) }, nil
+}
+
+// positive returns an error naming the first flag (in sorted order) whose
+// value is below 1.
+func positive(flags map[string]int) error {
+	names := make([]string, 0, len(flags))
+	for name := range flags {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if flags[name] < 1 {
+			return fmt.Errorf("%s %d must be at least 1: %w", name, flags[name], api.ErrOutOfRange)
+		}
+	}
+	return nil
+}
+
+// randomFloats returns n values uniform in [-1, 1).
+func randomFloats(rng *rand.Rand, n int) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = 2*rng.Float32() - 1
+	}
+	return out
+}
+
+// randomIDs returns n token ids uniform in [0, vocab).
+func randomIDs(rng *rand.Rand, n, vocab int) []int32 {
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(rng.IntN(vocab))
+	}
+	return out
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count); xs is sorted in place and must not be empty.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	h := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[h]
+	}
+	return (xs[h-1] + xs[h]) / 2
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// writeJSON prints v as one line of JSON.
+func writeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
