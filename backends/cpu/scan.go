@@ -1,10 +1,6 @@
 package cpu
 
-import (
-	"math"
-
-	"github.com/densessm/densessm/api"
-)
+import "github.com/densessm/densessm/api"
 
 // scanBlock is the number of channels in one unit of scan work. The work
 // items of both scan kernels are (batch row, channel block) pairs, and the
@@ -51,9 +47,6 @@ func (b *Backend) scanInputs(s *scanData, op string, in api.ScanArgs) {
 	}
 }
 
-// scanExp is e^v rounded to float32.
-func scanExp(v float32) float32 { return float32(math.Exp(float64(v))) }
-
 // initState sets h, the state of channels [e0,e1) of batch row bi, to H0
 // or to zero.
 func (s *scanData) initState(h []float32, bi, e0, e1 int) {
@@ -74,37 +67,57 @@ type scanOut struct {
 	y, pre, states []float32
 }
 
+// decays sets w [block][N] to the decays exp(Delta_t[e] A[e,n]) of
+// channels [e0,e1) at row (batch row, token) of the [B,T,E] inputs, as
+// one vector exponential over the block.
+func (s *scanData) decays(w []float32, row, e0, e1 int) {
+	expScaled(w, s.a[e0*s.N:e1*s.N], s.delta[row*s.E+e0:row*s.E+e1], s.N)
+}
+
 // run advances h, the carried state of channels [e0,e1) of batch row bi,
 // through all T tokens, writing into the outputs of out that are not nil.
-func (s *scanData) run(h []float32, out scanOut, bi, e0, e1 int) {
+// w is scratch space of len(h) floats for the decays of one token.
+func (s *scanData) run(h, w []float32, out scanOut, bi, e0, e1 int) {
 	N, E := s.N, s.E
+	w = w[:len(h)]
 	for t := range s.T {
 		row := bi*s.T + t
-		xr, dr := s.x[row*E:(row+1)*E], s.delta[row*E:(row+1)*E]
+		s.decays(w, row, e0, e1)
+		xr, dr := s.x[row*E+e0:row*E+e1], s.delta[row*E+e0:row*E+e1]
 		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
-		for e := e0; e < e1; e++ {
-			dt, xv := dr[e], xr[e]
+		for j, dt := range dr {
+			xv := xr[j]
 			dx := dt * xv
-			ar := s.a[e*N : (e+1)*N]
-			hr := h[(e-e0)*N : (e-e0+1)*N]
-			at := (row*E + e) * N // offset of (b,t,e) in [B,T,E,N] tensors
+			hr, wr := h[j*N:(j+1)*N], w[j*N:(j+1)*N]
+			at := (row*E + e0 + j) * N // offset of (b,t,e) in [B,T,E,N] tensors
 			var acc float32
-			for n, an := range ar {
-				v := scanExp(dt*an)*hr[n] + dx*br[n]
-				if out.pre != nil {
-					out.pre[at+n] = v
+			if out.pre == nil && s.inj == nil {
+				// The common case, in a loop free of branches and bounds
+				// checks; the same operations in the same order as below.
+				wr, br, cr := wr[:len(hr)], br[:len(hr)], cr[:len(hr)]
+				for n, hv := range hr {
+					v := wr[n]*hv + dx*br[n]
+					hr[n] = v
+					acc += v * cr[n]
 				}
-				if s.inj != nil {
-					v += s.inj[at+n]
+			} else {
+				for n, hv := range hr {
+					v := wr[n]*hv + dx*br[n]
+					if out.pre != nil {
+						out.pre[at+n] = v
+					}
+					if s.inj != nil {
+						v += s.inj[at+n]
+					}
+					hr[n] = v
+					acc += v * cr[n]
 				}
-				hr[n] = v
-				acc += v * cr[n]
 			}
 			if out.y != nil {
 				if s.d != nil {
-					acc += s.d[e] * xv
+					acc += s.d[e0+j] * xv
 				}
-				out.y[row*E+e] = acc
+				out.y[row*E+e0+j] = acc
 			}
 		}
 		if out.states != nil {
@@ -148,18 +161,19 @@ type scanTask struct {
 
 var (
 	scanTasks  taskPool[scanTask]
-	scanStates floatPool // the running states of the workers, [block][N]
+	scanStates floatPool // the running states and decays of the workers, 2 x [block][N]
 )
 
 func (t *scanTask) run(lo, hi int) {
 	s, nb := &t.s, t.s.blocks()
-	h := scanStates.get(scanBlock * s.N)
+	m := scanBlock * s.N
+	h := scanStates.get(2 * m)
 	for u := lo; u < hi; u++ {
 		bi, e0 := u/nb, (u%nb)*scanBlock
 		e1 := min(e0+scanBlock, s.E)
 		hb := (*h)[:(e1-e0)*s.N]
 		s.initState(hb, bi, e0, e1)
-		s.run(hb, t.out, bi, e0, e1)
+		s.run(hb, (*h)[m:], t.out, bi, e0, e1)
 		if t.hT != nil {
 			copy(t.hT[(bi*s.E+e0)*s.N:], hb)
 		}
@@ -266,6 +280,7 @@ func (b *Backend) scanGradField(op, what string, t api.Tensor, shape ...int) []f
 // scanWork is the scratch memory of one worker of SelectiveScanGrad.
 type scanWork struct {
 	h        []float32 // running state of one block, [block][N]
+	w        []float32 // decays of one token of the block, [block][N]
 	hs       []float32 // carried states h'_{-1..T-1} of one block, [T+1][block][N]
 	dh       []float64 // carried dL/dh of one block, [block][N]
 	dA       []float64 // dA sums over time of one block, [block][N]
@@ -276,7 +291,7 @@ type scanWork struct {
 func newScanWork(s *scanData) *scanWork {
 	m := scanBlock * s.N
 	return &scanWork{
-		h: make([]float32, m), hs: make([]float32, (s.T+1)*m),
+		h: make([]float32, m), w: make([]float32, m), hs: make([]float32, (s.T+1)*m),
 		dh: make([]float64, m), dA: make([]float64, m), dD: make([]float64, scanBlock),
 		dBt: make([]float64, s.N), dCt: make([]float64, s.N),
 	}
@@ -291,7 +306,7 @@ func (s *scanData) backBlock(w *scanWork, out *scanGradOut, up scanUpstream, bi,
 	hs := w.hs[:(T+1)*m]
 	s.initState(hs[:m], bi, e0, e1)
 	copy(w.h[:m], hs[:m])
-	s.run(w.h[:m], scanOut{states: hs[m:]}, bi, e0, e1)
+	s.run(w.h[:m], w.w, scanOut{states: hs[m:]}, bi, e0, e1)
 	dh, dA, dD := w.dh[:m], w.dA[:m], w.dD[:e1-e0]
 	if up.dhT != nil {
 		for i, v := range up.dhT[(bi*E+e0)*N : (bi*E+e1)*N] {
@@ -306,6 +321,8 @@ func (s *scanData) backBlock(w *scanWork, out *scanGradOut, up scanUpstream, bi,
 		row := bi*T + t
 		hcur, hprev := hs[(t+1)*m:(t+2)*m], hs[t*m:(t+1)*m]
 		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
+		decay := w.w[:m]
+		s.decays(decay, row, e0, e1)
 		clear(w.dBt)
 		clear(w.dCt)
 		for e := e0; e < e1; e++ {
@@ -317,8 +334,7 @@ func (s *scanData) backBlock(w *scanWork, out *scanGradOut, up scanUpstream, bi,
 			var dx, dd float64
 			for n, an := range ar {
 				i := i0 + n
-				decay := scanExp(dt * an)
-				hp := float64(hprev[i]) * float64(decay)
+				hp := float64(hprev[i]) * float64(decay[i])
 				gh := dh[i] + g64*float64(cr[n]) // at the carried state h'_t
 				if out.inj != nil {
 					out.inj[at+n] = float32(gh)
@@ -331,7 +347,7 @@ func (s *scanData) backBlock(w *scanWork, out *scanGradOut, up scanUpstream, bi,
 				dx += gh * dt64 * float64(br[n])
 				dd += gh * (float64(br[n])*x64 + hp*float64(an))
 				dA[i] += gh * hp * dt64
-				dh[i] = gh * float64(decay)
+				dh[i] = gh * float64(decay[i])
 			}
 			if s.d != nil {
 				dx += g64 * float64(s.d[e])
