@@ -27,7 +27,9 @@ import (
 // last bits (the SIMD kernels fuse multiply and add), never between thread
 // counts for one kernel.
 //
-// Matrix-vector products (M == 1 or N == 1, the decode case) skip packing.
+// Matrix-vector products (M == 1 or N == 1, the decode case) and products
+// of up to 8 rows with a transposed B (batched decode) skip packing: they go
+// to gemv and gemvBatch, which stream the matrix once.
 
 const (
 	// gemmMinWork is the number of multiply-adds worth handing to one
@@ -171,6 +173,10 @@ func sgemmWith(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int,
 	case n == 1 && ldc == 1 && (transB || ldb == 1):
 		// One column of C: c[i] = sum_p op(A)[i,p] b[p].
 		gemv(par, transA, m, k, alpha, a, lda, b[:k], beta, c[:m])
+	case m <= gemvMaxBatch && !transA && transB:
+		// A few rows of C (decoding a batch of sequences): B is streamed
+		// from memory once for all of them.
+		gemvBatch(par, n, k, alpha, b, ldb, a, lda, m, beta, c, ldc)
 	default:
 		gemmPacked(kern, par, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	}

@@ -1,8 +1,59 @@
 package cpu
 
-// gemvMinWork is the number of multiply-adds worth handing to one goroutine
-// in a matrix-vector product.
-const gemvMinWork = 1 << 15
+// Matrix-vector products: the decode step's products of weights with one
+// token's activations (or a few sequences' tokens), bound by the memory
+// bandwidth rather than arithmetic. They skip the packing of the GEMM.
+//
+// The dot-product form (rows of a row-major matrix dotted with vectors, as
+// for every weight stored [out, in]) runs on a gemvKernel chosen once at
+// start-up by CPU features: on amd64, AVX2 with FMA (gemv_amd64.s); else,
+// and with the purego build tag, the pure-Go kernel below. The transposed
+// form (columns of the matrix) is pure Go.
+
+const (
+	// gemvMinWork is the number of multiply-adds worth handing to one
+	// goroutine in a matrix-vector product.
+	gemvMinWork = 1 << 15
+	// gemvGroup is the number of matrix rows in a work item of the
+	// dot-product form.
+	gemvGroup = 8
+	// gemvMaxBatch is the most rows of A for which sgemm computes
+	// C = alpha A B^T + beta C with gemvBatch rather than the packed GEMM.
+	// At 8 rows gemvBatch measured 2 to 5 times faster than the packed
+	// GEMM (both with the AVX2 kernels, and both with the pure-Go ones) on
+	// decode-sized weights.
+	gemvMaxBatch = 8
+)
+
+// gemvKernel computes the dot-product form of gemv.
+type gemvKernel struct {
+	name      string // "generic" or "avx2"
+	supported bool   // whether this CPU (and OS) can run it
+
+	// dots computes work items [lo, hi) of t: for the rows of t's matrix
+	// that t.rowsOf gives for each item, the dot products of the rows with
+	// each of t's vectors, handed to t.store. Each dot product is summed
+	// in an order fixed by the kernel alone: the rows and vectors computed
+	// alongside and the split do not change it.
+	dots func(t *gemvTask, lo, hi int)
+}
+
+// gemvGeneric is the pure-Go kernel, available everywhere.
+var gemvGeneric = &gemvKernel{name: "generic", supported: true, dots: gemvDotsGo}
+
+// gemvKernels lists every kernel compiled in, best first; the generic one
+// is last. gemvArchKernels comes from the architecture's file.
+var gemvKernels = append(gemvArchKernels[:len(gemvArchKernels):len(gemvArchKernels)], gemvGeneric)
+
+// gemvBest is the kernel gemv and gemvBatch use: the first supported one.
+var gemvBest = func() *gemvKernel {
+	for _, k := range gemvKernels {
+		if k.supported {
+			return k
+		}
+	}
+	return gemvGeneric
+}()
 
 // gemv computes y = alpha * M x + beta * y for a rows x cols matrix M stored
 // in mat with row stride ld (M[i][p] = mat[i*ld+p]), or stored transposed
@@ -12,23 +63,45 @@ const gemvMinWork = 1 << 15
 // Each output is accumulated in an order fixed by its index alone, so the
 // result does not depend on how par splits the rows.
 func gemv(par splitter, trans bool, rows, cols int, alpha float32, mat []float32, ld int, x []float32, beta float32, y []float32) {
+	gemvWith(gemvBest, par, trans, rows, cols, alpha, mat, ld, x, 0, 1, beta, y, 0)
+}
+
+// gemvBatch is gemv in dot-product form for nx vectors at once, the matrix
+// read from memory once for all of them: for i < nx, the rows outputs at
+// y[i*ldy:] are set to alpha * M x_i + beta * (their old value), with
+// x_i = x[i*ldx : i*ldx+cols]. In sgemm's terms, C = alpha A B^T + beta C
+// for the nx rows of A, with B the matrix. Each output is summed exactly
+// as gemv sums it for x_i alone.
+func gemvBatch(par splitter, rows, cols int, alpha float32, mat []float32, ld int, x []float32, ldx, nx int, beta float32, y []float32, ldy int) {
+	gemvWith(gemvBest, par, false, rows, cols, alpha, mat, ld, x, ldx, nx, beta, y, ldy)
+}
+
+// gemvWith is gemv (nx == 1) or gemvBatch with the dot-product kernel
+// given, which must be supported; tests use it to run every kernel. The
+// transposed form takes one vector only.
+func gemvWith(kern *gemvKernel, par splitter, trans bool, rows, cols int, alpha float32, mat []float32, ld int, x []float32, ldx, nx int, beta float32, y []float32, ldy int) {
 	t := gemvTasks.get()
-	*t = gemvTask{trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta, mat: mat, ld: ld, x: x, y: y}
+	*t = gemvTask{kern: kern, trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta,
+		mat: mat, ld: ld, x: x, ldx: ldx, nx: nx, y: y, ldy: ldy}
 	n, grain := t.split()
 	par(n, grain, t)
 	gemvTasks.put(t)
 }
 
-// gemvTask is a matrix-vector product y = alpha * M x + beta * y (see
-// gemv) as work over its outputs: rows of M, or blocks of gemvBlock
-// outputs when trans.
+// gemvTask is a matrix-vector product (see gemvWith) as work over its
+// outputs: items of gemvGroup rows of the matrix (see rowsOf), or blocks of
+// gemvBlock outputs when trans.
 type gemvTask struct {
+	kern        *gemvKernel
 	trans       bool
 	rows, cols  int
 	alpha, beta float32
 	mat         []float32
 	ld          int
-	x, y        []float32
+	x           []float32
+	ldx, nx     int
+	y           []float32
+	ldy         int
 }
 
 var gemvTasks taskPool[gemvTask]
@@ -37,33 +110,68 @@ var gemvTasks taskPool[gemvTask]
 // a goroutine.
 func (t *gemvTask) split() (n, grain int) {
 	if t.trans {
-		return (t.rows + gemvBlock - 1) / gemvBlock, max(1, gemvMinWork/(gemvBlock*t.cols))
+		return ceilDiv(t.rows, gemvBlock), max(1, gemvMinWork/(gemvBlock*t.cols))
 	}
-	return t.rows, max(1, gemvMinWork/t.cols)
+	return ceilDiv(t.rows, gemvGroup), max(1, gemvMinWork/(gemvGroup*t.cols))
 }
 
 func (t *gemvTask) run(lo, hi int) {
-	mat, ld, cols, x, y := t.mat, t.ld, t.cols, t.x, t.y
-	alpha, beta := t.alpha, t.beta
-	if t.trans {
-		for blk := lo; blk < hi; blk++ {
-			i0 := blk * gemvBlock
-			gemvColumns(mat, ld, x, i0, min(gemvBlock, t.rows-i0), alpha, beta, y[i0:])
-		}
+	if !t.trans {
+		t.kern.dots(t, lo, hi)
 		return
 	}
-	i := lo
-	for ; i+4 <= hi; i += 4 {
-		s0, s1, s2, s3 := gemvDot4(mat[i*ld:i*ld+cols], mat[(i+1)*ld:(i+1)*ld+cols],
-			mat[(i+2)*ld:(i+2)*ld+cols], mat[(i+3)*ld:(i+3)*ld+cols], x)
-		out := y[i : i+4 : i+4]
-		out[0] = gemvUpdate(out[0], s0, alpha, beta)
-		out[1] = gemvUpdate(out[1], s1, alpha, beta)
-		out[2] = gemvUpdate(out[2], s2, alpha, beta)
-		out[3] = gemvUpdate(out[3], s3, alpha, beta)
+	for blk := lo; blk < hi; blk++ {
+		i0 := blk * gemvBlock
+		gemvColumns(t.mat, t.ld, t.x, i0, min(gemvBlock, t.rows-i0), t.alpha, t.beta, t.y[i0:])
 	}
-	for ; i < hi; i++ {
-		y[i] = gemvUpdate(y[i], gemvDot(mat[i*ld:i*ld+cols], x), alpha, beta)
+}
+
+// rowsOf returns the matrix rows of work item g of the dot-product form:
+// the n rows j, j+stride, ..., j+(n-1)*stride. The first gemvGroup * b
+// rows (b = rows / gemvGroup) form gemvGroup bands of b rows, and item
+// g < b takes row g of every band: a kernel going through consecutive
+// items then reads gemvGroup long sequential streams, which the hardware
+// prefetcher follows better than the short runs of a few adjacent rows
+// (a row of a decode weight is a few KiB). The last item takes the
+// rows % gemvGroup rows left, adjacent.
+func (t *gemvTask) rowsOf(g int) (j, stride, n int) {
+	b := t.rows / gemvGroup
+	if g < b {
+		return g, b, gemvGroup
+	}
+	return gemvGroup * b, 1, t.rows - gemvGroup*b
+}
+
+// store sets the outputs of vector i for the matrix rows j, j+stride, ...
+// from their dot products s.
+func (t *gemvTask) store(i, j, stride int, s []float32) {
+	out := t.y[i*t.ldy+j:]
+	for r, v := range s {
+		out[r*stride] = gemvUpdate(out[r*stride], v, t.alpha, t.beta)
+	}
+}
+
+// gemvDotsGo is gemvKernel.dots in pure Go: gemvDot4 for four rows at a
+// time, gemvDot (which sums each row the same way) for the rest.
+func gemvDotsGo(t *gemvTask, lo, hi int) {
+	mat, ld, k := t.mat, t.ld, t.cols
+	var s [gemvGroup]float32
+	for g := lo; g < hi; g++ {
+		j, stride, n := t.rowsOf(g)
+		d := stride * ld // from one row of the item to the next
+		for i := range t.nx {
+			x := t.x[i*t.ldx:][:k]
+			r := 0
+			for ; r+4 <= n; r += 4 {
+				a := (j + r*stride) * ld
+				s[r], s[r+1], s[r+2], s[r+3] = gemvDot4(mat[a:a+k], mat[a+d:a+d+k], mat[a+2*d:a+2*d+k], mat[a+3*d:a+3*d+k], x)
+			}
+			for ; r < n; r++ {
+				a := (j + r*stride) * ld
+				s[r] = gemvDot(mat[a:a+k], x)
+			}
+			t.store(i, j, stride, s[:n])
+		}
 	}
 }
 
