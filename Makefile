@@ -5,7 +5,7 @@ GO ?= go
 PYTHON ?= /opt/pyref/bin/python
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench bench-models
+.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench bench-models bench-compare
 
 ## test: everything CI runs (format check, vet, unit tests, and the CPU backend without assembly)
 test: fmt-check vet unit purego
@@ -29,6 +29,10 @@ build:
 ## bench: GEMM throughput (GFLOP/s) at the sizes docs/benchmarks.md records
 bench:
 	$(GO) test ./backends/cpu -run '^$$' -bench 'MatMul' -benchtime 5x
+
+## bench-compare: densessm side by side with OpenBLAS, a memory-bandwidth probe and PyTorch (~6 min)
+bench-compare:
+	bash bench/compare.sh
 
 ## bench-models: prefill and decode tokens/s of mamba-130m- and DenseRetNet-350M-shaped models
 bench-models:

@@ -40,6 +40,10 @@ func New(opts api.BackendOptions) *Backend {
 // Name returns "cpu".
 func (b *Backend) Name() string { return "cpu" }
 
+// GEMMKernel names the GEMM micro-kernel chosen for this CPU at start-up:
+// "avx512", "avx2" or "generic".
+func (b *Backend) GEMMKernel() string { return gemmBest.name }
+
 // Threads returns the number of goroutines kernels split work across.
 func (b *Backend) Threads() int { return b.threads }
 

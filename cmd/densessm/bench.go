@@ -62,8 +62,9 @@ prints the median of R timed calls and the rate 2MNK/time in GFLOP/s.
 
 It checks 16 entries of the result against a float64 dot product and
 reports the largest error relative to sum |a||b| as max_sample_error (an
-error above 1e-4 fails the command). "kernel" is "unknown": the CPU backend
-does not export which micro-kernel it selected.`,
+error above 1e-4 fails the command). "kernel" names the GEMM micro-kernel
+the backend selected ("avx512", "avx2", "generic"), or "unknown" for a
+backend that does not say.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := positive(map[string]int{"--m": m, "--n": n, "--k": k, "--reps": reps}); err != nil {
@@ -117,7 +118,7 @@ func benchGemm(b api.Backend, m, n, k, reps int) (*gemmReport, error) {
 	return &gemmReport{
 		M: m, N: n, K: k, Threads: b.Threads(), Reps: reps,
 		SecondsMedian: sec, GFLOPS: 2 * float64(m) * float64(n) * float64(k) / sec / 1e9,
-		Kernel: "unknown", MaxSampleError: errMax,
+		Kernel: gemmKernelName(b), MaxSampleError: errMax,
 	}, nil
 }
 
@@ -432,4 +433,13 @@ func ptr[T any](v T) *T { return &v }
 // writeJSON prints v as one line of JSON.
 func writeJSON(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
+}
+
+// gemmKernelName returns the GEMM micro-kernel a backend reports, or
+// "unknown".
+func gemmKernelName(b api.Backend) string {
+	if k, ok := b.(interface{ GEMMKernel() string }); ok {
+		return k.GEMMKernel()
+	}
+	return "unknown"
 }
