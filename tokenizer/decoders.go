@@ -68,19 +68,11 @@ func parseDecoder(raw []byte, depth int) (decoder, error) {
 		}
 		return bpeDecoder{suffix: suffix}, nil
 	case "Sequence":
-		items, err := o.list("decoders")
+		seq, err := parseSequence(o, "decoders", "decoder", func(raw []byte) (decoder, error) { return parseDecoder(raw, depth+1) })
 		if err != nil {
 			return nil, err
 		}
-		seq := make(sequenceDecoder, 0, len(items))
-		for i, item := range items {
-			d, err := parseDecoder(item, depth+1)
-			if err != nil {
-				return nil, fmt.Errorf("decoder %d of sequence: %w", i, err)
-			}
-			seq = append(seq, d)
-		}
-		return seq, nil
+		return sequenceDecoder(seq), nil
 	}
 	return nil, fmt.Errorf("decoder type %q: %w", typ, api.ErrUnsupported)
 }

@@ -378,6 +378,25 @@ func (o object) list(key string) ([]json.RawMessage, error) {
 	return items, err
 }
 
+// parseSequence parses each element of the array value of key with parse,
+// naming the failing element (what and its index) in the error: the
+// "Sequence" of normalizers, pre-tokenizers, post-processors and decoders.
+func parseSequence[T any](o object, key, what string, parse func(raw []byte) (T, error)) ([]T, error) {
+	items, err := o.list(key)
+	if err != nil {
+		return nil, err
+	}
+	seq := make([]T, 0, len(items))
+	for i, item := range items {
+		v, err := parse(item)
+		if err != nil {
+			return nil, fmt.Errorf("%s %d of sequence: %w", what, i, err)
+		}
+		seq = append(seq, v)
+	}
+	return seq, nil
+}
+
 // pattern reads a split pattern: {"String": s} or {"Regex": r}.
 func (o object) pattern(key string) (pattern, error) {
 	var p struct {

@@ -60,19 +60,11 @@ func parseNormalizer(raw []byte, depth int) (normalizer, error) {
 		}
 		return stripNormalizer{left, right}, nil
 	case "Sequence":
-		items, err := o.list("normalizers")
+		seq, err := parseSequence(o, "normalizers", "normalizer", func(raw []byte) (normalizer, error) { return parseNormalizer(raw, depth+1) })
 		if err != nil {
 			return nil, err
 		}
-		seq := make(sequenceNormalizer, 0, len(items))
-		for i, item := range items {
-			n, err := parseNormalizer(item, depth+1)
-			if err != nil {
-				return nil, fmt.Errorf("normalizer %d of sequence: %w", i, err)
-			}
-			seq = append(seq, n)
-		}
-		return seq, nil
+		return sequenceNormalizer(seq), nil
 	}
 	return nil, fmt.Errorf("normalizer type %q: %w", typ, api.ErrUnsupported)
 }

@@ -38,19 +38,11 @@ func parsePostProcessor(raw []byte, depth int) (postProcessor, error) {
 	case "RobertaProcessing", "BertProcessing":
 		return parseClsSep(o, typ == "RobertaProcessing")
 	case "Sequence":
-		items, err := o.list("processors")
+		seq, err := parseSequence(o, "processors", "post-processor", func(raw []byte) (postProcessor, error) { return parsePostProcessor(raw, depth+1) })
 		if err != nil {
 			return nil, err
 		}
-		seq := make(sequenceProcessor, 0, len(items))
-		for i, item := range items {
-			p, err := parsePostProcessor(item, depth+1)
-			if err != nil {
-				return nil, fmt.Errorf("post-processor %d of sequence: %w", i, err)
-			}
-			seq = append(seq, p)
-		}
-		return seq, nil
+		return sequenceProcessor(seq), nil
 	}
 	return nil, fmt.Errorf("post-processor type %q: %w", typ, api.ErrUnsupported)
 }

@@ -87,19 +87,11 @@ func parsePreTokenizer(raw []byte, depth int, needTrack *bool) (preTokenizer, er
 		}
 		return splitPreTokenizer{p: runePattern(isPunctuation), behavior: behavior}, nil
 	case "Sequence":
-		items, err := o.list("pretokenizers")
+		seq, err := parseSequence(o, "pretokenizers", "pre-tokenizer", func(raw []byte) (preTokenizer, error) { return parsePreTokenizer(raw, depth+1, needTrack) })
 		if err != nil {
 			return nil, err
 		}
-		seq := make(sequencePreTokenizer, 0, len(items))
-		for i, item := range items {
-			p, err := parsePreTokenizer(item, depth+1, needTrack)
-			if err != nil {
-				return nil, fmt.Errorf("pre-tokenizer %d of sequence: %w", i, err)
-			}
-			seq = append(seq, p)
-		}
-		return seq, nil
+		return sequencePreTokenizer(seq), nil
 	}
 	return nil, fmt.Errorf("pre-tokenizer type %q: %w", typ, api.ErrUnsupported)
 }
