@@ -21,22 +21,9 @@ func FuzzOpen(f *testing.F) {
 	for _, v := range corruptVariants(f) {
 		f.Add(v.data)
 	}
-	// One file per worker, rewritten in place: much cheaper than creating
-	// or truncating a file per input, which matters when inputs are
-	// minimised.
-	path := filepath.Join(f.TempDir(), "fuzz.safetensors")
-	file, err := os.Create(path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { file.Close() })
+	write := reusableFile(f, "fuzz.safetensors")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := file.WriteAt(data, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := file.Truncate(int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
+		path := write(t, data)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		readAll(t, path)
@@ -68,5 +55,28 @@ func readAll(t *testing.T, path string) {
 		if decodable(info.DType) != (err == nil) || (err == nil && len(vals) != info.Shape.NumElements()) {
 			t.Fatalf("%q: Float32s of %s%v gives %d values, %v", info.Name, info.DType, info.Shape, len(vals), err)
 		}
+	}
+}
+
+// reusableFile returns a function that rewrites one temporary file, called
+// name, with a fuzz input and returns its path: one file per worker,
+// rewritten in place, is much cheaper than creating or truncating a file
+// per input, which matters when inputs are minimised.
+func reusableFile(f *testing.F, name string) func(t *testing.T, data []byte) string {
+	path := filepath.Join(f.TempDir(), name)
+	file, err := os.Create(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { file.Close() })
+	return func(t *testing.T, data []byte) string {
+		t.Helper()
+		if _, err := file.WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := file.Truncate(int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -55,19 +54,9 @@ func FuzzOpenPyTorch(f *testing.F) {
 	for _, c := range refusedCases(f) {
 		f.Add(c.data)
 	}
-	path := filepath.Join(f.TempDir(), "fuzz.bin")
-	file, err := os.Create(path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { file.Close() })
+	write := reusableFile(f, "fuzz.bin")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := file.WriteAt(data, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := file.Truncate(int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
+		path := write(t, data)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		c, err := Open(path)
