@@ -11,13 +11,14 @@ import (
 //
 // The general case is a packed, cache-blocked GEMM in the style of Goto and
 // BLIS: for each panel of NC columns and each block of KC steps of the inner
-// dimension, op(B) is packed into slivers of NR columns (shared by all
-// workers), and each worker packs blocks of at most MC rows of op(A) into
-// slivers of MR rows and multiplies them with a register-blocked MR x NR
-// micro-kernel. Work is split statically over (row block, column chunk)
-// units, and every element of C is accumulated in the same order whatever
-// the split (over the inner steps of one packed block in order, then block
-// after block), so the result does not depend on the number of threads.
+// dimension, op(B) is packed into slivers of NR columns, and then blocks of
+// at most MC rows of op(A) into slivers of MR rows, which a register-blocked
+// MR x NR micro-kernel multiplies. Work is split statically: C is cut into
+// one rectangle per worker, which packs and computes its rectangle alone,
+// so that workers never wait for one another. Every element of C is
+// accumulated in the same order whatever the split (over the inner steps
+// of one packed block in order, then block after block), so the result
+// does not depend on the number of threads.
 //
 // The micro-kernel, and with it MR, NR and the blocking, is chosen once at
 // start-up by CPU features: on amd64, AVX-512 (12x32) if the CPU and OS
@@ -36,8 +37,13 @@ const (
 	// goroutine (about 30 µs of work for the pure-Go kernel, 5 µs for the
 	// SIMD ones).
 	gemmMinWork = 1 << 18
-	// gemmPackGrain is the number of elements worth packing on one goroutine.
-	gemmPackGrain = 1 << 15
+	// gemmScaleGrain is the number of elements worth scaling on one
+	// goroutine.
+	gemmScaleGrain = 1 << 15
+	// gemmPackCost is the cost of packing one element, counted in
+	// multiply-adds of the micro-kernel (a load and a store against a
+	// sixteenth of a cycle), for choosing how to cut C between workers.
+	gemmPackCost = 8
 	// gemvBlock is the number of outputs a transposed matrix-vector product
 	// accumulates at a time (on the stack).
 	gemvBlock = 256
@@ -55,7 +61,6 @@ type gemmKernel struct {
 	kc        int    // inner steps per packed block
 	mc        int    // most rows of a packed A block, a multiple of mr
 	nc        int    // most columns of a packed B panel, a multiple of nr
-	jw        int    // most columns of C in one work unit, a multiple of nr
 
 	// tile sets the mr x nr tile at the start of c (row stride ldc) to
 	// alpha * a b + beta * tile, where a is an mr x kc sliver of packed A
@@ -71,7 +76,7 @@ type gemmKernel struct {
 // L2 and a KC x NC panel of B (3 MiB) in L3.
 var gemmGeneric = &gemmKernel{
 	name: "generic", supported: true,
-	mr: 3, nr: 3, kc: 256, mc: 96, nc: 3072, jw: 192,
+	mr: 3, nr: 3, kc: 256, mc: 96, nc: 3072,
 	tile: gemmKernel3x3,
 }
 
@@ -122,16 +127,27 @@ func gemmSelfTest(kern *gemmKernel) (ok bool) {
 	return diff <= 1e-5*scale
 }
 
-// splitter runs t over [0,n) in static parts of at least grain items:
-// Backend.run, or serial.
-type splitter func(n, grain int, t task)
+// splitter runs t over [0,n) in static parts of at least grain items, at
+// most width of them: a *Backend, or serial.
+type splitter interface {
+	run(n, grain int, t task)
+	width() int
+}
 
-// serial is the splitter that runs everything on the calling goroutine.
-func serial(n, _ int, t task) {
+// serialSplitter is the splitter that runs everything on the calling
+// goroutine.
+type serialSplitter struct{}
+
+func (serialSplitter) run(n, _ int, t task) {
 	if n > 0 {
 		t.run(0, n)
 	}
 }
+
+func (serialSplitter) width() int { return 1 }
+
+// serial runs everything on the calling goroutine.
+var serial serialSplitter
 
 // Pools of packing buffers (*[]float32): one for B panels, one for the A
 // blocks of the workers.
@@ -186,7 +202,7 @@ func sgemmWith(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int,
 func gemmScale(par splitter, m, n int, beta float32, c []float32, ldc int) {
 	t := gemmScaleTasks.get()
 	*t = gemmScaleTask{n: n, beta: beta, c: c, ldc: ldc}
-	par(m, max(1, gemmPackGrain/n), t)
+	par.run(m, max(1, gemmScaleGrain/n), t)
 	gemmScaleTasks.put(t)
 }
 
@@ -222,86 +238,95 @@ func gemmSplit(n, most, unit int) (size, parts int) {
 }
 
 // gemmPacked is the blocked GEMM for the general case (see the file
-// comment), with kernel kern.
+// comment), with kernel kern. C is cut into a grid of rectangles, one per
+// part of par, each computed whole (every inner block, packing its own
+// slices of A and B) by gemmRect: the parts never wait for one another.
 func gemmPacked(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	rows, cols := gemmGrid(kern, min(par.width(), max(1, m*n*k/gemmMinWork)), m, n)
+	t := gemmRectTasks.get()
+	*t = gemmRectTask{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, rows: rows, cols: cols}
+	par.run(rows*cols, 1, t)
+	gemmRectTasks.put(t)
+}
+
+// gemmGrid returns how many rows and columns of rectangles C is cut into
+// for at most parts workers: the grid whose largest rectangle costs least,
+// counting its multiply-adds per inner step and, at gemmPackCost each, the
+// elements of A and B its worker packs per inner step (A is packed once
+// per column of the grid, B once per row).
+func gemmGrid(kern *gemmKernel, parts, m, n int) (rows, cols int) {
+	rowSlivers, colSlivers := ceilDiv(m, kern.mr), ceilDiv(n, kern.nr)
+	best := -1
+	for r := 1; r <= min(parts, rowSlivers); r++ {
+		c := min(parts/r, colSlivers)
+		h, w := ceilDiv(rowSlivers, r)*kern.mr, ceilDiv(colSlivers, c)*kern.nr
+		if cost := h*w + gemmPackCost*(h+w); best < 0 || cost < best {
+			best, rows, cols = cost, r, c
+		}
+	}
+	return rows, cols
+}
+
+// gemmRectTask computes C on a grid of rows x cols rectangles: part u is
+// rectangle (u / cols, u % cols), cut in whole slivers of the kernel.
+type gemmRectTask struct {
+	kern           *gemmKernel
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+	rows, cols     int
+}
+
+var gemmRectTasks taskPool[gemmRectTask]
+
+func (t *gemmRectTask) run(lo, hi int) {
+	mr, nr := t.kern.mr, t.kern.nr
+	rowSlivers, colSlivers := ceilDiv(t.m, mr), ceilDiv(t.n, nr)
+	for u := lo; u < hi; u++ {
+		r, c := u/t.cols, u%t.cols
+		i0, i1 := min(t.m, r*rowSlivers/t.rows*mr), min(t.m, (r+1)*rowSlivers/t.rows*mr)
+		j0, j1 := min(t.n, c*colSlivers/t.cols*nr), min(t.n, (c+1)*colSlivers/t.cols*nr)
+		if i0 < i1 && j0 < j1 {
+			gemmRect(t.kern, t.transA, t.transB, i0, i1, j0, j1, t.k, t.alpha, t.a, t.lda, t.b, t.ldb, t.beta, t.c, t.ldc)
+		}
+	}
+}
+
+// gemmRect computes rows [i0, i1) and columns [j0, j1) of C on the calling
+// goroutine: for each panel of NC columns and each block of KC inner steps
+// it packs the panel's slice of op(B), then, block of MC rows after block,
+// the rows' slice of op(A), and multiplies them with gemmMacro.
+func gemmRect(kern *gemmKernel, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
-	// Even row blocks, so that workers get even shares of a short C.
-	mc, blocks := gemmSplit(m, kern.mc, mr)
-	bufB := gemmBuffer(&gemmPoolB, min(k, kern.kc)*roundUp(min(n, kern.nc), nr))
-	defer gemmPoolB.Put(bufB)
-	for j0 := 0; j0 < n; j0 += kern.nc {
-		nc := min(kern.nc, n-j0)
-		slivers := ceilDiv(nc, nr)
-		jw, chunks := gemmSplit(nc, kern.jw, nr)
+	// Even row blocks, so that no block is a sliver or two.
+	mc, _ := gemmSplit(i1-i0, kern.mc, mr)
+	bufB := gemmBuffer(&gemmPoolB, min(k, kern.kc)*roundUp(min(j1-j0, kern.nc), nr))
+	bufA := gemmBuffer(&gemmPoolA, mc*min(k, kern.kc)+mr*nr)
+	edge := (*bufA)[len(*bufA)-mr*nr:]
+	for jp := j0; jp < j1; jp += kern.nc {
+		nc := min(kern.nc, j1-jp)
 		for p0 := 0; p0 < k; p0 += kern.kc {
 			kc := min(kern.kc, k-p0)
-			bp := (*bufB)[:slivers*nr*kc]
-			pb := gemmPackBTasks.get()
-			*pb = gemmPackBTask{bp: bp, b: b, ldb: ldb, transB: transB, nr: nr, p0: p0, kc: kc, j0: j0, nc: nc}
-			par(slivers, max(1, gemmPackGrain/(kc*nr)), pb)
-			gemmPackBTasks.put(pb)
+			bp := (*bufB)[:roundUp(nc, nr)*kc]
+			gemmPackB(bp, b, ldb, transB, nr, p0, kc, jp, nc)
 			// Blocks after the first add to what the first one stored.
 			bet := beta
 			if p0 > 0 {
 				bet = 1
 			}
-			unitWork := min(m, mc) * kc * min(nc, jw)
-			mt := gemmMacroTasks.get()
-			*mt = gemmMacroTask{kern: kern, a: a, lda: lda, transA: transA, m: m, mc: mc, chunks: chunks, jw: jw,
-				p0: p0, kc: kc, j0: j0, nc: nc, bp: bp, c: c, ldc: ldc, alpha: alpha, beta: bet}
-			par(blocks*chunks, max(1, gemmMinWork/unitWork), mt)
-			gemmMacroTasks.put(mt)
+			for ip := i0; ip < i1; ip += mc {
+				h := min(mc, i1-ip)
+				ap := (*bufA)[:roundUp(h, mr)*kc]
+				gemmPackA(ap, a, lda, transA, mr, ip, h, p0, kc)
+				gemmMacro(kern, kc, ap, bp, h, nc, c[ip*ldc+jp:], ldc, alpha, bet, edge)
+			}
 		}
-	}
-}
-
-// gemmPackBTask packs slivers of a KC x NC panel of op(B) (see gemmPackB).
-type gemmPackBTask struct {
-	bp, b                   []float32
-	ldb, nr, p0, kc, j0, nc int
-	transB                  bool
-}
-
-var gemmPackBTasks taskPool[gemmPackBTask]
-
-func (t *gemmPackBTask) run(lo, hi int) {
-	gemmPackB(t.bp, t.b, t.ldb, t.transB, t.nr, t.p0, t.kc, t.j0, t.nc, lo, hi)
-}
-
-// gemmMacroTask computes work units of one KC step of the packed GEMM: unit
-// u is row block u/chunks (MC rows of A, packed by the worker) times column
-// chunk u%chunks (jw columns of the packed B panel bp).
-type gemmMacroTask struct {
-	kern              *gemmKernel
-	a, bp, c          []float32
-	lda, ldc          int
-	transA            bool
-	m, mc, chunks, jw int
-	p0, kc, j0, nc    int
-	alpha, beta       float32
-}
-
-var gemmMacroTasks taskPool[gemmMacroTask]
-
-func (t *gemmMacroTask) run(lo, hi int) {
-	mr, nr := t.kern.mr, t.kern.nr
-	// The packed A block, then room for one edge tile.
-	bufA := gemmBuffer(&gemmPoolA, t.mc*t.kc+mr*nr)
-	ap, edge := (*bufA)[:t.mc*t.kc], (*bufA)[t.mc*t.kc:]
-	packed := -1
-	for u := lo; u < hi; u++ {
-		blk, chunk := u/t.chunks, u%t.chunks
-		i0 := blk * t.mc
-		h := min(t.mc, t.m-i0)
-		if blk != packed {
-			gemmPackA(ap, t.a, t.lda, t.transA, mr, i0, h, t.p0, t.kc)
-			packed = blk
-		}
-		jlo := chunk * t.jw
-		jhi := min(t.nc, jlo+t.jw)
-		gemmMacro(t.kern, t.kc, ap, t.bp, h, jlo, jhi, t.c[i0*t.ldc+t.j0:], t.ldc, t.alpha, t.beta, edge)
 	}
 	gemmPoolA.Put(bufA)
+	gemmPoolB.Put(bufB)
 }
 
 // roundUp rounds n up to a multiple of m.
@@ -317,7 +342,7 @@ func gemmPackA(dst, a []float32, lda int, transA bool, mr, i0, mc, p0, kc int) {
 	slivers := ceilDiv(mc, mr)
 	if transA {
 		// op(A)[i, p] = a[p*lda + i]: the rows of one step are adjacent.
-		gemmPackRuns(dst, a[p0*lda+i0:], lda, mr, mc, kc, 0, slivers)
+		gemmPackRuns(dst, a[p0*lda+i0:], lda, mr, mc, kc)
 		return
 	}
 	// op(A)[i, p] = a[i*lda + p]: the steps of one row are adjacent.
@@ -327,33 +352,32 @@ func gemmPackA(dst, a []float32, lda int, transA bool, mr, i0, mc, p0, kc int) {
 	}
 }
 
-// gemmPackB packs slivers [lo, hi) of the panel of op(B) made of inner
-// steps [p0, p0+kc) and columns [j0, j0+nc) into dst as slivers of nr
-// columns: element (p, c) of sliver s goes to dst[s*nr*kc + p*nr + c].
+// gemmPackB packs the panel of op(B) made of inner steps [p0, p0+kc) and
+// columns [j0, j0+nc) into dst as slivers of nr columns: element (p, c) of sliver s goes to dst[s*nr*kc + p*nr + c].
 // Columns past nc are zero.
-func gemmPackB(dst, b []float32, ldb int, transB bool, nr, p0, kc, j0, nc, lo, hi int) {
+func gemmPackB(dst, b []float32, ldb int, transB bool, nr, p0, kc, j0, nc int) {
 	if !transB {
 		// op(B)[p, j] = b[p*ldb + j]: the columns of one step are adjacent.
-		gemmPackRuns(dst, b[p0*ldb+j0:], ldb, nr, nc, kc, lo, hi)
+		gemmPackRuns(dst, b[p0*ldb+j0:], ldb, nr, nc, kc)
 		return
 	}
 	// op(B)[p, j] = b[j*ldb + p]: the steps of one column are adjacent.
-	for s := lo; s < hi; s++ {
+	for s := range ceilDiv(nc, nr) {
 		j := j0 + s*nr
 		gemmPackCols(dst[s*nr*kc:(s+1)*nr*kc], b[j*ldb+p0:], ldb, nr, min(nr, nc-s*nr), kc)
 	}
 }
 
-// gemmPackRuns packs slivers [lo, hi) of w columns of the kc x n matrix
+// gemmPackRuns packs, in slivers of w columns, the kc x n matrix
 // whose element (p, x) is src[p*ld + x]: element (p, c) of sliver s goes to
 // dst[s*w*kc + p*w + c], and columns past n are zero. It reads the matrix
 // row after row (walking down a column instead would touch a new page at
 // every step).
-func gemmPackRuns(dst, src []float32, ld, w, n, kc, lo, hi int) {
-	full := max(lo, min(hi, n/w)) // slivers [lo, full) have all w columns
+func gemmPackRuns(dst, src []float32, ld, w, n, kc int) {
+	full := n / w // slivers [0, full) have all w columns
 	for p := range kc {
 		row := src[p*ld : p*ld+n]
-		for s := lo; s < full; s++ {
+		for s := range full {
 			dp := dst[s*w*kc+p*w : s*w*kc+p*w+w]
 			if w < 16 {
 				// A loop beats a call to memmove on runs this short.
@@ -364,7 +388,7 @@ func gemmPackRuns(dst, src []float32, ld, w, n, kc, lo, hi int) {
 				copy(dp, row[s*w:])
 			}
 		}
-		if full < hi {
+		if full*w < n {
 			dp := dst[full*w*kc+p*w : full*w*kc+p*w+w]
 			clear(dp[copy(dp, row[full*w:]):])
 		}
@@ -403,17 +427,16 @@ func gemmPackCols(d, src []float32, ld, w, n, kc int) {
 	}
 }
 
-// gemmMacro multiplies a packed A block (mc rows) with the packed B slivers
-// covering columns [jlo, jhi) of the panel (jlo a multiple of nr), updating
-// C (c starts at the block's first row and the panel's first column):
+// gemmMacro multiplies a packed A block (mc rows) with a packed B panel
+// (nc columns), updating C (c starts at the block's first row and the panel's first column):
 // C = alpha * A B + beta * C. edge is scratch for one mr x nr tile: a tile
 // that C cuts short goes through it, so that it gets the same arithmetic
 // as a whole one.
-func gemmMacro(kern *gemmKernel, kc int, ap, bp []float32, mc, jlo, jhi int, c []float32, ldc int, alpha, beta float32, edge []float32) {
+func gemmMacro(kern *gemmKernel, kc int, ap, bp []float32, mc, nc int, c []float32, ldc int, alpha, beta float32, edge []float32) {
 	mr, nr := kern.mr, kern.nr
 	edge = edge[:mr*nr]
-	for jr := jlo; jr < jhi; jr += nr {
-		w := min(nr, jhi-jr)
+	for jr := 0; jr < nc; jr += nr {
+		w := min(nr, nc-jr)
 		bs := bp[jr*kc : (jr+nr)*kc]
 		for ir := 0; ir < mc; ir += mr {
 			h := min(mr, mc-ir)

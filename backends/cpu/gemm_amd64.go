@@ -20,17 +20,16 @@ import xcpu "golang.org/x/sys/cpu"
 //     cover the FMA latency on two pipes. KC = 256 keeps the B sliver at
 //     16 KiB; MC = 192 makes the A block 192 KiB.
 //
-// NC = 3072 (a panel of at most 3 MiB) and work units of at most 192
-// columns, as for the generic kernel.
+// NC = 3072 (a panel of at most 3 MiB), as for the generic kernel.
 var gemmArchKernels = []*gemmKernel{
 	{
 		name: "avx512", supported: xcpu.X86.HasAVX512F,
-		mr: 12, nr: 32, kc: 128, mc: 192, nc: 3072, jw: 192,
+		mr: 12, nr: 32, kc: 128, mc: 192, nc: 3072,
 		tile: gemmTileAVX512,
 	},
 	{
 		name: "avx2", supported: xcpu.X86.HasAVX2 && xcpu.X86.HasFMA,
-		mr: 6, nr: 16, kc: 256, mc: 192, nc: 3072, jw: 192,
+		mr: 6, nr: 16, kc: 256, mc: 192, nc: 3072,
 		tile: gemmTileAVX2,
 	},
 }

@@ -124,7 +124,7 @@ func TestGEMMKernels(t *testing.T) {
 		}
 	}
 	for _, kern := range gemmKernels {
-		if kern.mr < 1 || kern.nr < 1 || kern.kc < 1 || kern.mc%kern.mr != 0 || kern.nc%kern.nr != 0 || kern.jw%kern.nr != 0 {
+		if kern.mr < 1 || kern.nr < 1 || kern.kc < 1 || kern.mc%kern.mr != 0 || kern.nc%kern.nr != 0 {
 			t.Errorf("%s: bad blocking %+v", kern.name, *kern)
 		}
 	}
@@ -166,7 +166,7 @@ func TestSGEMM(t *testing.T) {
 						}
 						want := naiveGEMM(ta, tb, m, n, k, float64(sc.alpha), a, lda, b, ldb, float64(sc.beta), c, ldc)
 						old := append([]float32(nil), c...)
-						sgemmWith(kern, be.run, ta, tb, m, n, k, sc.alpha, a, lda, b, ldb, sc.beta, c, ldc)
+						sgemmWith(kern, be, ta, tb, m, n, k, sc.alpha, a, lda, b, ldb, sc.beta, c, ldc)
 						name := fmt.Sprintf("threads=%d transA=%v transB=%v m=%d n=%d k=%d alpha=%v beta=%v pad=%d",
 							threads, ta, tb, m, n, k, sc.alpha, sc.beta, pad)
 						if e := gemmRel(c, ldc, want, m, n); e > 1e-5 {
@@ -228,13 +228,13 @@ func TestSGEMMLarge(t *testing.T) {
 	forEachKernel(t, func(t *testing.T, kern *gemmKernel) {
 		for _, tc := range cases {
 			c1 := append([]float32(nil), tc.c0...)
-			sgemmWith(kern, one.run, tc.ta, tc.tb, tc.m, tc.n, tc.k, 1.5, tc.a, tc.lda, tc.b, tc.ldb, -0.5, c1, tc.n)
+			sgemmWith(kern, one, tc.ta, tc.tb, tc.m, tc.n, tc.k, 1.5, tc.a, tc.lda, tc.b, tc.ldb, -0.5, c1, tc.n)
 			if e := gemmRel(c1, tc.n, tc.want, tc.m, tc.n); e > 1e-5 {
 				t.Errorf("%s: relative error %.3g", tc.name, e)
 			}
 			for _, be := range []*Backend{two, three} {
 				cx := append([]float32(nil), tc.c0...)
-				sgemmWith(kern, be.run, tc.ta, tc.tb, tc.m, tc.n, tc.k, 1.5, tc.a, tc.lda, tc.b, tc.ldb, -0.5, cx, tc.n)
+				sgemmWith(kern, be, tc.ta, tc.tb, tc.m, tc.n, tc.k, 1.5, tc.a, tc.lda, tc.b, tc.ldb, -0.5, cx, tc.n)
 				for i := range c1 {
 					if math.Float32bits(c1[i]) != math.Float32bits(cx[i]) {
 						t.Errorf("%s: 1 and %d threads differ at %d: %v vs %v", tc.name, be.Threads(), i, c1[i], cx[i])
@@ -252,20 +252,20 @@ func TestSGEMMDegenerate(t *testing.T) {
 	be := New(api.BackendOptions{Threads: 2})
 	nan := float32(math.NaN())
 	c := []float32{1, 2, 3, 4, 5, 6}
-	sgemm(be.run, false, false, 2, 3, 0, 1, nil, 0, nil, 3, 2, c, 3)
+	sgemm(be, false, false, 2, 3, 0, 1, nil, 0, nil, 3, 2, c, 3)
 	for i, v := range c {
 		if v != float32(2*(i+1)) {
 			t.Fatalf("k=0, beta=2: C = %v", c)
 		}
 	}
-	sgemm(be.run, false, false, 2, 3, 2, 0, []float32{nan, nan, nan, nan}, 2, []float32{nan, nan, nan, nan, nan, nan}, 3, 0, c, 3)
+	sgemm(be, false, false, 2, 3, 2, 0, []float32{nan, nan, nan, nan}, 2, []float32{nan, nan, nan, nan, nan, nan}, 3, 0, c, 3)
 	for _, v := range c {
 		if v != 0 {
 			t.Fatalf("alpha=0, beta=0: C = %v, want zeros", c)
 		}
 	}
-	sgemm(be.run, true, true, 0, 3, 2, 1, nil, 0, make([]float32, 6), 2, 0, nil, 3)
-	sgemm(be.run, true, true, 3, 0, 2, 1, make([]float32, 6), 3, nil, 2, 0, nil, 0)
+	sgemm(be, true, true, 0, 3, 2, 1, nil, 0, make([]float32, 6), 2, 0, nil, 3)
+	sgemm(be, true, true, 3, 0, 2, 1, make([]float32, 6), 3, nil, 2, 0, nil, 0)
 }
 
 // BenchmarkSGEMMKernels measures each kernel on one thread (GFLOP/s) on

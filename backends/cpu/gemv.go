@@ -84,7 +84,7 @@ func gemvWith(kern *gemvKernel, par splitter, trans bool, rows, cols int, alpha 
 	*t = gemvTask{kern: kern, trans: trans, rows: rows, cols: cols, alpha: alpha, beta: beta,
 		mat: mat, ld: ld, x: x, ldx: ldx, nx: nx, y: y, ldy: ldy}
 	n, grain := t.split()
-	par(n, grain, t)
+	par.run(n, grain, t)
 	gemvTasks.put(t)
 }
 

@@ -40,7 +40,7 @@ func TestGEMVGuardPage(t *testing.T) {
 					copy(x, randF32(r, nx*cols))
 					y := make([]float32, nx*rows)
 					want := naiveGEMV(rows, cols, 1, mat, cols, x, cols, nx, 0, y, rows)
-					gemvWith(kern, be.run, false, rows, cols, 1, mat, cols, x, cols, nx, 0, y, rows)
+					gemvWith(kern, be, false, rows, cols, 1, mat, cols, x, cols, nx, 0, y, rows)
 					if e := gemmRel(y, rows, want, nx, rows); e > 1e-5 {
 						t.Errorf("rows=%d cols=%d nx=%d: relative error %.3g", rows, cols, nx, e)
 					}

@@ -107,7 +107,7 @@ func TestGEMVDots(t *testing.T) {
 					}
 				}
 				want := naiveGEMV(rows, cols, float64(sc.alpha), mat, ld, x, ldx, nx, float64(sc.beta), y, ldy)
-				gemvWith(kern, be.run, false, rows, cols, sc.alpha, mat, ld, x, ldx, nx, sc.beta, y, ldy)
+				gemvWith(kern, be, false, rows, cols, sc.alpha, mat, ld, x, ldx, nx, sc.beta, y, ldy)
 				name := fmt.Sprintf("threads=%d rows=%d cols=%d nx=%d alpha=%v beta=%v pad=%d",
 					threads, rows, cols, nx, sc.alpha, sc.beta, pad)
 				if e := gemmRel(y, ldy, want, nx, rows); e > 1e-5 {
@@ -149,12 +149,12 @@ func TestGEMVReproducible(t *testing.T) {
 		for _, be := range backends {
 			for n := 1; n <= nx; n++ {
 				got := make([]float32, n*rows)
-				gemvWith(kern, be.run, false, rows, cols, 1, mat, cols, x, cols, n, 0, got, rows)
+				gemvWith(kern, be, false, rows, cols, 1, mat, cols, x, cols, n, 0, got, rows)
 				same(fmt.Sprintf("threads=%d, %d vectors", be.Threads(), n), got, want[:n*rows])
 			}
 			one := make([]float32, rows)
 			for i := range nx {
-				gemvWith(kern, be.run, false, rows, cols, 1, mat, cols, x[i*cols:], 0, 1, 0, one, 0)
+				gemvWith(kern, be, false, rows, cols, 1, mat, cols, x[i*cols:], 0, 1, 0, one, 0)
 				same(fmt.Sprintf("threads=%d, vector %d alone", be.Threads(), i), one, want[i*rows:(i+1)*rows])
 			}
 		}
@@ -181,14 +181,14 @@ func TestGEMVBatchedSGEMM(t *testing.T) {
 		a, b := randF32(r, m*k), randF32(r, n*k)
 		c0 := randF32(r, m*n)
 		c := append([]float32(nil), c0...)
-		sgemm(be.run, false, true, m, n, k, 1.5, a, k, b, k, -0.5, c, n)
+		sgemm(be, false, true, m, n, k, 1.5, a, k, b, k, -0.5, c, n)
 		want := naiveGEMM(false, true, m, n, k, 1.5, a, k, b, k, -0.5, c0, n)
 		if e := gemmRel(c, n, want, m, n); e > 1e-5 {
 			t.Errorf("m=%d: relative error %.3g", m, e)
 		}
 		for i := range m {
 			row := append([]float32(nil), c0[i*n:(i+1)*n]...)
-			sgemm(be.run, false, true, 1, n, k, 1.5, a[i*k:], k, b, k, -0.5, row, n)
+			sgemm(be, false, true, 1, n, k, 1.5, a[i*k:], k, b, k, -0.5, row, n)
 			for j := range n {
 				if math.Float32bits(row[j]) != math.Float32bits(c[i*n+j]) {
 					t.Errorf("m=%d: C[%d,%d] = %v, the one-row product gives %v", m, i, j, c[i*n+j], row[j])
@@ -223,11 +223,11 @@ func BenchmarkGEMV(b *testing.B) {
 				}
 				for _, kern := range gemvKernels {
 					if kern.supported {
-						bench(kern.name, func() { gemvWith(kern, be.run, false, rows, cols, 1, mat, cols, x, cols, nx, 0, y, rows) })
+						bench(kern.name, func() { gemvWith(kern, be, false, rows, cols, 1, mat, cols, x, cols, nx, 0, y, rows) })
 					}
 				}
 				if nx > 1 {
-					bench("packed", func() { gemmPacked(gemmBest, be.run, false, true, nx, rows, cols, 1, x, cols, mat, cols, 0, y, rows) })
+					bench("packed", func() { gemmPacked(gemmBest, be, false, true, nx, rows, cols, 1, x, cols, mat, cols, 0, y, rows) })
 				}
 			}
 		}
@@ -261,7 +261,7 @@ func BenchmarkMemoryBandwidth(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("gemv/threads=%d", threads), func(b *testing.B) {
 			for b.Loop() {
-				gemv(be.run, false, rows, cols, 1, mat, cols, ones, 0, y)
+				gemv(be, false, rows, cols, 1, mat, cols, ones, 0, y)
 			}
 			report(b)
 		})

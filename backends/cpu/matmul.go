@@ -106,5 +106,5 @@ func (b *Backend) matmulSmall(p matmulBatch, nb int) {
 
 // matmulOne computes product i of p split across the workers.
 func (b *Backend) matmulOne(p *matmulBatch, i int) {
-	p.sgemm(b.run, i)
+	p.sgemm(b, i)
 }

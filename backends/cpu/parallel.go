@@ -163,3 +163,6 @@ func (b *Backend) parallel(n int, fn func(lo, hi int)) {
 func (b *Backend) parallelGrain(n, grain int, fn func(lo, hi int)) {
 	b.run(n, grain, funcTask(fn))
 }
+
+// width returns the most parts run splits work into: the thread count.
+func (b *Backend) width() int { return b.threads }

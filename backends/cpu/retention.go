@@ -233,7 +233,7 @@ func (w *retWork) put() {
 // split over w.be's workers.
 func (w *retWork) mul(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if w.be != nil {
-		sgemm(w.be.run, transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+		sgemm(w.be, transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	sgemm(serial, transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
