@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Kernels split their work into at most Threads contiguous parts of a fixed
@@ -69,19 +70,57 @@ var (
 	startsPool sync.Once
 )
 
+// spinTime is how long a worker with nothing to do, or a caller waiting for
+// its parts, keeps looking before it sleeps. A decode step calls a hundred
+// small parallel kernels in a row; waking a sleeping thread for each (tens
+// of microseconds) would cost more than the kernels' work.
+const spinTime = 50 * time.Microsecond
+
 // startWorkers starts the shared workers: one per CPU, beside the callers.
 func startWorkers() {
 	startsPool.Do(func() {
 		n := runtime.NumCPU()
 		jobs = make(chan job, 64*n)
 		for range n {
-			go func() {
-				for j := range jobs {
-					j.exec()
-				}
-			}()
+			go work()
 		}
 	})
+}
+
+// work runs queued parts forever, spinning for spinTime after each before
+// it sleeps.
+func work() {
+	for {
+		if j, ok := spinForJob(nil); ok {
+			j.exec()
+			continue
+		}
+		(<-jobs).exec()
+	}
+}
+
+// spinForJob looks for a queued part for up to spinTime, or until g (when
+// not nil) has no part left running, yielding the processor between looks
+// so that the goroutine it is spinning for can run. It reports whether it
+// took a part.
+func spinForJob(g *group) (job, bool) {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case j := <-jobs:
+			return j, true
+		default:
+		}
+		if g != nil && g.pending.Load() == 0 {
+			return job{}, false
+		}
+		if i == 0 {
+			start = time.Now()
+		} else if time.Since(start) > spinTime {
+			return job{}, false
+		}
+		runtime.Gosched()
+	}
 }
 
 // exec runs the part, records a panic, and signals the group when it is the
@@ -90,6 +129,22 @@ func (j job) exec() {
 	j.g.runPart(j.t, j.lo, j.hi)
 	if j.g.pending.Add(-1) == 0 {
 		j.g.done <- struct{}{}
+	}
+}
+
+// wait helps with queued parts (of this call or any other) until the last
+// queued part of g has ended.
+func (g *group) wait() {
+	for {
+		j, ok := spinForJob(g)
+		if !ok {
+			select {
+			case <-g.done:
+				return
+			case j = <-jobs:
+			}
+		}
+		j.exec()
 	}
 }
 
@@ -135,14 +190,7 @@ func (b *Backend) run(n, grain int, t task) {
 		}
 	}
 	g.runPart(t, 0, n/parts)
-	for waiting := true; waiting; {
-		select {
-		case <-g.done:
-			waiting = false
-		case j := <-jobs:
-			j.exec()
-		}
-	}
+	g.wait()
 	p := g.panic
 	g.panic = nil
 	groups.Put(g)
