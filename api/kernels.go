@@ -289,7 +289,9 @@ type Kernels interface {
 
 	// Retention computes retention in the given form (see RetentionArgs):
 	// o [B,H,T,dv] and, for the chunkwise and recurrent forms when sT is not
-	// nil, the state after the last token, sT [B,H,dk,dv].
+	// nil, the state after the last token, sT [B,H,dk,dv]. sT may be in.S0:
+	// the state is then advanced in place (a decode step does, to read and
+	// write its state once).
 	Retention(form RetentionForm, o, sT Tensor, in RetentionArgs)
 	// RetentionGrad sets the gradients of Retention's inputs from do and,
 	// for the chunkwise and recurrent forms, dsT (nil for zero).

@@ -80,7 +80,6 @@ type stepBuffers struct {
 	o3      api.Tensor   // [B,H,dv] view of o
 	on      api.Tensor   // [B,H,dv] group-normed output
 	on2     api.Tensor   // [B,Dv] view of on
-	sNext   api.Tensor   // [B,H,dk,dv]
 	logits  api.Tensor   // [B,V]
 
 	f1, f2 api.Tensor // RetNet: FFN hidden [B,ffn]
@@ -99,7 +98,7 @@ func (m *Model) newStepBuffers(batch int) *stepBuffers {
 	s := &stepBuffers{
 		ids: tokens.NewStep(b, B),
 		h:   f(B, d), u: f(B, d), y: f(B, d), q: f(B, Dqk), k: f(B, Dqk), v: f(B, Dv), g: f(B, Dv),
-		o: f(B, H, 1, dv), on: f(B, H, dv), sNext: f(B, H, dk, dv), logits: f(B, c.VocabSize),
+		o: f(B, H, 1, dv), on: f(B, H, dv), logits: f(B, c.VocabSize),
 	}
 	s.q4, s.k4, s.v4 = b.Reshape(s.q, B, H, 1, dk), b.Reshape(s.k, B, H, 1, dk), b.Reshape(s.v, B, H, 1, dv)
 	s.o3, s.on2 = b.Reshape(s.o, B, H, dv), b.Reshape(s.on, B, Dv)
@@ -240,10 +239,10 @@ func (m *Model) retainStep(st *State, i int, gn *nn.Var) {
 	b, sb := m.b, st.step
 	b.Rotary(sb.q4, sb.q4, m.theta, st.pos, false)
 	b.Rotary(sb.k4, sb.k4, m.theta, st.pos, false)
-	b.Retention(api.RetentionRecurrent, sb.o, sb.sNext, api.RetentionArgs{
+	// The state advances in place: it is read and written once.
+	b.Retention(api.RetentionRecurrent, sb.o, st.s[i], api.RetentionArgs{
 		Q: sb.q4, K: sb.k4, V: sb.v4, S0: st.s[i], Gamma: m.gamma, Offset: st.pos,
 	})
-	st.s[i], sb.sNext = sb.sNext, st.s[i]
 	var w api.Tensor
 	if gn != nil {
 		w = gn.Value()

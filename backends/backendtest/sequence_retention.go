@@ -225,6 +225,13 @@ func seqTestRetention(t *testing.T, be api.Backend) {
 					checkRel(t, "sT", sT, want[c.nV():], RelTol)
 					o, _ = seqRetRun(be, f.form, c, in, false)
 					checkRel(t, "o (sT nil)", o, want[:c.nV()], RelTol)
+					if in.S0 != nil {
+						// The state advanced in place: sT is S0.
+						oT := seqGarbage(be, c.B, c.H, c.T, c.dv)
+						be.Retention(f.form, oT, in.S0, in)
+						checkRel(t, "o (sT = S0)", download(oT), want[:c.nV()], RelTol)
+						checkRel(t, "sT = S0", download(in.S0), want[c.nV():], RelTol)
+					}
 				})
 			}
 		}

@@ -195,8 +195,9 @@ type retWork struct {
 }
 
 // get takes scratch for the kernel described by r and form from the pools
-// (put gives it back). grad asks for a backward pass's scratch; the
-// recurrent form's backward pass works in chunks.
+// (put gives it back): the parallel and chunkwise forms, and grad, a
+// backward pass's scratch (the recurrent form's backward pass works in
+// chunks; its forward pass needs no scratch of this kind).
 func (w *retWork) get(r *retData, form api.RetentionForm, grad bool) {
 	var rows, nPow, nS, nG, nStates, nA, nDA, nX int
 	switch {
@@ -212,8 +213,6 @@ func (w *retWork) get(r *retData, form api.RetentionForm, grad bool) {
 		if grad {
 			nG, nStates, nDA = nS, ceilDiv(r.T, max(rows, 1))*nS, nA
 		}
-	default: // the recurrent form's forward pass
-		nS = r.dk * r.dv
 	}
 	w.buf32 = retScratch32.get(nS + nG + nStates + nA + nDA + nX)
 	w.buf64 = retScratch64.get(nPow + 3*rows)
@@ -267,10 +266,12 @@ func (b *Backend) Retention(form api.RetentionForm, o, sT api.Tensor, in api.Ret
 	if st != nil {
 		rt.sT = st.f32
 	}
-	if form != api.RetentionRecurrent {
+	if form == api.RetentionRecurrent {
+		b.retentionRecurrent(rt)
+	} else {
 		rt.be = b.splitProducts(r.B * r.H)
+		b.run(r.B*r.H, 1, rt)
 	}
-	b.run(r.B*r.H, 1, rt)
 	retentionTasks.put(rt)
 }
 
@@ -303,9 +304,6 @@ func (rt *retentionTask) run(lo, hi int) {
 			for t0 := 0; t0 < r.T; t0 += r.chunk {
 				h.chunk(out, S, t0, min(r.chunk, r.T-t0), &w)
 			}
-		case api.RetentionRecurrent:
-			h.initState(S)
-			h.recurrent(out, S)
 		}
 		if rt.sT != nil {
 			copy(rt.sT[bh*r.dk*r.dv:], S)
@@ -313,14 +311,64 @@ func (rt *retentionTask) run(lo, hi int) {
 	}
 }
 
-// recurrent runs the recurrent form token by token, advancing S [dk,dv]
-// from S_{offset-1} and writing o [T,dv]:
+// retColumns is the number of state columns in a unit of work of the
+// recurrent form, a multiple of 8 (see retStepRow): a head's state is read
+// and written once per token, so the heads of a decode step are cut into
+// column blocks to spread that traffic over every worker.
+const retColumns = 256
+
+// retentionRecurrent runs the recurrent form of rt (see Retention) over
+// units of retColumns columns of one head's state and output, which are
+// independent: unit u is columns [c*retColumns, ...) of head u / blocks,
+// c = u % blocks.
+func (b *Backend) retentionRecurrent(rt *retentionTask) {
+	r := &rt.r
+	if r.T == 0 { // no token: the state passes through
+		if rt.sT != nil && r.s0 != nil {
+			copy(rt.sT, r.s0)
+		} else if rt.sT != nil {
+			clear(rt.sT)
+		}
+		return
+	}
+	blocks := ceilDiv(r.dv, retColumns)
+	b.run(r.B*r.H*blocks, max(1, minGrain/max(1, r.T*r.dk*retColumns)), (*retRecurrentTask)(rt))
+}
+
+// retRecurrentTask is Retention's recurrent form over column units (see
+// retentionRecurrent).
+type retRecurrentTask retentionTask
+
+func (rt *retRecurrentTask) run(lo, hi int) {
+	r := &rt.r
+	blocks := ceilDiv(r.dv, retColumns)
+	var scratch *[]float32
+	if rt.sT == nil {
+		scratch = retScratch32.get(r.dk * retColumns)
+		defer retScratch32.put(scratch)
+	}
+	for u := lo; u < hi; u++ {
+		bh, j0 := u/blocks, u%blocks*retColumns
+		h := r.head(bh)
+		out := rt.out[bh*r.T*r.dv : (bh+1)*r.T*r.dv]
+		if rt.sT != nil {
+			h.recurrent(out, rt.sT[bh*r.dk*r.dv+j0:(bh+1)*r.dk*r.dv], r.dv, j0, min(r.dv, j0+retColumns))
+		} else {
+			h.recurrent(out, *scratch, retColumns, j0, min(r.dv, j0+retColumns))
+		}
+	}
+}
+
+// recurrent runs the recurrent form token by token on columns [j0, j1) of
+// the state and of o [T,dv], advancing from the head's S0 (zero when it
+// has none) into S, which holds row a of those columns at S[a*ld:] (S may
+// be the same memory as the S0 columns):
 //
 //	S_p = S_{p-1} gamma sqrt(s_{p-1}/s_p) + k_p^T v_p / sqrt(s_p),  o_p = q_p S_p
 //
 // At p = 0 there is no previous state term.
-func (h *retHead) recurrent(o, S []float32) {
-	dv := h.dv
+func (h *retHead) recurrent(o, S []float32, ld, j0, j1 int) {
+	w := j1 - j0
 	for t := range h.T {
 		p := h.offset + t
 		sp := h.s(p)
@@ -329,25 +377,36 @@ func (h *retHead) recurrent(o, S []float32) {
 		if p > 0 {
 			alpha = float32(h.gamma * math.Sqrt(h.s(p-1)/sp))
 		}
-		kt, vt := h.kRow(t), h.vRow(t)
-		for a := range h.dk {
-			row := S[a*dv : (a+1)*dv]
-			ka := float32(beta * float64(kt[a]))
-			if p > 0 {
-				for j := range row {
-					row[j] = alpha*row[j] + ka*vt[j]
-				}
-			} else {
-				for j := range row {
-					row[j] = ka * vt[j]
-				}
-			}
-		}
-		ot := o[t*dv : (t+1)*dv]
+		kt, qt, vt := h.kRow(t), h.qRow(t), h.vRow(t)[j0:j1]
+		ot := o[t*h.dv+j0 : t*h.dv+j1]
 		clear(ot)
-		for a, qa := range h.qRow(t) {
-			retAxpy32(ot, qa, S[a*dv:(a+1)*dv])
+		for a := range h.dk {
+			dst := S[a*ld : a*ld+w]
+			var src []float32 // the state before the token: none at p = 0
+			if t > 0 {
+				src = dst
+			} else if p > 0 { // continuing from S0 (Retention checked it is there)
+				src = h.s0[a*h.dv+j0 : a*h.dv+j1]
+			}
+			retStepRow(alpha, float32(beta*float64(kt[a])), qt[a], src, vt, dst, ot)
 		}
+	}
+}
+
+// retStepGeneric is retStepRow in pure Go.
+func retStepGeneric(alpha, ka, qa float32, src, v, dst, o []float32) {
+	v, o = v[:len(dst)], o[:len(dst)]
+	if src == nil {
+		for i := range dst {
+			dst[i] = ka * v[i]
+			o[i] += qa * dst[i]
+		}
+		return
+	}
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] = alpha*src[i] + ka*v[i]
+		o[i] += qa * dst[i]
 	}
 }
 

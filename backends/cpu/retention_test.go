@@ -156,6 +156,9 @@ func TestRetentionForward(t *testing.T) {
 		{B: 1, H: 2, T: 5, dk: 2, dv: 2, s0: true}, // S0 at offset 0 has no effect
 		{B: 1, H: 1, T: 1, dk: 3, dv: 1, offset: 1000, s0: true},
 		{B: 2, H: 2, T: 0, dk: 2, dv: 3, offset: 4, s0: true},
+		// Several column blocks of the recurrent form, the last cut short
+		// and not a multiple of 8.
+		{B: 1, H: 2, T: 3, dk: 3, dv: 530, offset: 2, s0: true},
 	}
 	seqEach(t, func(t *testing.T, b *cpu.Backend) {
 		for i, c := range cases {
@@ -165,6 +168,12 @@ func TestRetentionForward(t *testing.T) {
 			o, sT := retRun(b, api.RetentionRecurrent, c, in, 0)
 			seqCheck(t, c.String()+" recurrent o", o, want[:nO], 1e-5)
 			seqCheck(t, c.String()+" recurrent sT", sT, want[nO:], 1e-5)
+			// Without sT the recurrent form keeps its state in scratch.
+			ot := b.Alloc(api.F32, c.B, c.H, c.T, c.dv)
+			b.Retention(api.RetentionRecurrent, ot, nil, retArgs(b, c, in, 0))
+			if !seqBits(seqDown(ot), o) {
+				t.Errorf("%s: recurrent o without sT differs from o with it", c)
+			}
 			for _, chunk := range []int{1, 3, 4, 100} {
 				o, sT := retRun(b, api.RetentionChunkwise, c, in, chunk)
 				seqCheck(t, fmt.Sprintf("%s chunk %d o", c, chunk), o, want[:nO], 1e-5)
