@@ -72,3 +72,45 @@ func expAVX2(d, x []float32, sign uint32) {
 		copy(d[n:], buf[:])
 	}
 }
+
+// sigmoidKernelAVX2 sets d[i] to sigmoid(x[i]), or silu(x[i]) when silu,
+// for i < n, n a multiple of 8: e^-|x[i]| from the AVX2 exponential, the
+// rest in float64 rounded once. For silu it reports whether some
+// x[i] < -87.3 (see siluFar).
+//
+//go:noescape
+func sigmoidKernelAVX2(d, x *float32, n int, silu bool) (far bool)
+
+// sigmoidVec sets d[i] = sigmoid(x[i]), or silu(x[i]) when silu, for
+// i < len(d), and reports true, where the CPU runs the AVX2 kernel: the
+// whole blocks of 8 in place and the tail padded to a block on the stack,
+// so that every element goes through the same instructions; silu's
+// elements below -87.3, where e^x is subnormal, then take siluFar. It
+// reports false, and does nothing, without AVX2. x is at least as long as
+// d, and d may be x.
+func sigmoidVec(d, x []float32, silu bool) bool {
+	if !expHasAVX2 {
+		return false
+	}
+	x = x[:len(d)]
+	n := len(d) &^ 7
+	var far bool
+	if n > 0 {
+		far = sigmoidKernelAVX2(&d[0], &x[0], n, silu)
+	}
+	if n < len(d) {
+		var buf [8]float32
+		copy(buf[:], x[n:])
+		far = sigmoidKernelAVX2(&buf[0], &buf[0], 8, silu) || far
+		copy(d[n:], buf[:])
+	}
+	if far {
+		for i, v := range x {
+			if v < siluFarBelow {
+				y, _ := siluFar(v)
+				d[i] = float32(y)
+			}
+		}
+	}
+	return true
+}

@@ -132,3 +132,79 @@ scol:
 
 sdone:
 	RET
+
+// sigmoidConsts holds eight lanes of the sign bit, eight of -87.3 (below
+// which silu takes siluFar) and four of 1.0 in float64.
+DATA sigmoidConsts<>+0(SB)/8, $0x8000000080000000
+DATA sigmoidConsts<>+8(SB)/8, $0x8000000080000000
+DATA sigmoidConsts<>+16(SB)/8, $0x8000000080000000
+DATA sigmoidConsts<>+24(SB)/8, $0x8000000080000000
+DATA sigmoidConsts<>+32(SB)/8, $0xc2ae999ac2ae999a
+DATA sigmoidConsts<>+40(SB)/8, $0xc2ae999ac2ae999a
+DATA sigmoidConsts<>+48(SB)/8, $0xc2ae999ac2ae999a
+DATA sigmoidConsts<>+56(SB)/8, $0xc2ae999ac2ae999a
+DATA sigmoidConsts<>+64(SB)/8, $0x3ff0000000000000
+DATA sigmoidConsts<>+72(SB)/8, $0x3ff0000000000000
+DATA sigmoidConsts<>+80(SB)/8, $0x3ff0000000000000
+DATA sigmoidConsts<>+88(SB)/8, $0x3ff0000000000000
+GLOBL sigmoidConsts<>(SB), RODATA|NOPTR, $96
+
+// SIGMOIDHALF(off) finishes the four floats at byte off of the block in
+// float64, from e and num on the stack: d = num / (1+e), times x for silu
+// (DX not zero), rounded once to float32.
+#define SIGMOIDHALF(off, skip) \
+	VCVTPS2PD  off(SP), Y2;          \
+	VADDPD     64(R8), Y2, Y2;       \
+	VCVTPS2PD  32+off(SP), Y1;       \
+	TESTQ      DX, DX;               \
+	JZ         skip;                 \
+	VCVTPS2PD  off(SI), Y0;          \
+	VMULPD     Y0, Y1, Y1;           \
+skip:                                \
+	VDIVPD     Y2, Y1, Y1;           \
+	VCVTPD2PSY Y1, X1;               \
+	VMOVUPS    X1, off(DI)
+
+// func sigmoidKernelAVX2(d, x *float32, n int, silu bool) (far bool)
+//
+// For i < n, n a multiple of 8: with e = e^-|x[i]| in float32 and num = e
+// where x[i] < 0, else 1, d[i] = num / (1+e) (sigmoid), or x[i] times that
+// (silu), computed in float64 and rounded once. far reports, for silu,
+// whether some x[i] < -87.3. d may be x. The stack holds e and num of the
+// block of eight.
+TEXT ·sigmoidKernelAVX2(SB), NOSPLIT, $64-33
+	MOVQ    d+0(FP), DI
+	MOVQ    x+8(FP), SI
+	MOVQ    n+16(FP), CX
+	MOVBQZX silu+24(FP), DX
+	XORQ    R11, R11
+	LEAQ    sigmoidConsts<>(SB), R8
+	SHRQ    $3, CX
+	JZ      gdone
+	EXPCONSTS
+
+gloop:
+	VMOVUPS   (SI), Y0
+	VORPS     (R8), Y0, Y0
+	EXP8
+	VMOVUPS   (SI), Y0
+	VBLENDVPS Y0, Y3, Y15, Y1
+	VMOVUPS   Y3, 0(SP)
+	VMOVUPS   Y1, 32(SP)
+	VCMPPS    $1, 32(R8), Y0, Y2
+	VMOVMSKPS Y2, R10
+	ORQ       R10, R11
+	SIGMOIDHALF(0, glo)
+	SIGMOIDHALF(16, ghi)
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	DECQ      CX
+	JNZ       gloop
+	VZEROUPPER
+
+gdone:
+	TESTQ R11, R11
+	SETNE AX
+	ANDB  DX, AX
+	MOVB  AX, far+32(FP)
+	RET

@@ -16,3 +16,7 @@ func expScaled(d, a, s []float32, n int) { expScaledGeneric(d, a, s, n) }
 // never overflows; x must be at least as long as e, and e may be x. Here it
 // is expNegAbsGeneric.
 func expNegAbs(e, x []float32) { expNegAbsGeneric(e, x) }
+
+// sigmoidVec reports false: there is no SIMD sigmoid here (see the amd64
+// version).
+func sigmoidVec(d, x []float32, silu bool) bool { return false }
