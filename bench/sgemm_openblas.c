@@ -1,9 +1,10 @@
 /*
  * sgemm_openblas: time OpenBLAS's cblas_sgemm, C = A B with A [M,K] and
- * B [K,N] row-major float32, the same problem as `densessm bench gemm`.
+ * B [K,N] row-major float32 (with TRANS_B 1, B stored [N,K] and used
+ * transposed), the same problem as `densessm bench gemm [--trans-b]`.
  *
  *   gcc -O2 -o sgemm_openblas sgemm_openblas.c -lopenblas
- *   OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Zen ./sgemm_openblas M N K [REPS]
+ *   OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Zen ./sgemm_openblas M N K [REPS [TRANS_B]]
  *
  * One untimed warm-up call, then REPS (default 10) timed calls; prints one
  * JSON line with the median seconds, GFLOP/s (2MNK/time) and the core type
@@ -11,6 +12,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <cblas.h>
@@ -57,12 +59,16 @@ static long arg(char **argv, int i)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4 && argc != 5) {
-		fprintf(stderr, "usage: %s M N K [REPS]\n", argv[0]);
+	if (argc < 4 || argc > 6) {
+		fprintf(stderr, "usage: %s M N K [REPS [TRANS_B]]\n", argv[0]);
 		return 2;
 	}
 	long m = arg(argv, 1), n = arg(argv, 2), k = arg(argv, 3);
-	long reps = argc == 5 ? arg(argv, 4) : 10;
+	long reps = argc >= 5 ? arg(argv, 4) : 10;
+	/* TRANS_B 1: B is stored [N,K] and used transposed, as a model's weights are. */
+	int transb = argc == 6 && strcmp(argv[5], "1") == 0;
+	enum CBLAS_TRANSPOSE tb = transb ? CblasTrans : CblasNoTrans;
+	long ldb = transb ? k : n;
 	float *a = malloc(sizeof(float) * (size_t)(m * k));
 	float *b = malloc(sizeof(float) * (size_t)(k * n));
 	float *c = malloc(sizeof(float) * (size_t)(m * n));
@@ -73,17 +79,17 @@ int main(int argc, char **argv)
 	}
 	fill(a, (size_t)(m * k), 1);
 	fill(b, (size_t)(k * n), 2);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, k, 1.0f, a, k, b, ldb, 0.0f, c, n);
 	for (long r = 0; r < reps; r++) {
 		double t0 = now();
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, k, 1.0f, a, k, b, ldb, 0.0f, c, n);
 		times[r] = now() - t0;
 	}
 	qsort(times, (size_t)reps, sizeof(double), cmp_double);
 	double med = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
-	printf("{\"m\":%ld,\"n\":%ld,\"k\":%ld,\"threads\":%d,\"reps\":%ld,\"seconds_median\":%.9g,"
+	printf("{\"m\":%ld,\"n\":%ld,\"k\":%ld,\"trans_b\":%s,\"threads\":%d,\"reps\":%ld,\"seconds_median\":%.9g,"
 	       "\"gflops\":%.6g,\"kernel\":\"%s\",\"config\":\"%s\"}\n",
-	       m, n, k, openblas_get_num_threads(), reps, med, 2.0 * m * n * k / med / 1e9,
+	       m, n, k, transb ? "true" : "false", openblas_get_num_threads(), reps, med, 2.0 * m * n * k / med / 1e9,
 	       openblas_get_corename(), openblas_get_config());
 	free(a);
 	free(b);

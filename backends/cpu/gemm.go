@@ -400,6 +400,9 @@ func gemmPackRuns(dst, src []float32, ld, w, n, kc int) {
 // values. It goes eight steps at a time, so that the writes of all n runs
 // land in the same few cache lines.
 func gemmPackCols(d, src []float32, ld, w, n, kc int) {
+	if gemmPackColsFast(d, src, ld, w, n, kc) {
+		return
+	}
 	p := 0
 	for ; p+8 <= kc; p += 8 {
 		dp := d[p*w : (p+8)*w]

@@ -311,3 +311,82 @@ avx512store0:
 	STORE32(Z30, Z31)
 	VZEROUPPER
 	RET
+
+// TRANSPOSE8(ldoff) loads eight floats from each of the eight rows at
+// (R12), (R12)(R8*1), ..., (R12)(R11*1) (row x at R12 + x*ld bytes), and
+// stores their transpose as eight runs of eight floats 64 bytes apart
+// from ldoff(DI): run q holds element q of every row.
+#define TRANSPOSE8(ldoff) \
+	VMOVUPS     (R12), Y0;             \
+	VMOVUPS     (R12)(R8*1), Y1;       \
+	VMOVUPS     (R12)(R8*2), Y2;       \
+	VMOVUPS     (R12)(R9*1), Y3;       \
+	VMOVUPS     (R12)(R8*4), Y4;       \
+	VMOVUPS     (R12)(R10*1), Y5;      \
+	VMOVUPS     (R12)(R9*2), Y6;       \
+	VMOVUPS     (R12)(R11*1), Y7;      \
+	VUNPCKLPS   Y1, Y0, Y8;            \
+	VUNPCKHPS   Y1, Y0, Y9;            \
+	VUNPCKLPS   Y3, Y2, Y10;           \
+	VUNPCKHPS   Y3, Y2, Y11;           \
+	VUNPCKLPS   Y5, Y4, Y12;           \
+	VUNPCKHPS   Y5, Y4, Y13;           \
+	VUNPCKLPS   Y7, Y6, Y14;           \
+	VUNPCKHPS   Y7, Y6, Y15;           \
+	VSHUFPS     $0x44, Y10, Y8, Y0;    \
+	VSHUFPS     $0xee, Y10, Y8, Y1;    \
+	VSHUFPS     $0x44, Y11, Y9, Y2;    \
+	VSHUFPS     $0xee, Y11, Y9, Y3;    \
+	VSHUFPS     $0x44, Y14, Y12, Y4;   \
+	VSHUFPS     $0xee, Y14, Y12, Y5;   \
+	VSHUFPS     $0x44, Y15, Y13, Y6;   \
+	VSHUFPS     $0xee, Y15, Y13, Y7;   \
+	VPERM2F128  $0x20, Y4, Y0, Y8;     \
+	VMOVUPS     Y8, ldoff(DI);         \
+	VPERM2F128  $0x20, Y5, Y1, Y8;     \
+	VMOVUPS     Y8, 64+ldoff(DI);      \
+	VPERM2F128  $0x20, Y6, Y2, Y8;     \
+	VMOVUPS     Y8, 128+ldoff(DI);     \
+	VPERM2F128  $0x20, Y7, Y3, Y8;     \
+	VMOVUPS     Y8, 192+ldoff(DI);     \
+	VPERM2F128  $0x31, Y4, Y0, Y8;     \
+	VMOVUPS     Y8, 256+ldoff(DI);     \
+	VPERM2F128  $0x31, Y5, Y1, Y8;     \
+	VMOVUPS     Y8, 320+ldoff(DI);     \
+	VPERM2F128  $0x31, Y6, Y2, Y8;     \
+	VMOVUPS     Y8, 384+ldoff(DI);     \
+	VPERM2F128  $0x31, Y7, Y3, Y8;     \
+	VMOVUPS     Y8, 448+ldoff(DI)
+
+// func gemmPackCols16AVX2(d, src *float32, ld, kc int)
+//
+// d[p*16 + x] = src[x*ld + p] for x < 16 and p < kc, kc a multiple of 8:
+// a sliver of 16 columns of a transposed B, eight steps at a time as two
+// 8x8 transposes.
+TEXT ·gemmPackCols16AVX2(SB), NOSPLIT, $0-32
+	MOVQ d+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), R8
+	MOVQ kc+24(FP), CX
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (R8)(R8*4), R10
+	LEAQ (R9)(R8*4), R11
+	LEAQ (SI)(R8*8), BX
+	SHRQ $3, CX
+	JZ   pdone
+
+ploop:
+	MOVQ SI, R12
+	TRANSPOSE8(0)
+	MOVQ BX, R12
+	TRANSPOSE8(32)
+	ADDQ $32, SI
+	ADDQ $32, BX
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  ploop
+	VZEROUPPER
+
+pdone:
+	RET

@@ -6,3 +6,7 @@ package cpu
 // architectures other than amd64, and on amd64 with the purego build tag,
 // sgemm always uses the pure-Go kernel.
 var gemmArchKernels []*gemmKernel
+
+// gemmPackColsFast reports false: there is no SIMD packing here (see the
+// amd64 version).
+func gemmPackColsFast(d, src []float32, ld, w, n, kc int) bool { return false }

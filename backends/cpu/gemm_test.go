@@ -324,3 +324,31 @@ func TestGEMMSelfTest(t *testing.T) {
 		t.Error("a kernel off by 0.1% passes the self-test")
 	}
 }
+
+// TestGEMMPackCols checks the transposing packer (and its SIMD path for
+// whole slivers of 16) against its definition: d[p*w + x] = src[x*ld + p]
+// for x < n, zero for n <= x < w.
+func TestGEMMPackCols(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, w := range []int{6, 16} {
+		for _, n := range []int{w, w - 3} {
+			for _, kc := range []int{1, 7, 8, 13, 64, 259} {
+				ld := kc + 5
+				src := randF32(r, n*ld)
+				d := randF32(r, w*kc) // garbage the packer must overwrite
+				gemmPackCols(d, src, ld, w, n, kc)
+				for p := range kc {
+					for x := range w {
+						want := float32(0)
+						if x < n {
+							want = src[x*ld+p]
+						}
+						if d[p*w+x] != want {
+							t.Fatalf("w=%d n=%d kc=%d: d[%d*w+%d] = %v, want %v", w, n, kc, p, x, d[p*w+x], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -43,6 +43,7 @@ type gemmReport struct {
 	M              int     `json:"m"`
 	N              int     `json:"n"`
 	K              int     `json:"k"`
+	TransB         bool    `json:"trans_b"`
 	Threads        int     `json:"threads"`
 	Reps           int     `json:"reps"`
 	SecondsMedian  float64 `json:"seconds_median"`
@@ -53,11 +54,13 @@ type gemmReport struct {
 
 func newBenchGemmCmd() *cobra.Command {
 	var m, n, k, threads, reps int
+	var transB bool
 	cmd := &cobra.Command{
-		Use:   "gemm --m M --n N --k K [--threads T] [--reps R]",
+		Use:   "gemm --m M --n N --k K [--trans-b] [--threads T] [--reps R]",
 		Short: "Time C = A B (A [M,K], B [K,N], float32) through the backend's MatMul",
 		Long: `gemm times the CPU backend's MatMul on random float32 matrices A [M,K] and
-B [K,N] (row-major, not transposed), after one untimed warm-up call, and
+B [K,N] (row-major; with --trans-b, B is stored [N,K] and used transposed,
+as a model's weights [out,in] are), after one untimed warm-up call, and
 prints the median of R timed calls and the rate 2MNK/time in GFLOP/s.
 
 It checks 16 entries of the result against a float64 dot product and
@@ -75,7 +78,7 @@ backend that does not say.`,
 				return err
 			}
 			defer restore()
-			rep, err := benchGemm(b, m, n, k, reps)
+			rep, err := benchGemm(b, m, n, k, transB, reps)
 			if err != nil {
 				return err
 			}
@@ -86,13 +89,14 @@ backend that does not say.`,
 	f.IntVar(&m, "m", 1024, "rows of A and C")
 	f.IntVar(&n, "n", 1024, "columns of B and C")
 	f.IntVar(&k, "k", 1024, "columns of A, rows of B")
+	f.BoolVar(&transB, "trans-b", false, "store B as [N,K] and use it transposed")
 	f.IntVar(&threads, "threads", 1, "backend threads (0: every core)")
 	f.IntVar(&reps, "reps", 10, "timed calls; the median is reported")
 	return cmd
 }
 
 // benchGemm runs the GEMM benchmark on b.
-func benchGemm(b api.Backend, m, n, k, reps int) (*gemmReport, error) {
+func benchGemm(b api.Backend, m, n, k int, transB bool, reps int) (*gemmReport, error) {
 	for _, s := range []api.Shape{{m, k}, {k, n}, {m, n}} {
 		if err := s.Validate(); err != nil {
 			return nil, fmt.Errorf("bench gemm: %w", err)
@@ -102,36 +106,43 @@ func benchGemm(b api.Backend, m, n, k, reps int) (*gemmReport, error) {
 	a := randomFloats(rng, m*k)
 	bm := randomFloats(rng, k*n)
 	ta, tb := api.FromFloat32s(b, a, m, k), api.FromFloat32s(b, bm, k, n)
+	if transB {
+		tb = api.FromFloat32s(b, bm, n, k)
+	}
 	tc := b.Alloc(api.F32, m, n)
-	b.MatMul(tc, ta, tb, false, false, 1, 0) // warm-up: packing buffers, worker pool
+	b.MatMul(tc, ta, tb, false, transB, 1, 0) // warm-up: packing buffers, worker pool
 	times := make([]float64, reps)
 	for r := range times {
 		start := time.Now()
-		b.MatMul(tc, ta, tb, false, false, 1, 0)
+		b.MatMul(tc, ta, tb, false, transB, 1, 0)
 		times[r] = time.Since(start).Seconds()
 	}
-	errMax := gemmSampleError(rng, api.Float32s(tc), a, bm, m, n, k)
+	errMax := gemmSampleError(rng, api.Float32s(tc), a, bm, m, n, k, transB)
 	if !(errMax <= 1e-4) {
 		return nil, fmt.Errorf("bench gemm: MatMul result differs from a float64 reference by %.3g (relative): %w", errMax, api.ErrInternal)
 	}
 	sec := median(times)
 	return &gemmReport{
-		M: m, N: n, K: k, Threads: b.Threads(), Reps: reps,
+		M: m, N: n, K: k, TransB: transB, Threads: b.Threads(), Reps: reps,
 		SecondsMedian: sec, GFLOPS: 2 * float64(m) * float64(n) * float64(k) / sec / 1e9,
 		Kernel: gemmKernelName(b), MaxSampleError: errMax,
 	}, nil
 }
 
-// gemmSampleError compares 16 random entries of c = a b with float64 dot
-// products and returns the largest |c - ref| / sum |a||b| (0 where that sum
-// is 0).
-func gemmSampleError(rng *rand.Rand, c, a, b []float32, m, n, k int) float64 {
+// gemmSampleError compares 16 random entries of c = a b (b stored [n,k]
+// when transB) with float64 dot products and returns the largest
+// |c - ref| / sum |a||b| (0 where that sum is 0).
+func gemmSampleError(rng *rand.Rand, c, a, b []float32, m, n, k int, transB bool) float64 {
 	worst := 0.0
 	for range 16 {
 		i, j := rng.IntN(m), rng.IntN(n)
 		var ref, mag float64
 		for p := range k {
-			x := float64(a[i*k+p]) * float64(b[p*n+j])
+			bpj := b[p*n+j]
+			if transB {
+				bpj = b[j*k+p]
+			}
+			x := float64(a[i*k+p]) * float64(bpj)
 			ref += x
 			mag += math.Abs(x)
 		}
