@@ -1,7 +1,9 @@
 """Side-by-side CPU benchmark of densessm against OpenBLAS and PyTorch (issue 6); run it through bench/compare.sh.
 
 In one run, for each thread count (default 1 and 2), it measures
-  (a) SGEMM at 1024x1024x1024 and 256x1024x1024: `densessm bench gemm` and
+  (a) SGEMM at 1024x1024x1024 and 256x1024x1024, and 512x1536x1536 with B
+      transposed (the shape of a DenseRetNet-350M projection in a 512-token
+      prefill, weights stored [out,in]): `densessm bench gemm` and
       OpenBLAS's cblas_sgemm (bench/sgemm_openblas.c), alternating, three
       rounds each, median of the rounds (each run reports the median of 10
       calls);
@@ -76,22 +78,23 @@ class Comparison:
         if a.sgemm:
             auto = run_json([a.sgemm, "64", "64", "64", "1"], self.thread_env(threads), unset=["OPENBLAS_CORETYPE"])
             self.openblas_auto = auto["kernel"]
-        for m, n, k in a.gemm_sizes:
+        for m, n, k, trans_b in a.gemm_sizes:
             ours, theirs = [], []
             for r in range(a.rounds):
                 env = self.thread_env(threads)
                 if a.coretype:
                     env["OPENBLAS_CORETYPE"] = a.coretype
                 if a.sgemm:
-                    res = self.record(f"openblas {m}x{n}x{k} t={threads} round {r}",
-                                      run_json([a.sgemm, str(m), str(n), str(k), "10"], env))
+                    res = self.record(f"openblas {m}x{n}x{k} trans_b={trans_b} t={threads} round {r}",
+                                      run_json([a.sgemm, str(m), str(n), str(k), "10", str(int(trans_b))], env))
                     theirs.append(res["gflops"])
                     self.openblas_core = res["kernel"]
-                res = self.record(f"densessm gemm {m}x{n}x{k} t={threads} round {r}",
+                res = self.record(f"densessm gemm {m}x{n}x{k} trans_b={trans_b} t={threads} round {r}",
                                   run_json([a.densessm, "bench", "gemm", "--m", str(m), "--n", str(n),
-                                            "--k", str(k), "--threads", str(threads), "--reps", "10"]))
+                                            "--k", str(k), "--threads", str(threads), "--reps", "10"]
+                                           + (["--trans-b"] if trans_b else [])))
                 ours.append(res["gflops"])
-            self.row(f"SGEMM {m}x{n}x{k}", threads, statistics.median(ours),
+            self.row(f"SGEMM {m}x{n}x{k}" + (" B^T" if trans_b else ""), threads, statistics.median(ours),
                      statistics.median(theirs) if theirs else None, "GFLOP/s", "OpenBLAS", ">= 0.85")
 
     def bandwidth(self, threads):
@@ -187,14 +190,14 @@ def main():
                     help="tiny sizes, to check that the script works (the figures mean nothing)")
     args = ap.parse_args()
     args.rounds, args.membw_mib = 3, 1024
-    args.gemm_sizes = [(1024, 1024, 1024), (256, 1024, 1024)]
+    args.gemm_sizes = [(1024, 1024, 1024, False), (256, 1024, 1024, False), (512, 1536, 1536, True)]
     args.models = [("mamba", "mamba-130m.json", "mamba-130m"),
                    ("denseretnet", "denseretnet-350m.json", "DenseRetNet-350M")]
     args.prefill, args.decode = 512, 32
     args.train_config, args.train_batch, args.train_seq = "mamba-10m.json", 8, 128
     if args.quick:
         args.rounds, args.membw_mib = 1, 64
-        args.gemm_sizes = [(64, 64, 64)]
+        args.gemm_sizes = [(64, 64, 64, False), (64, 64, 64, True)]
         args.models = [("mamba", "mamba-10m.json", "mamba-10m")]
         args.prefill, args.decode = 32, 4
         args.train_batch, args.train_seq = 2, 8
