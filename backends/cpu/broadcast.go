@@ -224,9 +224,14 @@ func binaryOne(op api.BinaryOp, x, y float32) float32 {
 	return x / y
 }
 
-// binaryVV sets d[i] = x[i] op y[i].
+// binaryVV sets d[i] = x[i] op y[i]. The whole blocks of eight go through
+// a SIMD kernel where there is one (binaryVVFast), which gives the same
+// bits as the loops below.
 func binaryVV(op api.BinaryOp, d, x, y []float32) {
 	x, y = x[:len(d)], y[:len(d)]
+	if n := binaryVVFast(op, d, x, y); n > 0 {
+		d, x, y = d[n:], x[n:], y[n:]
+	}
 	switch op {
 	case api.OpAdd:
 		for i := range d {

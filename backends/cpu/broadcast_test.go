@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -82,6 +83,37 @@ func TestSumToSplits(t *testing.T) {
 				first = d.f32
 			} else {
 				checkSameBits(t, fmt.Sprintf("%v to %v, 1 vs 3 threads", c.x, c.dst), d.f32, first)
+			}
+		}
+	}
+}
+
+// TestBinaryVVBits checks that binaryVV (SIMD blocks and Go tail) gives
+// the bits of one float32 operation per element, for every length up to
+// 70 (whole blocks of 32 and 8 and tails), in place too.
+func TestBinaryVVBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	ops := map[api.BinaryOp]func(a, b float32) float32{
+		api.OpAdd: func(a, b float32) float32 { return a + b },
+		api.OpSub: func(a, b float32) float32 { return a - b },
+		api.OpMul: func(a, b float32) float32 { return a * b },
+		api.OpDiv: func(a, b float32) float32 { return a / b },
+	}
+	for op, f := range ops {
+		for n := range 71 {
+			x, y := randF32(r, n), randF32(r, n)
+			d := make([]float32, n)
+			binaryVV(op, d, x, y)
+			for i := range d {
+				if want := f(x[i], y[i]); math.Float32bits(d[i]) != math.Float32bits(want) {
+					t.Fatalf("%v n=%d: d[%d] = %v, want %v", op, n, i, d[i], want)
+				}
+			}
+			binaryVV(op, x, x, y) // in place
+			for i := range d {
+				if math.Float32bits(x[i]) != math.Float32bits(d[i]) {
+					t.Fatalf("%v n=%d in place: x[%d] = %v, want %v", op, n, i, x[i], d[i])
+				}
 			}
 		}
 	}
