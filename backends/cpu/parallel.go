@@ -70,11 +70,19 @@ var (
 	startsPool sync.Once
 )
 
-// spinTime is how long a worker with nothing to do, or a caller waiting for
-// its parts, keeps looking before it sleeps. A decode step calls a hundred
-// small parallel kernels in a row; waking a sleeping thread for each (tens
-// of microseconds) would cost more than the kernels' work.
-const spinTime = 50 * time.Microsecond
+// A worker with nothing to do keeps looking for parts for workerSpin before
+// it sleeps, and a caller waiting for its parts keeps looking (and helping)
+// for waitSpin. A decode step calls a hundred small parallel kernels in a
+// row; waking a sleeping thread for each (tens of microseconds, more when
+// the parts end unevenly) would cost more than the kernels' work. Measured
+// on mamba-130m decode at 2 threads (`go test ./architectures/mamba -bench
+// Decode/130m/threads=2`): no spinning 34 tokens/s, 50 µs 35-38, 500 µs
+// and 2 ms 47-51. The spinning yields the processor at every look, so
+// other goroutines still run.
+const (
+	workerSpin = 500 * time.Microsecond
+	waitSpin   = 2 * time.Millisecond
+)
 
 // startWorkers starts the shared workers: one per CPU, beside the callers.
 func startWorkers() {
@@ -87,11 +95,11 @@ func startWorkers() {
 	})
 }
 
-// work runs queued parts forever, spinning for spinTime after each before
-// it sleeps.
+// work runs queued parts forever, spinning for workerSpin after each
+// before it sleeps.
 func work() {
 	for {
-		if j, ok := spinForJob(nil); ok {
+		if j, ok := spinForJob(nil, workerSpin); ok {
 			j.exec()
 			continue
 		}
@@ -99,11 +107,11 @@ func work() {
 	}
 }
 
-// spinForJob looks for a queued part for up to spinTime, or until g (when
+// spinForJob looks for a queued part for up to spin, or until g (when
 // not nil) has no part left running, yielding the processor between looks
 // so that the goroutine it is spinning for can run. It reports whether it
 // took a part.
-func spinForJob(g *group) (job, bool) {
+func spinForJob(g *group, spin time.Duration) (job, bool) {
 	var start time.Time
 	for i := 0; ; i++ {
 		select {
@@ -116,7 +124,7 @@ func spinForJob(g *group) (job, bool) {
 		}
 		if i == 0 {
 			start = time.Now()
-		} else if time.Since(start) > spinTime {
+		} else if time.Since(start) > spin {
 			return job{}, false
 		}
 		runtime.Gosched()
@@ -136,7 +144,7 @@ func (j job) exec() {
 // queued part of g has ended.
 func (g *group) wait() {
 	for {
-		j, ok := spinForJob(g)
+		j, ok := spinForJob(g, waitSpin)
 		if !ok {
 			select {
 			case <-g.done:
