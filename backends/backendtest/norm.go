@@ -51,6 +51,7 @@ var rmsCases = []rmsCase{
 	{[]int{0, 5}, true, 1e-5},
 	{[]int{9}, true, 1e-6},
 	{[]int{33, 257}, true, 1e-5},
+	{[]int{4, 19}, false, 1e-5},
 }
 
 // rmsInputs draws x and a weight; with special, one row is all zero and

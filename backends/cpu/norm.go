@@ -60,27 +60,30 @@ func (t *rmsNormTask) run(lo, hi int) {
 	n := t.n
 	for r := lo; r < hi; r++ {
 		xr, dr := t.x[r*n:(r+1)*n], t.dst[r*n:(r+1)*n]
-		inv := rmsInv(xr, t.eps)
-		if t.w == nil {
-			for j, v := range xr {
-				dr[j] = float32(float64(v) * inv)
-			}
-			continue
-		}
-		ws := t.w[:len(xr)]
-		for j, v := range xr {
-			dr[j] = float32(float64(v) * inv * float64(ws[j]))
-		}
+		rmsScale(dr, xr, t.w, rmsInv(xr, t.eps))
 	}
 }
 
-// rmsInv returns 1/sqrt(mean(x^2) + eps), accumulated in float64.
-func rmsInv(x []float32, eps float32) float64 {
-	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
+// rmsScaleGeneric is rmsScale in pure Go.
+func rmsScaleGeneric(d, x, w []float32, inv float64) {
+	x = x[:len(d)]
+	if w == nil {
+		for j, v := range x {
+			d[j] = float32(float64(v) * inv)
+		}
+		return
 	}
-	return 1 / math.Sqrt(ss/float64(len(x))+float64(eps))
+	w = w[:len(d)]
+	for j, v := range x {
+		d[j] = float32(float64(v) * inv * float64(w[j]))
+	}
+}
+
+// rmsInv returns 1/sqrt(mean(x^2) + eps), accumulated in float64 (by
+// rmsSumSquares, whose order depends on the build but never on the split
+// of the rows between threads).
+func rmsInv(x []float32, eps float32) float64 {
+	return 1 / math.Sqrt(rmsSumSquares(x)/float64(len(x))+float64(eps))
 }
 
 // RMSNormGrad sets dx [..., D] and dw [D] (summed over rows; nil when w is)
