@@ -66,9 +66,9 @@ func (rt *rotaryTask) run(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			pos := float32(rt.offset + t)
 			for i, th := range rt.theta {
-				phi := float64(pos * th)
-				rt.cos[t*half+i] = float32(math.Cos(phi))
-				rt.sin[t*half+i] = float32(sign * math.Sin(phi))
+				sin, cos := math.Sincos(float64(pos * th))
+				rt.cos[t*half+i] = float32(cos)
+				rt.sin[t*half+i] = float32(sign * sin)
 			}
 		}
 		return
