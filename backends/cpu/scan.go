@@ -85,24 +85,34 @@ func (s *scanData) run(h, w []float32, out scanOut, bi, e0, e1 int) {
 		s.decays(w, row, e0, e1)
 		xr, dr := s.x[row*E+e0:row*E+e1], s.delta[row*E+e0:row*E+e1]
 		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
+		if out.pre == nil && s.inj == nil && s.fastToken(h, w, xr, dr, br, cr, out.y, row, e0) {
+			if out.states != nil {
+				copy(out.states[t*len(h):], h)
+			}
+			continue
+		}
 		for j, dt := range dr {
 			xv := xr[j]
 			dx := dt * xv
 			hr, wr := h[j*N:(j+1)*N], w[j*N:(j+1)*N]
 			at := (row*E + e0 + j) * N // offset of (b,t,e) in [B,T,E,N] tensors
-			var acc float32
+			// The output sums into eight lanes, as the SIMD kernel does
+			// (see scanChannelsFast), so that every path gives the same
+			// bits. The conversions keep the compiler from fusing the
+			// products into the sums.
+			var lanes [8]float32
 			if out.pre == nil && s.inj == nil {
 				// The common case, in a loop free of branches and bounds
 				// checks; the same operations in the same order as below.
 				wr, br, cr := wr[:len(hr)], br[:len(hr)], cr[:len(hr)]
 				for n, hv := range hr {
-					v := wr[n]*hv + dx*br[n]
+					v := float32(wr[n]*hv) + float32(dx*br[n])
 					hr[n] = v
-					acc += v * cr[n]
+					lanes[n&7] += float32(v * cr[n])
 				}
 			} else {
 				for n, hv := range hr {
-					v := wr[n]*hv + dx*br[n]
+					v := float32(wr[n]*hv) + float32(dx*br[n])
 					if out.pre != nil {
 						out.pre[at+n] = v
 					}
@@ -110,12 +120,13 @@ func (s *scanData) run(h, w []float32, out scanOut, bi, e0, e1 int) {
 						v += s.inj[at+n]
 					}
 					hr[n] = v
-					acc += v * cr[n]
+					lanes[n&7] += float32(v * cr[n])
 				}
 			}
 			if out.y != nil {
+				acc := scanLanes(&lanes)
 				if s.d != nil {
-					acc += s.d[e0+j] * xv
+					acc += float32(s.d[e0+j] * xv)
 				}
 				out.y[row*E+e0+j] = acc
 			}
@@ -124,6 +135,35 @@ func (s *scanData) run(h, w []float32, out scanOut, bi, e0, e1 int) {
 			copy(out.states[t*len(h):], h)
 		}
 	}
+}
+
+// scanLanes returns the sum of the eight lanes of a scan output in the
+// order of the SIMD kernel's reduction: ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)).
+func scanLanes(l *[8]float32) float32 {
+	return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+}
+
+// fastToken runs one token of run for the channels [e0, e0+len(dr)) on
+// the SIMD kernel (scanChannelsFast) when there is one, adding the skip
+// term D x to their outputs at row of y (y nil: the outputs are not
+// wanted), and reports whether it did. Without injection and without
+// pre-injection states only.
+func (s *scanData) fastToken(h, w, xr, dr, br, cr, y []float32, row, e0 int) bool {
+	var scratch [scanBlock]float32
+	yr := scratch[:len(dr)]
+	if y != nil {
+		yr = y[row*s.E+e0 : row*s.E+e0+len(dr)]
+	}
+	if !scanChannelsFast(h, w, xr, dr, br, cr, yr, s.N) {
+		return false
+	}
+	if y != nil && s.d != nil {
+		d := s.d[e0 : e0+len(yr)]
+		for j, xv := range xr[:len(yr)] {
+			yr[j] += float32(d[j] * xv)
+		}
+	}
+	return true
 }
 
 // SelectiveScan runs the Mamba recurrence with optional injection (see

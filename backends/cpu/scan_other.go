@@ -1,0 +1,7 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// scanChannelsFast reports false: there is no SIMD scan here (see the
+// amd64 version), and scanData.run takes its Go loop.
+func scanChannelsFast(h, w, x, dt, b, c, y []float32, n int) bool { return false }
