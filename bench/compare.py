@@ -11,8 +11,9 @@ In one run, for each thread count (default 1 and 2), it measures
       into a model's weight bytes gives its decode bound in tokens/s;
   (c) `densessm bench model` and bench/torch_models.py (PyTorch on the CPU)
       on the same shapes: mamba-130m and DenseRetNet-350M prefill of 512
-      tokens and decode steps, and a training step (forward, backward, SGD)
-      of a ~10M-parameter Mamba on 8 x 128 tokens;
+      tokens and decode steps, alternating, three rounds each, median of
+      the rounds; and a training step (forward, backward, SGD) of a
+      ~10M-parameter Mamba on 8 x 128 tokens;
 then prints every raw result (JSON, one per line) and a table of ratios with
 the issue's targets. Ratios above 1 mean densessm is faster.
 
@@ -103,25 +104,32 @@ class Comparison:
         return res["gbytes_per_s_best"] * 1e9
 
     def models(self, threads, bandwidth):
-        """(c) models, densessm against PyTorch, and decode against the bandwidth bound."""
+        """(c) models, densessm against PyTorch alternating for a.model_rounds rounds (medians), and decode
+        against the bandwidth bound."""
         a = self.args
         for arch, config, name in a.models:
             cfg = os.path.join(CONFIGS, config)
             common = ["--config", cfg, "--prefill", str(a.prefill), "--decode", str(a.decode),
                       "--threads", str(threads)]
-            ours = self.record(f"densessm {name} t={threads}",
-                               run_json([a.densessm, "bench", "model", "--arch", arch] + common))
-            theirs = self.record(f"torch {name} t={threads}",
-                                 run_json([a.python, os.path.join(ROOT, "bench", "torch_models.py"), "--arch", arch]
-                                          + common, self.thread_env(threads)))
-            self.check_same_model(name, ours, theirs)
-            self.row(f"{name} prefill {a.prefill}", threads, ours["prefill_tokens_per_s"],
-                     theirs["prefill_tokens_per_s"], "tokens/s", "PyTorch", ">= 1.0")
-            self.row(f"{name} decode", threads, ours["decode_tokens_per_s"],
-                     theirs["decode_tokens_per_s"], "tokens/s", "PyTorch",
+            ours, theirs = [], []
+            for r in range(a.model_rounds):
+                ours.append(self.record(f"densessm {name} t={threads} round {r}",
+                                        run_json([a.densessm, "bench", "model", "--arch", arch] + common)))
+                theirs.append(self.record(f"torch {name} t={threads} round {r}",
+                                          run_json([a.python, os.path.join(ROOT, "bench", "torch_models.py"),
+                                                    "--arch", arch] + common, self.thread_env(threads))))
+            self.check_same_model(name, ours[0], theirs[0])
+
+            def med(runs, key):
+                return statistics.median(run[key] for run in runs)
+
+            self.row(f"{name} prefill {a.prefill}", threads, med(ours, "prefill_tokens_per_s"),
+                     med(theirs, "prefill_tokens_per_s"), "tokens/s", "PyTorch", ">= 1.0")
+            self.row(f"{name} decode", threads, med(ours, "decode_tokens_per_s"),
+                     med(theirs, "decode_tokens_per_s"), "tokens/s", "PyTorch",
                      ">= 2.0" if arch == "denseretnet" else "> 1.0")
-            self.row(f"{name} decode", threads, ours["decode_tokens_per_s"],
-                     bandwidth / ours["weight_bytes"], "tokens/s", "bandwidth bound", ">= 0.75")
+            self.row(f"{name} decode", threads, med(ours, "decode_tokens_per_s"),
+                     bandwidth / ours[0]["weight_bytes"], "tokens/s", "bandwidth bound", ">= 0.75")
 
     def train(self, threads):
         """(c) a training step of the ~10M-parameter Mamba, densessm against PyTorch."""
@@ -189,14 +197,14 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes, to check that the script works (the figures mean nothing)")
     args = ap.parse_args()
-    args.rounds, args.membw_mib = 3, 1024
+    args.rounds, args.model_rounds, args.membw_mib = 3, 3, 1024
     args.gemm_sizes = [(1024, 1024, 1024, False), (256, 1024, 1024, False), (512, 1536, 1536, True)]
     args.models = [("mamba", "mamba-130m.json", "mamba-130m"),
                    ("denseretnet", "denseretnet-350m.json", "DenseRetNet-350M")]
     args.prefill, args.decode = 512, 32
     args.train_config, args.train_batch, args.train_seq = "mamba-10m.json", 8, 128
     if args.quick:
-        args.rounds, args.membw_mib = 1, 64
+        args.rounds, args.model_rounds, args.membw_mib = 1, 1, 64
         args.gemm_sizes = [(64, 64, 64, False), (64, 64, 64, True)]
         args.models = [("mamba", "mamba-10m.json", "mamba-10m")]
         args.prefill, args.decode = 32, 4
