@@ -68,19 +68,29 @@ func gemmTileAVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32) {
 //go:noescape
 func gemmPackCols16AVX2(d, src *float32, ld, kc int)
 
-// gemmPackColsFast is gemmPackCols for a whole sliver of 16 columns
-// (w == n == 16) on AVX2 CPUs: the steps in blocks of eight through the
-// assembly transpose, the rest in Go. It reports false, having done
-// nothing, for other shapes or CPUs.
+// gemmPackCols6AVX2 sets d[p*6 + x] = src[x*ld + p] for x < 6 and p < kc,
+// kc a multiple of 8, in AVX2.
+//
+//go:noescape
+func gemmPackCols6AVX2(d, src *float32, ld, kc int)
+
+// gemmPackColsFast is gemmPackCols for a whole sliver of 16 columns of B or
+// 6 rows of A (w == n, 16 or 6) on AVX2 CPUs: the steps in blocks of eight
+// through the assembly transposes, the rest in Go. It reports false,
+// having done nothing, for other shapes or CPUs.
 func gemmPackColsFast(d, src []float32, ld, w, n, kc int) bool {
 	kc8 := kc &^ 7
-	if w != 16 || n != 16 || kc8 == 0 || !xcpu.X86.HasAVX2 {
+	if (w != 16 && w != 6) || n != w || kc8 == 0 || !xcpu.X86.HasAVX2 {
 		return false
 	}
-	_, _ = d[16*kc-1], src[15*ld+kc-1]
-	gemmPackCols16AVX2(&d[0], &src[0], ld, kc8)
+	_, _ = d[w*kc-1], src[(w-1)*ld+kc-1]
+	if w == 16 {
+		gemmPackCols16AVX2(&d[0], &src[0], ld, kc8)
+	} else {
+		gemmPackCols6AVX2(&d[0], &src[0], ld, kc8)
+	}
 	if kc8 < kc {
-		gemmPackCols(d[16*kc8:], src[kc8:], ld, w, n, kc-kc8)
+		gemmPackCols(d[w*kc8:], src[kc8:], ld, w, n, kc-kc8)
 	}
 	return true
 }

@@ -390,3 +390,68 @@ ploop:
 
 pdone:
 	RET
+
+// func gemmPackCols6AVX2(d, src *float32, ld, kc int)
+//
+// d[p*6 + x] = src[x*ld + p] for x < 6 and p < kc, kc a multiple of 8: a
+// sliver of 6 rows of A, eight steps at a time. Rows 0-3 are transposed as
+// in TRANSPOSE8 (s_q holds steps q and q+4 of the four rows); rows 4 and 5
+// are interleaved into pairs (r4[q], r5[q]), two pairs per 128 bits.
+TEXT ·gemmPackCols6AVX2(SB), NOSPLIT, $0-32
+	MOVQ d+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), R8
+	MOVQ kc+24(FP), CX
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (R8)(R8*4), R10
+	SHRQ $3, CX
+	JZ   p6done
+
+p6loop:
+	VMOVUPS      (SI), Y0
+	VMOVUPS      (SI)(R8*1), Y1
+	VMOVUPS      (SI)(R8*2), Y2
+	VMOVUPS      (SI)(R9*1), Y3
+	VMOVUPS      (SI)(R8*4), Y4
+	VMOVUPS      (SI)(R10*1), Y5
+	VUNPCKLPS    Y1, Y0, Y8
+	VUNPCKHPS    Y1, Y0, Y9
+	VUNPCKLPS    Y3, Y2, Y10
+	VUNPCKHPS    Y3, Y2, Y11
+	VUNPCKLPS    Y5, Y4, Y12
+	VUNPCKHPS    Y5, Y4, Y13
+	VSHUFPS      $0x44, Y10, Y8, Y0
+	VSHUFPS      $0xee, Y10, Y8, Y1
+	VSHUFPS      $0x44, Y11, Y9, Y2
+	VSHUFPS      $0xee, Y11, Y9, Y3
+	VMOVUPS      X0, 0(DI)
+	VMOVLPS      X12, 16(DI)
+	VMOVUPS      X1, 24(DI)
+	VMOVHPS      X12, 40(DI)
+	VMOVUPS      X2, 48(DI)
+	VMOVLPS      X13, 64(DI)
+	VMOVUPS      X3, 72(DI)
+	VMOVHPS      X13, 88(DI)
+	VEXTRACTF128 $1, Y0, X8
+	VEXTRACTF128 $1, Y12, X9
+	VMOVUPS      X8, 96(DI)
+	VMOVLPS      X9, 112(DI)
+	VEXTRACTF128 $1, Y1, X8
+	VMOVUPS      X8, 120(DI)
+	VMOVHPS      X9, 136(DI)
+	VEXTRACTF128 $1, Y2, X8
+	VEXTRACTF128 $1, Y13, X9
+	VMOVUPS      X8, 144(DI)
+	VMOVLPS      X9, 160(DI)
+	VEXTRACTF128 $1, Y3, X8
+	VMOVUPS      X8, 168(DI)
+	VMOVHPS      X9, 184(DI)
+	ADDQ         $32, SI
+	ADDQ         $192, DI
+	DECQ         CX
+	JNZ          p6loop
+	VZEROUPPER
+
+p6done:
+	RET
