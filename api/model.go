@@ -33,6 +33,17 @@ type Architecture interface {
 	New(cfg Config, b Backend, seed int64) (Model, error)
 }
 
+// UninitializedBuilder is implemented by architectures that can build a
+// model whose parameters are allocated as zeros instead of drawn, for a
+// loader that overwrites every parameter from a checkpoint
+// (checkpoint.LoadModel uses it when the architecture has it): building is
+// then a matter of allocation, not of a random draw per weight. Everything
+// the configuration determines (rotary angles, decays) is set as New sets
+// it.
+type UninitializedBuilder interface {
+	NewUninitialized(cfg Config, b Backend) (Model, error)
+}
+
 // Parameter is one named tensor of a model. Name is the checkpoint's name
 // ("backbone.layers.0.mixer.in_proj.weight"), so a model's parameters map
 // one to one onto a safetensors file.

@@ -55,7 +55,14 @@ func LoadModel(ctx context.Context, dir string, b api.Backend, opts LoadOptions)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	model, err := arch.New(cfg, b, 0)
+	var model api.Model
+	if ub, ok := arch.(api.UninitializedBuilder); ok {
+		// Every parameter is loaded below (a missing one is an error), so
+		// drawing random initial values would be wasted.
+		model, err = ub.NewUninitialized(cfg, b)
+	} else {
+		model, err = arch.New(cfg, b, 0)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}

@@ -13,17 +13,26 @@ import (
 // ("backbone.layers.0.mixer.in_proj.weight"). It is not safe for concurrent
 // use.
 type Params struct {
-	b     api.Backend
-	seed  int64
-	names []string
-	vars  []*Var
-	index map[string]int
+	b      api.Backend
+	seed   int64
+	uninit bool // parameters are allocated (zero) and their Init is not run
+	names  []string
+	vars   []*Var
+	index  map[string]int
 }
 
 // NewParams returns an empty collection whose parameters live on b and are
 // initialised from seed.
 func NewParams(b api.Backend, seed int64) *Params {
 	return &Params{b: b, seed: seed, index: map[string]int{}}
+}
+
+// NewUninitializedParams returns an empty collection whose parameters live
+// on b and are allocated as zeros, their initialisers not run: for a model
+// whose every parameter is about to be loaded from a checkpoint, where
+// drawing hundreds of millions of random values would be wasted.
+func NewUninitializedParams(b api.Backend) *Params {
+	return &Params{b: b, uninit: true, index: map[string]int{}}
 }
 
 // Backend returns the backend the parameters live on.
@@ -84,7 +93,8 @@ func (p *Params) ZeroGrad() {
 }
 
 // add registers a new parameter under name, initialised by init from a
-// generator seeded with the collection's seed and name.
+// generator seeded with the collection's seed and name (or zero, for an
+// uninitialised collection).
 func (p *Params) add(name string, init Init, shape []int) *Var {
 	if _, dup := p.index[name]; dup {
 		api.Panicf(api.ErrInternal, "nn: parameter %q created twice", name)
@@ -92,9 +102,15 @@ func (p *Params) add(name string, init Init, shape []int) *Var {
 	if err := api.Shape(shape).Validate(); err != nil {
 		panic(err)
 	}
-	data := make([]float32, api.Shape(shape).NumElements())
-	init(data, api.Shape(shape), paramRand(p.seed, name))
-	v := NewVar(api.FromFloat32s(p.b, data, shape...), true)
+	var value api.Tensor
+	if p.uninit {
+		value = p.b.Alloc(api.F32, shape...)
+	} else {
+		data := make([]float32, api.Shape(shape).NumElements())
+		init(data, api.Shape(shape), paramRand(p.seed, name))
+		value = api.FromFloat32s(p.b, data, shape...)
+	}
+	v := NewVar(value, true)
 	p.index[name] = len(p.vars)
 	p.names = append(p.names, name)
 	p.vars = append(p.vars, v)

@@ -129,3 +129,10 @@ func TestLoadErrorsNameTheTensor(t *testing.T) {
 		t.Errorf("wrong shape: %v", err)
 	}
 }
+
+func TestNewUninitialized(t *testing.T) {
+	b := cpu.New(api.BackendOptions{Threads: 1})
+	modeltest.CheckUninitialized(t, NameMamba, tinyConfig(NameMamba, ""), b)
+	modeltest.CheckUninitialized(t, NameDenseMamba, tinyConfig(NameDenseMamba, TargetX), b)
+	modeltest.CheckUninitialized(t, NameDenseMamba, tinyConfig(NameDenseMamba, TargetH), b)
+}

@@ -35,11 +35,29 @@ func (a architecture) ParseConfig(data []byte) (api.Config, error) {
 }
 
 func (a architecture) New(cfg api.Config, b api.Backend, seed int64) (api.Model, error) {
+	c, err := a.config(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return New(c, b, seed)
+}
+
+// NewUninitialized implements api.UninitializedBuilder.
+func (a architecture) NewUninitialized(cfg api.Config, b api.Backend) (api.Model, error) {
+	c, err := a.config(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return build(c, nn.NewUninitializedParams(b))
+}
+
+// config returns cfg as this architecture's configuration.
+func (a architecture) config(cfg api.Config) (*Config, error) {
 	c, ok := cfg.(*Config)
 	if !ok || c.ModelType != a.name {
 		return nil, fmt.Errorf("%s: config %T for %q: %w", a.name, cfg, cfg.ArchName(), api.ErrConfig)
 	}
-	return New(c, b, seed)
+	return c, nil
 }
 
 // Model is a Mamba or DenseMamba language model. It implements
@@ -71,13 +89,20 @@ type layer struct {
 
 // New builds a model with parameters initialised as the reference does for
 // training from scratch (specs/models.md §1 "Init"), seeded by seed.
-func New(cfg *Config, b api.Backend, seed int64) (_ *Model, err error) {
+func New(cfg *Config, b api.Backend, seed int64) (*Model, error) {
+	return build(cfg, nn.NewParams(b, seed))
+}
+
+// build builds the model cfg describes with its parameters in params
+// (initialised, or not: see nn.NewUninitializedParams).
+func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 	defer api.Recover(&err)
+	b := params.Backend()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := *cfg
-	m := &Model{cfg: &c, b: b, params: nn.NewParams(b, seed)}
+	m := &Model{cfg: &c, b: b, params: params}
 	D, E, N, R, K := c.HiddenSize, c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
 	eps := float32(c.LayerNormEpsilon)
 	var bias nn.Init

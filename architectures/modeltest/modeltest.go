@@ -168,3 +168,44 @@ func Int32Rows(t testing.TB, ck *checkpoint.Checkpoint, name string) [][]int32 {
 	}
 	return rows
 }
+
+// CheckUninitialized checks that the architecture registered as name builds
+// through api.UninitializedBuilder the model New builds, the same
+// parameters (names, shapes, dtypes) in the same order, every one zero.
+func CheckUninitialized(t *testing.T, name string, cfg api.Config, b api.Backend) {
+	t.Helper()
+	arch, err := api.LookupArchitecture(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub, ok := arch.(api.UninitializedBuilder)
+	if !ok {
+		t.Fatalf("%s does not implement api.UninitializedBuilder", name)
+	}
+	drawn, err := arch.New(cfg, b, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := ub.NewUninitialized(cfg, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := drawn.Parameters(), empty.Parameters()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d parameters uninitialised, %d drawn", name, len(got), len(want))
+	}
+	for i, p := range got {
+		w := want[i]
+		if p.Name != w.Name || !p.Value.Shape().Equal(w.Value.Shape()) || p.Value.DType() != w.Value.DType() {
+			t.Errorf("%s: parameter %d is %s %v %v, drawn %s %v %v", name, i,
+				p.Name, p.Value.Shape(), p.Value.DType(), w.Name, w.Value.Shape(), w.Value.DType())
+			continue
+		}
+		for j, v := range api.Float32s(p.Value) {
+			if v != 0 {
+				t.Errorf("%s: %s[%d] = %v, want 0", name, p.Name, j, v)
+				break
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -127,4 +128,10 @@ func TestLoadOfficialConfig(t *testing.T) {
 		t.Errorf("loaded as %q", got)
 	}
 	sameLogits(t, m, loaded)
+}
+
+func TestNewUninitialized(t *testing.T) {
+	b := cpu.New(api.BackendOptions{Threads: 1})
+	modeltest.CheckUninitialized(t, NameRetNet, tinyConfig(NameRetNet, 0), b)
+	modeltest.CheckUninitialized(t, NameDenseRetNet, tinyConfig(NameDenseRetNet, 2), b)
 }

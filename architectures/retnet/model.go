@@ -42,11 +42,29 @@ func (a architecture) ParseConfig(data []byte) (api.Config, error) {
 }
 
 func (a architecture) New(cfg api.Config, b api.Backend, seed int64) (api.Model, error) {
+	c, err := a.config(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return New(c, b, seed)
+}
+
+// NewUninitialized implements api.UninitializedBuilder.
+func (a architecture) NewUninitialized(cfg api.Config, b api.Backend) (api.Model, error) {
+	c, err := a.config(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return build(c, nn.NewUninitializedParams(b))
+}
+
+// config returns cfg as this architecture's configuration.
+func (a architecture) config(cfg api.Config) (*Config, error) {
 	c, ok := cfg.(*Config)
 	if !ok || c.ModelType != a.name {
 		return nil, fmt.Errorf("%s: config %T for %q: %w", a.name, cfg, cfg.ArchName(), api.ErrConfig)
 	}
-	return New(c, b, seed)
+	return c, nil
 }
 
 // RecognizesConfig claims configs whose model_type names no registered
@@ -108,8 +126,15 @@ type layer struct {
 // FFN, N(0, d^-0.5) embedding and output projection), DenseRetNet as the
 // official code does (every linear and embedding N(0, 0.02), the padding
 // row zero, norm weights 1).
-func New(cfg *Config, b api.Backend, seed int64) (_ *Model, err error) {
+func New(cfg *Config, b api.Backend, seed int64) (*Model, error) {
+	return build(cfg, nn.NewParams(b, seed))
+}
+
+// build builds the model cfg describes with its parameters in params
+// (initialised, or not: see nn.NewUninitializedParams).
+func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 	defer api.Recover(&err)
+	b := params.Backend()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -118,7 +143,7 @@ func New(cfg *Config, b api.Backend, seed int64) (_ *Model, err error) {
 		pad := *c.PadTokenID
 		c.PadTokenID = &pad
 	}
-	m := &Model{cfg: &c, b: b, params: nn.NewParams(b, seed), embedScale: 1}
+	m := &Model{cfg: &c, b: b, params: params, embedScale: 1}
 	H, dk := c.NumAttentionHeads, c.KeyHeadDim()
 	m.theta = nn.RotaryTheta(dk)
 	for h := range H {
