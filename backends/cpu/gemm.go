@@ -375,22 +375,29 @@ func gemmPackB(dst, b []float32, ldb int, transB bool, nr, p0, kc, j0, nc int) {
 // every step).
 func gemmPackRuns(dst, src []float32, ld, w, n, kc int) {
 	full := n / w // slivers [0, full) have all w columns
-	for p := range kc {
-		row := src[p*ld : p*ld+n]
+	// Rows go eight at a time, sliver after sliver: the eight rows' runs of
+	// one sliver land together in dst, where writing one row across all
+	// slivers would hit cache lines kc*w floats apart (the same set).
+	const rowsPer = 8
+	for p0 := 0; p0 < kc; p0 += rowsPer {
+		p1 := min(kc, p0+rowsPer)
 		for s := range full {
-			dp := dst[s*w*kc+p*w : s*w*kc+p*w+w]
-			if w < 16 {
-				// A loop beats a call to memmove on runs this short.
-				for x, v := range row[s*w : s*w+len(dp)] {
+			d, sp := dst[s*w*kc+p0*w:s*w*kc+p1*w], src[p0*ld+s*w:]
+			if gemmPackRowsFast(d, sp, ld, w, p1-p0) {
+				continue
+			}
+			for p := range p1 - p0 {
+				dp := d[p*w : p*w+w]
+				for x, v := range sp[p*ld : p*ld+w] {
 					dp[x] = v
 				}
-			} else {
-				copy(dp, row[s*w:])
 			}
 		}
 		if full*w < n {
-			dp := dst[full*w*kc+p*w : full*w*kc+p*w+w]
-			clear(dp[copy(dp, row[full*w:]):])
+			for p := p0; p < p1; p++ {
+				dp := dst[full*w*kc+p*w : full*w*kc+p*w+w]
+				clear(dp[copy(dp, src[p*ld+full*w:p*ld+n]):])
+			}
 		}
 	}
 }

@@ -314,8 +314,9 @@ avx512store0:
 
 // TRANSPOSE8(ldoff) loads eight floats from each of the eight rows at
 // (R12), (R12)(R8*1), ..., (R12)(R11*1) (row x at R12 + x*ld bytes), and
-// stores their transpose as eight runs of eight floats 64 bytes apart
-// from ldoff(DI): run q holds element q of every row.
+// stores their transpose as eight runs of eight floats, run q at
+// ldoff + q*dw bytes from DI (DX = dw, R13 = 3*dw, AX = DI + 4*dw): run q
+// holds element q of every row.
 #define TRANSPOSE8(ldoff) \
 	VMOVUPS     (R12), Y0;             \
 	VMOVUPS     (R12)(R8*1), Y1;       \
@@ -344,46 +345,50 @@ avx512store0:
 	VPERM2F128  $0x20, Y4, Y0, Y8;     \
 	VMOVUPS     Y8, ldoff(DI);         \
 	VPERM2F128  $0x20, Y5, Y1, Y8;     \
-	VMOVUPS     Y8, 64+ldoff(DI);      \
+	VMOVUPS     Y8, ldoff(DI)(DX*1);   \
 	VPERM2F128  $0x20, Y6, Y2, Y8;     \
-	VMOVUPS     Y8, 128+ldoff(DI);     \
+	VMOVUPS     Y8, ldoff(DI)(DX*2);   \
 	VPERM2F128  $0x20, Y7, Y3, Y8;     \
-	VMOVUPS     Y8, 192+ldoff(DI);     \
+	VMOVUPS     Y8, ldoff(DI)(R13*1);  \
 	VPERM2F128  $0x31, Y4, Y0, Y8;     \
-	VMOVUPS     Y8, 256+ldoff(DI);     \
+	VMOVUPS     Y8, ldoff(AX);         \
 	VPERM2F128  $0x31, Y5, Y1, Y8;     \
-	VMOVUPS     Y8, 320+ldoff(DI);     \
+	VMOVUPS     Y8, ldoff(AX)(DX*1);   \
 	VPERM2F128  $0x31, Y6, Y2, Y8;     \
-	VMOVUPS     Y8, 384+ldoff(DI);     \
+	VMOVUPS     Y8, ldoff(AX)(DX*2);   \
 	VPERM2F128  $0x31, Y7, Y3, Y8;     \
-	VMOVUPS     Y8, 448+ldoff(DI)
+	VMOVUPS     Y8, ldoff(AX)(R13*1)
 
-// func gemmPackCols16AVX2(d, src *float32, ld, kc int)
+// func gemmPackCols16AVX2(d, src *float32, ld, kc, dw int)
 //
-// d[p*16 + x] = src[x*ld + p] for x < 16 and p < kc, kc a multiple of 8:
-// a sliver of 16 columns of a transposed B, eight steps at a time as two
-// 8x8 transposes.
-TEXT ·gemmPackCols16AVX2(SB), NOSPLIT, $0-32
+// d[p*dw + x] = src[x*ld + p] for x < 16 and p < kc, kc a multiple of 8:
+// 16 columns of a transposed B into a sliver dw >= 16 columns wide, eight
+// steps at a time as two 8x8 transposes.
+TEXT ·gemmPackCols16AVX2(SB), NOSPLIT, $0-40
 	MOVQ d+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ ld+16(FP), R8
 	MOVQ kc+24(FP), CX
+	MOVQ dw+32(FP), DX
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
 	LEAQ (R8)(R8*4), R10
 	LEAQ (R9)(R8*4), R11
 	LEAQ (SI)(R8*8), BX
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R13
 	SHRQ $3, CX
 	JZ   pdone
 
 ploop:
+	LEAQ (DI)(DX*4), AX
 	MOVQ SI, R12
 	TRANSPOSE8(0)
 	MOVQ BX, R12
 	TRANSPOSE8(32)
 	ADDQ $32, SI
 	ADDQ $32, BX
-	ADDQ $512, DI
+	LEAQ (DI)(DX*8), DI
 	DECQ CX
 	JNZ  ploop
 	VZEROUPPER
@@ -391,24 +396,30 @@ ploop:
 pdone:
 	RET
 
-// func gemmPackCols6AVX2(d, src *float32, ld, kc int)
+// func gemmPackCols6AVX2(d, src *float32, ld, kc, dw int)
 //
-// d[p*6 + x] = src[x*ld + p] for x < 6 and p < kc, kc a multiple of 8: a
-// sliver of 6 rows of A, eight steps at a time. Rows 0-3 are transposed as
-// in TRANSPOSE8 (s_q holds steps q and q+4 of the four rows); rows 4 and 5
-// are interleaved into pairs (r4[q], r5[q]), two pairs per 128 bits.
-TEXT ·gemmPackCols6AVX2(SB), NOSPLIT, $0-32
+// d[p*dw + x] = src[x*ld + p] for x < 6 and p < kc, kc a multiple of 8: 6
+// rows of A into a sliver dw >= 6 rows wide, eight steps at a time. Rows
+// 0-3 are transposed as in TRANSPOSE8 (s_q holds steps q and q+4 of the
+// four rows); rows 4 and 5 are interleaved into pairs (r4[q], r5[q]), two
+// pairs per 128 bits. Step q goes to DI + q*dw (DX = dw, R13 = 3*dw,
+// AX = DI + 4*dw).
+TEXT ·gemmPackCols6AVX2(SB), NOSPLIT, $0-40
 	MOVQ d+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ ld+16(FP), R8
 	MOVQ kc+24(FP), CX
+	MOVQ dw+32(FP), DX
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
 	LEAQ (R8)(R8*4), R10
+	SHLQ $2, DX
+	LEAQ (DX)(DX*2), R13
 	SHRQ $3, CX
 	JZ   p6done
 
 p6loop:
+	LEAQ         (DI)(DX*4), AX
 	VMOVUPS      (SI), Y0
 	VMOVUPS      (SI)(R8*1), Y1
 	VMOVUPS      (SI)(R8*2), Y2
@@ -425,33 +436,67 @@ p6loop:
 	VSHUFPS      $0xee, Y10, Y8, Y1
 	VSHUFPS      $0x44, Y11, Y9, Y2
 	VSHUFPS      $0xee, Y11, Y9, Y3
-	VMOVUPS      X0, 0(DI)
+	VMOVUPS      X0, (DI)
 	VMOVLPS      X12, 16(DI)
-	VMOVUPS      X1, 24(DI)
-	VMOVHPS      X12, 40(DI)
-	VMOVUPS      X2, 48(DI)
-	VMOVLPS      X13, 64(DI)
-	VMOVUPS      X3, 72(DI)
-	VMOVHPS      X13, 88(DI)
+	VMOVUPS      X1, (DI)(DX*1)
+	VMOVHPS      X12, 16(DI)(DX*1)
+	VMOVUPS      X2, (DI)(DX*2)
+	VMOVLPS      X13, 16(DI)(DX*2)
+	VMOVUPS      X3, (DI)(R13*1)
+	VMOVHPS      X13, 16(DI)(R13*1)
 	VEXTRACTF128 $1, Y0, X8
 	VEXTRACTF128 $1, Y12, X9
-	VMOVUPS      X8, 96(DI)
-	VMOVLPS      X9, 112(DI)
+	VMOVUPS      X8, (AX)
+	VMOVLPS      X9, 16(AX)
 	VEXTRACTF128 $1, Y1, X8
-	VMOVUPS      X8, 120(DI)
-	VMOVHPS      X9, 136(DI)
+	VMOVUPS      X8, (AX)(DX*1)
+	VMOVHPS      X9, 16(AX)(DX*1)
 	VEXTRACTF128 $1, Y2, X8
 	VEXTRACTF128 $1, Y13, X9
-	VMOVUPS      X8, 144(DI)
-	VMOVLPS      X9, 160(DI)
+	VMOVUPS      X8, (AX)(DX*2)
+	VMOVLPS      X9, 16(AX)(DX*2)
 	VEXTRACTF128 $1, Y3, X8
-	VMOVUPS      X8, 168(DI)
-	VMOVHPS      X9, 184(DI)
+	VMOVUPS      X8, (AX)(R13*1)
+	VMOVHPS      X9, 16(AX)(R13*1)
 	ADDQ         $32, SI
-	ADDQ         $192, DI
+	LEAQ         (DI)(DX*8), DI
 	DECQ         CX
 	JNZ          p6loop
 	VZEROUPPER
 
 p6done:
+	RET
+
+// func gemmPackRowsAVX2(d, src *float32, ld, w, rows int)
+//
+// d[r*w + x] = src[r*ld + x] for r < rows and x < w, w a multiple of 8
+// and at least 8: rows runs of w adjacent values, copied eight at a time.
+TEXT ·gemmPackRowsAVX2(SB), NOSPLIT, $0-40
+	MOVQ d+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), R8
+	MOVQ w+24(FP), R9
+	MOVQ rows+32(FP), CX
+	SHLQ $2, R8
+	SHRQ $3, R9
+	TESTQ CX, CX
+	JZ    rdone
+
+rrow:
+	MOVQ SI, R10
+	MOVQ R9, DX
+
+rcol:
+	VMOVUPS (R10), Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, R10
+	ADDQ    $32, DI
+	DECQ    DX
+	JNZ     rcol
+	ADDQ    R8, SI
+	DECQ    CX
+	JNZ     rrow
+	VZEROUPPER
+
+rdone:
 	RET

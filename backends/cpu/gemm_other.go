@@ -10,3 +10,7 @@ var gemmArchKernels []*gemmKernel
 // gemmPackColsFast reports false: there is no SIMD packing here (see the
 // amd64 version).
 func gemmPackColsFast(d, src []float32, ld, w, n, kc int) bool { return false }
+
+// gemmPackRowsFast reports false: there is no SIMD packing here (see the
+// amd64 version).
+func gemmPackRowsFast(d, src []float32, ld, w, rows int) bool { return false }

@@ -326,11 +326,11 @@ func TestGEMMSelfTest(t *testing.T) {
 }
 
 // TestGEMMPackCols checks the transposing packer (and its SIMD path for
-// whole slivers of 16) against its definition: d[p*w + x] = src[x*ld + p]
-// for x < n, zero for n <= x < w.
+// whole slivers of a multiple of 16 or 6) against its definition:
+// d[p*w + x] = src[x*ld + p] for x < n, zero for n <= x < w.
 func TestGEMMPackCols(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, w := range []int{6, 16} {
+	for _, w := range []int{6, 12, 16, 32} {
 		for _, n := range []int{w, w - 3} {
 			for _, kc := range []int{1, 7, 8, 13, 64, 259} {
 				ld := kc + 5
@@ -350,5 +350,57 @@ func TestGEMMPackCols(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGEMMPackRuns checks the copying packer (and its SIMD path for runs of
+// a multiple of 8) against its definition: element (p, c) of sliver s,
+// src[p*ld + s*w + c], goes to dst[s*w*kc + p*w + c], zero past column n.
+func TestGEMMPackRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, w := range []int{6, 12, 16, 32} {
+		for _, n := range []int{3 * w, 3*w - 5, w - 1} {
+			for _, kc := range []int{1, 7, 8, 13, 64, 259} {
+				ld := n + 3
+				slivers := ceilDiv(n, w)
+				src := randF32(r, kc*ld)
+				d := randF32(r, slivers*w*kc)
+				gemmPackRuns(d, src, ld, w, n, kc)
+				for s := range slivers {
+					for p := range kc {
+						for c := range w {
+							want := float32(0)
+							if j := s*w + c; j < n {
+								want = src[p*ld+j]
+							}
+							if got := d[s*w*kc+p*w+c]; got != want {
+								t.Fatalf("w=%d n=%d kc=%d: sliver %d (%d, %d) = %v, want %v", w, n, kc, s, p, c, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkGEMMPackRuns measures the copying packer on a row-major B
+// 1024 floats wide, as gemmRect packs half of it for one of two workers
+// (GB/s read).
+func BenchmarkGEMMPackRuns(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const ld, n = 1024, 512
+	src := randF32(r, ld*ld)
+	for _, w := range []int{16, 32} {
+		b.Run(fmt.Sprintf("w=%d", w), func(b *testing.B) {
+			const kc = 256
+			dst := make([]float32, kc*n)
+			for b.Loop() {
+				for p0 := 0; p0 < ld; p0 += kc {
+					gemmPackRuns(dst, src[p0*ld:], ld, w, n, kc)
+				}
+			}
+			b.ReportMetric(float64(n*ld*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
 	}
 }
