@@ -4,18 +4,21 @@ In one run, for each thread count (default 1 and 2), it measures
   (a) SGEMM at 1024x1024x1024 and 256x1024x1024, and 512x1536x1536 with B
       transposed (the shape of a DenseRetNet-350M projection in a 512-token
       prefill, weights stored [out,in]): `densessm bench gemm` and
-      OpenBLAS's cblas_sgemm (bench/sgemm_openblas.c), alternating, three
-      rounds each, median of the rounds (each run reports the median of 10
-      calls);
+      OpenBLAS's cblas_sgemm (bench/sgemm_openblas.c), alternating, seven
+      rounds each (each run reports the median of 10 calls);
   (b) the read bandwidth of a 1 GiB buffer (bench/membw.c), which divided
-      into a model's weight bytes gives its decode bound in tokens/s;
+      into a model's weight bytes gives its decode bound in tokens/s,
+      measured again before every round of (c);
   (c) `densessm bench model` and bench/torch_models.py (PyTorch on the CPU)
       on the same shapes: mamba-130m and DenseRetNet-350M prefill of 512
-      tokens and decode steps, alternating, three rounds each, median of
-      the rounds; and a training step (forward, backward, SGD) of a
-      ~10M-parameter Mamba on 8 x 128 tokens;
+      tokens and decode steps, alternating, three rounds each; and a
+      training step (forward, backward, SGD) of a ~10M-parameter Mamba on
+      8 x 128 tokens;
 then prints every raw result (JSON, one per line) and a table of ratios with
-the issue's targets. Ratios above 1 mean densessm is faster.
+the issue's targets. The table's figures are the medians of the rounds; its
+ratio is the median of the rounds' own ratios (each round's runs are
+seconds apart, so a ratio within a round is spared the slower drift of a
+shared machine's load). Ratios above 1 mean densessm is faster.
 
 The machine should be otherwise idle: the load average before and after the
 run is printed so that a reader can judge the figures.
@@ -64,9 +67,12 @@ class Comparison:
         return result
 
     def row(self, what, threads, ours, theirs, unit, reference, target):
-        """Add one table row: our figure, the reference figure, their ratio and the target."""
-        ratio = ours / theirs if ours and theirs else float("nan")
-        self.rows.append((what, threads, ours, theirs, unit, reference, ratio, target))
+        """Add one table row from the rounds' figures (lists, paired by round; theirs may be
+        empty): the medians of both, the median of the rounds' ratios and the target."""
+        ratios = [o / t for o, t in zip(ours, theirs) if o and t]
+        ratio = statistics.median(ratios) if ratios else float("nan")
+        self.rows.append((what, threads, statistics.median(ours), statistics.median(theirs) if theirs else None,
+                          unit, reference, ratio, target))
 
     def thread_env(self, threads):
         """Environment that pins every BLAS and OpenMP pool to the thread count."""
@@ -95,24 +101,26 @@ class Comparison:
                                             "--k", str(k), "--threads", str(threads), "--reps", "10"]
                                            + (["--trans-b"] if trans_b else [])))
                 ours.append(res["gflops"])
-            self.row(f"SGEMM {m}x{n}x{k}" + (" B^T" if trans_b else ""), threads, statistics.median(ours),
-                     statistics.median(theirs) if theirs else None, "GFLOP/s", "OpenBLAS", ">= 0.85")
+            self.row(f"SGEMM {m}x{n}x{k}" + (" B^T" if trans_b else ""), threads, ours, theirs,
+                     "GFLOP/s", "OpenBLAS", ">= 0.85")
 
-    def bandwidth(self, threads):
+    def bandwidth(self, threads, label):
         """(b) read bandwidth in bytes/s (the best of the probe's passes)."""
-        res = self.record(f"membw t={threads}", run_json([self.args.membw, str(threads), str(self.args.membw_mib)]))
+        res = self.record(f"membw t={threads} {label}",
+                          run_json([self.args.membw, str(threads), str(self.args.membw_mib)]))
         return res["gbytes_per_s_best"] * 1e9
 
-    def models(self, threads, bandwidth):
-        """(c) models, densessm against PyTorch alternating for a.model_rounds rounds (medians), and decode
-        against the bandwidth bound."""
+    def models(self, threads):
+        """(c) models, densessm against PyTorch alternating for a.model_rounds rounds, and decode
+        against the bandwidth bound measured before each round."""
         a = self.args
         for arch, config, name in a.models:
             cfg = os.path.join(CONFIGS, config)
             common = ["--config", cfg, "--prefill", str(a.prefill), "--decode", str(a.decode),
                       "--threads", str(threads)]
-            ours, theirs = [], []
+            ours, theirs, bounds = [], [], []
             for r in range(a.model_rounds):
+                bounds.append(self.bandwidth(threads, f"before {name} round {r}"))
                 ours.append(self.record(f"densessm {name} t={threads} round {r}",
                                         run_json([a.densessm, "bench", "model", "--arch", arch] + common)))
                 theirs.append(self.record(f"torch {name} t={threads} round {r}",
@@ -120,16 +128,16 @@ class Comparison:
                                                     "--arch", arch] + common, self.thread_env(threads))))
             self.check_same_model(name, ours[0], theirs[0])
 
-            def med(runs, key):
-                return statistics.median(run[key] for run in runs)
+            def each(runs, key):
+                return [run[key] for run in runs]
 
-            self.row(f"{name} prefill {a.prefill}", threads, med(ours, "prefill_tokens_per_s"),
-                     med(theirs, "prefill_tokens_per_s"), "tokens/s", "PyTorch", ">= 1.0")
-            self.row(f"{name} decode", threads, med(ours, "decode_tokens_per_s"),
-                     med(theirs, "decode_tokens_per_s"), "tokens/s", "PyTorch",
+            self.row(f"{name} prefill {a.prefill}", threads, each(ours, "prefill_tokens_per_s"),
+                     each(theirs, "prefill_tokens_per_s"), "tokens/s", "PyTorch", ">= 1.0")
+            self.row(f"{name} decode", threads, each(ours, "decode_tokens_per_s"),
+                     each(theirs, "decode_tokens_per_s"), "tokens/s", "PyTorch",
                      ">= 2.0" if arch == "denseretnet" else "> 1.0")
-            self.row(f"{name} decode", threads, med(ours, "decode_tokens_per_s"),
-                     bandwidth / ours[0]["weight_bytes"], "tokens/s", "bandwidth bound", ">= 0.75")
+            self.row(f"{name} decode", threads, each(ours, "decode_tokens_per_s"),
+                     [bw / ours[0]["weight_bytes"] for bw in bounds], "tokens/s", "bandwidth bound", ">= 0.75")
 
     def train(self, threads):
         """(c) a training step of the ~10M-parameter Mamba, densessm against PyTorch."""
@@ -146,7 +154,7 @@ class Comparison:
                                        "--reps", "1", "--train-warmup", "0"] + common, self.thread_env(threads)))
         self.check_same_model("train model", ours, theirs)
         self.row(f"train step {a.train_batch}x{a.train_seq} ({ours['parameters'] / 1e6:.1f}M Mamba)", threads,
-                 ours["train_tokens_per_s"], theirs["train_tokens_per_s"], "tokens/s", "PyTorch", ">= 2.0")
+                 [ours["train_tokens_per_s"]], [theirs["train_tokens_per_s"]], "tokens/s", "PyTorch", ">= 2.0")
 
     @staticmethod
     def check_same_model(name, ours, theirs):
@@ -197,7 +205,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes, to check that the script works (the figures mean nothing)")
     args = ap.parse_args()
-    args.rounds, args.model_rounds, args.membw_mib = 3, 3, 1024
+    args.rounds, args.model_rounds, args.membw_mib = 7, 3, 1024
     args.gemm_sizes = [(1024, 1024, 1024, False), (256, 1024, 1024, False), (512, 1536, 1536, True)]
     args.models = [("mamba", "mamba-130m.json", "mamba-130m"),
                    ("denseretnet", "denseretnet-350m.json", "DenseRetNet-350M")]
@@ -216,8 +224,7 @@ def main():
     for t in threads:
         print(f"threads {t}:", file=sys.stderr, flush=True)
         c.gemm(t)
-        bw = c.bandwidth(t)
-        c.models(t, bw)
+        c.models(t)
         c.train(t)
     load1 = load_average()
 
