@@ -30,13 +30,14 @@ build:
 bench:
 	$(GO) test ./backends/cpu -run '^$$' -bench 'MatMul' -benchtime 5x
 
-## bench-compare: densessm side by side with OpenBLAS, a memory-bandwidth probe and PyTorch (~6 min)
+## bench-compare: densessm side by side with OpenBLAS, a memory-bandwidth probe and PyTorch (~7 min)
 bench-compare:
 	bash bench/compare.sh
 
 ## bench-models: prefill and decode tokens/s of mamba-130m- and DenseRetNet-350M-shaped models
+## (at GOGC 25 unless GOGC is set, as the densessm command runs)
 bench-models:
-	$(GO) test ./architectures/mamba ./architectures/retnet -run '^$$' -bench . -benchtime 3x -timeout 30m
+	GOGC=$${GOGC:-25} $(GO) test ./architectures/mamba ./architectures/retnet -run '^$$' -bench . -benchtime 3x -timeout 30m
 
 ## fuzz: every file reader under the Go fuzzer, FUZZTIME each (default 5m)
 fuzz:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh: measure densessm side by side with OpenBLAS and PyTorch on this
 # CPU (issue 6) and print a table of ratios. See bench/compare.py for what is
-# measured; the full run takes 10-20 minutes on 2 cores.
+# measured; the full run takes about 7 minutes on 2 cores.
 #
 #   bench/compare.sh [--threads 1,2] [--json-out results.jsonl] [--quick]
 #
