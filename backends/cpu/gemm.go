@@ -370,14 +370,13 @@ func gemmPackB(dst, b []float32, ldb int, transB bool, nr, p0, kc, j0, nc int) {
 
 // gemmPackRuns packs, in slivers of w columns, the kc x n matrix
 // whose element (p, x) is src[p*ld + x]: element (p, c) of sliver s goes to
-// dst[s*w*kc + p*w + c], and columns past n are zero. It reads the matrix
-// row after row (walking down a column instead would touch a new page at
-// every step).
+// dst[s*w*kc + p*w + c], and columns past n are zero. It goes eight rows
+// at a time, sliver after sliver: the eight rows' runs of one sliver land
+// together in dst, where copying one whole row at a time would write
+// kc*w floats apart (the same cache set) at every run, and walking a
+// sliver down all kc rows would touch a new page at every step.
 func gemmPackRuns(dst, src []float32, ld, w, n, kc int) {
 	full := n / w // slivers [0, full) have all w columns
-	// Rows go eight at a time, sliver after sliver: the eight rows' runs of
-	// one sliver land together in dst, where writing one row across all
-	// slivers would hit cache lines kc*w floats apart (the same set).
 	const rowsPer = 8
 	for p0 := 0; p0 < kc; p0 += rowsPer {
 		p1 := min(kc, p0+rowsPer)

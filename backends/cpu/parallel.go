@@ -68,7 +68,7 @@ var (
 	groups     = sync.Pool{New: func() any { return &group{done: make(chan struct{}, 1)} }}
 	jobs       chan job      // queued parts; workers only poll it
 	wake       chan struct{} // a token wakes one sleeping worker
-	spinning   atomic.Int32  // workers looking for parts (not asleep)
+	idle       atomic.Int32  // workers looking for parts: neither asleep nor running one
 	startsPool sync.Once
 )
 
@@ -92,7 +92,7 @@ func startWorkers() {
 		n := runtime.NumCPU()
 		jobs = make(chan job, 64*n)
 		wake = make(chan struct{}, n)
-		spinning.Add(int32(n))
+		idle.Add(int32(n))
 		for range n {
 			go work()
 		}
@@ -110,29 +110,29 @@ func startWorkers() {
 // late, every call, that way.
 func work() {
 	for {
-		if j, ok := spinForJob(nil, workerSpin); ok {
-			j.exec()
-			continue
+		j, ok := spinForJob(nil, workerSpin)
+		idle.Add(-1)
+		if !ok {
+			// A part queued before the decrement was seen by a caller
+			// who counted this worker as idle and woke no one: take it
+			// now, or sleep.
+			select {
+			case j = <-jobs:
+			default:
+				<-wake
+				idle.Add(1)
+				continue
+			}
 		}
-		spinning.Add(-1)
-		// A part queued before the decrement was seen by a caller who
-		// counted this worker as spinning and woke no one: take it now.
-		select {
-		case j := <-jobs:
-			spinning.Add(1)
-			j.exec()
-			continue
-		default:
-		}
-		<-wake
-		spinning.Add(1)
+		j.exec()
+		idle.Add(1)
 	}
 }
 
 // wakeWorkers wakes sleeping workers for n newly queued parts, as many as
-// the spinning workers do not cover.
+// the idle workers do not cover.
 func wakeWorkers(n int) {
-	for range n - int(spinning.Load()) {
+	for range n - int(idle.Load()) {
 		select {
 		case wake <- struct{}{}:
 		default: // every worker is awake or has a token already
