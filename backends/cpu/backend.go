@@ -9,8 +9,8 @@
 // default GOGC of 100 it lets them pile up to the size of the live heap,
 // which a model's weights dominate, before it does: each pass then faults
 // in fresh memory. A program that holds a large model should lower GOGC
-// (debug.SetGCPercent); the densessm command runs at 25, which made a
-// DenseRetNet-350M prefill 25% faster (docs/benchmarks.md).
+// (debug.SetGCPercent); the densessm command runs at 25, which cut a
+// DenseRetNet-350M prefill from 5.2-5.4 to 3.9-4.2 s (docs/benchmarks.md).
 package cpu
 
 import (
