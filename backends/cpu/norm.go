@@ -64,6 +64,15 @@ func (t *rmsNormTask) run(lo, hi int) {
 	}
 }
 
+// rmsSumSquaresFrom returns ss plus the sum of x[i]^2, accumulated in
+// float64 in order: rmsSumSquares in pure Go, or its tail.
+func rmsSumSquaresFrom(ss float64, x []float32) float64 {
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	return ss
+}
+
 // rmsScaleGeneric is rmsScale in pure Go.
 func rmsScaleGeneric(d, x, w []float32, inv float64) {
 	x = x[:len(d)]

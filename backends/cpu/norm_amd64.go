@@ -28,10 +28,7 @@ func rmsSumSquares(x []float32) float64 {
 		ss = rmsSumSquaresAVX2(&x[0], n)
 		x = x[n:]
 	}
-	for _, v := range x {
-		ss += float64(v) * float64(v)
-	}
-	return ss
+	return rmsSumSquaresFrom(ss, x)
 }
 
 // rmsScale sets d[i] = float32(x[i] * inv * w[i]) in float64, or
