@@ -6,11 +6,7 @@
 // RMSNorm).
 package dense
 
-import (
-	"fmt"
-
-	"github.com/densessm/densessm/api"
-)
+import "github.com/densessm/densessm/architectures/internal/cfgcheck"
 
 // The values the string knobs of Config take.
 const (
@@ -46,27 +42,37 @@ func Defaults(m int) Config {
 	return Config{M: m, Projection: ProjIdentity, Gate: GateSiluMLP, GateRatio: 32, Fusion: FuseAdd, Norm: NormRMS}
 }
 
-// Validate reports an unknown knob value or a negative count, wrapping
-// api.ErrConfig.
+// Validate checks every knob against its domain, wrapping api.ErrConfig;
+// the error names the knob by its JSON field ("m", "gate_ratio", ...):
+//
+//	m           0 .. 2^16
+//	projection  identity or linear
+//	gate        silu-mlp, linear or none
+//	gate_ratio  0 .. 2^20, and >= 1 with the silu-mlp gate
+//	fusion      add or concat
+//	norm        rmsnorm or none
+//
+// With m = 0 (no links) the string knobs may also be empty and the ratio
+// 0, as in the zero Config.
 func (c Config) Validate() error {
-	bad := func(what string, v any) error { return fmt.Errorf("dense %s %v: %w", what, v, api.ErrConfig) }
-	switch {
-	case c.M < 0:
-		return bad("m", c.M)
-	case c.M == 0:
-		return nil
-	case c.Projection != ProjIdentity && c.Projection != ProjLinear:
-		return bad("projection", fmt.Sprintf("%q (want identity or linear)", c.Projection))
-	case c.Gate != GateSiluMLP && c.Gate != GateLinear && c.Gate != GateNone:
-		return bad("gate", fmt.Sprintf("%q (want silu-mlp, linear or none)", c.Gate))
-	case c.Gate == GateSiluMLP && c.GateRatio < 1:
-		return bad("gate_ratio", c.GateRatio)
-	case c.Fusion != FuseAdd && c.Fusion != FuseConcat:
-		return bad("fusion", fmt.Sprintf("%q (want add or concat)", c.Fusion))
-	case c.Norm != NormRMS && c.Norm != NormNone:
-		return bad("norm", fmt.Sprintf("%q (want rmsnorm or none)", c.Norm))
+	k := cfgcheck.New("dense config")
+	k.Int("m", c.M, 0, cfgcheck.MaxLayers)
+	k.Int("gate_ratio", c.GateRatio, 0, cfgcheck.MaxRatio)
+	if !k.OK() {
+		return k.Err()
 	}
-	return nil
+	var empty []string
+	if c.M == 0 {
+		empty = []string{""}
+	}
+	k.OneOf("projection", c.Projection, append([]string{ProjIdentity, ProjLinear}, empty...)...)
+	k.OneOf("gate", c.Gate, append([]string{GateSiluMLP, GateLinear, GateNone}, empty...)...)
+	if k.OK() && c.M > 0 && c.Gate == GateSiluMLP && c.GateRatio < 1 {
+		k.Fail("gate_ratio", c.GateRatio, "must be > 0 with the silu-mlp gate")
+	}
+	k.OneOf("fusion", c.Fusion, append([]string{FuseAdd, FuseConcat}, empty...)...)
+	k.OneOf("norm", c.Norm, append([]string{NormRMS, NormNone}, empty...)...)
+	return k.Err()
 }
 
 // GateHidden returns the bottleneck width of the silu-mlp gate for input

@@ -14,7 +14,7 @@ import (
 func mamba130m() *Config {
 	c := DefaultConfig(NameMamba)
 	c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.TimeStepRank = 768, 24, 0, 0
-	c.fillDerived()
+	c.fillDerived(true, true)
 	return c
 }
 

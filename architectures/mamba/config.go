@@ -7,6 +7,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/internal/cfgcheck"
 )
 
 // The two registered names.
@@ -65,42 +66,86 @@ func (c *Config) Vocab() int { return c.VocabSize }
 // Inner returns d_inner, the width E of the mixer.
 func (c *Config) Inner() int { return c.IntermediateSize }
 
-// Validate checks the sizes and the dense knobs.
+// Bounds of the Mamba sizes that cfgcheck does not share.
+const (
+	maxStateSize  = 1 << 16 // state_size N
+	maxConvKernel = 1 << 10 // conv_kernel K
+	maxExpand     = 1 << 10 // expand
+)
+
+// Validate checks every field against its domain and the fields against
+// one another. The error names the first field outside its domain, as
+// config.json spells it, and wraps api.ErrConfig. The domains:
+//
+//	model_type                  mamba or densemamba
+//	vocab_size                  1 .. 2^31-1 (token ids are int32)
+//	hidden_size                 1 .. 2^20
+//	num_hidden_layers           1 .. 2^16
+//	state_size                  1 .. 2^16
+//	conv_kernel                 1 .. 1024
+//	expand                      1 .. 1024, and expand*hidden_size <= 2^22
+//	intermediate_size           expand*hidden_size
+//	time_step_rank              1 .. 2^20
+//	layer_norm_epsilon          (0, 1], not 0 as a float32
+//	pad_vocab_size_multiple     0 .. 2^20 (kept for the record)
+//	time_step_min               > 0
+//	time_step_max               >= time_step_min
+//	time_step_floor             >= 0
+//	time_step_scale             > 0
+//	hidden_act                  silu (or empty)
+//	dense                       see dense.Config.Validate; m = 0 for mamba
+//	dense_target                x or h for densemamba (h with identity
+//	                            projection, add fusion and no norm);
+//	                            empty, x or h for mamba
+//
+// The time-step values must also be finite as float32, the type of the
+// parameters they initialise.
 func (c *Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("mamba config: %s: %w", fmt.Sprintf(format, args...), api.ErrConfig)
+	k := cfgcheck.New("mamba config")
+	k.OneOf("model_type", c.ModelType, NameMamba, NameDenseMamba)
+	k.Int("vocab_size", c.VocabSize, 1, cfgcheck.MaxVocab)
+	k.Int("hidden_size", c.HiddenSize, 1, cfgcheck.MaxModel)
+	k.Int("num_hidden_layers", c.NumHiddenLayers, 1, cfgcheck.MaxLayers)
+	k.Int("state_size", c.StateSize, 1, maxStateSize)
+	k.Int("conv_kernel", c.ConvKernel, 1, maxConvKernel)
+	k.Int("expand", c.Expand, 1, maxExpand)
+	if k.OK() && c.Expand*c.HiddenSize > cfgcheck.MaxInner {
+		k.Fail("expand", c.Expand, "expand*hidden_size = %d must be <= %d", c.Expand*c.HiddenSize, cfgcheck.MaxInner)
 	}
-	switch {
-	case c.ModelType != NameMamba && c.ModelType != NameDenseMamba:
-		return bad("model_type %q", c.ModelType)
-	case c.VocabSize < 1, c.HiddenSize < 1, c.NumHiddenLayers < 1, c.StateSize < 1,
-		c.ConvKernel < 1, c.IntermediateSize < 1, c.TimeStepRank < 1:
-		return bad("sizes must be positive (vocab %d, hidden %d, layers %d, state %d, conv %d, inner %d, dt rank %d)",
-			c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.StateSize, c.ConvKernel, c.IntermediateSize, c.TimeStepRank)
-	case !(c.LayerNormEpsilon > 0):
-		return bad("layer_norm_epsilon %g", c.LayerNormEpsilon)
-	case c.IntermediateSize != c.Expand*c.HiddenSize:
-		return bad("intermediate_size %d is not expand*hidden_size = %d (transformers derives it)", c.IntermediateSize, c.Expand*c.HiddenSize)
-	case c.HiddenAct != "" && c.HiddenAct != "silu":
-		return bad("hidden_act %q (only silu)", c.HiddenAct)
-	case c.ModelType == NameMamba && c.Dense.M != 0:
-		return bad("plain mamba with dense.m = %d (use model_type densemamba)", c.Dense.M)
+	if k.OK() && c.IntermediateSize != c.Expand*c.HiddenSize {
+		k.Fail("intermediate_size", c.IntermediateSize, "must be expand*hidden_size = %d (transformers derives it)", c.Expand*c.HiddenSize)
+	}
+	k.Int("time_step_rank", c.TimeStepRank, 1, cfgcheck.MaxModel)
+	k.Epsilon("layer_norm_epsilon", float64(c.LayerNormEpsilon))
+	k.Int("pad_vocab_size_multiple", c.PadVocabSizeMultiple, 0, cfgcheck.MaxModel)
+	k.Float("time_step_min", float64(c.TimeStepMin), 0, math.MaxFloat32, true)
+	k.Float("time_step_max", float64(c.TimeStepMax), 0, math.MaxFloat32, true)
+	if k.OK() && c.TimeStepMax < c.TimeStepMin {
+		k.Fail("time_step_max", c.TimeStepMax, "must be >= time_step_min = %g", float64(c.TimeStepMin))
+	}
+	k.Float("time_step_floor", float64(c.TimeStepFloor), 0, math.MaxFloat32, false)
+	k.Float("time_step_scale", float64(c.TimeStepScale), 0, math.MaxFloat32, true)
+	k.OneOf("hidden_act", c.HiddenAct, "silu", "")
+	if err := k.Err(); err != nil {
+		return err
+	}
+	if c.ModelType == NameMamba && c.Dense.M != 0 {
+		k.Fail("dense.m", c.Dense.M, "must be 0 for model_type mamba (use densemamba)")
+		return k.Err()
 	}
 	if err := c.Dense.Validate(); err != nil {
-		return fmt.Errorf("mamba config: %w", err)
+		return cfgcheck.Rename(err, "mamba config", func(f string) string { return "dense." + f })
 	}
-	if c.ModelType == NameDenseMamba {
-		switch c.DenseTarget {
-		case TargetX:
-		case TargetH:
-			if c.Dense.M > 0 && (c.Dense.Projection != dense.ProjIdentity || c.Dense.Fusion != dense.FuseAdd || c.Dense.Norm != dense.NormNone) {
-				return bad("dense target h needs projection identity, fusion add and norm none (the state recurrence must stay linear)")
-			}
-		default:
-			return bad("dense_target %q (want x or h)", c.DenseTarget)
-		}
+	if c.ModelType == NameMamba {
+		k.OneOf("dense_target", c.DenseTarget, "", TargetX, TargetH)
+		return k.Err()
 	}
-	return nil
+	k.OneOf("dense_target", c.DenseTarget, TargetX, TargetH)
+	if k.OK() && c.DenseTarget == TargetH && c.Dense.M > 0 &&
+		(c.Dense.Projection != dense.ProjIdentity || c.Dense.Fusion != dense.FuseAdd || c.Dense.Norm != dense.NormNone) {
+		k.Fail("dense_target", c.DenseTarget, "needs dense projection identity, fusion add and norm none (the state recurrence must stay linear)")
+	}
+	return k.Err()
 }
 
 // DefaultConfig returns a small Mamba (4 layers, width 128, GPT-NeoX-sized
@@ -112,7 +157,7 @@ func DefaultConfig(arch string) *Config {
 		UseConvBias: true, TieWordEmbeddings: true, PadVocabSizeMultiple: 8,
 		TimeStepMin: 1e-3, TimeStepMax: 0.1, TimeStepFloor: 1e-4, TimeStepScale: 1, HiddenAct: "silu",
 	}
-	c.fillDerived()
+	c.fillDerived(true, true)
 	if arch == NameDenseMamba {
 		c.Dense = dense.Defaults(2)
 		c.DenseTarget = TargetX
@@ -120,13 +165,18 @@ func DefaultConfig(arch string) *Config {
 	return c
 }
 
-// fillDerived sets intermediate_size and time_step_rank from the other
-// fields where they are unset, as transformers does ("auto" rank).
-func (c *Config) fillDerived() {
-	if c.IntermediateSize == 0 {
-		c.IntermediateSize = c.Expand * c.HiddenSize
+// fillDerived sets intermediate_size (inner) and time_step_rank (rank)
+// from the other fields, as transformers does ("auto" rank). The products
+// are left at 0 when their factors are outside their domains, for Validate
+// to report those.
+func (c *Config) fillDerived(inner, rank bool) {
+	if inner {
+		c.IntermediateSize = 0
+		if c.Expand >= 1 && c.Expand <= maxExpand && c.HiddenSize >= 1 && c.HiddenSize <= cfgcheck.MaxModel {
+			c.IntermediateSize = c.Expand * c.HiddenSize
+		}
 	}
-	if c.TimeStepRank == 0 {
+	if rank {
 		c.TimeStepRank = int(math.Ceil(float64(c.HiddenSize) / 16))
 	}
 }
@@ -141,7 +191,12 @@ func (c *Config) fillDerived() {
 //   - the toolkit's own, which is the Hugging Face form plus the dense knobs.
 //
 // arch ("mamba" or "densemamba") is the architecture asking; a config whose
-// model_type names the other one is refused.
+// model_type names the other one is refused. Absent fields take
+// DefaultConfig's values, and intermediate_size and time_step_rank are
+// derived from the others when absent; a field that is present must be in
+// its domain (see Validate), and an error names it as the file does
+// ("ssm_cfg.dt_min" in the state-spaces form). initializer_range and the
+// dropout rates, which change nothing here, must be in their domains too.
 func ParseConfig(arch string, data []byte) (*Config, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -150,18 +205,26 @@ func ParseConfig(arch string, data []byte) (*Config, error) {
 	c := DefaultConfig(arch)
 	c.Dense, c.DenseTarget = dense.Config{}, ""
 	c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.TimeStepRank = 0, 0, 0, 0
+	var names map[string]string // Validate's field names as this form spells them
 	if _, original := raw["d_model"]; original {
 		if err := c.parseOriginal(raw); err != nil {
 			return nil, err
 		}
+		names = originalNames
 	} else {
+		autoRank := false
 		if r, ok := raw["time_step_rank"]; ok && string(r) == `"auto"` {
 			delete(raw, "time_step_rank")
+			autoRank = true
 		}
 		fixed, _ := json.Marshal(raw)
 		if err := json.Unmarshal(fixed, c); err != nil {
 			return nil, fmt.Errorf("mamba config: %v: %w", err, api.ErrConfig)
 		}
+		// Derive only what the file leaves out: an explicit 0 is an error.
+		_, inner := raw["intermediate_size"]
+		_, rank := raw["time_step_rank"]
+		c.fillDerived(!inner, autoRank || !rank)
 	}
 	if c.ModelType == "" {
 		c.ModelType = arch
@@ -177,35 +240,58 @@ func ParseConfig(arch string, data []byte) (*Config, error) {
 			c.DenseTarget = TargetX
 		}
 	}
-	c.fillDerived()
-	if err := c.Validate(); err != nil {
+	k := cfgcheck.New("mamba config")
+	k.Unused(raw)
+	if err := k.Err(); err != nil {
 		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, cfgcheck.RenameMap(err, "", names)
 	}
 	return c, nil
 }
 
-// parseOriginal reads the state-spaces MambaConfig fields.
+// originalNames maps the fields Validate names to the state-spaces
+// config's.
+var originalNames = map[string]string{
+	"hidden_size":         "d_model",
+	"num_hidden_layers":   "n_layer",
+	"tie_word_embeddings": "tie_embeddings",
+	"layer_norm_epsilon":  "norm_epsilon",
+	"state_size":          "ssm_cfg.d_state",
+	"conv_kernel":         "ssm_cfg.d_conv",
+	"expand":              "ssm_cfg.expand",
+	"time_step_rank":      "ssm_cfg.dt_rank",
+	"time_step_min":       "ssm_cfg.dt_min",
+	"time_step_max":       "ssm_cfg.dt_max",
+	"time_step_floor":     "ssm_cfg.dt_init_floor",
+	"time_step_scale":     "ssm_cfg.dt_scale",
+}
+
+// parseOriginal reads the state-spaces MambaConfig fields. Absent fields
+// keep their defaults; present ones are taken as they are, for Validate
+// to check.
 func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
 	var o struct {
-		DModel               int     `json:"d_model"`
-		NLayer               int     `json:"n_layer"`
-		VocabSize            int     `json:"vocab_size"`
-		PadVocabSizeMultiple int     `json:"pad_vocab_size_multiple"`
-		TieEmbeddings        *bool   `json:"tie_embeddings"`
-		NormEpsilon          float64 `json:"norm_epsilon"`
-		RMSNorm              *bool   `json:"rms_norm"`
+		DModel               int      `json:"d_model"`
+		NLayer               int      `json:"n_layer"`
+		VocabSize            int      `json:"vocab_size"`
+		PadVocabSizeMultiple *int     `json:"pad_vocab_size_multiple"`
+		TieEmbeddings        *bool    `json:"tie_embeddings"`
+		NormEpsilon          *float64 `json:"norm_epsilon"`
+		RMSNorm              *bool    `json:"rms_norm"`
 		SSMCfg               struct {
 			Layer    string          `json:"layer"`
-			DState   int             `json:"d_state"`
-			DConv    int             `json:"d_conv"`
-			Expand   int             `json:"expand"`
+			DState   *int            `json:"d_state"`
+			DConv    *int            `json:"d_conv"`
+			Expand   *int            `json:"expand"`
 			DtRank   json.RawMessage `json:"dt_rank"`
 			Bias     bool            `json:"bias"`
 			ConvBias *bool           `json:"conv_bias"`
-			DtMin    float64         `json:"dt_min"`
-			DtMax    float64         `json:"dt_max"`
-			DtFloor  float64         `json:"dt_init_floor"`
-			DtScale  float64         `json:"dt_scale"`
+			DtMin    *float64        `json:"dt_min"`
+			DtMax    *float64        `json:"dt_max"`
+			DtFloor  *float64        `json:"dt_init_floor"`
+			DtScale  *float64        `json:"dt_scale"`
 		} `json:"ssm_cfg"`
 	}
 	whole, _ := json.Marshal(raw)
@@ -220,26 +306,39 @@ func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
 	}
 	c.HiddenSize, c.NumHiddenLayers = o.DModel, o.NLayer
 	c.VocabSize = o.VocabSize
-	if m := o.PadVocabSizeMultiple; m > 0 {
-		c.PadVocabSizeMultiple = m
-		c.VocabSize = (c.VocabSize + m - 1) / m * m
+	if o.PadVocabSizeMultiple != nil {
+		k := cfgcheck.New("mamba config")
+		m := *o.PadVocabSizeMultiple
+		k.Int("pad_vocab_size_multiple", m, 1, cfgcheck.MaxModel)
+		k.Int("vocab_size", c.VocabSize, 1, cfgcheck.MaxVocab)
+		if k.OK() {
+			padded := (c.VocabSize + m - 1) / m * m
+			if padded > cfgcheck.MaxVocab {
+				k.Fail("vocab_size", c.VocabSize, "padded to a multiple of pad_vocab_size_multiple = %d it is %d, must be <= %d", m, padded, cfgcheck.MaxVocab)
+			}
+			c.PadVocabSizeMultiple, c.VocabSize = m, padded
+		}
+		if err := k.Err(); err != nil {
+			return err
+		}
 	}
 	if o.TieEmbeddings != nil {
 		c.TieWordEmbeddings = *o.TieEmbeddings
 	}
-	if o.NormEpsilon > 0 {
-		c.LayerNormEpsilon = api.ConfigFloat(o.NormEpsilon)
+	if o.NormEpsilon != nil {
+		c.LayerNormEpsilon = api.ConfigFloat(*o.NormEpsilon)
 	}
 	s := o.SSMCfg
-	setIf := func(dst *int, v int) {
-		if v > 0 {
-			*dst = v
+	for _, p := range []struct {
+		dst *int
+		v   *int
+	}{{&c.StateSize, s.DState}, {&c.ConvKernel, s.DConv}, {&c.Expand, s.Expand}} {
+		if p.v != nil {
+			*p.dst = *p.v
 		}
 	}
-	setIf(&c.StateSize, s.DState)
-	setIf(&c.ConvKernel, s.DConv)
-	setIf(&c.Expand, s.Expand)
-	if len(s.DtRank) > 0 && string(s.DtRank) != `"auto"` {
+	autoRank := len(s.DtRank) == 0 || string(s.DtRank) == `"auto"`
+	if !autoRank {
 		if err := json.Unmarshal(s.DtRank, &c.TimeStepRank); err != nil {
 			return fmt.Errorf("mamba config: ssm_cfg.dt_rank %s: %w", s.DtRank, api.ErrConfig)
 		}
@@ -250,11 +349,12 @@ func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
 	}
 	for _, p := range []struct {
 		dst *api.ConfigFloat
-		v   float64
+		v   *float64
 	}{{&c.TimeStepMin, s.DtMin}, {&c.TimeStepMax, s.DtMax}, {&c.TimeStepFloor, s.DtFloor}, {&c.TimeStepScale, s.DtScale}} {
-		if p.v > 0 {
-			*p.dst = api.ConfigFloat(p.v)
+		if p.v != nil {
+			*p.dst = api.ConfigFloat(*p.v)
 		}
 	}
+	c.fillDerived(true, autoRank)
 	return nil
 }

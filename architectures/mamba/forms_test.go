@@ -17,7 +17,7 @@ func tinyConfig(arch, target string) *Config {
 	c := DefaultConfig(arch)
 	c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.StateSize = 104, 40, 3, 6
 	c.IntermediateSize, c.TimeStepRank = 0, 0
-	c.fillDerived()
+	c.fillDerived(true, true)
 	c.TimeStepRank = 5
 	c.TieWordEmbeddings = arch == NameMamba
 	if arch == NameDenseMamba {

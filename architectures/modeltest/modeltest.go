@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -208,4 +210,113 @@ func CheckUninitialized(t *testing.T, name string, cfg api.Config, b api.Backend
 			}
 		}
 	}
+}
+
+// CheckParameterCount checks that est.Parameters is the sum of the element
+// counts of m's parameters and est.WeightBytes their bytes in float32.
+func CheckParameterCount(t testing.TB, what string, m api.Model, est api.MemoryEstimate) {
+	t.Helper()
+	var n int64
+	for _, p := range m.Parameters() {
+		n += int64(p.Value.Shape().NumElements())
+	}
+	if est.Parameters != n || est.WeightBytes != 4*n {
+		t.Errorf("%s: estimate of %d parameters (%d bytes), the model has %d", what, est.Parameters, est.WeightBytes, n)
+	}
+}
+
+// CheckFiniteParameters fails t when a parameter of m holds a NaN or an
+// infinity.
+func CheckFiniteParameters(t testing.TB, what string, m api.Model) {
+	t.Helper()
+	for _, p := range m.Parameters() {
+		for i, v := range api.Float32s(p.Value) {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Errorf("%s: %s[%d] = %v", what, p.Name, i, v)
+				break
+			}
+		}
+	}
+}
+
+// MemoryRatios are the estimates of a memory estimate divided by what the
+// passes allocated, as MeasureMemory measures them.
+type MemoryRatios struct {
+	Forward, Prefill, Train, State float64
+}
+
+// allocated returns the bytes the Go heap allocates while fn runs, with the
+// garbage collector off so that pooled scratch stays in its pools.
+func allocated(fn func()) int64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return int64(after.TotalAlloc - before.TotalAlloc)
+}
+
+// MeasureMemory runs Forward, Prefill (into a fresh State) and, when m is
+// api.Trainable, LossAndGrad (after ZeroGrad) on random ids [batch,tokens]
+// on a backend whose tensors are Go memory, each once to warm the
+// backend's pools and then three times measured by the heap's TotalAlloc
+// (the least counts: a run that misses the backend's scratch pools
+// allocates the scratch again), and a State made and stepped once; it fails t when est does not bound what each
+// allocates from above (ForwardBytes for Forward and Prefill, TrainBytes,
+// StateBytes per sequence), and returns the ratios estimate/measured.
+func MeasureMemory(t testing.TB, m api.Model, est api.MemoryEstimate, batch, tokens int) MemoryRatios {
+	t.Helper()
+	ctx := context.Background()
+	ids := RandomIDs(rand.New(rand.NewPCG(5, 6)), batch, tokens, m.Config().Vocab())
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r MemoryRatios
+	check := func(what string, estimate int64, run func()) float64 {
+		t.Helper()
+		run() // warm-up
+		got := allocated(run)
+		for range 2 { // the least of three: a pool miss is not the pass's
+			got = min(got, allocated(run))
+		}
+		ratio := float64(estimate) / float64(got)
+		if estimate < got {
+			t.Errorf("%s of [%d,%d]: estimate %d bytes, allocated %d (ratio %.2f)", what, batch, tokens, estimate, got, ratio)
+		}
+		return ratio
+	}
+	r.Forward = check("Forward", est.ForwardBytes(batch, tokens), func() {
+		_, err := m.Forward(ctx, ids)
+		must(err)
+	})
+	var s api.State
+	r.Prefill = check("Prefill", est.ForwardBytes(batch, tokens), func() {
+		var err error
+		if s == nil {
+			s, err = m.NewState(batch)
+			must(err)
+		}
+		s.Reset()
+		_, err = m.Prefill(ctx, s, ids)
+		must(err)
+	})
+	if tm, ok := m.(api.Trainable); ok {
+		targets := RandomIDs(rand.New(rand.NewPCG(7, 8)), batch, tokens, m.Config().Vocab())
+		tm.ZeroGrad()
+		r.Train = check("LossAndGrad", est.TrainBytes(batch, tokens), func() {
+			tm.ZeroGrad()
+			_, err := tm.LossAndGrad(ctx, api.Batch{Inputs: ids, Targets: targets})
+			must(err)
+		})
+	}
+	r.State = check("NewState and a Step", est.StateBytes, func() {
+		s, err := m.NewState(1)
+		must(err)
+		_, err = m.Step(ctx, s, []int32{ids[0][0]})
+		must(err)
+	})
+	return r
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/internal/cfgcheck"
 )
 
 // The two registered names.
@@ -85,57 +86,93 @@ func (c *Config) linkConfigs() (k, v dense.Config) {
 	return k, v
 }
 
-// Validate checks the sizes and, for DenseRetNet, the dense knobs.
+// maxHeads is the most heads a model may have: head h decays by gamma_h =
+// 1 - 2^(-5-h), which rounds to 1 in float32 from h = 20 on, and the
+// retention kernels need gamma in (0,1).
+const maxHeads = 20
+
+// Validate checks every field against its domain and the fields against
+// one another. The error names the first field outside its domain, as the
+// toolkit's config.json spells it (ParseConfig renames it for the other
+// forms), and wraps api.ErrConfig. The domains:
+//
+//	model_type            retnet or denseretnet
+//	vocab_size            1 .. 2^31-1 (token ids are int32)
+//	hidden_size           1 .. 2^20
+//	num_hidden_layers     1 .. 2^16
+//	num_attention_heads   1 .. 20
+//	query_key_dim         1 .. 2^22, heads of an even width; hidden_size for retnet
+//	value_dim             1 .. 2^22, a multiple of the heads
+//	ffn_dim               1 .. 2^22 for retnet, 0 for denseretnet
+//	rms_norm_eps          (0, 1], not 0 as a float32
+//	pad_token_id          absent, or in [0, vocab_size)
+//	dense                 for denseretnet, see dense.Config.Validate (the
+//	                      knobs are needed even with m = 0, whose
+//	                      projection must be identity and fusion add);
+//	                      absent for retnet
+//	dense_v_gate_ratio    as dense.gate_ratio; 0 for retnet
 func (c *Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("retnet config: %s: %w", fmt.Sprintf(format, args...), api.ErrConfig)
+	k := cfgcheck.New("retnet config")
+	k.OneOf("model_type", c.ModelType, NameRetNet, NameDenseRetNet)
+	k.Int("vocab_size", c.VocabSize, 1, cfgcheck.MaxVocab)
+	k.Int("hidden_size", c.HiddenSize, 1, cfgcheck.MaxModel)
+	k.Int("num_hidden_layers", c.NumHiddenLayers, 1, cfgcheck.MaxLayers)
+	k.Int("num_attention_heads", c.NumAttentionHeads, 1, maxHeads)
+	k.Int("query_key_dim", c.QueryKeyDim, 1, cfgcheck.MaxInner)
+	if k.OK() && (c.QueryKeyDim%c.NumAttentionHeads != 0 || c.KeyHeadDim()%2 != 0) {
+		k.Fail("query_key_dim", c.QueryKeyDim, "must split into %d heads of an even width", c.NumAttentionHeads)
 	}
-	switch {
-	case c.ModelType != NameRetNet && c.ModelType != NameDenseRetNet:
-		return bad("model_type %q", c.ModelType)
-	case c.VocabSize < 1, c.HiddenSize < 1, c.NumHiddenLayers < 1, c.NumAttentionHeads < 1,
-		c.QueryKeyDim < 1, c.ValueDim < 1:
-		return bad("sizes must be positive (vocab %d, hidden %d, layers %d, heads %d, query/key %d, value %d)",
-			c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.QueryKeyDim, c.ValueDim)
-	case c.QueryKeyDim%c.NumAttentionHeads != 0 || c.KeyHeadDim()%2 != 0:
-		return bad("query_key_dim %d does not split into %d heads of an even width", c.QueryKeyDim, c.NumAttentionHeads)
-	case c.ValueDim%c.NumAttentionHeads != 0:
-		return bad("value_dim %d does not split into %d heads", c.ValueDim, c.NumAttentionHeads)
-	case !(c.RMSNormEps > 0):
-		return bad("rms_norm_eps %g", float64(c.RMSNormEps))
-	case c.PadTokenID != nil && (*c.PadTokenID < 0 || *c.PadTokenID >= c.VocabSize):
-		return bad("pad_token_id %d outside the vocabulary [0,%d)", *c.PadTokenID, c.VocabSize)
+	k.Int("value_dim", c.ValueDim, 1, cfgcheck.MaxInner)
+	if k.OK() && c.ValueDim%c.NumAttentionHeads != 0 {
+		k.Fail("value_dim", c.ValueDim, "must split into %d heads", c.NumAttentionHeads)
+	}
+	if c.gau() {
+		if c.FFNDim != 0 {
+			k.Fail("ffn_dim", c.FFNDim, "must be 0 (denseretnet has no FFN)")
+		}
+	} else {
+		k.Int("ffn_dim", c.FFNDim, 1, cfgcheck.MaxInner)
+	}
+	k.Epsilon("rms_norm_eps", float64(c.RMSNormEps))
+	if k.OK() && c.PadTokenID != nil && (*c.PadTokenID < 0 || *c.PadTokenID >= c.VocabSize) {
+		k.Fail("pad_token_id", *c.PadTokenID, "must be in [0, vocab_size = %d)", c.VocabSize)
 	}
 	if !c.gau() {
-		switch {
-		case c.QueryKeyDim != c.HiddenSize:
-			return bad("retnet query_key_dim %d is not hidden_size %d", c.QueryKeyDim, c.HiddenSize)
-		case c.FFNDim < 1:
-			return bad("retnet ffn_dim %d", c.FFNDim)
-		case c.Dense != dense.Config{} || c.DenseVGateRatio != 0:
-			return bad("plain retnet with dense knobs (use model_type denseretnet)")
+		if k.OK() && c.QueryKeyDim != c.HiddenSize {
+			k.Fail("query_key_dim", c.QueryKeyDim, "must be hidden_size = %d for retnet", c.HiddenSize)
 		}
-		return nil
+		if k.OK() && c.Dense != (dense.Config{}) {
+			knobs, _ := json.Marshal(c.Dense)
+			k.Fail("dense", json.RawMessage(knobs), "must be absent for retnet (use model_type denseretnet)")
+		}
+		if k.OK() && c.DenseVGateRatio != 0 {
+			k.Fail("dense_v_gate_ratio", c.DenseVGateRatio, "must be absent for retnet (use model_type denseretnet)")
+		}
+		return k.Err()
 	}
-	if c.FFNDim != 0 {
-		return bad("denseretnet has no FFN (ffn_dim %d)", c.FFNDim)
+	if err := k.Err(); err != nil {
+		return err
 	}
 	// The links exist on every layer whatever M is, so the knobs are
 	// checked as for M >= 1.
-	k, v := c.linkConfigs()
-	for _, lc := range []dense.Config{k, v} {
-		lc.M = max(lc.M, 1)
+	kl, vl := c.linkConfigs()
+	for i, lc := range []dense.Config{kl, vl} {
+		if lc.M == 0 {
+			lc.M = 1
+		}
 		if err := lc.Validate(); err != nil {
-			return fmt.Errorf("retnet config: %w", err)
+			return cfgcheck.Rename(err, "retnet config", func(f string) string {
+				if f == "gate_ratio" && i == 1 {
+					return "dense_v_gate_ratio"
+				}
+				return "dense." + f
+			})
 		}
 	}
-	if c.Dense.M < 0 {
-		return bad("dense.m %d", c.Dense.M)
-	}
 	if c.Dense.M == 0 && (c.Dense.Projection != dense.ProjIdentity || c.Dense.Fusion != dense.FuseAdd) {
-		return bad("dense.m 0 with projection %q and fusion %q (nothing is fused: use identity and add)", c.Dense.Projection, c.Dense.Fusion)
+		k.Fail("dense.m", 0, "needs projection identity and fusion add, not %q and %q (nothing is fused)", c.Dense.Projection, c.Dense.Fusion)
 	}
-	return nil
+	return k.Err()
 }
 
 // DefaultConfig returns a small model of the architecture arch for tests
@@ -175,14 +212,17 @@ func ParseConfig(arch string, data []byte) (*Config, error) {
 		return nil, fmt.Errorf("retnet config: %v: %w", err, api.ErrConfig)
 	}
 	var (
-		c   *Config
-		err error
+		c     *Config
+		err   error
+		names map[string]string // Validate's field names as this form spells them
 	)
 	switch {
 	case isTorchscale(raw):
 		c, err = parseTorchscale(raw)
+		names = torchscaleNames
 	case isOfficialDense(raw):
 		c, err = parseOfficial(raw)
+		names = officialNames
 	default:
 		c, err = parseOwn(arch, raw)
 	}
@@ -190,12 +230,37 @@ func ParseConfig(arch string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	if c.ModelType != arch {
-		return nil, fmt.Errorf("retnet config: a %s config read as %q: %w", c.ModelType, arch, api.ErrConfig)
+		return nil, fmt.Errorf("retnet config: model_type %q read as %q: %w", c.ModelType, arch, api.ErrConfig)
 	}
-	if err := c.Validate(); err != nil {
+	k := cfgcheck.New("retnet config")
+	k.Unused(raw)
+	if err := k.Err(); err != nil {
 		return nil, err
 	}
+	if err := c.Validate(); err != nil {
+		return nil, cfgcheck.RenameMap(err, "", names)
+	}
 	return c, nil
+}
+
+// torchscaleNames maps the fields Validate names to RetNetConfig's.
+var torchscaleNames = map[string]string{
+	"hidden_size":         "decoder_embed_dim",
+	"query_key_dim":       "decoder_embed_dim",
+	"value_dim":           "decoder_value_embed_dim",
+	"num_attention_heads": "decoder_retention_heads",
+	"ffn_dim":             "decoder_ffn_embed_dim",
+	"num_hidden_layers":   "decoder_layers",
+	"rms_norm_eps":        "layernorm_eps",
+}
+
+// officialNames maps the fields Validate names to the official DenseSSM
+// config's.
+var officialNames = map[string]string{
+	"value_dim":          "v_factor*hidden_size",
+	"dense.m":            "dense_block_layers",
+	"dense.gate_ratio":   "intermediate_k_select_scale",
+	"dense_v_gate_ratio": "intermediate_v_select_scale",
 }
 
 // isTorchscale reports whether a config has torchscale's decoder_* fields.
@@ -352,27 +417,27 @@ func parseOfficial(raw map[string]json.RawMessage) (*Config, error) {
 	if o.DenseBlockLayers == nil {
 		return nil, fmt.Errorf("retnet config (DenseSSM form): no dense_block_layers: %w", api.ErrConfig)
 	}
+	k := cfgcheck.New("retnet config")
+	k.Int("hidden_size", o.HiddenSize, 1, cfgcheck.MaxModel)
+	k.Float("v_factor", o.VFactor, 0, math.MaxFloat32, true)
 	e := float64(o.HiddenSize) * o.VFactor
-	if !(o.VFactor > 0) || e != math.Trunc(e) || e > math.MaxInt32 {
-		return nil, fmt.Errorf("retnet config (DenseSSM form): v_factor %g times hidden_size %d is not a positive whole width: %w",
-			o.VFactor, o.HiddenSize, api.ErrConfig)
+	if k.OK() && (e != math.Trunc(e) || e < 1 || e > cfgcheck.MaxInner) {
+		k.Fail("v_factor", o.VFactor, "v_factor*hidden_size = %g must be a whole number in [1, %d]", e, cfgcheck.MaxInner)
 	}
-	ratio := func(name string, n json.Number) (int, error) {
+	ratio := func(name string, n json.Number) int {
 		if n == "" {
-			return 32, nil // the official code's HiddenProjection(d, 32, ...)
+			return 32 // the official code's HiddenProjection(d, 32, ...)
 		}
 		f, err := n.Float64()
-		if err != nil || f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
-			return 0, fmt.Errorf("retnet config (DenseSSM form): %s %s is not a positive integer: %w", name, n, api.ErrConfig)
+		if err != nil || f != math.Trunc(f) || f < 1 || f > cfgcheck.MaxRatio {
+			k.Fail(name, json.RawMessage(n), "must be a whole number in [1, %d]", cfgcheck.MaxRatio)
+			return 0
 		}
-		return int(f), nil
+		return int(f)
 	}
-	rk, err := ratio("intermediate_k_select_scale", o.KSelectScale)
-	if err != nil {
-		return nil, err
-	}
-	rv, err := ratio("intermediate_v_select_scale", o.VSelectScale)
-	if err != nil {
+	rk := ratio("intermediate_k_select_scale", o.KSelectScale)
+	rv := ratio("intermediate_v_select_scale", o.VSelectScale)
+	if err := k.Err(); err != nil {
 		return nil, err
 	}
 	c := &Config{

@@ -1,0 +1,210 @@
+package mamba
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/dense"
+	"github.com/densessm/densessm/architectures/modeltest"
+	"github.com/densessm/densessm/backends/cpu"
+)
+
+// withField returns the JSON object base with the field at path (dotted
+// for nested objects) set to the raw JSON value.
+func withField(t *testing.T, base, path, value string) []byte {
+	t.Helper()
+	var root map[string]any
+	if err := json.Unmarshal([]byte(base), &root); err != nil {
+		t.Fatal(err)
+	}
+	obj := root
+	keys := strings.Split(path, ".")
+	for _, k := range keys[:len(keys)-1] {
+		next, ok := obj[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			obj[k] = next
+		}
+		obj = next
+	}
+	obj[keys[len(keys)-1]] = json.RawMessage(value)
+	out, err := json.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestConfigDomains checks, for every field of every form ParseConfig
+// reads, that values outside the field's domain are refused with an error
+// that wraps api.ErrConfig and names the field as the file spells it.
+func TestConfigDomains(t *testing.T) {
+	const (
+		hf = `{"model_type": "mamba", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 16}`
+		dm = `{"model_type": "densemamba", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 16, "dense": {"m": 2,
+			"projection": "identity", "gate": "silu-mlp", "gate_ratio": 4, "fusion": "add", "norm": "rmsnorm"}}`
+		orig  = `{"d_model": 8, "n_layer": 2, "vocab_size": 10, "pad_vocab_size_multiple": 8, "ssm_cfg": {}}`
+		wideD = `{"model_type": "mamba", "hidden_size": 1048576, "num_hidden_layers": 1, "vocab_size": 16}`
+	)
+	for _, base := range []struct{ arch, json string }{{NameMamba, hf}, {NameDenseMamba, dm}, {NameMamba, orig}} {
+		if _, err := ParseConfig(base.arch, []byte(base.json)); err != nil {
+			t.Fatalf("base config %s: %v", base.json, err)
+		}
+	}
+	for _, tc := range []struct {
+		arch, base, path string
+		values           []string
+		field            string // the field the error names; path when empty
+	}{
+		{NameMamba, hf, "vocab_size", []string{"0", "-1", "2147483648", "1e3"}, ""},
+		{NameMamba, hf, "hidden_size", []string{"0", "-8", "1048577", "9223372036854775807", `"8"`}, ""},
+		{NameMamba, hf, "num_hidden_layers", []string{"0", "65537"}, ""},
+		{NameMamba, hf, "state_size", []string{"0", "65537"}, ""},
+		{NameMamba, hf, "conv_kernel", []string{"0", "-4", "1025"}, ""},
+		{NameMamba, hf, "expand", []string{"0", "-2", "1025"}, ""},
+		{NameMamba, wideD, "expand", []string{"8"}, ""}, // expand*hidden_size > 2^22
+		{NameMamba, hf, "intermediate_size", []string{"0", "7", "-16"}, ""},
+		{NameMamba, hf, "time_step_rank", []string{"0", "-1", "1048577", `"big"`}, ""},
+		{NameMamba, hf, "layer_norm_epsilon", []string{"0", "-1e-5", "2", "1e-50", "1e999"}, ""},
+		{NameMamba, hf, "pad_vocab_size_multiple", []string{"-8", "1048577"}, ""},
+		{NameMamba, hf, "time_step_min", []string{"-5", "0", "1e-60", "1e39", "1e999"}, ""},
+		{NameMamba, hf, "time_step_max", []string{"0.0001", "-1", "1e39"}, ""},
+		{NameMamba, hf, "time_step_floor", []string{"-1e-4", "1e39"}, ""},
+		{NameMamba, hf, "time_step_scale", []string{"0", "-1", "1e39"}, ""},
+		{NameMamba, hf, "hidden_act", []string{`"relu"`, `"gelu"`}, ""},
+		{NameMamba, hf, "model_type", []string{`"bogus"`}, ""},
+		{NameMamba, hf, "dense", []string{`{"m": 1}`}, "dense.m"},
+		{NameMamba, hf, "dense_target", []string{`"y"`}, ""},
+		{NameMamba, hf, "initializer_range", []string{"-0.1", `"x"`}, ""},
+		{NameMamba, hf, "dropout", []string{"1", "-0.5"}, ""},
+		{NameDenseMamba, dm, "dense.m", []string{"-1", "65537"}, ""},
+		{NameDenseMamba, dm, "dense.projection", []string{`"conv"`}, ""},
+		{NameDenseMamba, dm, "dense.gate", []string{`"sigmoid"`}, ""},
+		{NameDenseMamba, dm, "dense.gate_ratio", []string{"-1", "0", "1048577"}, ""},
+		{NameDenseMamba, dm, "dense.fusion", []string{`"mul"`}, ""},
+		{NameDenseMamba, dm, "dense.norm", []string{`"layernorm"`}, ""},
+		{NameDenseMamba, dm, "dense_target", []string{`"y"`, `"h"`}, ""}, // h with the default rmsnorm
+		// The state-spaces form names its own fields.
+		{NameMamba, orig, "d_model", []string{"0", "1048577"}, ""},
+		{NameMamba, orig, "n_layer", []string{"0", "-1"}, ""},
+		{NameMamba, orig, "vocab_size", []string{"0", "2147483647"}, ""}, // the second overflows when padded
+		{NameMamba, orig, "pad_vocab_size_multiple", []string{"0", "-8", "1048577"}, ""},
+		{NameMamba, orig, "norm_epsilon", []string{"0", "-1", "3"}, ""},
+		{NameMamba, orig, "ssm_cfg.d_state", []string{"0", "-16"}, ""},
+		{NameMamba, orig, "ssm_cfg.d_conv", []string{"0", "2000"}, ""},
+		{NameMamba, orig, "ssm_cfg.expand", []string{"0", "-2"}, ""},
+		{NameMamba, orig, "ssm_cfg.dt_rank", []string{"0", "-3", `"many"`}, ""},
+		{NameMamba, orig, "ssm_cfg.dt_min", []string{"-5", "0"}, ""},
+		{NameMamba, orig, "ssm_cfg.dt_max", []string{"0.0001", "-1"}, ""},
+		{NameMamba, orig, "ssm_cfg.dt_init_floor", []string{"-1"}, ""},
+		{NameMamba, orig, "ssm_cfg.dt_scale", []string{"0", "-2"}, ""},
+	} {
+		want := tc.field
+		if want == "" {
+			want = tc.path
+		}
+		for _, v := range tc.values {
+			data := withField(t, tc.base, tc.path, v)
+			_, err := ParseConfig(tc.arch, data)
+			if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s = %s: got %v, want an invalid config error naming %s", tc.path, v, err, want)
+			}
+		}
+	}
+	// The example of the issue: the error names the first field.
+	_, err := ParseConfig(NameMamba, []byte(`{"hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8,
+		"time_step_min": -5, "time_step_max": -1}`))
+	if err == nil || !strings.Contains(err.Error(), "mamba config: time_step_min = -5: must be > 0") {
+		t.Errorf("time_step_min -5: %v", err)
+	}
+}
+
+// TestValidateNonFinite checks the values JSON cannot hold but Go callers
+// can set: NaN and infinities.
+func TestValidateNonFinite(t *testing.T) {
+	for field, set := range map[string]func(*Config, float64){
+		"layer_norm_epsilon": func(c *Config, v float64) { c.LayerNormEpsilon = api.ConfigFloat(v) },
+		"time_step_min":      func(c *Config, v float64) { c.TimeStepMin = api.ConfigFloat(v) },
+		"time_step_max":      func(c *Config, v float64) { c.TimeStepMax = api.ConfigFloat(v) },
+		"time_step_floor":    func(c *Config, v float64) { c.TimeStepFloor = api.ConfigFloat(v) },
+		"time_step_scale":    func(c *Config, v float64) { c.TimeStepScale = api.ConfigFloat(v) },
+	} {
+		for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			c := DefaultConfig(NameMamba)
+			set(c, v)
+			err := c.Validate()
+			if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), field) {
+				t.Errorf("%s = %v: %v", field, v, err)
+			}
+		}
+	}
+}
+
+// TestCommittedConfigsValidate checks that the defaults and every
+// committed config.json of a Mamba model still parse.
+func TestCommittedConfigsValidate(t *testing.T) {
+	for _, arch := range []string{NameMamba, NameDenseMamba} {
+		if err := DefaultConfig(arch).Validate(); err != nil {
+			t.Errorf("default %s: %v", arch, err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "*", "config.json"))
+	bench, _ := filepath.Glob(filepath.Join("..", "..", "bench", "configs", "mamba*.json"))
+	if len(files) == 0 {
+		t.Fatal("no fixture configs")
+	}
+	for _, f := range append(files, bench...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseConfig(NameMamba, data); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestRandomConfigsInitFinite draws small valid configurations, time steps
+// and epsilons from across their domains, and checks that a freshly
+// initialised model has only finite parameters.
+func TestRandomConfigsInitFinite(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	b := cpu.New(api.BackendOptions{Threads: 1})
+	logUniform := func(lo, hi float64) float64 {
+		return math.Exp(math.Log(lo) + (math.Log(hi)-math.Log(lo))*r.Float64())
+	}
+	gates := []string{dense.GateSiluMLP, dense.GateLinear, dense.GateNone}
+	for i := range 40 {
+		c := DefaultConfig([]string{NameMamba, NameDenseMamba}[i%2])
+		c.VocabSize, c.HiddenSize, c.NumHiddenLayers = 1+r.IntN(40), 1+r.IntN(24), 1+r.IntN(3)
+		c.StateSize, c.ConvKernel, c.Expand = 1+r.IntN(8), 1+r.IntN(5), 1+r.IntN(3)
+		c.IntermediateSize, c.TimeStepRank = c.Expand*c.HiddenSize, 1+r.IntN(6)
+		c.UseBias, c.UseConvBias, c.TieWordEmbeddings = r.IntN(2) == 0, r.IntN(2) == 0, r.IntN(2) == 0
+		c.LayerNormEpsilon = api.ConfigFloat(logUniform(1e-30, 1))
+		c.TimeStepMin = api.ConfigFloat(logUniform(1e-30, 1e3))
+		c.TimeStepMax = c.TimeStepMin * api.ConfigFloat(logUniform(1, 1e30))
+		c.TimeStepFloor = api.ConfigFloat([]float64{0, 1e-4, logUniform(1e-30, 1e30)}[r.IntN(3)])
+		c.TimeStepScale = api.ConfigFloat(logUniform(1e-10, 1e10))
+		if c.ModelType == NameDenseMamba {
+			c.Dense.M, c.Dense.GateRatio, c.Dense.Gate = r.IntN(4), 1+r.IntN(40), gates[r.IntN(3)]
+			if c.DenseTarget = TargetX; r.IntN(2) == 0 {
+				c.DenseTarget, c.Dense.Norm = TargetH, dense.NormNone
+			}
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		m, err := New(c, b, int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		modeltest.CheckFiniteParameters(t, c.ModelType, m)
+	}
+}
