@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -58,6 +59,35 @@ func BenchmarkEncodeGPT2(b *testing.B)   { benchEncode(b, "gpt2") }
 func BenchmarkEncodeCL100K(b *testing.B) { benchEncode(b, "cl100k") }
 func BenchmarkEncodeLlama(b *testing.B)  { benchEncode(b, "llama") }
 func BenchmarkEncodeNeoX(b *testing.B)   { benchEncode(b, "neox") }
+
+// BenchmarkEncodeReader measures EncodeReader on the same text as the
+// Encode benchmarks, read as one stream, on one goroutine; compare with
+// BenchmarkEncodeGPT2 and BenchmarkEncodeCL100K.
+func BenchmarkEncodeReader(b *testing.B) {
+	for _, name := range []string{"gpt2", "cl100k"} {
+		b.Run(name, func(b *testing.B) {
+			tok := loadFixture(b, name)
+			if !tok.Streams() {
+				b.Fatalf("%s does not stream", name)
+			}
+			text := strings.Join(benchLines(b), "")
+			b.SetBytes(int64(len(text)))
+			tokens := 0
+			count := func(ids []int) error {
+				tokens += len(ids)
+				return nil
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tokens = 0
+				if err := tok.EncodeReader(context.Background(), strings.NewReader(text), true, count); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(tokens), "tokens")
+		})
+	}
+}
 
 // BenchmarkEncodeBatch measures EncodeBatch over all cores.
 func BenchmarkEncodeBatch(b *testing.B) {

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,9 @@ type bpeModel struct {
 	tokens []string // id -> token; "" where no token has the id
 	has    []bool   // id -> whether the vocabulary has it
 	merges map[uint64]mergeInfo
+	// rankID is the id of the token each merge gives, by rank: the merge
+	// queue keeps ranks only.
+	rankID []int32
 
 	unkToken     string // "" when the file has none
 	prefix       string // continuing_subword_prefix
@@ -80,6 +84,7 @@ func newBPE(vocab map[string]int32, merges [][2]string, cfg bpeOptions) (*bpeMod
 			m.byteIDs[b] = id
 		}
 	}
+	m.rankID = make([]int32, len(merges))
 	for rank, mg := range merges {
 		a, ok := vocab[mg[0]]
 		if !ok {
@@ -99,6 +104,7 @@ func newBPE(vocab map[string]int32, merges [][2]string, cfg bpeOptions) (*bpeMod
 		}
 		// A repeated pair keeps its last rank, as in Hugging Face's map.
 		m.merges[pairKey(a, b)] = mergeInfo{rank: int32(rank), id: id}
+		m.rankID[rank] = id
 	}
 	return m, nil
 }
@@ -130,39 +136,112 @@ func (m *bpeModel) tokenize(piece string, dst []token) ([]token, error) {
 			return append(dst, token{id: id, lo: 0, hi: int32(len(piece))}), nil
 		}
 	}
-	cacheable := len(piece) < maxCachedWord
-	if cacheable {
-		if word, ok := m.cache.get(piece); ok {
-			return appendWord(dst, word), nil
+	if len(piece) >= maxCachedWord {
+		// Long pieces are merged without the cache, and the tokens are
+		// read straight from the merged symbols.
+		syms, err := m.mergeSymbols(piece)
+		if err != nil {
+			return dst, err
 		}
+		return appendWord(slices.Grow(dst, liveSymbols(syms)), syms), nil
+	}
+	if word, ok := m.cache.get(piece); ok {
+		return appendWord(dst, word), nil
 	}
 	word, err := m.mergeWord(piece)
 	if err != nil {
 		return dst, err
 	}
-	if cacheable {
-		// The piece may share memory with the whole text: keep a copy.
-		m.cache.put(strings.Clone(piece), word)
-	}
+	// The piece may share memory with the whole text: keep a copy.
+	m.cache.put(strings.Clone(piece), word)
 	return appendWord(dst, word), nil
 }
 
-// appendWord appends the tokens of a merged word, with their offsets.
+// tokenizeIDs appends the token ids of one piece to dst: tokenize without
+// the offsets.
+func (m *bpeModel) tokenizeIDs(piece string, dst []int) ([]int, error) {
+	if piece == "" {
+		return dst, nil
+	}
+	if m.ignoreMerges {
+		if id, ok := m.vocab[piece]; ok {
+			return append(dst, int(id)), nil
+		}
+	}
+	var word []symbol
+	if len(piece) >= maxCachedWord {
+		syms, err := m.mergeSymbols(piece)
+		if err != nil {
+			return dst, err
+		}
+		dst = slices.Grow(dst, liveSymbols(syms))
+		word = syms
+	} else if w, ok := m.cache.get(piece); ok {
+		word = w
+	} else {
+		w, err := m.mergeWord(piece)
+		if err != nil {
+			return dst, err
+		}
+		m.cache.put(strings.Clone(piece), w)
+		word = w
+	}
+	for _, s := range word {
+		if s.size != 0 {
+			dst = append(dst, int(s.id))
+		}
+	}
+	return dst, nil
+}
+
+// liveSymbols counts the symbols that were not merged away.
+func liveSymbols(syms []symbol) int {
+	n := 0
+	for _, s := range syms {
+		if s.size != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// appendWord appends the tokens of merged symbols, with their offsets;
+// symbols of size 0 (merged into their left neighbour) are skipped.
 func appendWord(dst []token, word []symbol) []token {
 	pos := int32(0)
 	for _, s := range word {
+		if s.size == 0 {
+			continue
+		}
 		dst = append(dst, token{id: s.id, lo: pos, hi: pos + s.size})
 		pos += s.size
 	}
 	return dst
 }
 
-// mergeWord splits a piece into characters (with the subword prefix and
+// mergeWord returns the symbols of a piece once merged (see mergeSymbols),
+// without the merged-away ones.
+func (m *bpeModel) mergeWord(w string) ([]symbol, error) {
+	syms, err := m.mergeSymbols(w)
+	if err != nil {
+		return nil, err
+	}
+	out := syms[:0]
+	for _, s := range syms {
+		if s.size != 0 {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// mergeSymbols splits a piece into characters (with the subword prefix and
 // suffix, byte fallback and unknown token as configured) and applies the
 // merges, lowest rank first and leftmost first among equal ranks. It
-// returns the remaining symbols in order.
-func (m *bpeModel) mergeWord(w string) ([]symbol, error) {
-	syms := make([]symbol, 0, len(w))
+// returns all the symbols, those merged into their left neighbour having
+// size 0.
+func (m *bpeModel) mergeSymbols(w string) ([]symbol, error) {
+	syms := make([]symbol, 0, utf8.RuneCountInString(w))
 	add := func(id int32, size int) {
 		n := int32(len(syms))
 		if n > 0 {
@@ -218,13 +297,7 @@ func (m *bpeModel) mergeWord(w string) ([]symbol, error) {
 		add(unkID, unkSize)
 	}
 	m.mergeAll(syms)
-	out := syms[:0]
-	for _, s := range syms {
-		if s.size != 0 {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return syms, nil
 }
 
 // allBytesKnown reports whether every byte of s has a "<0xXX>" token.
@@ -240,66 +313,101 @@ func (m *bpeModel) allBytesKnown(s string) bool {
 // mergeAll applies the merges to syms in place: merged-away symbols get
 // size 0. This is Hugging Face's algorithm: a priority queue of candidate
 // merges ordered by rank then position, where entries made stale by an
-// earlier merge are skipped.
+// earlier merge are skipped. (An entry is stale when the pair at its
+// position no longer gives the entry's token; a pair once changed never
+// gives that token again, since the text it covers only grows.)
 func (m *bpeModel) mergeAll(syms []symbol) {
-	var q mergeQueue
+	if len(syms) < 2 {
+		return
+	}
+	// The initial candidates fill the queue in one allocation, and the
+	// heap is built in linear time.
+	q := make(mergeQueue, 0, len(syms))
 	for i := 0; i+1 < len(syms); i++ {
 		if mi, ok := m.merges[pairKey(syms[i].id, syms[i+1].id)]; ok {
-			q.push(candidate{rank: mi.rank, pos: int32(i), id: mi.id})
+			q = append(q, newCandidate(mi.rank, int32(i)))
 		}
 	}
+	q.init()
 	for len(q) > 0 {
-		top := q.pop()
-		cur := &syms[top.pos]
+		rank, pos := q.pop().split()
+		cur := &syms[pos]
 		if cur.size == 0 || cur.next < 0 {
 			continue
 		}
 		right := syms[cur.next]
 		mi, ok := m.merges[pairKey(cur.id, right.id)]
-		if !ok || mi.id != top.id {
+		if !ok || mi.id != m.rankID[rank] {
 			continue
 		}
-		cur.id = top.id
+		cur.id = mi.id
 		cur.size += right.size
 		syms[cur.next].size = 0
 		cur.next = right.next
 		if cur.next >= 0 {
-			syms[cur.next].prev = top.pos
+			syms[cur.next].prev = pos
 		}
 		if cur.prev >= 0 {
 			if mi, ok := m.merges[pairKey(syms[cur.prev].id, cur.id)]; ok {
-				q.push(candidate{rank: mi.rank, pos: cur.prev, id: mi.id})
+				q.push(newCandidate(mi.rank, cur.prev))
 			}
 		}
 		if cur.next >= 0 {
 			if mi, ok := m.merges[pairKey(cur.id, syms[cur.next].id)]; ok {
-				q.push(candidate{rank: mi.rank, pos: top.pos, id: mi.id})
+				q.push(newCandidate(mi.rank, pos))
 			}
 		}
 	}
 }
 
-// candidate is a possible merge of the symbol at pos with its right
-// neighbour.
-type candidate struct{ rank, pos, id int32 }
+// candidate is a possible merge of the symbol at a position with its right
+// neighbour: the merge's rank in the high 32 bits and the position in the
+// low 32, so that candidates order as integers by rank, then position.
+type candidate uint64
 
-// less orders candidates by rank, then position.
-func (c candidate) less(d candidate) bool {
-	if c.rank != d.rank {
-		return c.rank < d.rank
-	}
-	return c.pos < d.pos
+func newCandidate(rank, pos int32) candidate {
+	return candidate(uint64(uint32(rank))<<32 | uint64(uint32(pos)))
 }
+
+// split returns the rank and the position of a candidate.
+func (c candidate) split() (rank, pos int32) { return int32(c >> 32), int32(uint32(c)) }
 
 // mergeQueue is a binary min-heap of candidates.
 type mergeQueue []candidate
+
+// init orders an unordered slice into a heap.
+func (q mergeQueue) init() {
+	for i := len(q)/2 - 1; i >= 0; i-- {
+		q.down(i)
+	}
+}
+
+// down moves the element at i down to its place.
+func (q mergeQueue) down(i int) {
+	n := len(q)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		small := l
+		if r := l + 1; r < n && q[r] < q[l] {
+			small = r
+		}
+		if q[small] >= q[i] {
+			return
+		}
+		q[i], q[small] = q[small], q[i]
+		i = small
+	}
+}
 
 func (q *mergeQueue) push(c candidate) {
 	h := append(*q, c)
 	i := len(h) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !h[i].less(h[p]) {
+		if h[i] >= h[p] {
 			break
 		}
 		h[i], h[p] = h[p], h[i]
@@ -314,20 +422,7 @@ func (q *mergeQueue) pop() candidate {
 	last := len(h) - 1
 	h[0] = h[last]
 	h = h[:last]
-	for i := 0; ; {
-		l, r, small := 2*i+1, 2*i+2, i
-		if l < len(h) && h[l].less(h[small]) {
-			small = l
-		}
-		if r < len(h) && h[r].less(h[small]) {
-			small = r
-		}
-		if small == i {
-			break
-		}
-		h[i], h[small] = h[small], h[i]
-		i = small
-	}
+	h.down(0)
 	*q = h
 	return top
 }

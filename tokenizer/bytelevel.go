@@ -1,6 +1,9 @@
 package tokenizer
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+	"unsafe"
+)
 
 // byteChars maps each byte to the printable character that stands for it
 // in byte-level vocabularies (GPT-2's bytes_to_unicode): printable Latin-1
@@ -21,13 +24,23 @@ var byteChars, byteStrings, charBytes = func() (chars [256]rune, strs [256]strin
 	return chars, strs, back
 }()
 
-// byteLevelString maps every byte of s to its byte-level character.
+// byteLevelString maps every byte of s to its byte-level character. The
+// result is built in one allocation of its exact size.
 func byteLevelString(s string) string {
-	buf := make([]byte, 0, 2*len(s))
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if byteChars[s[i]] >= utf8.RuneSelf {
+			n++ // the character takes two bytes
+		}
+	}
+	if n == len(s) {
+		return s // every byte stands for itself
+	}
+	buf := make([]byte, 0, n)
 	for i := 0; i < len(s); i++ {
 		buf = append(buf, byteStrings[s[i]]...)
 	}
-	return string(buf)
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
 // byteLevelApply maps the text of n to byte-level characters, keeping the

@@ -9,8 +9,15 @@
 // Decoding runs the file's decoder chain. Offsets are byte offsets into the
 // original text.
 //
+// EncodeReader encodes a text read from an io.Reader and hands out the ids
+// in runs. For most byte-level tokenizers (Streams reports which) it reads
+// the text a chunk at a time and cuts it only where the ids provably stay
+// those of the whole text, so that its memory does not grow with the
+// input; for the others it reads the whole input first.
+//
 // Trainer learns a byte-level BPE tokenizer with the algorithm of Hugging
-// Face's BpeTrainer and writes its tokenizer.json.
+// Face's BpeTrainer and writes its tokenizer.json; training can be
+// cancelled through a context and reports its progress.
 //
 // The reference is Hugging Face tokenizers 0.23.3: testdata holds
 // tokenizers and encodings it produced (scripts/make_tokenizer_fixtures.py)

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/readcap"
 )
 
 // maxNesting bounds how deeply Sequence components may nest.
@@ -38,9 +38,16 @@ type addedTokenJSON struct {
 	Special    bool    `json:"special"`
 }
 
-// Load reads a tokenizer.json file.
+// maxFileSize bounds the size of a tokenizer.json file Load reads: the
+// largest real ones are about 35 MB. It is a variable for the tests.
+var maxFileSize int64 = 256 << 20
+
+// Load reads a tokenizer.json file. A file larger than 256 MiB (or a
+// device or pipe that gives more) is refused with an error wrapping
+// api.ErrOutOfRange; a missing file or a directory gives one wrapping
+// api.ErrNotFound.
 func Load(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := readcap.File(path, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
@@ -107,6 +114,7 @@ func FromJSON(data []byte) (t *Tokenizer, err error) {
 	}
 	t.nAdded = addedCount(t.postProcessor)
 	t.special = t.guessSpecial()
+	t.stream = t.planStream()
 	return t, nil
 }
 

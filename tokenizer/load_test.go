@@ -121,7 +121,7 @@ func TestLoadErrors(t *testing.T) {
 // TestLoadFile checks Load's errors for missing files and that it names
 // the file.
 func TestLoadFile(t *testing.T) {
-	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("missing file: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "bad.json")
@@ -130,5 +130,45 @@ func TestLoadFile(t *testing.T) {
 	}
 	if _, err := Load(path); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), path) {
 		t.Errorf("bad file: %v", err)
+	}
+}
+
+// TestLoadLimits checks that Load refuses files over the size cap without
+// reading them, devices that never end, and directories.
+func TestLoadLimits(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(dir); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("directory: %v", err)
+	}
+	// A sparse file just over the cap: refused from its size.
+	big := filepath.Join(dir, "big.json")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(maxFileSize + 1); err != nil {
+		f.Close()
+		t.Skip("no sparse files:", err)
+	}
+	f.Close()
+	_, err = Load(big)
+	if !errors.Is(err, api.ErrOutOfRange) || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "256 MiB") {
+		t.Errorf("file over the cap: %v", err)
+	}
+	// A file at the cap is read (and is not JSON).
+	defer func(old int64) { maxFileSize = old }(maxFileSize)
+	maxFileSize = 1 << 10
+	if err := os.WriteFile(big, make([]byte, maxFileSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); !errors.Is(err, api.ErrCorrupt) {
+		t.Errorf("file at the cap: %v", err)
+	}
+	// /dev/zero never ends: it is cut at the cap.
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	if _, err := Load("/dev/zero"); !errors.Is(err, api.ErrOutOfRange) || !strings.Contains(err.Error(), "/dev/zero") {
+		t.Errorf("/dev/zero: %v", err)
 	}
 }

@@ -61,9 +61,9 @@ func parsePreTokenizer(raw []byte, depth int, needTrack *bool) (preTokenizer, er
 	case "Metaspace":
 		return parseMetaspace(o, needTrack)
 	case "Whitespace":
-		return splitPreTokenizer{p: wordPattern{}, behavior: splitRemoved}, nil
+		return splitPreTokenizer{p: wordPattern{}, behavior: splitRemoved, onSpace: true}, nil
 	case "WhitespaceSplit":
-		return splitPreTokenizer{p: runePattern(isWhiteSpace), behavior: splitRemoved}, nil
+		return splitPreTokenizer{p: runePattern(isWhiteSpace), behavior: splitRemoved, onSpace: true}, nil
 	case "CharDelimiterSplit":
 		d, err := o.char("delimiter")
 		if err != nil {
@@ -129,6 +129,9 @@ func (b byteLevelPreTokenizer) each(n nstr, emit func(nstr) error) error {
 type splitPreTokenizer struct {
 	p        pattern
 	behavior splitBehavior
+	// onSpace marks the Whitespace and WhitespaceSplit pre-tokenizers,
+	// which end a piece at every white-space character and drop it.
+	onSpace bool
 }
 
 func (s splitPreTokenizer) each(n nstr, emit func(nstr) error) error {

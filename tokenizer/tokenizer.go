@@ -42,6 +42,7 @@ type Tokenizer struct {
 	truncation  *truncation // nil: no truncation
 	padding     *padding    // nil: no padding
 	nAdded      int         // special tokens the post-processor adds
+	stream      streamPlan  // where EncodeReader may cut the text
 }
 
 // Encoding is the full result of encoding a text.
@@ -141,49 +142,17 @@ func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
 // the padding as for a batch of one.
 func (t *Tokenizer) encode(text string, addSpecial, full, pad bool) (_ *Encoding, err error) {
 	defer api.Recover(&err)
-	if !utf8.ValidString(text) {
-		return nil, fmt.Errorf("encode: text is not valid UTF-8: %w", api.ErrCorrupt)
-	}
-	track := full || t.alwaysTrack
-	parts, err := t.extract(text, track)
-	if err != nil {
-		return nil, err
-	}
-	e := &Encoding{IDs: make([]int, 0, len(text)/3+1)}
-	var toks []token
-	word := func(n nstr) error {
-		if toks, err = t.model.tokenize(n.s, toks[:0]); err != nil {
-			return err
+	var e *Encoding
+	if full {
+		if e, err = t.encodeFull(text); err != nil {
+			return nil, err
 		}
-		for _, tk := range toks {
-			e.IDs = append(e.IDs, int(tk.id))
-			if full {
-				r := n.originalRange(int(tk.lo), int(tk.hi))
-				e.Tokens = append(e.Tokens, t.model.tokens[tk.id])
-				e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
-				e.Special = append(e.Special, false)
-			}
-		}
-		return nil
-	}
-	for _, p := range parts {
-		switch {
-		case p.added >= 0:
-			e.IDs = append(e.IDs, int(p.added))
-			if full {
-				r := p.n.originalRange(0, len(p.n.s))
-				e.Tokens = append(e.Tokens, p.n.s)
-				e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
-				e.Special = append(e.Special, false)
-			}
-		case t.preTokenizer != nil:
-			err = t.preTokenizer.each(p.n, word)
-		default:
-			err = word(p.n)
-		}
+	} else {
+		ids, err := t.appendIDs(text, make([]int, 0, len(text)/3+1))
 		if err != nil {
-			return nil, fmt.Errorf("encode: %w", err)
+			return nil, err
 		}
+		e = &Encoding{IDs: ids}
 	}
 	if t.truncation != nil {
 		if err := t.truncation.truncate(e, addSpecial, t.nAdded, full); err != nil {
@@ -195,6 +164,84 @@ func (t *Tokenizer) encode(text string, addSpecial, full, pad bool) (_ *Encoding
 	}
 	if pad && t.padding != nil {
 		t.padding.pad(e, t.padding.target(len(e.IDs)), full)
+	}
+	return e, nil
+}
+
+// appendIDs appends to ids the token ids of text, before truncation and
+// post-processing: the pipeline without offsets.
+func (t *Tokenizer) appendIDs(text string, ids []int) (_ []int, err error) {
+	defer api.Recover(&err)
+	if !utf8.ValidString(text) {
+		return ids, fmt.Errorf("encode: text is not valid UTF-8: %w", api.ErrCorrupt)
+	}
+	parts, err := t.extract(text, t.alwaysTrack)
+	if err != nil {
+		return ids, err
+	}
+	word := func(n nstr) error {
+		var err error
+		ids, err = t.model.tokenizeIDs(n.s, ids)
+		return err
+	}
+	for _, p := range parts {
+		switch {
+		case p.added >= 0:
+			ids = append(ids, int(p.added))
+		case t.preTokenizer != nil:
+			err = t.preTokenizer.each(p.n, word)
+		default:
+			err = word(p.n)
+		}
+		if err != nil {
+			return ids, fmt.Errorf("encode: %w", err)
+		}
+	}
+	return ids, nil
+}
+
+// encodeFull runs the pipeline with tokens and offsets, before truncation
+// and post-processing.
+func (t *Tokenizer) encodeFull(text string) (*Encoding, error) {
+	if !utf8.ValidString(text) {
+		return nil, fmt.Errorf("encode: text is not valid UTF-8: %w", api.ErrCorrupt)
+	}
+	parts, err := t.extract(text, true)
+	if err != nil {
+		return nil, err
+	}
+	e := &Encoding{IDs: make([]int, 0, len(text)/3+1)}
+	var toks []token
+	word := func(n nstr) error {
+		var err error
+		if toks, err = t.model.tokenize(n.s, toks[:0]); err != nil {
+			return err
+		}
+		for _, tk := range toks {
+			r := n.originalRange(int(tk.lo), int(tk.hi))
+			e.IDs = append(e.IDs, int(tk.id))
+			e.Tokens = append(e.Tokens, t.model.tokens[tk.id])
+			e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
+			e.Special = append(e.Special, false)
+		}
+		return nil
+	}
+	for _, p := range parts {
+		switch {
+		case p.added >= 0:
+			r := p.n.originalRange(0, len(p.n.s))
+			e.IDs = append(e.IDs, int(p.added))
+			e.Tokens = append(e.Tokens, p.n.s)
+			e.Offsets = append(e.Offsets, [2]int{r.start, r.end})
+			e.Special = append(e.Special, false)
+		case t.preTokenizer != nil:
+			err = t.preTokenizer.each(p.n, word)
+		default:
+			err = word(p.n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("encode: %w", err)
+		}
 	}
 	return e, nil
 }

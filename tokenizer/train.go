@@ -2,11 +2,14 @@ package tokenizer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/densessm/densessm/api"
 )
@@ -19,8 +22,17 @@ type TrainConfig struct {
 	VocabSize int
 	// MinFrequency: a pair seen fewer times than this is never merged.
 	MinFrequency int
-	// SpecialTokens are added first, with ids 0, 1, ...
+	// SpecialTokens are added first, with ids 0, 1, ... They must be
+	// distinct and not empty.
 	SpecialTokens []string
+	// Progress, if set, is called from Train with the number of merges
+	// learned so far and the number wanted (VocabSize less the initial
+	// vocabulary: the special tokens and the 256 byte characters), at
+	// most about ten times a second, and once at the end: then done is the
+	// number learned, less than total when the pairs run out first. It
+	// runs on Train's goroutine, which holds the trainer: it must not call
+	// the trainer's methods.
+	Progress func(done, total int)
 }
 
 // Trainer learns a byte-level BPE tokenizer (GPT-2 style: the GPT-2 split
@@ -33,10 +45,27 @@ type Trainer struct {
 	words map[string]int64 // byte-level word -> count
 }
 
-// NewTrainer returns a trainer for cfg.
+// NewTrainer returns a trainer for cfg. An invalid configuration (a
+// vocabulary too small for the special tokens and the 256 byte characters,
+// a negative minimum frequency, an empty or repeated special token) gives
+// an error wrapping api.ErrConfig.
 func NewTrainer(cfg TrainConfig) (*Trainer, error) {
-	if cfg.VocabSize < 1 || cfg.MinFrequency < 0 {
-		return nil, fmt.Errorf("train: vocabulary size %d, minimum frequency %d: %w", cfg.VocabSize, cfg.MinFrequency, api.ErrConfig)
+	if cfg.MinFrequency < 0 {
+		return nil, fmt.Errorf("train: minimum frequency %d: %w", cfg.MinFrequency, api.ErrConfig)
+	}
+	seen := make(map[string]int, len(cfg.SpecialTokens))
+	for i, s := range cfg.SpecialTokens {
+		if s == "" {
+			return nil, fmt.Errorf("train: special token %d is empty: %w", i, api.ErrConfig)
+		}
+		if j, dup := seen[s]; dup {
+			return nil, fmt.Errorf("train: special token %q is given twice (%d and %d): %w", s, j, i, api.ErrConfig)
+		}
+		seen[s] = i
+	}
+	if least := len(cfg.SpecialTokens) + len(byteChars); cfg.VocabSize < least {
+		return nil, fmt.Errorf("train: vocabulary size %d is less than the %d special tokens and %d byte characters: %w",
+			cfg.VocabSize, len(cfg.SpecialTokens), len(byteChars), api.ErrConfig)
 	}
 	return &Trainer{cfg: cfg, words: make(map[string]int64)}, nil
 }
@@ -45,6 +74,16 @@ func NewTrainer(cfg TrainConfig) (*Trainer, error) {
 // ByteLevel pre-tokenizer splits it), in parallel over the available cores.
 // It may be called any number of times, from several goroutines.
 func (tr *Trainer) Feed(texts []string) {
+	_ = tr.FeedContext(context.Background(), texts) // fails only when cancelled
+}
+
+// feedCheck is how many bytes of text Feed splits between checks of its
+// context.
+const feedCheck = 1 << 16
+
+// FeedContext is Feed, stopped when ctx is done: it then returns an error
+// wrapping ctx.Err() and counts none of the texts.
+func (tr *Trainer) FeedContext(ctx context.Context, texts []string) error {
 	workers := min(runtime.GOMAXPROCS(0), len(texts))
 	counts := make([]map[string]int64, workers)
 	var wg sync.WaitGroup
@@ -53,18 +92,29 @@ func (tr *Trainer) Feed(texts []string) {
 		go func() {
 			defer wg.Done()
 			m := make(map[string]int64)
+			next := 0 // bytes split before the next check
 			for i := w; i < len(texts); i += workers {
 				s := texts[i]
 				for j := 0; j < len(s); {
+					if j >= next {
+						if ctx.Err() != nil {
+							return
+						}
+						next = j + feedCheck
+					}
 					k := gpt2Next(s, j)
 					m[byteLevelString(s[j:k])]++
 					j = k
 				}
+				next -= len(s)
 			}
 			counts[w] = m
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("train: counting words: %w", err)
+	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for _, m := range counts {
@@ -72,6 +122,7 @@ func (tr *Trainer) Feed(texts []string) {
 			tr.words[w] += c
 		}
 	}
+	return nil
 }
 
 // trainWord is a word being merged: its symbols and how often it occurs.
@@ -145,6 +196,32 @@ func (q *trainQueue) pop() *trainEntry {
 // Train learns the merges from the words fed so far and returns the
 // tokenizer.json of the result.
 func (tr *Trainer) Train() ([]byte, error) {
+	return tr.TrainContext(context.Background())
+}
+
+// trainCheck is how many words Train prepares between checks of its
+// context.
+const trainCheck = 4096
+
+// progressEvery is the least time between two calls of the progress
+// function.
+const progressEvery = 100 * time.Millisecond
+
+// TrainContext is Train, stopped when ctx is done: it then returns an
+// error wrapping ctx.Err(). The context is checked between merges and
+// every few thousand words while preparing them, so that cancellation
+// takes effect within a small fraction of a second. The words fed are
+// kept: Train may be called again.
+func (tr *Trainer) TrainContext(ctx context.Context) ([]byte, error) {
+	cancelled := func(what string) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("train: %s: %w", what, err)
+		}
+		return nil
+	}
+	if err := cancelled("start"); err != nil {
+		return nil, err
+	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	// 1. Special tokens, then the alphabet (every byte character) sorted by
@@ -170,19 +247,35 @@ func (tr *Trainer) Train() ([]byte, error) {
 	for _, r := range alphabet {
 		addToken(string(r))
 	}
+	total := max(0, tr.cfg.VocabSize-len(vocab))
 	// 2. Words as symbol sequences.
+	byChar := make(map[rune]int32, len(alphabet))
+	for _, r := range alphabet {
+		byChar[r] = ids[string(r)]
+	}
 	words := make([]trainWord, 0, len(tr.words))
 	for w, c := range tr.words {
+		if len(words)%trainCheck == 0 {
+			if err := cancelled("preparing words"); err != nil {
+				return nil, err
+			}
+		}
 		syms := make([]int32, 0, len(w)/2)
 		for _, r := range w {
-			syms = append(syms, ids[string(r)])
+			syms = append(syms, byChar[r])
 		}
 		words = append(words, trainWord{syms: syms, count: c})
 	}
 	// Word order only matters for how the work is split: fix it anyway.
-	sort.Slice(words, func(i, j int) bool { return lessSyms(words[i].syms, words[j].syms) })
+	slices.SortFunc(words, func(a, b trainWord) int { return slices.Compare(a.syms, b.syms) })
+	if err := cancelled("sorting words"); err != nil {
+		return nil, err
+	}
 	// 3. Count pairs and where they occur.
-	counts, where := countPairs(words)
+	counts, where := countPairs(ctx, words)
+	if err := cancelled("counting pairs"); err != nil {
+		return nil, err
+	}
 	var q trainQueue
 	for _, p := range sortedPairs(where) {
 		if c := counts[p]; c > 0 {
@@ -191,7 +284,15 @@ func (tr *Trainer) Train() ([]byte, error) {
 	}
 	// 4. Merge the best pair until the vocabulary is full.
 	var merges [][2]int32
+	lastReport := time.Now()
 	for len(vocab) < tr.cfg.VocabSize && len(q) > 0 {
+		if err := cancelled("merging"); err != nil {
+			return nil, err
+		}
+		if tr.cfg.Progress != nil && time.Since(lastReport) >= progressEvery {
+			tr.cfg.Progress(len(merges), total)
+			lastReport = time.Now()
+		}
 		top := q.pop()
 		if cur := counts[top.pair]; top.count != cur {
 			top.count = cur
@@ -221,17 +322,10 @@ func (tr *Trainer) Train() ([]byte, error) {
 			}
 		}
 	}
-	return tr.marshal(vocab, merges)
-}
-
-// lessSyms orders symbol sequences.
-func lessSyms(a, b []int32) bool {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
+	if tr.cfg.Progress != nil {
+		tr.cfg.Progress(len(merges), total)
 	}
-	return len(a) < len(b)
+	return tr.marshal(vocab, merges)
 }
 
 // sortedPairs returns the keys of m in increasing order, so that the queue
@@ -247,8 +341,8 @@ func sortedPairs[V any](m map[uint64]V) []uint64 {
 
 // countPairs counts the adjacent pairs of all words, weighted by word
 // count, and lists the words each pair occurs in; the work is split over
-// the cores.
-func countPairs(words []trainWord) (map[uint64]int64, map[uint64][]int32) {
+// the cores. It stops early, with partial results, when ctx is done.
+func countPairs(ctx context.Context, words []trainWord) (map[uint64]int64, map[uint64][]int32) {
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(words)/1024))
 	type result struct {
 		counts map[uint64]int64
@@ -263,6 +357,9 @@ func countPairs(words []trainWord) (map[uint64]int64, map[uint64][]int32) {
 			defer wg.Done()
 			r := result{make(map[uint64]int64), make(map[uint64][]int32)}
 			for i := w * chunk; i < min(len(words), (w+1)*chunk); i++ {
+				if i%trainCheck == 0 && ctx.Err() != nil {
+					break
+				}
 				syms := words[i].syms
 				for k := 0; k+1 < len(syms); k++ {
 					p := pairKey(syms[k], syms[k+1])
