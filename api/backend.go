@@ -1,5 +1,7 @@
 package api
 
+import "fmt"
+
 // Tensor is a dense, contiguous, row-major array owned by a Backend. Its
 // memory may live on a device: read and write it only through the Backend's
 // Upload and Download, or a backend's own host accessors.
@@ -19,6 +21,25 @@ type BackendOptions struct {
 	// by this number, so the same inputs and the same Threads give the same
 	// bits on every run.
 	Threads int
+	// MaxMemory caps, in bytes, what the process may hold when the backend
+	// allocates a large tensor: an allocation that would take the process
+	// past it fails with an error wrapping ErrOutOfMemory instead of
+	// running the machine out of memory (which Go cannot recover from).
+	// 0 means the memory available to the process when the backend is
+	// made; backends on a device apply it to device memory.
+	MaxMemory int64
+}
+
+// Validate reports options out of their domain (negative threads or
+// memory), wrapping ErrConfig.
+func (o BackendOptions) Validate() error {
+	if o.Threads < 0 {
+		return fmt.Errorf("threads %d: must be 0 (every core) or more: %w", o.Threads, ErrConfig)
+	}
+	if o.MaxMemory < 0 {
+		return fmt.Errorf("memory budget %d bytes: must not be negative: %w", o.MaxMemory, ErrConfig)
+	}
+	return nil
 }
 
 // Backend owns memory and runs kernels on it. It is the contract between the

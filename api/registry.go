@@ -79,6 +79,9 @@ func NewBackend(name string, opts BackendOptions) (Backend, error) {
 	if !ok {
 		return nil, fmt.Errorf("backend %q (known: %v): %w", name, known, ErrNotFound)
 	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("backend %q: %w", name, err)
+	}
 	b, err := f(opts)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", name, err)

@@ -190,59 +190,18 @@ func (c *Checkpoint) Float32s(name string) ([]float32, error) {
 	return out, nil
 }
 
-// maxListed bounds the problems LoadInto lists in one error.
-const maxListed = 10
-
 // LoadInto fills each parameter's tensor from the checkpoint tensor of the
 // same name, converting the stored dtype to the parameter's (through
 // float32 when they differ; see Float32s). It first checks every parameter
 // and, if any tensor is missing (api.ErrNotFound), has another shape
-// (api.ErrShape) or cannot be converted (api.ErrDType), returns an error
-// naming them all without writing anything. Checkpoint tensors that no
-// parameter asks for are ignored. ctx is checked between tensors.
+// (api.ErrShape) or cannot be converted (api.ErrDType), returns a one-line
+// error that counts each kind of problem and names the first few tensors,
+// without writing anything. Checkpoint tensors that no parameter asks for
+// are ignored, and the values are not checked (LoadModel does both). ctx
+// is checked between tensors.
 func (c *Checkpoint) LoadInto(ctx context.Context, params []api.Parameter) (err error) {
 	defer api.Recover(&err)
-	if c.files == nil {
-		return fmt.Errorf("checkpoint %s: load: %w", c.path, os.ErrClosed)
-	}
-	var problems []error
-	for _, p := range params {
-		t, ok := c.Lookup(p.Name)
-		to := p.Value.DType()
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Errorf("tensor %q is missing: %w", p.Name, api.ErrNotFound))
-		case !t.Shape.Equal(p.Value.Shape()):
-			problems = append(problems, fmt.Errorf("tensor %q is %s%v, the parameter %s%v: %w", p.Name, t.DType, t.Shape, to, p.Value.Shape(), api.ErrShape))
-		case t.DType != to && !(decodable(t.DType) && encodable(to)):
-			problems = append(problems, fmt.Errorf("tensor %q is %s, which cannot fill a %s parameter: %w", p.Name, t.DType, to, api.ErrDType))
-		}
-	}
-	if n := len(problems); n > 0 {
-		if n > maxListed {
-			problems = append(problems[:maxListed], fmt.Errorf("and %d more", n-maxListed))
-		}
-		return fmt.Errorf("checkpoint %s: load %d parameters: %w", c.path, len(params), errors.Join(problems...))
-	}
-	var conv converter
-	for _, p := range params {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("checkpoint %s: load: %w", c.path, err)
-		}
-		t := c.tensors[c.byName[p.Name]]
-		err := guardFault(t.File, func() error {
-			raw, err := conv.convert(p.Value.DType(), t.DType, c.files[t.file].bytes(t))
-			if err != nil {
-				return err
-			}
-			p.Value.Backend().Upload(p.Value, raw)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("checkpoint %s: load tensor %q: %w", c.path, p.Name, err)
-		}
-	}
-	return nil
+	return c.load(ctx, params, loadSettings{})
 }
 
 // Close releases the files' memory. Slices returned by Raw must not be used

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/readcap"
 )
 
 // ConfigFileName is the name of a Hugging Face model configuration file.
@@ -19,16 +20,19 @@ const ConfigFileName = "config.json"
 const maxConfigSize = 16 << 20
 
 // ReadConfigJSON returns the bytes of a config.json: path is the file itself
-// or a checkpoint directory that holds config.json. A missing file gives an
-// error wrapping api.ErrNotFound; a file over 16 MiB or one that is not a
-// JSON object gives one wrapping api.ErrCorrupt.
+// or a checkpoint directory that holds config.json. A missing file (or a
+// directory where the file should be) gives an error wrapping
+// api.ErrNotFound; a file over 16 MiB, or a device or pipe that gives more
+// (such as /dev/zero), one wrapping api.ErrOutOfRange, read no further than
+// the cap; a file that is not a JSON object one wrapping api.ErrCorrupt.
+// Every error names the file.
 func ReadConfigJSON(path string) ([]byte, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, ConfigFileName)
 	}
-	text, err := readLimited(path, maxConfigSize)
+	text, err := readcap.File(path, maxConfigSize)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	if _, err := ParseHFConfig(text); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)

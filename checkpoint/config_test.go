@@ -95,3 +95,42 @@ func TestHFConfig(t *testing.T) {
 
 // second returns the error of a (value, error) pair.
 func second[T any](_ T, err error) error { return err }
+
+// TestReadConfigJSONCapped reads config.json through a 16 MiB cap: a large
+// (sparse) file, an endless device and a directory give clear errors
+// instead of reading until memory runs out.
+func TestReadConfigJSONCapped(t *testing.T) {
+	big := filepath.Join(t.TempDir(), ConfigFileName)
+	if err := os.WriteFile(big, []byte(`{"a": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, maxConfigSize+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadConfigJSON(big)
+	if !errors.Is(err, api.ErrOutOfRange) || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "16 MiB cap") {
+		t.Errorf("config of 16 MiB + 1: %v", err)
+	}
+	if err := os.Truncate(big, maxConfigSize); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadConfigJSON(big); !errors.Is(err, api.ErrCorrupt) || errors.Is(err, api.ErrOutOfRange) {
+		t.Errorf("config of 16 MiB padded with NULs: %v; want it read, then refused as JSON", err)
+	}
+
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		_, err := ReadConfigJSON("/dev/zero")
+		if !errors.Is(err, api.ErrOutOfRange) || !strings.Contains(err.Error(), "/dev/zero") {
+			t.Errorf("/dev/zero: %v", err)
+		}
+	}
+
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, ConfigFileName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadConfigJSON(dir)
+	if !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "is a directory") || !strings.Contains(err.Error(), filepath.Join(dir, ConfigFileName)) {
+		t.Errorf("config.json that is a directory: %v", err)
+	}
+}

@@ -196,8 +196,26 @@ func TestCorruptIndex(t *testing.T) {
 			}
 		})
 	}
-	// A corrupt shard is reported with the shard's name.
+	// An index larger than its 64 MiB cap (sparse here) is refused unread.
 	dir := shardedCopy(t, "")
+	index := filepath.Join(dir, IndexFileName)
+	if err := os.Truncate(index, maxIndexSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); !errors.Is(err, api.ErrOutOfRange) || !strings.Contains(err.Error(), index) || !strings.Contains(err.Error(), "64 MiB cap") {
+		t.Errorf("index over 64 MiB: %v", err)
+	}
+	// So is a device that never ends.
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		link := filepath.Join(t.TempDir(), "zero.index.json")
+		if err := os.Symlink("/dev/zero", link); err == nil {
+			if _, err := Open(link); !errors.Is(err, api.ErrOutOfRange) {
+				t.Errorf("index linked to /dev/zero: %v", err)
+			}
+		}
+	}
+	// A corrupt shard is reported with the shard's name.
+	dir = shardedCopy(t, "")
 	shard := filepath.Join(dir, "model-00002-of-00002.safetensors")
 	if err := os.WriteFile(shard, []byte("garbage!garbage!"), 0o644); err != nil {
 		t.Fatal(err)

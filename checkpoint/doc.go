@@ -28,9 +28,13 @@
 // specification requires, the tensors sorted by offset tile the data section
 // with no overlap, no hole and nothing left over. A sharded index must map
 // every tensor to a shard in the index's own directory that holds it, and
-// every shard tensor must be listed. Every error names the file and, where
-// there is one, the tensor, and wraps api.ErrCorrupt (api.ErrUnsupported for
-// an unknown dtype, api.ErrNotFound for a missing file or tensor).
+// every shard tensor must be listed; the index file, like config.json, is
+// read through a size cap (64 MiB; 16 MiB for config.json), so that a
+// device or a huge file in their place gives an error wrapping
+// api.ErrOutOfRange instead of exhausting memory. Every error names the file
+// and, where there is one, the tensor, and wraps api.ErrCorrupt
+// (api.ErrUnsupported for an unknown dtype, api.ErrNotFound for a missing
+// file or tensor).
 //
 // # PyTorch files
 //
@@ -49,8 +53,21 @@
 // the file are read in place like safetensors ones; other views (transposes,
 // strided slices) are copied into memory once, at Open, bounded in total by
 // the file's size. Views may share a storage (tied weights). The legacy
-// non-zip format is refused (api.ErrUnsupported). Sharded checkpoints use
+// non-zip format (a raw pickle of torch's magic number, then of the
+// tensors) and other bare pickles are recognised and refused with an error
+// that says what they are (api.ErrUnsupported). Sharded checkpoints use
 // pytorch_model.bin.index.json, read like the safetensors index.
+//
+// # Loading a model
+//
+// LoadModel builds the model config.json describes and fills it from the
+// weights, after checking that they agree: every parameter must have a
+// tensor of its shape, and every tensor must be a parameter, a name the
+// model declares it skips (IgnoredCheckpointNames; by default torchscale's
+// rotary and decay buffers), or a tied copy sharing a parameter's storage.
+// A disagreement gives one error line that counts each kind of problem,
+// names the first few tensors and says what to check. Values that are NaN
+// or infinite are refused too, counted as they are converted.
 //
 // # Memory
 //
@@ -63,5 +80,6 @@
 //
 // Write produces files the reference implementation reads: tensors in name
 // order, the header padded to a multiple of 8 bytes, written to a temporary
-// file, fsync'd and renamed over the target.
+// file, fsync'd and renamed over the target. Write and SaveModel check their
+// context as they go, and a cancelled write leaves the target untouched.
 package checkpoint

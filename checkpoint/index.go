@@ -4,19 +4,23 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 
-	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/readcap"
 )
 
-// openIndex opens a sharded checkpoint from its index file.
+// maxIndexSize bounds the size of a sharded checkpoint's index file (those of
+// the largest published models take a few hundred KiB).
+const maxIndexSize = 64 << 20
+
+// openIndex opens a sharded checkpoint from its index file, which may take
+// at most maxIndexSize bytes (a larger file, or a device or pipe that gives
+// more, is an error wrapping api.ErrOutOfRange).
 func openIndex(path string) (_ *Checkpoint, err error) {
-	text, err := readLimited(path, maxHeaderSize)
+	text, err := readcap.File(path, maxIndexSize)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint index %s: %w", path, err)
+		return nil, fmt.Errorf("checkpoint index: %w", err)
 	}
 	weightMap, err := decodeIndex(text)
 	if err != nil {
@@ -105,21 +109,4 @@ func decodeIndex(text []byte) (map[string]string, error) {
 		return nil, fmt.Errorf("the index has no weight_map")
 	}
 	return weightMap, nil
-}
-
-// readLimited reads a whole file of at most limit bytes.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, notFound(err)
-	}
-	defer f.Close()
-	text, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(text)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes: %w", limit, api.ErrCorrupt)
-	}
-	return text, nil
 }

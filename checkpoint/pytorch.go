@@ -22,10 +22,10 @@ var (
 	// emptyZipMagic an archive with no entries.
 	zipMagic      = []byte("PK\x03\x04")
 	emptyZipMagic = []byte("PK\x05\x06")
-	// legacyMagic starts a file that torch.save wrote in the pre-1.6,
-	// non-zip format: PROTO 2, then LONG1 of torch's magic number
-	// 0x1950a86a20f9469cfc6c.
-	legacyMagic = []byte{0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19}
+	// torchMagic is torch's magic number 0x1950a86a20f9469cfc6c as the
+	// pickle opcode LONG1 writes it (10 little-endian bytes): the first
+	// pickle of a file torch.save wrote in the legacy non-zip format.
+	torchMagic = []byte{opLong1, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19}
 )
 
 // parseFile validates a whole weights file held in data and returns its
@@ -36,11 +36,38 @@ func parseFile(path string, data []byte) (*header, map[string][]byte, error) {
 	switch {
 	case bytes.HasPrefix(data, zipMagic) || bytes.HasPrefix(data, emptyZipMagic):
 		return parsePyTorch(path, data)
-	case bytes.HasPrefix(data, legacyMagic):
-		return nil, nil, fmt.Errorf("pytorch %s: the legacy non-zip torch.save format (PyTorch before 1.6, or _use_new_zipfile_serialization=False) is not supported; re-save it with a current torch.save: %w", path, api.ErrUnsupported)
+	case isLegacyTorch(data):
+		return nil, nil, pytorchErrorf(path, api.ErrUnsupported, "legacy PyTorch format (not a zip archive: PyTorch before 1.6, or torch.save with _use_new_zipfile_serialization=False): re-save it with torch.save's default zip format, or convert it with a Python script")
 	}
 	h, err := parseHeader(path, data)
+	if err != nil && isPickle(data) && (len(data) <= 8 || data[8] != '{') {
+		// A safetensors header length can start like a pickle too, so this
+		// is only said of a file that is not safetensors, whose header
+		// does not even start where a header would.
+		return nil, nil, pytorchErrorf(path, api.ErrUnsupported, "a Python pickle (protocol %d), neither safetensors nor a torch.save zip archive: re-save the weights with torch.save or safetensors", data[1])
+	}
 	return h, nil, err
+}
+
+// isPickle reports whether data starts like a pickle of protocol 2 to 5:
+// the PROTO opcode and its protocol number.
+func isPickle(data []byte) bool {
+	return len(data) >= 2 && data[0] == opProto && data[1] >= 2 && data[1] <= 5
+}
+
+// isLegacyTorch reports whether data starts like a file torch.save wrote in
+// the legacy non-zip format: a pickle (of any protocol from 2, as
+// pickle_protocol allows; from 4 in a FRAME) of torch's magic number. No
+// safetensors file starts so: its header length would exceed the limit.
+func isLegacyTorch(data []byte) bool {
+	if !isPickle(data) {
+		return false
+	}
+	rest := data[2:]
+	if len(rest) >= 9 && rest[0] == opFrame {
+		rest = rest[9:] // FRAME and its 8-byte length
+	}
+	return bytes.HasPrefix(rest, torchMagic)
 }
 
 // pytorchErrorf returns an error about the PyTorch file at path that wraps

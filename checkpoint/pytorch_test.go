@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -427,7 +428,46 @@ func refusedCases(t testing.TB) []refusedCase {
 		{"non-tensor value", file(pk().op(opEmptyDict).str("epoch").int(3).op(opSetItem, opStop).b), api.ErrUnsupported, `tensor "epoch": the state_dict holds an int`},
 		{"integer key", file(pk().op(opEmptyDict).int(3).tensor(w).op(opSetItem, opStop).b), api.ErrUnsupported, "key 3 is not a string"},
 		{"duplicate key", file(stateDict(w, w)), api.ErrCorrupt, `key "w" appears twice`},
-		{"legacy format", readTestdata(t, "legacy.bin"), api.ErrUnsupported, "legacy non-zip"},
+		{"legacy format", readTestdata(t, "legacy.bin"), api.ErrUnsupported, "legacy PyTorch format (not a zip archive"},
+		{"legacy format, protocol 4", legacyPickle(4), api.ErrUnsupported, "legacy PyTorch format (not a zip archive"},
+		{"legacy format, protocol 5", legacyPickle(5), api.ErrUnsupported, "re-save it with torch.save's default zip format, or convert it with a Python script"},
+		{"plain pickle", stateDict(w), api.ErrUnsupported, "a Python pickle (protocol 2), neither safetensors nor a torch.save zip archive"},
+	}
+}
+
+// legacyPickle returns the start of a file torch.save writes in the legacy
+// format with pickle_protocol proto (4 or 5, which frame their opcodes):
+// the pickle of torch's magic number, then that of the protocol version.
+func legacyPickle(proto byte) []byte {
+	p := (&pickleBuilder{}).op(opProto, proto, opFrame, byte(len(torchMagic)+1), 0, 0, 0, 0, 0, 0, 0)
+	p.op(torchMagic...).op(opStop)
+	p.op(opProto, proto).op(opBinInt2, 0xe9, 0x03, opStop) // 1001
+	return p.b
+}
+
+// TestSafetensorsLikePickle opens a safetensors file whose header length,
+// 640, starts it with the bytes of a protocol 2 pickle: the pickle checks
+// must not refuse it.
+func TestSafetensorsLikePickle(t *testing.T) {
+	head := []byte(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`)
+	head = append(head, bytes.Repeat([]byte{' '}, 0x280-len(head))...)
+	data := binary.LittleEndian.AppendUint64(nil, uint64(len(head)))
+	data = append(append(data, head...), f32Bytes(2)...)
+	if data[0] != opProto || data[1] != 2 {
+		t.Fatalf("the file starts % x", data[:2])
+	}
+	c, err := Open(writeTemp(t, "w.safetensors", data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := c.Float32s("w"); err != nil || !slicesEqual(got, []float32{0, 1}) {
+		t.Errorf("w = %v, %v", got, err)
+	}
+	// Corrupt, it is reported as safetensors, not as a pickle.
+	_, err = Open(writeTemp(t, "bad.safetensors", data[:len(data)-1]))
+	if !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "safetensors") || strings.Contains(err.Error(), "pickle") {
+		t.Errorf("truncated: %v", err)
 	}
 }
 

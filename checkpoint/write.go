@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -56,6 +57,10 @@ func FromParameters(params []api.Parameter, storage api.DType) ([]NamedTensor, e
 	return out, nil
 }
 
+// writeChunk is the most bytes Write writes between two checks of its
+// context.
+const writeChunk = 4 << 20
+
 // Write stores tensors and metadata as a safetensors file at path. The
 // tensors are laid out in name order; the header is padded with spaces to a
 // multiple of 8 bytes, so the data section is 8-byte aligned. The file is
@@ -64,15 +69,21 @@ func FromParameters(params []api.Parameter, storage api.DType) ([]NamedTensor, e
 // one, and on error the temporary file is removed and path is untouched.
 // The new file gets the permissions of the file it replaces, or 0644.
 //
+// ctx is checked before each 4 MiB of data: once it is done, Write stops
+// and returns an error wrapping ctx.Err(), with path untouched.
+//
 // Invalid input gives an error before anything is written: a duplicate name
 // or the reserved name "__metadata__" (wrapping api.ErrCorrupt), an invalid
 // dtype (api.ErrDType), an invalid shape or a data length that does not match
 // it (api.ErrShape).
-func Write(path string, tensors []NamedTensor, metadata map[string]string) (err error) {
+func Write(ctx context.Context, path string, tensors []NamedTensor, metadata map[string]string) (err error) {
 	sorted := slices.Clone(tensors)
 	slices.SortFunc(sorted, func(a, b NamedTensor) int { return strings.Compare(a.Name, b.Name) })
 	head, err := encodeHeader(sorted, metadata)
 	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 
@@ -86,11 +97,18 @@ func Write(path string, tensors []NamedTensor, metadata map[string]string) (err 
 			return err
 		}
 		for _, t := range sorted {
-			if _, err := w.Write(t.Data); err != nil {
-				return err
+			for data := t.Data; len(data) > 0; {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				chunk := data[:min(len(data), writeChunk)]
+				if _, err := w.Write(chunk); err != nil {
+					return err
+				}
+				data = data[len(chunk):]
 			}
 		}
-		return nil
+		return ctx.Err()
 	})
 }
 

@@ -27,7 +27,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	}
 	metadata := map[string]string{"format": "pt", "note": `with "quotes" and <tags>`}
 	path := filepath.Join(t.TempDir(), "out.safetensors")
-	if err := Write(path, tensors, metadata); err != nil {
+	if err := Write(t.Context(), path, tensors, metadata); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -87,7 +87,7 @@ func TestWriteMatchesReference(t *testing.T) {
 		tensors = append(tensors, NamedTensor{Name: info.Name, DType: info.DType, Shape: info.Shape, Data: raw})
 	}
 	path := filepath.Join(t.TempDir(), "copy.safetensors")
-	if err := Write(path, tensors, c.Metadata()); err != nil {
+	if err := Write(t.Context(), path, tensors, c.Metadata()); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := os.ReadFile(ref)
@@ -117,7 +117,7 @@ func TestWriteInvalid(t *testing.T) {
 			if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			err := Write(path, tc.tensors, nil)
+			err := Write(t.Context(), path, tc.tensors, nil)
 			if !errors.Is(err, tc.sentinel) {
 				t.Errorf("error %v does not wrap %v", err, tc.sentinel)
 			}
@@ -147,14 +147,14 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	tensors := []NamedTensor{{Name: "w", DType: api.F32, Shape: api.Shape{1}, Data: make([]byte, 4)}}
-	if err := Write(target, tensors, nil); err == nil {
+	if err := Write(t.Context(), target, tensors, nil); err == nil {
 		t.Fatal("Write over a directory succeeded")
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 || entries[0].Name() != "model.safetensors" {
 		t.Errorf("directory holds %v after a failed write", entries)
 	}
-	if err := Write(filepath.Join(dir, "missing", "x.safetensors"), tensors, nil); !errors.Is(err, os.ErrNotExist) {
+	if err := Write(t.Context(), filepath.Join(dir, "missing", "x.safetensors"), tensors, nil); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Write into a missing directory: %v", err)
 	}
 }
@@ -166,7 +166,7 @@ func TestWriteReplacesKeepingMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	tensors := []NamedTensor{{Name: "w", DType: api.F32, Shape: api.Shape{1}, Data: make([]byte, 4)}}
-	if err := Write(path, tensors, nil); err != nil {
+	if err := Write(t.Context(), path, tensors, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(path)
@@ -215,7 +215,7 @@ func TestFromParameters(t *testing.T) {
 
 	// Save and load back through a checkpoint.
 	path := filepath.Join(t.TempDir(), "params.safetensors")
-	if err := Write(path, all, map[string]string{"format": "pt"}); err != nil {
+	if err := Write(t.Context(), path, all, map[string]string{"format": "pt"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Open(path)

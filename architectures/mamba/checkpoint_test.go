@@ -24,7 +24,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
-			if err := checkpoint.SaveModel(dir, m); err != nil {
+			if err := checkpoint.SaveModel(ctx, dir, m); err != nil {
 				t.Fatal(err)
 			}
 			loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
@@ -64,7 +64,7 @@ func TestLoadOriginalNames(t *testing.T) {
 		nt.Name = strings.Replace(nt.Name, "backbone.embeddings.", "backbone.embedding.", 1)
 		tensors = append(tensors, nt)
 	}
-	if err := checkpoint.Write(filepath.Join(dir, "model.safetensors"), tensors, nil); err != nil {
+	if err := checkpoint.Write(context.Background(), filepath.Join(dir, "model.safetensors"), tensors, nil); err != nil {
 		t.Fatal(err)
 	}
 	// vocab 100 padded to a multiple of 8 gives the 104 rows of the tiny model.
@@ -94,11 +94,11 @@ func TestLoadErrorsNameTheTensor(t *testing.T) {
 	m, _ := New(tinyConfig(NameMamba, ""), b, 4)
 	write := func(t *testing.T, mutate func([]checkpoint.NamedTensor) []checkpoint.NamedTensor) string {
 		dir := t.TempDir()
-		if err := checkpoint.SaveModel(dir, m); err != nil {
+		if err := checkpoint.SaveModel(ctx, dir, m); err != nil {
 			t.Fatal(err)
 		}
 		tensors, _ := checkpoint.FromParameters(m.Parameters(), api.F32)
-		if err := checkpoint.Write(filepath.Join(dir, "model.safetensors"), mutate(tensors), nil); err != nil {
+		if err := checkpoint.Write(context.Background(), filepath.Join(dir, "model.safetensors"), mutate(tensors), nil); err != nil {
 			t.Fatal(err)
 		}
 		return dir

@@ -41,7 +41,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := newTestModel(t, cfg, b, 3)
 			dir := t.TempDir()
-			if err := checkpoint.SaveModel(dir, m); err != nil {
+			if err := checkpoint.SaveModel(ctx, dir, m); err != nil {
 				t.Fatal(err)
 			}
 			loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
@@ -67,7 +67,7 @@ func writeForeign(t *testing.T, dir string, m *Model, rename func(string) string
 	for i := range tensors {
 		tensors[i].Name = rename(tensors[i].Name)
 	}
-	if err := checkpoint.Write(filepath.Join(dir, "model.safetensors"), append(tensors, extra...), nil); err != nil {
+	if err := checkpoint.Write(context.Background(), filepath.Join(dir, "model.safetensors"), append(tensors, extra...), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644); err != nil {

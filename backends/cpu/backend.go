@@ -18,10 +18,12 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"unsafe"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/sysmem"
 )
 
 func init() {
@@ -31,17 +33,65 @@ func init() {
 // Backend is the CPU backend. Its zero value is not usable: call New.
 type Backend struct {
 	threads int
+	// budget is what the Go heap may reach when a large tensor is
+	// allocated (see reserve); 0 when unknown.
+	budget int64
 }
 
 var _ api.Backend = (*Backend)(nil)
 
-// New returns a CPU backend using opts.Threads goroutines (GOMAXPROCS when 0).
+// New returns a CPU backend using opts.Threads goroutines (GOMAXPROCS when
+// 0 or less) and opts.MaxMemory as its memory budget (when 0: the memory
+// the system has available now, plus what the Go heap already holds).
 func New(opts api.BackendOptions) *Backend {
 	t := opts.Threads
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: t}
+	budget := opts.MaxMemory
+	if budget <= 0 {
+		if avail, ok := sysmem.Available(); ok {
+			budget = avail + heapBytes()
+		}
+	}
+	return &Backend{threads: t, budget: budget}
+}
+
+// MaxMemory returns the memory budget the backend enforces on large
+// allocations, in bytes (0: none).
+func (b *Backend) MaxMemory() int64 { return b.budget }
+
+// reserveMin is the smallest allocation that reserve checks against the
+// budget: smaller ones cannot take the process far past it, and reading the
+// heap's size for each would cost more than the allocation.
+const reserveMin = 8 << 20
+
+// reserve panics with an error wrapping api.ErrOutOfMemory when allocating
+// n more bytes would take the Go heap past the budget, after one garbage
+// collection to make sure the heap's dead objects are not what fills it.
+// Go cannot recover from running out of memory (the runtime aborts), so
+// this is where an over-large model, sequence or matrix becomes an error.
+func (b *Backend) reserve(n uint64) {
+	if b.budget <= 0 || n < reserveMin {
+		return
+	}
+	if n > uint64(b.budget) || uint64(heapBytes())+n > uint64(b.budget) {
+		runtime.GC()
+		if used := heapBytes(); uint64(used)+n > uint64(b.budget) {
+			api.Panicf(api.ErrOutOfMemory, "a tensor of %s would take the process past its memory budget of %s (%s in use; set a budget with --max-memory or BackendOptions.MaxMemory)",
+				sysmem.Format(int64(min(n, math.MaxInt64))), sysmem.Format(b.budget), sysmem.Format(used))
+		}
+	}
+}
+
+// heapBytes returns the bytes of Go heap objects, live or not yet swept.
+func heapBytes() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(s[0].Value.Uint64())
 }
 
 // Name returns "cpu".
@@ -118,6 +168,7 @@ func (b *Backend) Alloc(dtype api.DType, shape ...int) api.Tensor {
 	if uint64(n)*uint64(dtype.Size()) > 1<<46 {
 		api.Panicf(api.ErrOutOfMemory, "alloc %s%v", dtype, s)
 	}
+	b.reserve(uint64(n) * uint64(dtype.Size()))
 	t := &Tensor{b: b, dtype: dtype, shape: s}
 	switch dtype {
 	case api.F32:

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"slices"
 	"time"
@@ -73,12 +72,17 @@ backend that does not say.`,
 			if err := positive(map[string]int{"--m": m, "--n": n, "--k": k, "--reps": reps}); err != nil {
 				return err
 			}
-			b, restore, err := benchBackend(threads)
+			// A, B and C as Go slices and as tensors, and B once more with --trans-b.
+			elems := 2*float64(m)*float64(k) + 3*float64(k)*float64(n) + 2*float64(m)*float64(n)
+			if err := checkMemory(cmd, int64(min(4*elems, 1<<62)), fmt.Sprintf("a %dx%dx%d GEMM", m, n, k)); err != nil {
+				return err
+			}
+			b, restore, err := benchBackend(cmd, threads)
 			if err != nil {
 				return err
 			}
 			defer restore()
-			rep, err := benchGemm(b, m, n, k, transB, reps)
+			rep, err := benchGemm(cmd.Context(), b, m, n, k, transB, reps)
 			if err != nil {
 				return err
 			}
@@ -96,7 +100,7 @@ backend that does not say.`,
 }
 
 // benchGemm runs the GEMM benchmark on b.
-func benchGemm(b api.Backend, m, n, k int, transB bool, reps int) (*gemmReport, error) {
+func benchGemm(ctx context.Context, b api.Backend, m, n, k int, transB bool, reps int) (*gemmReport, error) {
 	for _, s := range []api.Shape{{m, k}, {k, n}, {m, n}} {
 		if err := s.Validate(); err != nil {
 			return nil, fmt.Errorf("bench gemm: %w", err)
@@ -113,6 +117,9 @@ func benchGemm(b api.Backend, m, n, k int, transB bool, reps int) (*gemmReport, 
 	b.MatMul(tc, ta, tb, false, transB, 1, 0) // warm-up: packing buffers, worker pool
 	times := make([]float64, reps)
 	for r := range times {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		start := time.Now()
 		b.MatMul(tc, ta, tb, false, transB, 1, 0)
 		times[r] = time.Since(start).Seconds()
@@ -173,6 +180,9 @@ type modelReport struct {
 	TrainStepSeconds  *float64 `json:"train_step_seconds,omitempty"`
 	TrainTokensPerS   *float64 `json:"train_tokens_per_s,omitempty"`
 	TrainLoss         *float64 `json:"train_loss,omitempty"`
+	// TrainDiverged is set when the training step's loss is NaN or
+	// infinite (JSON cannot hold it): train_loss is then left out.
+	TrainDiverged bool `json:"train_diverged,omitempty"`
 }
 
 // modelBenchOptions are the flags of `bench model`.
@@ -215,20 +225,37 @@ decode bound.`,
 			if o.prefill < 0 || o.decode < 0 {
 				return fmt.Errorf("--prefill %d and --decode %d must not be negative: %w", o.prefill, o.decode, api.ErrOutOfRange)
 			}
-			b, restore, err := benchBackend(o.threads)
+			if !(o.learningRate >= 0) || math.IsInf(o.learningRate, 0) {
+				return fmt.Errorf("--lr %g: want a finite learning rate, 0 or more: %w", o.learningRate, api.ErrConfig)
+			}
+			a, err := api.LookupArchitecture(o.arch)
+			if err != nil {
+				return fmt.Errorf("--arch: %w", err)
+			}
+			cfg, err := readConfig(a, o.configFile)
+			if err != nil {
+				return err
+			}
+			if err := checkBenchMemory(cmd, cfg, o); err != nil {
+				return err
+			}
+			b, restore, err := benchBackend(cmd, o.threads)
 			if err != nil {
 				return err
 			}
 			defer restore()
-			rep, err := benchModel(cmd.Context(), b, o)
+			rep, err := benchModel(cmd.Context(), b, a, cfg, o)
 			if err != nil {
 				return err
+			}
+			if rep.TrainDiverged {
+				fmt.Fprintf(cmd.ErrOrStderr(), "densessm: bench model: the training step's loss is not finite (--lr %g too large?)\n", o.learningRate)
 			}
 			return writeJSON(cmd.OutOrStdout(), rep)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.arch, "arch", "", "architecture (see `densessm archs`)")
+	f.StringVar(&o.arch, "arch", "", "architecture (see: densessm archs)")
 	f.StringVar(&o.configFile, "config", "", "config.json of the model shape (default: the architecture's small default)")
 	f.IntVar(&o.prefill, "prefill", 512, "tokens of the timed prefill (0 skips it)")
 	f.IntVar(&o.decode, "decode", 32, "timed decode steps (0 skips them)")
@@ -242,23 +269,23 @@ decode bound.`,
 	return cmd
 }
 
-// benchModel builds the model o describes on b and runs the measurements o
+// checkBenchMemory refuses a bench model run whose model, prefill and
+// training step would not fit in memory.
+func checkBenchMemory(cmd *cobra.Command, cfg api.Config, o modelBenchOptions) error {
+	est, ok := api.EstimateMemory(cfg)
+	if !ok {
+		return nil
+	}
+	need := est.InferenceBytes(1, max(o.prefill, 16))
+	if o.train {
+		need = max(need, est.TrainingBytes(o.trainBatch, o.trainSeq, 0))
+	}
+	return checkMemory(cmd, need, fmt.Sprintf("bench model (%s, %d parameters)", cfg.ArchName(), est.Parameters))
+}
+
+// benchModel builds a model of a with cfg on b and runs the measurements o
 // asks for.
-func benchModel(ctx context.Context, b api.Backend, o modelBenchOptions) (*modelReport, error) {
-	a, err := api.LookupArchitecture(o.arch)
-	if err != nil {
-		return nil, fmt.Errorf("bench model: %w", err)
-	}
-	cfg := a.DefaultConfig()
-	if o.configFile != "" {
-		data, err := os.ReadFile(o.configFile)
-		if err != nil {
-			return nil, fmt.Errorf("bench model: %w", err)
-		}
-		if cfg, err = a.ParseConfig(data); err != nil {
-			return nil, fmt.Errorf("bench model: %s: %w", o.configFile, err)
-		}
-	}
+func benchModel(ctx context.Context, b api.Backend, a api.Architecture, cfg api.Config, o modelBenchOptions) (*modelReport, error) {
 	m, err := a.New(cfg, b, benchSeed)
 	if err != nil {
 		return nil, fmt.Errorf("bench model: %w", err)
@@ -301,7 +328,12 @@ func benchModel(ctx context.Context, b api.Backend, o modelBenchOptions) (*model
 			return nil, fmt.Errorf("bench model: train step: %w", err)
 		}
 		rep.TrainBatch, rep.TrainSeq = o.trainBatch, o.trainSeq
-		rep.TrainStepSeconds, rep.TrainLoss = &sec, &loss
+		rep.TrainStepSeconds = &sec
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			rep.TrainDiverged = true
+		} else {
+			rep.TrainLoss = &loss
+		}
 		rep.TrainTokensPerS = ptr(float64(o.trainBatch*o.trainSeq) / sec)
 	}
 	return rep, nil
@@ -379,11 +411,8 @@ func timeTrainStep(ctx context.Context, m api.Trainable, batch api.Batch, lr flo
 
 // benchBackend returns a CPU backend with threads workers (every core when
 // 0) and sets GOMAXPROCS to match for the run; restore puts it back.
-func benchBackend(threads int) (b api.Backend, restore func(), err error) {
-	if threads < 0 {
-		return nil, nil, fmt.Errorf("--threads %d must not be negative: %w", threads, api.ErrOutOfRange)
-	}
-	b, err = api.NewBackend("cpu", api.BackendOptions{Threads: threads})
+func benchBackend(cmd *cobra.Command, threads int) (b api.Backend, restore func(), err error) {
+	b, err = newBackend(cmd, threads)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -163,7 +163,7 @@ func TestBenchErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"bench", "gemm", "--m", "0"}, "--m 0 must be at least 1"},
-		{[]string{"bench", "gemm", "--threads", "-1"}, "--threads -1 must not be negative"},
+		{[]string{"bench", "gemm", "--threads", "-1"}, "threads -1: must be 0 (every core) or more"},
 		{[]string{"bench", "model", "--arch", "nosuch"}, "not found"},
 		{[]string{"bench", "model", "--arch", "mamba", "--decode", "-2"}, "must not be negative"},
 		{[]string{"bench", "model", "--arch", "mamba", "--config", "/nonexistent/config.json"}, "no such file"},

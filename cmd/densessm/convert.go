@@ -13,7 +13,10 @@ import (
 )
 
 func newConvertCmd() *cobra.Command {
-	var in, out, arch string
+	var (
+		in, out, arch string
+		load          loadFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "convert --in DIR|FILE --out DIR|FILE",
 		Short: "Convert a model directory or a weights file (PyTorch .bin, sharded, safetensors) to safetensors",
@@ -34,52 +37,47 @@ PyTorch files are read without running any code from them (see
 github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "-" {
+				return fmt.Errorf("convert: --out -: a converted checkpoint is written to files, not stdout: %w", api.ErrConfig)
+			}
 			st, err := os.Stat(in)
 			if err != nil {
 				return fmt.Errorf("convert: %w", err)
 			}
 			if st.IsDir() {
-				return convertModel(cmd.Context(), in, out, arch)
+				if err := checkOutDir(out); err != nil {
+					return err
+				}
+				m, err := loadModel(cmd, in, arch, 0, 0, load)
+				if err != nil {
+					return fmt.Errorf("convert: %w", err)
+				}
+				return checkpoint.SaveModel(cmd.Context(), out, m)
 			}
 			if arch != "" {
 				return fmt.Errorf("convert: --arch applies to a model directory, and %s is a file: %w", in, api.ErrConfig)
 			}
-			return convertFile(in, out)
+			if err := (fileOutput{path: out}).check(); err != nil {
+				return err
+			}
+			return convertFile(cmd.Context(), in, out)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&in, "in", "", "model directory, or weights file, to read")
 	f.StringVar(&out, "out", "", "directory (for a model) or .safetensors file (for a weights file) to write")
 	f.StringVar(&arch, "arch", "", "architecture of a model directory (default: from its config.json)")
+	load.register(f)
 	cmd.MarkFlagRequired("in")
 	cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-// convertModel loads the model in directory in and saves it into out.
-func convertModel(ctx context.Context, in, out, arch string) error {
-	b, err := api.NewBackend("cpu", api.BackendOptions{})
-	if err != nil {
-		return err
-	}
-	m, err := checkpoint.LoadModel(ctx, in, b, checkpoint.LoadOptions{Arch: arch})
-	if err != nil {
-		return fmt.Errorf("convert: %w", err)
-	}
-	if err := checkpoint.SaveModel(out, m); err != nil {
-		return fmt.Errorf("convert: %w", err)
-	}
-	return nil
 }
 
 // convertFile copies every tensor of the weights file in, unchanged, into
 // the safetensors file out. The input's safetensors metadata is kept; a
 // PyTorch input, which has none, gets {"format": "pt"}, as Hugging Face
 // marks weights that come from PyTorch.
-func convertFile(in, out string) (err error) {
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return fmt.Errorf("convert: --out %s is a directory; a weights file converts to a .safetensors file: %w", out, api.ErrConfig)
-	}
+func convertFile(ctx context.Context, in, out string) (err error) {
 	ck, err := checkpoint.Open(in)
 	if err != nil {
 		return fmt.Errorf("convert: %w", err)
@@ -98,7 +96,7 @@ func convertFile(in, out string) (err error) {
 	if len(metadata) == 0 {
 		metadata = map[string]string{"format": "pt"}
 	}
-	if err := checkpoint.Write(out, tensors, metadata); err != nil {
+	if err := checkpoint.Write(ctx, out, tensors, metadata); err != nil {
 		return fmt.Errorf("convert: %w", err)
 	}
 	return nil

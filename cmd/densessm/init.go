@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -24,21 +23,24 @@ the Hugging Face layout. --config takes a config.json in any form the
 architecture reads; without it the architecture's small default is used.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutDir(out); err != nil {
+				return err
+			}
 			a, err := api.LookupArchitecture(arch)
+			if err != nil {
+				return fmt.Errorf("--arch: %w", err)
+			}
+			cfg, err := readConfig(a, configFile)
 			if err != nil {
 				return err
 			}
-			cfg := a.DefaultConfig()
-			if configFile != "" {
-				data, err := os.ReadFile(configFile)
-				if err != nil {
-					return err
-				}
-				if cfg, err = a.ParseConfig(data); err != nil {
-					return fmt.Errorf("%s: %w", configFile, err)
-				}
+			if err := cfg.Validate(); err != nil {
+				return err
 			}
-			b, err := api.NewBackend("cpu", api.BackendOptions{})
+			if err := checkModelMemory(cmd, cfg, 0); err != nil {
+				return err
+			}
+			b, err := newBackend(cmd, 0)
 			if err != nil {
 				return err
 			}
@@ -46,11 +48,14 @@ architecture reads; without it the architecture's small default is used.`,
 			if err != nil {
 				return err
 			}
-			return checkpoint.SaveModel(out, m)
+			if err := cmd.Context().Err(); err != nil {
+				return err
+			}
+			return checkpoint.SaveModel(cmd.Context(), out, m)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&arch, "arch", "", "architecture (see `densessm archs`)")
+	f.StringVar(&arch, "arch", "", "architecture (see: densessm archs)")
 	f.StringVar(&configFile, "config", "", "config.json to build from (default: the architecture's small default)")
 	f.StringVar(&out, "out", "", "output directory")
 	f.Int64Var(&seed, "seed", 1, "seed of the initialisation")

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -57,13 +61,13 @@ file size before anything is read.`,
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDTYPE\tSHAPE")
 			for _, t := range rep.Tensors {
-				fmt.Fprintf(tw, "%s\t%s\t%v\n", t.Name, t.DType, t.Shape)
+				fmt.Fprintf(tw, "%s\t%s\t%v\n", displayName(t.Name), t.DType, t.Shape)
 			}
 			fmt.Fprintf(tw, "%d tensors, %d parameters\n", len(rep.Tensors), rep.Parameters)
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"tensors":[{"name","dtype","shape"}],"parameters":N}`)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {\"tensors\":[{\"name\",\"dtype\",\"shape\"}],\"parameters\":N}")
 	return cmd
 }
 
@@ -86,4 +90,15 @@ func writeInspectJSON(w io.Writer, rep inspectReport) error {
 	fmt.Fprintf(&buf, "\n],\"parameters\":%d}\n", rep.Parameters)
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// displayName returns a tensor name as the text table shows it: as it is
+// when every character is printable, and otherwise quoted with Go escapes,
+// so that a name holding control characters, tabs or newlines can neither
+// drive the terminal nor forge rows of the table.
+func displayName(name string) string {
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(name)
+	}
+	return name
 }

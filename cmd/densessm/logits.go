@@ -3,114 +3,137 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/densessm/densessm/api"
-	"github.com/densessm/densessm/checkpoint"
 )
 
 func newLogitsCmd() *cobra.Command {
 	var (
-		modelDir, idList, mode, out, arch string
-		threads, chunk                    int
+		modelDir, idList, idsFile, mode, out, arch string
+		threads, chunk                             int
+		load                                       loadFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "logits --model DIR --ids 0,12,7 --out FILE.npy",
+		Use:   "logits --model DIR [--ids 0,12,7 | --ids-file F | < ids] --out FILE.npy",
 		Short: "Run a model over token ids and write the float32 logits [T,V] as a NumPy .npy file",
 		Long: `logits loads the model in DIR (config.json and safetensors weights), runs it
 over the given token ids and writes the logits, one row per token, as a
-float32 .npy array [T, V] in C order.
+float32 .npy array [T, V] in C order. --out - writes the array to stdout.
+
+The ids come from --ids, from --ids-file, or from stdin, as a JSON array or a
+list separated by commas or spaces, so that
+  densessm tokenize --tokenizer tokenizer.json < text | densessm logits --model DIR --out l.npy
+works.
 
 --mode parallel runs the whole sequence at once (the training form);
 --mode chunkwise runs it in chunks of --chunk tokens (RetNet models);
---mode recurrent feeds the tokens one at a time through the recurrent state.
-The forms agree to about 1e-5 relative.`,
+--mode recurrent feeds the tokens one at a time through the recurrent state,
+in memory that does not grow with the sequence.
+The forms agree to about 1e-5 relative. Rows are written as they are
+computed; the memory a form needs is estimated before the model runs, and a
+run that would not fit is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ids, err := parseIDs(idList)
+			dst := fileOutput{path: out, stdout: cmd.OutOrStdout()}
+			if err := dst.check(); err != nil {
+				return err
+			}
+			if mode != "parallel" && mode != "chunkwise" && mode != "recurrent" {
+				return fmt.Errorf("--mode %q: want parallel, chunkwise or recurrent: %w", mode, api.ErrConfig)
+			}
+			if chunk < 1 {
+				return fmt.Errorf("--chunk %d: must be at least 1: %w", chunk, api.ErrConfig)
+			}
+			ids, err := readIDs(idList, idsFile, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			b, err := api.NewBackend("cpu", api.BackendOptions{Threads: threads})
-			if err != nil {
-				return err
+			tokens := len(ids)
+			if mode == "recurrent" {
+				tokens = 0 // the recurrent form's memory does not grow with the sequence
 			}
-			m, err := checkpoint.LoadModel(cmd.Context(), modelDir, b, checkpoint.LoadOptions{Arch: arch})
+			m, err := loadModel(cmd, modelDir, arch, threads, tokens, load)
 			if err != nil {
 				return err
 			}
 			V := m.Config().Vocab()
-			var logits []float32
-			switch mode {
-			case "parallel":
-				t, err := m.Forward(cmd.Context(), [][]int32{ids})
-				if err != nil {
-					return err
-				}
-				logits = api.Float32s(t)
-			case "chunkwise":
-				cm, ok := m.(chunkwiseModel)
-				if !ok {
-					return fmt.Errorf("--mode chunkwise: %s models have no chunkwise form: %w", m.Config().ArchName(), api.ErrUnsupported)
-				}
-				t, err := cm.ForwardChunkwise(cmd.Context(), [][]int32{ids}, chunk)
-				if err != nil {
-					return err
-				}
-				logits = api.Float32s(t)
-			case "recurrent":
-				s, err := m.NewState(1)
-				if err != nil {
-					return err
-				}
-				for _, id := range ids {
-					t, err := m.Step(cmd.Context(), s, []int32{id})
-					if err != nil {
-						return err
-					}
-					logits = append(logits, api.Float32s(t)...)
-				}
-			default:
-				return fmt.Errorf("--mode %q: want parallel, chunkwise or recurrent: %w", mode, api.ErrUnsupported)
+			if err := checkIDs(ids, V); err != nil {
+				return err
 			}
-			return writeNPY(out, logits, len(ids), V)
+			ctx := cmd.Context()
+			return dst.write(func(w io.Writer) error {
+				if _, err := w.Write(npyHeader(len(ids), V)); err != nil {
+					return err
+				}
+				return writeLogits(ctx, w, m, ids, mode, chunk)
+			})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&modelDir, "model", "", "model directory (config.json + model.safetensors or a sharded index)")
-	f.StringVar(&idList, "ids", "", "comma-separated token ids")
+	f.StringVar(&idList, "ids", "", "token ids, comma-separated (default: read from --ids-file or stdin)")
+	f.StringVar(&idsFile, "ids-file", "", "file of token ids (a JSON array or a comma- or space-separated list)")
 	f.StringVar(&mode, "mode", "parallel", "parallel, chunkwise or recurrent")
 	f.IntVar(&chunk, "chunk", 64, "tokens per chunk of the chunkwise form")
-	f.StringVar(&out, "out", "", "output .npy file")
-	f.StringVar(&arch, "arch", "", "architecture, when config.json does not say (see `densessm archs`)")
+	f.StringVar(&out, "out", "", "output .npy file (- for stdout)")
+	f.StringVar(&arch, "arch", "", "architecture, when config.json does not say (see: densessm archs)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
-	for _, name := range []string{"model", "ids", "out"} {
+	load.register(f)
+	for _, name := range []string{"model", "out"} {
 		cmd.MarkFlagRequired(name)
 	}
 	return cmd
 }
 
+// writeLogits runs m over ids in the given form and writes the logits'
+// rows to w as float32s as they are computed.
+func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mode string, chunk int) error {
+	var t api.Tensor
+	var err error
+	switch mode {
+	case "parallel":
+		t, err = m.Forward(ctx, [][]int32{ids})
+	case "chunkwise":
+		cm, ok := m.(chunkwiseModel)
+		if !ok {
+			return fmt.Errorf("--mode chunkwise: %s models have no chunkwise form: %w", m.Config().ArchName(), api.ErrUnsupported)
+		}
+		t, err = cm.ForwardChunkwise(ctx, [][]int32{ids}, chunk)
+	case "recurrent":
+		s, err := m.NewState(1)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			t, err := m.Step(ctx, s, []int32{id})
+			if err != nil {
+				return err
+			}
+			if err := writeTensor(w, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return writeTensor(w, t)
+}
+
+// writeTensor writes an F32 tensor's elements, from the backend's own
+// storage where it gives host access to it (no copy).
+func writeTensor(w io.Writer, t api.Tensor) error {
+	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok {
+		return writeFloat32s(w, h.HostFloat32s())
+	}
+	return writeFloat32s(w, api.Float32s(t))
+}
+
 // chunkwiseModel is a model with a chunkwise form (RetNet and DenseRetNet).
 type chunkwiseModel interface {
 	ForwardChunkwise(ctx context.Context, ids [][]int32, chunk int) (api.Tensor, error)
-}
-
-// parseIDs reads "0,12,7" into token ids.
-func parseIDs(s string) ([]int32, error) {
-	var ids []int32
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		v, err := strconv.ParseInt(f, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("--ids: %q is not a token id: %w", f, api.ErrOutOfRange)
-		}
-		ids = append(ids, int32(v))
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("--ids: no token ids: %w", api.ErrShape)
-	}
-	return ids, nil
 }

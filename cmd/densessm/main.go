@@ -11,8 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/atomicfile"
 
 	// Built-in backends and architectures register themselves at init.
 	_ "github.com/densessm/densessm/architectures/mamba"
@@ -40,21 +44,67 @@ func main() {
 // core; mamba-130m and the training step did not change.
 const gcPercent = 25
 
+// Exit statuses of an interrupted command, as a shell reports a process
+// killed by SIGINT or SIGTERM (128 + the signal number).
+const (
+	exitInterrupted = 130
+	exitTerminated  = 143
+)
+
+// interruptGrace is how long run waits, after SIGINT or SIGTERM has
+// cancelled the command's context, for the command to return by itself
+// before it removes the temporary files of writes in progress and returns
+// anyway: every command stops within a second of a signal, whether or not
+// the work it was doing checks its context.
+const interruptGrace = 500 * time.Millisecond
+
 // run executes the command line and returns the process exit status. Errors,
-// and panics turned into errors, are printed as one line on stderr.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) {
-	err := func() (err error) {
-		defer api.Recover(&err)
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-		defer stop()
-		cmd := newRootCmd(stdout, stderr)
-		cmd.SetIn(stdin)
-		cmd.SetArgs(args)
-		return cmd.ExecuteContext(ctx)
+// and panics turned into errors, are printed as one line on stderr. SIGINT
+// and SIGTERM cancel the command's context; the command then stops, its
+// partial outputs are removed, "densessm: interrupted" is printed and the
+// status is 130 (SIGINT) or 143 (SIGTERM).
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- func() (err error) {
+			defer api.Recover(&err)
+			cmd := newRootCmd(stdout, stderr)
+			cmd.SetIn(stdin)
+			cmd.SetArgs(args)
+			return cmd.ExecuteContext(ctx)
+		}()
 	}()
+	var err error
+	select {
+	case err = <-done:
+	case sig := <-signals:
+		cancel()
+		select {
+		case <-done:
+		case <-signals: // a second signal: stop now
+		case <-time.After(interruptGrace):
+		}
+		atomicfile.RemoveTemps()
+		fmt.Fprintln(stderr, "densessm: interrupted")
+		if sig == syscall.SIGTERM {
+			return exitTerminated
+		}
+		return exitInterrupted
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "densessm: %v\n", err)
+		fmt.Fprintf(stderr, "densessm: %s\n", oneLine(err.Error()))
 		return 1
 	}
 	return 0
+}
+
+// oneLine folds a message onto one line, so that an error quoting a file's
+// contents cannot print lines of its own.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\r", " ")), " ")
 }

@@ -140,7 +140,7 @@ func TestLogitsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := checkpoint.SaveModel(dir, m); err != nil {
+	if err := checkpoint.SaveModel(t.Context(), dir, m); err != nil {
 		t.Fatal(err)
 	}
 	var results [][]float32
@@ -176,7 +176,7 @@ func TestLogitsChunkwiseNeedsTheForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := checkpoint.SaveModel(dir, m); err != nil {
+	if err := checkpoint.SaveModel(t.Context(), dir, m); err != nil {
 		t.Fatal(err)
 	}
 	_, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "1,2", "--mode", "chunkwise", "--out", filepath.Join(dir, "x.npy"))

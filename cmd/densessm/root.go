@@ -21,6 +21,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true, // run prints the error once, on one line
 		SilenceUsage:  true,
 	}
+	root.PersistentFlags().String("max-memory", "", "memory budget, e.g. 8GiB (default: the memory available); work estimated to need more is refused before it starts")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(
