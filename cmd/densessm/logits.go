@@ -68,7 +68,7 @@ run that would not fit is refused.`,
 				if _, err := w.Write(npyHeader(len(ids), V)); err != nil {
 					return err
 				}
-				return writeLogits(ctx, w, m, ids, mode, chunk)
+				return writeLogits(ctx, w, m, ids, mode, chunk, cmd.ErrOrStderr())
 			})
 		},
 	}
@@ -89,8 +89,9 @@ run that would not fit is refused.`,
 }
 
 // writeLogits runs m over ids in the given form and writes the logits'
-// rows to w as float32s as they are computed.
-func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mode string, chunk int) error {
+// rows to w as float32s as they are computed. The recurrent form shows its
+// progress on stderr when that is a terminal.
+func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mode string, chunk int, stderr io.Writer) error {
 	var t api.Tensor
 	var err error
 	switch mode {
@@ -107,7 +108,10 @@ func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mod
 		if err != nil {
 			return err
 		}
+		bar := newProgress(stderr, int64(len(ids)), "tokens", false)
+		defer bar.done()
 		for _, id := range ids {
+			bar.add(1)
 			t, err := m.Step(ctx, s, []int32{id})
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -522,5 +523,44 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 	p.done()
 	if !strings.Contains(w.String(), "work") || !strings.Contains(w.String(), "50%") {
 		t.Errorf("progress drew %q", w.String())
+	}
+}
+
+// TestInspectEscapesNames checks that a tensor name holding escape codes,
+// tabs or newlines cannot forge rows of inspect's table.
+func TestInspectEscapesNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "evil.safetensors")
+	name := "a\x1b[31m\nforged.weight\tF32\t[1]"
+	err := checkpoint.Write(context.Background(), path, []checkpoint.NamedTensor{
+		{Name: name, DType: api.F32, Shape: api.Shape{1}, Data: make([]byte, 4)},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, st := runCLI(t, "inspect", path)
+	if st != 0 {
+		t.Fatalf("inspect: %s", stderr)
+	}
+	if strings.Contains(out, "\x1b") || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"a\x1b[31m\nforged.weight\tF32\t[1]"`) {
+		t.Errorf("inspect printed %q", out)
+	}
+}
+
+// TestBenchDivergedLossKeepsResults checks that a training step whose loss
+// is not finite still prints valid JSON with every other result.
+func TestBenchDivergedLossKeepsResults(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(cfg, []byte(tinyMambaConfig), 0o644)
+	out, stderr, st := runCLI(t, "bench", "model", "--arch", "mamba", "--config", cfg, "--prefill", "8", "--decode", "2",
+		"--train-step", "--train-batch", "1", "--train-seq", "8", "--reps", "2", "--lr", "1e30")
+	if st != 0 || !strings.Contains(stderr, "not finite") {
+		t.Fatalf("status %d, stderr %q", st, stderr)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("invalid JSON %q: %v", out, err)
+	}
+	if rep["train_diverged"] != true || rep["prefill_tokens_per_s"] == nil || rep["decode_tokens_per_s"] == nil {
+		t.Errorf("report %v", rep)
 	}
 }
