@@ -96,7 +96,7 @@ func nonFiniteError(t TensorInfo, to api.DType, nan, inf int) error {
 	if to != t.DType {
 		conv = " as " + to.String()
 	}
-	return fmt.Errorf("%d of its %d %s values%s are not finite (%s); pass AllowNonFinite to load them anyway: %w",
+	return fmt.Errorf("%d of its %d %s values%s are not finite (%s); pass AllowNonFinite, or --allow-nonfinite on the command line, to load them anyway: %w",
 		nan+inf, t.Shape.NumElements(), t.DType, conv, strings.Join(kinds, ", "), api.ErrCorrupt)
 }
 
@@ -136,7 +136,7 @@ func (c *Checkpoint) checkFit(params []api.Parameter, s loadSettings) error {
 	if len(extra) > 0 {
 		parts = append(parts, fmt.Errorf("%s of the model: %s%s: %w",
 			count(len(extra), "checkpoint tensor is not a parameter", "checkpoint tensors are not parameters"), listed(extra, ", "),
-			hint("does config.json's num_hidden_layers match the weights? pass AllowExtra to ignore them"), api.ErrConfig))
+			hint("does config.json's num_hidden_layers match the weights? pass AllowExtra, or --allow-extra on the command line, to ignore them"), api.ErrConfig))
 	}
 	if len(missing) > 0 {
 		parts = append(parts, fmt.Errorf("%s no tensor in the checkpoint: %s%s: %w",

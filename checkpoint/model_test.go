@@ -230,7 +230,7 @@ func TestLoadModelFewerLayers(t *testing.T) {
 	short.Layers = 1
 	dir := saveFake(t, saved, &short)
 	_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
-	want := `4 checkpoint tensors are not parameters of the model: "layers.1.weight", "layers.2.weight", "layers.3.weight" and 1 more (does config.json's num_hidden_layers match the weights? pass AllowExtra to ignore them)`
+	want := `4 checkpoint tensors are not parameters of the model: "layers.1.weight", "layers.2.weight", "layers.3.weight" and 1 more (does config.json's num_hidden_layers match the weights? pass AllowExtra, or --allow-extra on the command line, to ignore them)`
 	if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), dir) {
 		t.Errorf("config with fewer layers: %v\nwant ErrConfig saying %s", err, want)
 	}

@@ -330,22 +330,6 @@ func TestParseIDs(t *testing.T) {
 	}
 }
 
-// enospc fails every write after limit bytes with ENOSPC, as a full disk.
-type enospc struct {
-	w     io.Writer
-	limit int
-}
-
-func (d *enospc) Write(p []byte) (int, error) {
-	if len(p) > d.limit {
-		n, _ := d.w.Write(p[:d.limit])
-		d.limit = 0
-		return n, syscall.ENOSPC
-	}
-	d.limit -= len(p)
-	return d.w.Write(p)
-}
-
 // TestDiskFull runs every command that writes files with a disk that fills
 // up after 100 bytes: each must fail with one line naming the cause and
 // leave the previous file as it was.
@@ -372,7 +356,7 @@ func TestDiskFull(t *testing.T) {
 					args[i] = filepath.Join(out, a)
 				}
 			}
-			restore := atomicfile.InjectFault(func(w io.Writer) io.Writer { return &enospc{w: w, limit: 100} })
+			restore := atomicfile.InjectFault(atomicfile.FullDisk(100))
 			_, stderr, st := runCLI(t, args...)
 			restore()
 			if st != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "no space left") {

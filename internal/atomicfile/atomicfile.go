@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // Write creates or replaces path with the bytes fill writes. The new file
@@ -221,6 +222,28 @@ func wrap(w io.Writer) io.Writer {
 		return w
 	}
 	return f(w)
+}
+
+// FullDisk returns a wrap for InjectFault that makes the disk fill up
+// after limit bytes: later writes fail with ENOSPC.
+func FullDisk(limit int) func(io.Writer) io.Writer {
+	return func(w io.Writer) io.Writer { return &fullDisk{w: w, left: limit} }
+}
+
+// fullDisk fails every write past its limit with ENOSPC, as a full disk.
+type fullDisk struct {
+	w    io.Writer
+	left int
+}
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if len(p) > d.left {
+		n, _ := d.w.Write(p[:d.left])
+		d.left = 0
+		return n, syscall.ENOSPC
+	}
+	d.left -= len(p)
+	return d.w.Write(p)
 }
 
 // InjectFault makes every write in this process go through wrap(file) until

@@ -132,29 +132,13 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// fullDisk fails every write after limit bytes with ENOSPC.
-type fullDisk struct {
-	w     io.Writer
-	limit int
-}
-
-func (d *fullDisk) Write(p []byte) (int, error) {
-	if len(p) > d.limit {
-		n, _ := d.w.Write(p[:d.limit])
-		d.limit = 0
-		return n, syscall.ENOSPC
-	}
-	d.limit -= len(p)
-	return d.w.Write(p)
-}
-
 func TestDiskFullKeepsOldFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "f")
 	if err := WriteFile(path, []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	restore := InjectFault(func(w io.Writer) io.Writer { return &fullDisk{w: w, limit: 10} })
+	restore := InjectFault(FullDisk(10))
 	err := WriteFile(path, make([]byte, 3<<20))
 	restore()
 	if !errors.Is(err, syscall.ENOSPC) {
