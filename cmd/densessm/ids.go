@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/densessm/densessm/api"
@@ -40,7 +39,7 @@ func readIDs(list, file string, stdin io.Reader) ([]int32, error) {
 		}
 		return ids, nil
 	}
-	if f, ok := stdin.(*os.File); ok && stderrIsTerminal(f) {
+	if isTerminal(stdin) {
 		return nil, fmt.Errorf("no token ids: give --ids, --ids-file or pipe them on stdin: %w", api.ErrConfig)
 	}
 	ids, err := parseIDs(io.LimitReader(stdin, maxIDsFile))

@@ -17,9 +17,11 @@ type progress struct {
 	bar *progressbar.ProgressBar
 }
 
-// stderrIsTerminal reports whether w is a terminal; tests replace it.
-var stderrIsTerminal = func(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether w is a terminal (stderr for progress bars,
+// stdin for a command that would otherwise wait on the keyboard); tests
+// replace it.
+var isTerminal = func(v any) bool {
+	f, ok := v.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
@@ -27,7 +29,7 @@ var stderrIsTerminal = func(w io.Writer) bool {
 // desc, or returns nil when stderr is not a terminal or total is unknown
 // (not positive).
 func newProgress(stderr io.Writer, total int64, desc string, bytes bool) *progress {
-	if total <= 0 || !stderrIsTerminal(stderr) {
+	if total <= 0 || !isTerminal(stderr) {
 		return nil
 	}
 	opts := []progressbar.Option{

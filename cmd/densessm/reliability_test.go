@@ -499,9 +499,9 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 	if p := newProgress(&w, 100, "work", false); p != nil {
 		t.Fatal("a progress bar on a non-terminal")
 	}
-	old := stderrIsTerminal
-	stderrIsTerminal = func(io.Writer) bool { return true }
-	defer func() { stderrIsTerminal = old }()
+	old := isTerminal
+	isTerminal = func(any) bool { return true }
+	defer func() { isTerminal = old }()
 	p := newProgress(&w, 100, "work", false)
 	p.set(50)
 	p.done()
