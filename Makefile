@@ -1,11 +1,31 @@
 # densessm: build, test, and the long checks that are not part of `make test`.
 GO ?= go
-# The Python with torch, transformers and safetensors that the fixture scripts use
-# (see the docstrings of scripts/*.py for the pinned versions).
-PYTHON ?= /opt/pyref/bin/python
+# PYREF: the virtual environment that `make pyref` builds for scripts/*.py and
+# bench/*.py from scripts/requirements-pyref.txt (torch, transformers,
+# torchscale, tokenizers, safetensors, numpy, tiktoken; exact pins). It lives
+# outside the repository: it is ~6 GB (PyPI's torch brings the CUDA runtime),
+# per user and writable without root, and survives `git clean`; nothing in
+# the work tree copies or scans it. Remove the directory to start afresh.
+PYREF ?= $(HOME)/.cache/densessm/pyref
+# PYREF_BASE: the Python the venv is made from (the scripts are tested with 3.11).
+PYREF_BASE ?= python3.11
+# PYREF_PIP_FLAGS: extra pip install options, e.g. a CPU-only torch index
+# (see scripts/requirements-pyref.txt).
+PYREF_PIP_FLAGS ?=
+# A copy of the requirements that were installed: pyref does nothing while it
+# matches scripts/requirements-pyref.txt.
+PYREF_STAMP = $(PYREF)/.densessm-requirements.txt
+# PYTHON: the interpreter of every target that runs a script. Given on the
+# command line or in the environment, it is used as it is (it needs the
+# packages of scripts/requirements-pyref.txt); otherwise it is PYREF's, and
+# those targets run `make pyref` first.
+ifeq ($(origin PYTHON),undefined)
+PYTHON = $(PYREF)/bin/python
+PYREF_DEP = pyref
+endif
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench bench-models bench-compare
+.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref
 
 ## test: everything CI runs (format check, vet, unit tests, and the CPU backend without assembly)
 test: fmt-check vet unit purego
@@ -31,8 +51,8 @@ bench:
 	$(GO) test ./backends/cpu -run '^$$' -bench 'MatMul' -benchtime 5x
 
 ## bench-compare: densessm side by side with OpenBLAS, a memory-bandwidth probe and PyTorch (~7 min)
-bench-compare:
-	bash bench/compare.sh
+bench-compare: $(PYREF_DEP)
+	PYTHON='$(PYTHON)' bash bench/compare.sh
 
 ## bench-models: prefill and decode tokens/s of mamba-130m- and DenseRetNet-350M-shaped models
 ## (at GOGC 25 unless GOGC is set, as the densessm command runs)
@@ -48,23 +68,48 @@ fuzz:
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
 ## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
-fixtures:
+fixtures: $(PYREF_DEP)
 	$(PYTHON) scripts/make_safetensors_fixture.py
 	$(PYTHON) scripts/make_pytorch_bin_fixture.py
 
 ## mamba-fixtures: regenerate architectures/mamba/testdata with transformers, and check that
 ## transformers loads models densessm writes and gives our logits
-mamba-fixtures:
+mamba-fixtures: $(PYREF_DEP)
 	$(PYTHON) scripts/make_mamba_fixtures.py
 
 ## retnet-fixtures: regenerate architectures/retnet/testdata (torchscale and scripts/denseretnet_reference.py)
-retnet-fixtures:
+retnet-fixtures: $(PYREF_DEP)
 	$(PYTHON) scripts/make_retnet_fixtures.py
 
 ## tokenizer-fixtures: regenerate tokenizer/testdata with Hugging Face tokenizers
-tokenizer-fixtures:
+tokenizer-fixtures: $(PYREF_DEP)
 	$(PYTHON) scripts/make_tokenizer_fixtures.py
 
 ## tokenizer-bench: encode MB/s of densessm and Hugging Face tokenizers, side by side
-tokenizer-bench:
+tokenizer-bench: $(PYREF_DEP)
 	$(PYTHON) scripts/compare_tokenizer_hf.py
+
+## tokenize-bench-cli: end-to-end MB/s and peak RSS of `densessm tokenize --count` beside tiktoken
+## and HF tokenizers, one process per run on one core, on 4 and 40 MB of Go source (a few minutes;
+## TOKBENCH_ARGS passes options, e.g. TOKBENCH_ARGS='--rounds 5 --densessm bin/densessm')
+tokenize-bench-cli: $(PYREF_DEP)
+	$(PYTHON) scripts/compare_tokenize_cli.py $(TOKBENCH_ARGS)
+
+## pyref: build the Python environment of the scripts in PYREF (default ~/.cache/densessm/pyref)
+## from scripts/requirements-pyref.txt; downloads ~3 GB the first time, then does nothing until
+## the requirements change
+pyref: $(PYREF_STAMP)
+
+$(PYREF_STAMP): scripts/requirements-pyref.txt
+	@if [ -x '$(PYREF)/bin/python' ] && cmp -s $< '$@'; then touch '$@'; exit 0; fi; \
+	set -e; \
+	if [ ! -x '$(PYREF)/bin/python' ]; then \
+		echo "creating the virtual environment $(PYREF) with $(PYREF_BASE)"; \
+		$(PYREF_BASE) -m venv '$(PYREF)'; \
+	fi; \
+	rm -f '$@'; \
+	'$(PYREF)/bin/python' -m pip install --disable-pip-version-check $(PYREF_PIP_FLAGS) -r $<; \
+	'$(PYREF)/bin/python' -m pip check; \
+	'$(PYREF)/bin/python' -c 'import numpy, safetensors, tiktoken, tokenizers, torch, torchscale, transformers'; \
+	cp $< '$@'; \
+	echo "$(PYREF) is ready: make's script targets use $(PYREF)/bin/python"

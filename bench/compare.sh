@@ -7,7 +7,9 @@
 #
 # Needs: Go, gcc, Debian's OpenBLAS (apt-get install -y libopenblas-dev; the
 # OpenBLAS part is skipped with a message when it is missing), and a Python
-# with torch and transformers (PYTHON, default /opt/pyref/bin/python).
+# with torch and transformers: PYTHON, by default $PYREF/bin/python with PYREF
+# defaulting to ~/.cache/densessm/pyref, the environment that `make pyref`
+# builds (`make bench-compare` builds it first unless PYTHON is set).
 # OPENBLAS_CORETYPE is set from the CPU's flags unless it is already set:
 # SkylakeX with AVX-512, Zen on an AMD CPU with AVX2, Haswell on other AVX2
 # CPUs. SkylakeX dies with an illegal instruction on a CPU without AVX-512
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-python=${PYTHON:-/opt/pyref/bin/python}
+python=${PYTHON:-${PYREF:-$HOME/.cache/densessm/pyref}/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -33,7 +35,7 @@ detect_coretype() {
 }
 
 if [[ ! -x $python ]] || ! "$python" -c 'import torch, transformers' 2>/dev/null; then
-	echo "compare.sh: $python cannot import torch and transformers; set PYTHON to a Python that can" >&2
+	echo "compare.sh: $python cannot import torch and transformers; run make pyref, or set PYTHON to a Python that can" >&2
 	exit 1
 fi
 command -v gcc >/dev/null || { echo "compare.sh: gcc is missing (apt-get install -y gcc)" >&2; exit 1; }

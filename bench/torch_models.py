@@ -26,11 +26,12 @@ Models:
                Decode runs its recurrent form (per-layer retention state)
                one position at a time.
 
-Usage:
-  /opt/pyref/bin/python bench/torch_models.py --arch mamba \
+Usage (PYTHON: the environment `make pyref` builds, ~/.cache/densessm/pyref/bin/python):
+  $PYTHON bench/torch_models.py --arch mamba \
       --config bench/configs/mamba-130m.json --prefill 512 --decode 32 --threads 1
 
-Requirements: torch (tested with 2.15.0), transformers (tested with 5.24.0).
+Requirements: torch (tested with 2.15.0), transformers (tested with 5.24.0);
+scripts/requirements-pyref.txt pins both.
 """
 
 import argparse

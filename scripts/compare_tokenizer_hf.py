@@ -12,9 +12,11 @@ encodes the text line by line
     cores (go test -bench BenchmarkFile),
 
 checks that both produce the same number of tokens, and prints MB/s and the
-ratios. Requires tokenizers==0.23.3. Run from the repository root:
+ratios. Requires tokenizers==0.23.3 (scripts/requirements-pyref.txt). Run
+from the repository root:
 
-    python3 scripts/compare_tokenizer_hf.py [--mb 4] [--vocab 32000]
+    make tokenizer-bench        (runs `make pyref` first)
+    $PYTHON scripts/compare_tokenizer_hf.py [--mb 4] [--vocab 32000]
 """
 
 import argparse

@@ -33,14 +33,14 @@ they are, since they would replace the slow path being checked).
 
 Environment (tested with exactly these versions; everything runs on the CPU,
 so PyTorch's CPU-only wheel from https://download.pytorch.org/whl/cpu serves
-as well as the default CUDA one):
-  python3.11 -m venv /opt/pyref
-  /opt/pyref/bin/pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 numpy==2.4.6
-Run from the repository root (Go on PATH):
+as well as the default CUDA one): torch==2.15.0 transformers==5.24.0
+safetensors==0.8.0 numpy==2.4.6, Python 3.11, as pinned in
+scripts/requirements-pyref.txt; `make pyref` builds that environment in
+~/.cache/densessm/pyref. Run from the repository root (Go on PATH):
   make mamba-fixtures
-which runs
-  /opt/pyref/bin/python scripts/make_mamba_fixtures.py
-(set PYTHON to another interpreter with the same packages).
+which builds the environment if needed and runs
+  ~/.cache/densessm/pyref/bin/python scripts/make_mamba_fixtures.py
+(make mamba-fixtures PYTHON=... runs another interpreter with the same packages).
 """
 
 import importlib.util

@@ -34,10 +34,12 @@ tests compare bit for bit. torch.save writes a random serialization id, so
 the .bin files differ between runs while their tensors do not.
 
 Requirements (tested with torch 2.15.0, transformers 5.24.0, safetensors
-0.8.0, Python 3.11; the CPU-only torch wheel is enough):
-  /opt/pyref/bin/pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0
-Run from the repository root:
-  /opt/pyref/bin/python scripts/make_pytorch_bin_fixture.py
+0.8.0, Python 3.11; the CPU-only torch wheel is enough), as pinned in
+scripts/requirements-pyref.txt. Run from the repository root:
+  make fixtures
+(which runs `make pyref` first, then this script and
+make_safetensors_fixture.py with ~/.cache/densessm/pyref/bin/python), or
+  $PYTHON scripts/make_pytorch_bin_fixture.py
 """
 
 import collections

@@ -66,11 +66,14 @@ within-chunk sqrt(s_j) and a running max-abs scale. Both only change positive
 per-row factors that the group norm removes up to eps; the float64 form
 differences printed below bound the effect on these fixtures.
 
-Environment (tested with exactly these versions, CPU only):
-  python3.11 -m venv /opt/pyref
-  /opt/pyref/bin/pip install torch==2.15.0 torchscale==0.3.0 safetensors==0.8.0 numpy==2.4.6
-(torchscale pulls in fairscale 0.4.0 and timm 0.6.13). Run from anywhere:
-  /opt/pyref/bin/python scripts/make_retnet_fixtures.py
+Environment (tested with exactly these versions, CPU only): torch==2.15.0
+torchscale==0.3.0 safetensors==0.8.0 numpy==2.4.6, Python 3.11 (torchscale
+pulls in fairscale 0.4.0 and timm 0.6.13), as pinned in
+scripts/requirements-pyref.txt. Run from the repository root:
+  make retnet-fixtures
+(which runs `make pyref` first and then this script with
+~/.cache/densessm/pyref/bin/python), or from anywhere:
+  $PYTHON scripts/make_retnet_fixtures.py
 """
 
 import json

@@ -16,10 +16,11 @@ world writes it. BF16 has no numpy dtype: its raw bits are computed here
 (round to nearest even from float32) and handed to the serializer as BF16.
 Every expected value is exactly representable in its dtype and in JSON.
 
-Requirements (tested with safetensors 0.8.0, numpy 2.4.6, Python 3.11):
-  pip install safetensors==0.8.0 numpy==2.4.6
-Run from the repository root:
-  python3 scripts/make_safetensors_fixture.py
+Requirements (tested with safetensors 0.8.0, numpy 2.4.6, Python 3.11; pinned
+in scripts/requirements-pyref.txt, which `make pyref` installs). Run from the
+repository root:
+  make fixtures
+or  $PYTHON scripts/make_safetensors_fixture.py
 """
 
 import json

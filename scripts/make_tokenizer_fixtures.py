@@ -42,8 +42,9 @@ special tokens.
 HF's trainer breaks some ties (limit_alphabet) in hash order, so a rerun may
 learn slightly different vocabularies: regenerate all files together.
 
-Requires: tokenizers==0.23.3 (pip install tokenizers==0.23.3).
-Run from the repository root:  python3 scripts/make_tokenizer_fixtures.py
+Requires: tokenizers==0.23.3 (pinned in scripts/requirements-pyref.txt).
+Run from the repository root:  make tokenizer-fixtures  (which runs
+`make pyref` first), or  $PYTHON scripts/make_tokenizer_fixtures.py
 """
 
 import json
