@@ -59,13 +59,17 @@ bench-compare: $(PYREF_DEP)
 bench-models:
 	GOGC=$${GOGC:-25} $(GO) test ./architectures/mamba ./architectures/retnet -run '^$$' -bench . -benchtime 3x -timeout 30m
 
-## fuzz: every file reader under the Go fuzzer, FUZZTIME each (default 5m)
+## fuzz: every parser of untrusted input under the Go fuzzer, FUZZTIME each (default 5m)
 fuzz:
 	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpenPyTorch$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzPyTorchPickle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzEncodeReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./architectures/mamba -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./architectures/retnet -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./cmd/densessm -run '^$$' -fuzz '^FuzzParseIDs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
 ## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
 fixtures: $(PYREF_DEP)

@@ -548,3 +548,34 @@ func TestBenchDivergedLossKeepsResults(t *testing.T) {
 		t.Errorf("report %v", rep)
 	}
 }
+
+// FuzzParseIDs checks that any input gives ids or an error, never a panic,
+// and that ids printed back as a list read the same.
+func FuzzParseIDs(f *testing.F) {
+	for _, s := range []string{"0,12,7", "[0, 12, 7]\n", " 1 2\n3", "[]", "1,,2", "-1", "2147483648", "[1]2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ids, err := parseIDs(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		if len(ids) == 0 {
+			t.Fatalf("no ids and no error for %q", s)
+		}
+		var b strings.Builder
+		for i, id := range ids {
+			if id < 0 {
+				t.Fatalf("negative id %d from %q", id, s)
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprint(&b, id)
+		}
+		again, err := parseIDs(strings.NewReader(b.String()))
+		if err != nil || !slices.Equal(again, ids) {
+			t.Fatalf("%q -> %v -> %q -> %v, %v", s, ids, b.String(), again, err)
+		}
+	})
+}
