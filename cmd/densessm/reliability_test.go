@@ -22,6 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/mamba"
 	"github.com/densessm/densessm/backends/cpu"
@@ -170,6 +173,10 @@ func TestBadInputs(t *testing.T) {
 		args  []string
 		want  string // a part of the error line
 	}{
+		{"unknown command", "", []string{"frobnicate"}, "frobnicate"},
+		{"unknown flag", "", []string{"archs", "--colour"}, "--colour"},
+		{"version with an argument", "", []string{"version", "extra"}, "extra"},
+		{"backends with an argument", "", []string{"backends", "extra"}, "extra"},
 		{"inspect empty", "", []string{"inspect", empty}, "empty"},
 		{"inspect directory", "", []string{"inspect", dirAsFile}, dirAsFile},
 		{"inspect random bytes", "", []string{"inspect", junk}, "random.bin"},
@@ -578,4 +585,22 @@ func FuzzParseIDs(f *testing.F) {
 			t.Fatalf("%q -> %v -> %q -> %v, %v", s, ids, b.String(), again, err)
 		}
 	})
+}
+
+// TestFlagUsagesHaveNoBackticks checks every flag's help text: pflag reads
+// a `quoted` word as the flag's value name, so "see `densessm archs`"
+// printed as "--arch densessm archs".
+func TestFlagUsagesHaveNoBackticks(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				t.Errorf("%s --%s: usage %q", c.CommandPath(), f.Name, f.Usage)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd(io.Discard, io.Discard))
 }
