@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -33,7 +34,7 @@ func readIDs(list, file string, stdin io.Reader) ([]int32, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--ids-file: %w", err)
 		}
-		ids, err := parseIDs(strings.NewReader(string(data)))
+		ids, err := parseIDs(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("--ids-file %s: %w", file, err)
 		}

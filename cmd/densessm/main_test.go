@@ -108,7 +108,7 @@ func TestInspectCorrupt(t *testing.T) {
 	}
 }
 
-// readNPY reads a float32 .npy file written by writeNPY.
+// readNPY reads a float32 .npy file written by logits.
 func readNPY(t *testing.T, path string) (shape string, data []float32) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
