@@ -44,13 +44,17 @@ architecture reads; without it the architecture's small default is used.`,
 			if err != nil {
 				return err
 			}
+			spin := newSpinner(cmd.ErrOrStderr(), "initialising")
 			m, err := a.New(cfg, b, seed)
+			spin.done()
 			if err != nil {
 				return err
 			}
 			if err := cmd.Context().Err(); err != nil {
 				return err
 			}
+			spin = newSpinner(cmd.ErrOrStderr(), "saving")
+			defer spin.done()
 			return checkpoint.SaveModel(cmd.Context(), out, m)
 		},
 	}

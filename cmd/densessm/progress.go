@@ -49,6 +49,23 @@ func newProgress(stderr io.Writer, total int64, desc string, bytes bool) *progre
 	return &progress{bar: progressbar.NewOptions64(total, opts...)}
 }
 
+// newSpinner starts a spinner with the elapsed time, for work whose size
+// is not known as it runs (building a model's weights), or returns nil when
+// stderr is not a terminal.
+func newSpinner(stderr io.Writer, desc string) *progress {
+	if !isTerminal(stderr) {
+		return nil
+	}
+	return &progress{bar: progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(stderr),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
 // set moves the bar to done units.
 func (p *progress) set(done int64) {
 	if p != nil {
