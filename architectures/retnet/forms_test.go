@@ -129,6 +129,23 @@ func checkForms(t *testing.T, ctx context.Context, cfg *Config, tol float64) {
 			t.Fatal(err)
 		}
 		l.Check(t, fmt.Sprintf("chunkwise %d", chunk), api.Float32s(got), 0, T)
+		// The same form a window of two chunks at a time, from a State.
+		s, err := m.NewState(B)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for from := 0; from < T; from += 2 * chunk {
+			to := min(from+2*chunk, T)
+			window := make([][]int32, B)
+			for b := range window {
+				window[b] = ids[b][from:to]
+			}
+			out, err := m.PrefillChunkwise(ctx, s, window, chunk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Check(t, fmt.Sprintf("chunkwise %d in windows", chunk), api.Float32s(out), from, to-from)
+		}
 	}
 	modeltest.CheckRecurrentForms(t, m, ids, split, l)
 	t.Logf("largest relative difference from the parallel form: %.3g", l.Worst)

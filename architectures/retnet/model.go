@@ -312,13 +312,25 @@ func (m *Model) ForwardChunkwise(ctx context.Context, ids [][]int32, chunk int) 
 // Prefill runs ids through the chunkwise form (chunks of PrefillChunk
 // tokens) from s, leaves s ready for Step, and returns the logits [B,T,V].
 // s changes only when the whole prefill succeeds.
-func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (_ api.Tensor, err error) {
+func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (api.Tensor, error) {
+	return m.PrefillChunkwise(ctx, s, ids, PrefillChunk)
+}
+
+// PrefillChunkwise is Prefill with chunks of chunk tokens: the chunkwise
+// form continued from s. Feeding a sequence a window at a time through
+// PrefillChunkwise, each window a multiple of chunk tokens, computes what
+// ForwardChunkwise computes over the whole sequence, in memory that grows
+// with the window instead of the sequence.
+func (m *Model) PrefillChunkwise(ctx context.Context, s api.State, ids [][]int32, chunk int) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
+	if chunk < 1 {
+		return nil, fmt.Errorf("retnet: chunk size %d: %w", chunk, api.ErrOutOfRange)
+	}
 	st, err := m.ownState(s, len(ids))
 	if err != nil {
 		return nil, err
 	}
-	return m.infer(ctx, ids, pass{form: api.RetentionChunkwise, chunk: PrefillChunk, st: st})
+	return m.infer(ctx, ids, pass{form: api.RetentionChunkwise, chunk: chunk, st: st})
 }
 
 // infer runs p on an inference tape and, when p carries a State, commits

@@ -29,9 +29,10 @@ list separated by commas or spaces, so that
 works.
 
 --mode parallel runs the whole sequence at once (the training form);
---mode chunkwise runs it in chunks of --chunk tokens (RetNet models);
+--mode chunkwise runs it in chunks of --chunk tokens (RetNet models), a few
+chunks at a time, in memory that grows with the chunk, not the sequence;
 --mode recurrent feeds the tokens one at a time through the recurrent state,
-in memory that does not grow with the sequence.
+in memory that does not grow with the sequence either.
 The forms agree to about 1e-5 relative. Rows are written as they are
 computed; the memory a form needs is estimated before the model runs, and a
 run that would not fit is refused.`,
@@ -52,8 +53,11 @@ run that would not fit is refused.`,
 				return err
 			}
 			tokens := len(ids)
-			if mode == "recurrent" {
+			switch mode {
+			case "recurrent":
 				tokens = 0 // the recurrent form's memory does not grow with the sequence
+			case "chunkwise":
+				tokens = min(tokens, chunkWindow(chunk))
 			}
 			m, err := loadModel(cmd, modelDir, arch, threads, tokens, load)
 			if err != nil {
@@ -62,6 +66,9 @@ run that would not fit is refused.`,
 			V := m.Config().Vocab()
 			if err := checkIDs(ids, V); err != nil {
 				return err
+			}
+			if _, ok := m.(chunkwiseModel); mode == "chunkwise" && !ok {
+				return fmt.Errorf("--mode chunkwise: %s models have no chunkwise form: %w", m.Config().ArchName(), api.ErrUnsupported)
 			}
 			ctx := cmd.Context()
 			return dst.write(func(w io.Writer) error {
@@ -89,21 +96,38 @@ run that would not fit is refused.`,
 }
 
 // writeLogits runs m over ids in the given form and writes the logits'
-// rows to w as float32s as they are computed. The recurrent form shows its
-// progress on stderr when that is a terminal.
+// rows to w as float32s as they are computed. The chunkwise and recurrent
+// forms show their progress on stderr when that is a terminal.
 func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mode string, chunk int, stderr io.Writer) error {
-	var t api.Tensor
-	var err error
 	switch mode {
 	case "parallel":
-		t, err = m.Forward(ctx, [][]int32{ids})
-	case "chunkwise":
-		cm, ok := m.(chunkwiseModel)
-		if !ok {
-			return fmt.Errorf("--mode chunkwise: %s models have no chunkwise form: %w", m.Config().ArchName(), api.ErrUnsupported)
+		t, err := m.Forward(ctx, [][]int32{ids})
+		if err != nil {
+			return err
 		}
-		t, err = cm.ForwardChunkwise(ctx, [][]int32{ids}, chunk)
-	case "recurrent":
+		return writeTensor(w, t)
+	case "chunkwise":
+		cm := m.(chunkwiseModel) // checked before the output was opened
+		s, err := m.NewState(1)
+		if err != nil {
+			return err
+		}
+		window := chunkWindow(chunk)
+		bar := newProgress(stderr, int64(len(ids)), "tokens", false)
+		defer bar.done()
+		for from := 0; from < len(ids); from += window {
+			to := min(from+window, len(ids))
+			t, err := cm.PrefillChunkwise(ctx, s, [][]int32{ids[from:to]}, chunk)
+			if err != nil {
+				return err
+			}
+			if err := writeTensor(w, t); err != nil {
+				return err
+			}
+			bar.add(int64(to - from))
+		}
+		return nil
+	default: // recurrent
 		s, err := m.NewState(1)
 		if err != nil {
 			return err
@@ -122,11 +146,12 @@ func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mod
 		}
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	return writeTensor(w, t)
 }
+
+// chunkWindow is how many tokens the chunkwise form runs at a time: whole
+// chunks, about 512 tokens, enough for the matrix products to run at full
+// speed while memory stays bounded.
+func chunkWindow(chunk int) int { return chunk * max(1, 512/chunk) }
 
 // writeTensor writes an F32 tensor's elements, from the backend's own
 // storage where it gives host access to it (no copy).
@@ -137,7 +162,8 @@ func writeTensor(w io.Writer, t api.Tensor) error {
 	return writeFloat32s(w, api.Float32s(t))
 }
 
-// chunkwiseModel is a model with a chunkwise form (RetNet and DenseRetNet).
+// chunkwiseModel is a model with a chunkwise form that continues from a
+// State (RetNet and DenseRetNet).
 type chunkwiseModel interface {
-	ForwardChunkwise(ctx context.Context, ids [][]int32, chunk int) (api.Tensor, error)
+	PrefillChunkwise(ctx context.Context, s api.State, ids [][]int32, chunk int) (api.Tensor, error)
 }
