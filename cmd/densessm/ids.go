@@ -43,11 +43,31 @@ func readIDs(list, file string, stdin io.Reader) ([]int32, error) {
 	if isTerminal(stdin) {
 		return nil, fmt.Errorf("no token ids: give --ids, --ids-file or pipe them on stdin: %w", api.ErrConfig)
 	}
-	ids, err := parseIDs(io.LimitReader(stdin, maxIDsFile))
+	ids, err := parseIDs(cappedReader(stdin, maxIDsFile))
 	if err != nil {
 		return nil, fmt.Errorf("ids on stdin: %w", err)
 	}
 	return ids, nil
+}
+
+// cappedReader reads r until max bytes have come, and then fails with an
+// error wrapping api.ErrOutOfRange if r has more: unlike io.LimitReader, it
+// never cuts an input short without saying so.
+func cappedReader(r io.Reader, max int64) io.Reader {
+	return &capped{r: io.LimitReader(r, max+1), max: max}
+}
+
+type capped struct {
+	r         io.Reader
+	read, max int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.read += int64(n); c.read > c.max {
+		return 0, fmt.Errorf("input over %d bytes: %w", c.max, api.ErrOutOfRange)
+	}
+	return n, err
 }
 
 // parseIDs reads non-negative decimal token ids separated by commas or

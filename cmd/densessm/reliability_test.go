@@ -321,6 +321,15 @@ func TestTokenizeIntoLogits(t *testing.T) {
 	}
 }
 
+func TestCappedReader(t *testing.T) {
+	if ids, err := parseIDs(cappedReader(strings.NewReader("1,2,3"), 5)); err != nil || len(ids) != 3 {
+		t.Errorf("at the cap: %v, %v", ids, err)
+	}
+	if _, err := parseIDs(cappedReader(strings.NewReader("1,2,3,4"), 5)); !errors.Is(err, api.ErrOutOfRange) {
+		t.Errorf("over the cap: %v", err)
+	}
+}
+
 func TestParseIDs(t *testing.T) {
 	for in, want := range map[string][]int32{
 		"0,12,7": {0, 12, 7}, "[0, 12, 7]\n": {0, 12, 7}, " 1 2\n3\t4 ": {1, 2, 3, 4}, "[5]": {5}, "2147483647": {1<<31 - 1},

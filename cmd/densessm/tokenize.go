@@ -50,7 +50,7 @@ Qwen2, NeoX, and those densessm trains). Others read the whole input first
 			}
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			if decode {
-				ids, err := parseIDs(io.LimitReader(cmd.InOrStdin(), maxDecodeInput))
+				ids, err := parseIDs(cappedReader(cmd.InOrStdin(), maxDecodeInput))
 				if err != nil {
 					return fmt.Errorf("--decode: ids on stdin: %w", err)
 				}
