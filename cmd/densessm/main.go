@@ -106,5 +106,5 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // oneLine folds a message onto one line, so that an error quoting a file's
 // contents cannot print lines of its own.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\r", " ")), " ")
+	return strings.Join(strings.Fields(s), " ")
 }
