@@ -126,22 +126,8 @@ func naiveMerge(m *bpeModel, ids []int32) []int32 {
 // textbook algorithm on random words over a small alphabet with many
 // overlapping merges.
 func TestMergeAllMatchesNaive(t *testing.T) {
-	tokens := []string{"a", "b", "c"}
-	var merges [][2]string
-	seen := map[string]bool{"a": true, "b": true, "c": true}
 	r := rand.New(rand.NewPCG(3, 4))
-	for len(merges) < 60 {
-		x, y := tokens[r.IntN(len(tokens))], tokens[r.IntN(len(tokens))]
-		if len(x)+len(y) > 6 {
-			continue
-		}
-		merges = append(merges, [2]string{x, y})
-		if !seen[x+y] {
-			seen[x+y] = true
-			tokens = append(tokens, x+y)
-		}
-	}
-	m := newTestBPE(t, tokens, merges, bpeOptions{})
+	m := randomMergesBPE(t, r, 60, 6)
 	for i := 0; i < 2000; i++ {
 		word := make([]byte, 1+r.IntN(40))
 		ids := make([]int32, len(word))
@@ -208,4 +194,26 @@ func TestWordCache(t *testing.T) {
 	if _, ok := c.get("xy"); ok {
 		t.Error("full shard was not emptied")
 	}
+}
+
+// randomMergesBPE returns a BPE over the alphabet a, b, c with n random
+// merges of tokens up to maxLen bytes long: many overlapping merges, to
+// compare the merge algorithm with the textbook one.
+func randomMergesBPE(t *testing.T, r *rand.Rand, n, maxLen int) *bpeModel {
+	t.Helper()
+	tokens := []string{"a", "b", "c"}
+	var merges [][2]string
+	seen := map[string]bool{"a": true, "b": true, "c": true}
+	for len(merges) < n {
+		x, y := tokens[r.IntN(len(tokens))], tokens[r.IntN(len(tokens))]
+		if len(x)+len(y) > maxLen {
+			continue
+		}
+		merges = append(merges, [2]string{x, y})
+		if !seen[x+y] {
+			seen[x+y] = true
+			tokens = append(tokens, x+y)
+		}
+	}
+	return newTestBPE(t, tokens, merges, bpeOptions{})
 }

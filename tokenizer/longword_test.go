@@ -93,22 +93,8 @@ func BenchmarkLongWord(b *testing.B) {
 // TestLongWordsMatchNaive checks the path of pieces too long for the word
 // cache, with and without offsets, against the textbook algorithm.
 func TestLongWordsMatchNaive(t *testing.T) {
-	tokens := []string{"a", "b", "c"}
-	var merges [][2]string
-	seen := map[string]bool{"a": true, "b": true, "c": true}
 	r := rand.New(rand.NewPCG(5, 6))
-	for len(merges) < 80 {
-		x, y := tokens[r.IntN(len(tokens))], tokens[r.IntN(len(tokens))]
-		if len(x)+len(y) > 8 {
-			continue
-		}
-		merges = append(merges, [2]string{x, y})
-		if !seen[x+y] {
-			seen[x+y] = true
-			tokens = append(tokens, x+y)
-		}
-	}
-	m := newTestBPE(t, tokens, merges, bpeOptions{})
+	m := randomMergesBPE(t, r, 80, 8)
 	for _, n := range []int{maxCachedWord - 1, maxCachedWord, 1000, 3000} {
 		word := make([]byte, n)
 		ids := make([]int32, n)
