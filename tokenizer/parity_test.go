@@ -127,25 +127,32 @@ func checkCases(t *testing.T, tok *Tokenizer, cases []parityCase) {
 func TestParityVariants(t *testing.T) {
 	for _, v := range loadParity(t).Variants {
 		t.Run(v.Name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", v.Base+".json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var file map[string]json.RawMessage
-			if err := json.Unmarshal(data, &file); err != nil {
-				t.Fatal(err)
-			}
-			for k, raw := range v.Override {
-				file[k] = raw
-			}
-			if data, err = json.Marshal(file); err != nil {
-				t.Fatal(err)
-			}
-			tok, err := FromJSON(data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tok := loadVariant(t, v)
 			checkCases(t, tok, v.Cases)
 		})
 	}
+}
+
+// loadVariant loads the fixture v.Base with v's components replaced.
+func loadVariant(t *testing.T, v parityVariant) *Tokenizer {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", v.Base+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]json.RawMessage
+	if err := json.Unmarshal(data, &file); err != nil {
+		t.Fatal(err)
+	}
+	for k, raw := range v.Override {
+		file[k] = raw
+	}
+	if data, err = json.Marshal(file); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := FromJSON(data)
+	if err != nil {
+		t.Fatalf("variant %s: %v", v.Name, err)
+	}
+	return tok
 }

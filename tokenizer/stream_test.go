@@ -35,25 +35,7 @@ func streamTokenizers(t *testing.T) (names []string, toks map[string]*Tokenizer,
 		}
 	}
 	for _, v := range f.Variants {
-		data, err := os.ReadFile(filepath.Join("testdata", v.Base+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var file map[string]json.RawMessage
-		if err := json.Unmarshal(data, &file); err != nil {
-			t.Fatal(err)
-		}
-		for k, raw := range v.Override {
-			file[k] = raw
-		}
-		if data, err = json.Marshal(file); err != nil {
-			t.Fatal(err)
-		}
-		tok, err := FromJSON(data)
-		if err != nil {
-			t.Fatalf("variant %s: %v", v.Name, err)
-		}
-		toks["variant "+v.Name] = tok
+		toks["variant "+v.Name] = loadVariant(t, v)
 	}
 	for _, name := range []string{"gpt2", "cl100k", "o200k", "neox", "roberta"} {
 		toks["aug "+name] = augmented(t, name)
