@@ -42,12 +42,6 @@ func TestEstimateBoundsAllocations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := modeltest.MeasureMemory(t, m, c.EstimateMemory(), 2, 64)
-		t.Logf("%-22s estimate/allocated: forward %.2f, prefill %.2f, train %.2f, state %.2f", name, r.Forward, r.Prefill, r.Train, r.State)
-		for what, v := range map[string]float64{"forward": r.Forward, "prefill": r.Prefill, "train": r.Train, "state": r.State} {
-			if v > 4 {
-				t.Errorf("%s: %s estimate is %.2f times what it allocates", name, what, v)
-			}
-		}
+		modeltest.MeasureMemory(t, m, c.EstimateMemory(), 2, 64).CheckTight(t, name, 4)
 	}
 }

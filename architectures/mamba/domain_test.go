@@ -1,7 +1,6 @@
 package mamba
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -15,32 +14,6 @@ import (
 	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 )
-
-// withField returns the JSON object base with the field at path (dotted
-// for nested objects) set to the raw JSON value.
-func withField(t *testing.T, base, path, value string) []byte {
-	t.Helper()
-	var root map[string]any
-	if err := json.Unmarshal([]byte(base), &root); err != nil {
-		t.Fatal(err)
-	}
-	obj := root
-	keys := strings.Split(path, ".")
-	for _, k := range keys[:len(keys)-1] {
-		next, ok := obj[k].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			obj[k] = next
-		}
-		obj = next
-	}
-	obj[keys[len(keys)-1]] = json.RawMessage(value)
-	out, err := json.Marshal(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestConfigDomains checks, for every field of every form ParseConfig
 // reads, that values outside the field's domain are refused with an error
@@ -111,7 +84,7 @@ func TestConfigDomains(t *testing.T) {
 			want = tc.path
 		}
 		for _, v := range tc.values {
-			data := withField(t, tc.base, tc.path, v)
+			data := modeltest.WithField(t, tc.base, tc.path, v)
 			_, err := ParseConfig(tc.arch, data)
 			if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), want) {
 				t.Errorf("%s = %s: got %v, want an invalid config error naming %s", tc.path, v, err, want)

@@ -7,10 +7,12 @@ package modeltest
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -245,6 +247,46 @@ type MemoryRatios struct {
 	Forward, Prefill, Train, State float64
 }
 
+// CheckTight logs the ratios of the model named name and fails t when an
+// estimate is more than limit times what its pass allocates: an upper
+// bound that loose would refuse work that fits.
+func (r MemoryRatios) CheckTight(t testing.TB, name string, limit float64) {
+	t.Helper()
+	t.Logf("%-22s estimate/allocated: forward %.2f, prefill %.2f, train %.2f, state %.2f", name, r.Forward, r.Prefill, r.Train, r.State)
+	for what, v := range map[string]float64{"forward": r.Forward, "prefill": r.Prefill, "train": r.Train, "state": r.State} {
+		if v > limit {
+			t.Errorf("%s: %s estimate is %.2f times what it allocates", name, what, v)
+		}
+	}
+}
+
+// WithField returns the JSON object base with the field at path (dotted
+// for nested objects) set to the raw JSON value, for tests of config
+// parsing.
+func WithField(t testing.TB, base, path, value string) []byte {
+	t.Helper()
+	var root map[string]any
+	if err := json.Unmarshal([]byte(base), &root); err != nil {
+		t.Fatal(err)
+	}
+	obj := root
+	keys := strings.Split(path, ".")
+	for _, k := range keys[:len(keys)-1] {
+		next, ok := obj[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			obj[k] = next
+		}
+		obj = next
+	}
+	obj[keys[len(keys)-1]] = json.RawMessage(value)
+	out, err := json.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // allocated returns the bytes the Go heap allocates while fn runs, with the
 // garbage collector off so that pooled scratch stays in its pools.
 func allocated(fn func()) int64 {
@@ -261,9 +303,10 @@ func allocated(fn func()) int64 {
 // on a backend whose tensors are Go memory, each once to warm the
 // backend's pools and then three times measured by the heap's TotalAlloc
 // (the least counts: a run that misses the backend's scratch pools
-// allocates the scratch again), and a State made and stepped once; it fails t when est does not bound what each
-// allocates from above (ForwardBytes for Forward and Prefill, TrainBytes,
-// StateBytes per sequence), and returns the ratios estimate/measured.
+// allocates the scratch again), and a State made and stepped once; it
+// fails t when est does not bound what each allocates from above
+// (ForwardBytes for Forward and Prefill, TrainBytes, StateBytes per
+// sequence), and returns the ratios estimate/measured.
 func MeasureMemory(t testing.TB, m api.Model, est api.MemoryEstimate, batch, tokens int) MemoryRatios {
 	t.Helper()
 	ctx := context.Background()
