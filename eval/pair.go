@@ -1,0 +1,167 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"unicode"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/tokenizer"
+)
+
+// EncodePair encodes a context and its continuation for LogLikelihood as
+// lm-evaluation-harness 0.4 does (TemplateLM.loglikelihood and
+// _encode_pair), with tok's pipeline and without the post-processor's
+// special tokens:
+//
+//   - the white space at the end of the context (Python's str.isspace)
+//     moves to the front of the continuation;
+//   - the context's ids are encode(context), the continuation's are
+//     encode(context + continuation) past as many ids, so that the ids
+//     are those of the whole text;
+//   - an empty context is the tokenizer's EOS id (its BOS id when it has
+//     no EOS; an error wrapping api.ErrNotFound when it has neither), and
+//     the continuation's ids are encode(continuation). A context of white
+//     space only, empty once its white space has moved, is treated the
+//     same way (lm-evaluation-harness would score it with no context at
+//     all).
+//
+// A continuation that adds no ids past the context's is an error wrapping
+// api.ErrOutOfRange.
+func EncodePair(tok *tokenizer.Tokenizer, context, continuation string) (ctxIDs, contIDs []int32, err error) {
+	pe, err := newPairEncoder(tok, context)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pe.encode(continuation)
+}
+
+// pairEncoder encodes the continuations of one context.
+type pairEncoder struct {
+	tok    *tokenizer.Tokenizer
+	head   string  // the context without its trailing white space
+	moved  string  // the trailing white space, which goes to the continuation
+	ctxIDs []int32 // the context's ids
+	prefix bool    // ctxIDs is the EOS (or BOS) id, not the head's ids
+}
+
+// newPairEncoder encodes context.
+func newPairEncoder(tok *tokenizer.Tokenizer, context string) (*pairEncoder, error) {
+	if tok == nil {
+		return nil, fmt.Errorf("encode: no tokenizer: %w", api.ErrConfig)
+	}
+	head := strings.TrimRightFunc(context, pySpace)
+	pe := &pairEncoder{tok: tok, head: head, moved: context[len(head):]}
+	if head != "" {
+		ids, err := encodePlain(tok, head)
+		if err != nil {
+			return nil, fmt.Errorf("context: %w", err)
+		}
+		pe.ctxIDs = ids
+	}
+	if len(pe.ctxIDs) == 0 {
+		sp := tok.Special()
+		id := sp.EOS
+		if id < 0 {
+			id = sp.BOS
+		}
+		if id < 0 {
+			return nil, fmt.Errorf("an empty context needs the tokenizer's EOS or BOS token, and it has neither: %w", api.ErrNotFound)
+		}
+		pe.ctxIDs, pe.prefix = []int32{int32(id)}, true
+	}
+	return pe, nil
+}
+
+// encode returns the ids of the context and those of continuation after
+// it. The context's ids are shared between calls: callers must not change
+// them.
+func (pe *pairEncoder) encode(continuation string) (ctxIDs, contIDs []int32, err error) {
+	cont := pe.moved + continuation
+	if pe.prefix {
+		contIDs, err = encodePlain(pe.tok, pe.head+cont)
+	} else {
+		var whole []int32
+		if whole, err = encodePlain(pe.tok, pe.head+cont); err == nil && len(whole) > len(pe.ctxIDs) {
+			contIDs = whole[len(pe.ctxIDs):]
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("continuation: %w", err)
+	}
+	if len(contIDs) == 0 {
+		return nil, nil, fmt.Errorf("continuation %q adds no tokens to the context's: %w", cont, api.ErrOutOfRange)
+	}
+	return pe.ctxIDs, contIDs, nil
+}
+
+// pySpace reports whether r is white space to Python's str.isspace: Go's
+// unicode.IsSpace and the separators U+001C to U+001F.
+func pySpace(r rune) bool { return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f) }
+
+// encodePlain encodes text without the post-processor's special tokens
+// and without padding (tokens marked Special when none are added), as
+// lm-evaluation-harness's tok_encode for causal models.
+func encodePlain(tok *tokenizer.Tokenizer, text string) ([]int32, error) {
+	e, err := tok.EncodeFull(text, false)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int32, 0, len(e.IDs))
+	for i, id := range e.IDs {
+		if e.Special[i] {
+			continue
+		}
+		if id < 0 || id > math.MaxInt32 {
+			return nil, fmt.Errorf("token id %d: %w", id, api.ErrOutOfRange)
+		}
+		ids = append(ids, int32(id))
+	}
+	return ids, nil
+}
+
+// LogLikelihood returns the log-likelihood, in nats, of continuationIDs
+// after contextIDs, the sum of log p(continuationIDs[i] | contextIDs,
+// continuationIDs[:i]), from one m.Forward over the context and the
+// continuation but its last id, with the log-softmax taken in float64;
+// and whether greedy decoding gives the continuation (each of its ids is
+// the first largest logit of the position before it). Both lists must be
+// non-empty and hold ids of m's vocabulary (api.ErrOutOfRange otherwise).
+func LogLikelihood(ctx context.Context, m api.Model, contextIDs, continuationIDs []int32) (loglik float64, greedy bool, err error) {
+	defer api.Recover(&err)
+	if m == nil {
+		return 0, false, fmt.Errorf("log-likelihood: no model: %w", api.ErrConfig)
+	}
+	if len(contextIDs) == 0 || len(continuationIDs) == 0 {
+		return 0, false, fmt.Errorf("log-likelihood: %d context and %d continuation tokens: want at least 1 of each: %w", len(contextIDs), len(continuationIDs), api.ErrOutOfRange)
+	}
+	V := m.Config().Vocab()
+	for i, list := range [][]int32{contextIDs, continuationIDs} {
+		for j, id := range list {
+			if id < 0 || int(id) >= V {
+				return 0, false, fmt.Errorf("log-likelihood: %s token %d: id %d outside the vocabulary [0, %d): %w",
+					[]string{"context", "continuation"}[i], j, id, V, api.ErrOutOfRange)
+			}
+		}
+	}
+	in := make([]int32, 0, len(contextIDs)+len(continuationIDs)-1)
+	in = append(append(in, contextIDs...), continuationIDs[:len(continuationIDs)-1]...)
+	t, err := m.Forward(ctx, [][]int32{in})
+	if err != nil {
+		return 0, false, fmt.Errorf("log-likelihood: %w", err)
+	}
+	logits, err := hostLogits(t, len(in), V)
+	if err != nil {
+		return 0, false, fmt.Errorf("log-likelihood: %w", err)
+	}
+	var ll sum
+	greedy = true
+	for i, target := range continuationIDs {
+		row := logits[(len(contextIDs)-1+i)*V : (len(contextIDs)+i)*V]
+		ll.add(-nll(row, target))
+		greedy = greedy && argmax(row) == int(target)
+	}
+	return ll.value(), greedy, nil
+}
