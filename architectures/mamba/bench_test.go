@@ -70,3 +70,43 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTrainStep reports training tokens/s (loss, gradients and an SGD
+// update) of the default model's shape: DenseMamba, width 192, 6 layers,
+// vocabulary 4096, on a batch of 8 sequences of 256 tokens.
+func BenchmarkTrainStep(b *testing.B) {
+	c := DefaultConfig(NameDenseMamba)
+	c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.TimeStepRank = 4096, 192, 6, 0, 0
+	c.fillDerived(true, true)
+	for _, threads := range []int{1, 2} {
+		b.Run("default/8x256/threads="+strconv.Itoa(threads), func(b *testing.B) {
+			be := cpu.New(api.BackendOptions{Threads: threads})
+			m, err := New(c, be, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := api.Batch{}
+			for r := range 8 {
+				in, tg := make([]int32, 256), make([]int32, 256)
+				for i := range in {
+					in[i], tg[i] = int32((r*257+i*31)%4096), int32((r*263+i*37)%4096)
+				}
+				batch.Inputs, batch.Targets = append(batch.Inputs, in), append(batch.Targets, tg)
+			}
+			params, grads := m.Parameters(), m.Grads()
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				m.ZeroGrad()
+				if _, err := m.LossAndGrad(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+				for i, g := range grads {
+					be.Affine(g.Value, g.Value, -1e-3, 0)
+					be.Binary(api.OpAdd, params[i].Value, params[i].Value, g.Value)
+				}
+			}
+			b.ReportMetric(float64(8*256*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}

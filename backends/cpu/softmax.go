@@ -214,14 +214,28 @@ func (t *ceTask) run(lo, hi int) {
 			continue
 		}
 		xr := t.x[i*v : (i+1)*v]
-		m, ls := logSumExp(xr)
-		t.loss[i] = float32(ls + (m - float64(xr[tg])))
 		if gr == nil {
+			m, ls := logSumExp(xr)
+			t.loss[i] = float32(ls + (m - float64(xr[tg])))
 			continue
 		}
+		// The gradient row holds e^(x-m), from the vector exponential
+		// (1 ulp), summed in float64, then scaled into softmax(x).
+		m := rowMax(xr)
 		for j, z := range xr {
-			gr[j] = float32(math.Exp(float64(z) - m - ls))
+			gr[j] = z - m
 		}
-		gr[tg] = float32(math.Exp(float64(xr[tg])-m-ls) - 1)
+		expVec(gr, gr)
+		var sum float64
+		for _, e := range gr {
+			sum += float64(e)
+		}
+		ls := math.Log(sum)
+		t.loss[i] = float32(ls + float64(m) - float64(xr[tg]))
+		inv := float32(1 / sum)
+		for j := range gr {
+			gr[j] *= inv
+		}
+		gr[tg] -= 1
 	}
 }
