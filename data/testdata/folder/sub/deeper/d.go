@@ -1,0 +1,4 @@
+package d
+
+// D is a Go file.
+const D = 1

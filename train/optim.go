@@ -1,0 +1,284 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/densessm/densessm/api"
+)
+
+// Optimizer names.
+const (
+	AdamW = "adamw"
+	SGD   = "sgd"
+)
+
+// OptimizerConfig describes an optimizer as data: what a checkpoint
+// records and what a remote model would need to rebuild it.
+type OptimizerConfig struct {
+	// Name is AdamW (the default) or SGD.
+	Name string `json:"name"`
+	// LR is the peak learning rate; the schedule scales it.
+	LR float64 `json:"lr"`
+	// WeightDecay is AdamW's decoupled decay (p -= lr·wd·p before the
+	// update) or SGD's L2 term (g += wd·p), applied to the parameters
+	// Decays selects.
+	WeightDecay float64 `json:"weight_decay"`
+	// DecayAll applies weight decay to every parameter. By default norms,
+	// biases, embeddings and Mamba's A_log and D are left out, as in
+	// GPT-style and Mamba training recipes.
+	DecayAll bool `json:"decay_all,omitempty"`
+	// Beta1, Beta2 and Eps are AdamW's moment decays and denominator term.
+	Beta1 float64 `json:"beta1,omitempty"`
+	Beta2 float64 `json:"beta2,omitempty"`
+	Eps   float64 `json:"eps,omitempty"`
+	// Momentum and Nesterov configure SGD.
+	Momentum float64 `json:"momentum,omitempty"`
+	Nesterov bool    `json:"nesterov,omitempty"`
+}
+
+// DefaultOptimizer returns AdamW with lr 1e-3, betas (0.9, 0.95), eps 1e-8
+// and weight decay 0.1, the usual settings for small language models.
+func DefaultOptimizer() OptimizerConfig {
+	return OptimizerConfig{Name: AdamW, LR: 1e-3, WeightDecay: 0.1, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}
+}
+
+// Validate checks every field against its domain; the error names the
+// field as the command line spells it and wraps api.ErrConfig.
+func (c OptimizerConfig) Validate() error {
+	bad := func(flag string, v float64, want string) error {
+		return fmt.Errorf("--%s %g: want %s: %w", flag, v, want, api.ErrConfig)
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch c.Name {
+	case AdamW:
+		if !(c.Beta1 >= 0 && c.Beta1 < 1) {
+			return bad("beta1", c.Beta1, "0 <= beta1 < 1")
+		}
+		if !(c.Beta2 >= 0 && c.Beta2 < 1) {
+			return bad("beta2", c.Beta2, "0 <= beta2 < 1")
+		}
+		if !(c.Eps > 0) || !finite(c.Eps) {
+			return bad("eps", c.Eps, "a finite eps > 0")
+		}
+	case SGD:
+		if !(c.Momentum >= 0 && c.Momentum < 1) {
+			return bad("momentum", c.Momentum, "0 <= momentum < 1")
+		}
+		if c.Nesterov && c.Momentum == 0 {
+			return fmt.Errorf("--nesterov needs --momentum > 0: %w", api.ErrConfig)
+		}
+	default:
+		return fmt.Errorf("--optimizer %q: want %s or %s: %w", c.Name, AdamW, SGD, api.ErrConfig)
+	}
+	if !(c.LR > 0) || !finite(c.LR) {
+		return bad("lr", c.LR, "a finite learning rate > 0")
+	}
+	if !(c.WeightDecay >= 0) || !finite(c.WeightDecay) {
+		return bad("weight-decay", c.WeightDecay, "a finite weight decay >= 0")
+	}
+	return nil
+}
+
+// Decays reports whether the default rule applies weight decay to the
+// parameter name of the given shape: matrices and larger, except
+// embeddings and Mamba's A_log. Vectors (norm weights, biases, Mamba's D
+// and dt_proj bias) are never decayed.
+func Decays(name string, shape api.Shape) bool {
+	if len(shape) < 2 {
+		return false
+	}
+	return !strings.Contains(name, "embed") && !strings.HasSuffix(name, "A_log")
+}
+
+// Optimizer updates parameters from their gradients. Its state (moments,
+// momentum buffers) is float32, one buffer per parameter and slot, kept on
+// the host.
+type Optimizer struct {
+	cfg   OptimizerConfig
+	slots []string    // state slots per parameter, as checkpoints name them
+	state [][]float32 // [param*len(slots)+slot]
+	decay []bool
+	names []string
+	sizes []int
+	steps int64 // updates made so far
+}
+
+// NewOptimizer returns an optimizer for params (names and shapes are
+// fixed from here on).
+func NewOptimizer(cfg OptimizerConfig, params []api.Parameter) (*Optimizer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := &Optimizer{cfg: cfg}
+	switch cfg.Name {
+	case AdamW:
+		o.slots = []string{"exp_avg", "exp_avg_sq"}
+	case SGD:
+		if cfg.Momentum > 0 {
+			o.slots = []string{"momentum_buffer"}
+		}
+	}
+	for _, p := range params {
+		n := p.Value.Shape().NumElements()
+		for range o.slots {
+			o.state = append(o.state, make([]float32, n))
+		}
+		o.decay = append(o.decay, cfg.DecayAll || Decays(p.Name, p.Value.Shape()))
+		o.names = append(o.names, p.Name)
+		o.sizes = append(o.sizes, n)
+	}
+	return o, nil
+}
+
+// Config returns the optimizer's configuration.
+func (o *Optimizer) Config() OptimizerConfig { return o.cfg }
+
+// Steps returns the number of updates made (or restored).
+func (o *Optimizer) Steps() int64 { return o.steps }
+
+// Step applies one update with learning rate lr to params from grads
+// (same order and shapes as at NewOptimizer). AdamW follows PyTorch's
+// torch.optim.AdamW: decoupled decay, then bias-corrected moments; SGD
+// follows torch.optim.SGD (dampening 0; the first step's buffer is the
+// gradient).
+func (o *Optimizer) Step(params, grads []api.Parameter, lr float64) (err error) {
+	defer api.Recover(&err)
+	if len(params) != len(o.names) || len(grads) != len(o.names) {
+		return fmt.Errorf("optimizer: %d parameters and %d gradients for %d tracked: %w", len(params), len(grads), len(o.names), api.ErrShape)
+	}
+	o.steps++
+	for i := range params {
+		p, g := hostView(params[i].Value), hostView(grads[i].Value)
+		if len(p.v) != o.sizes[i] || len(g.v) != o.sizes[i] {
+			return fmt.Errorf("optimizer: parameter %s: %d values and gradient %d, want %d: %w", o.names[i], len(p.v), len(g.v), o.sizes[i], api.ErrShape)
+		}
+		wd := 0.0
+		if o.decay[i] {
+			wd = o.cfg.WeightDecay
+		}
+		switch o.cfg.Name {
+		case AdamW:
+			o.adamw(p.v, g.v, o.state[2*i], o.state[2*i+1], lr, wd)
+		case SGD:
+			var buf []float32
+			if len(o.slots) > 0 {
+				buf = o.state[i]
+			}
+			o.sgd(p.v, g.v, buf, lr, wd)
+		}
+		p.writeBack()
+	}
+	return nil
+}
+
+func (o *Optimizer) adamw(p, g, m, v []float32, lr, wd float64) {
+	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
+	t := float64(o.steps)
+	bc1 := 1 - math.Pow(b1, t)
+	bc2 := 1 - math.Pow(b2, t)
+	stepSize := float32(lr / bc1)
+	invSqrtBC2 := float32(1 / math.Sqrt(bc2))
+	eps := float32(o.cfg.Eps)
+	decay := float32(1 - lr*wd)
+	fb1, fb2 := float32(b1), float32(b2)
+	for j := range p {
+		gj := g[j]
+		m[j] = fb1*m[j] + (1-fb1)*gj
+		v[j] = fb2*v[j] + (1-fb2)*gj*gj
+		denom := float32(math.Sqrt(float64(v[j])))*invSqrtBC2 + eps
+		p[j] = p[j]*decay - stepSize*m[j]/denom
+	}
+}
+
+func (o *Optimizer) sgd(p, g, buf []float32, lr, wd float64) {
+	mu, fwd, flr := float32(o.cfg.Momentum), float32(wd), float32(lr)
+	first := o.steps == 1
+	for j := range p {
+		d := g[j] + fwd*p[j]
+		if buf != nil {
+			if first {
+				buf[j] = d
+			} else {
+				buf[j] = mu*buf[j] + d
+			}
+			if o.cfg.Nesterov {
+				d += mu * buf[j]
+			} else {
+				d = buf[j]
+			}
+		}
+		p[j] -= flr * d
+	}
+}
+
+// StateTensor is one buffer of optimizer state: Slot ("exp_avg",
+// "exp_avg_sq", "momentum_buffer") of the parameter Param.
+type StateTensor struct {
+	Param, Slot string
+	Values      []float32
+}
+
+// Name returns the name the buffer has in a checkpoint: slot/param.
+func (s StateTensor) Name() string { return s.Slot + "/" + s.Param }
+
+// State returns every buffer of state, sharing the optimizer's memory.
+func (o *Optimizer) State() []StateTensor {
+	out := make([]StateTensor, 0, len(o.state))
+	for i, name := range o.names {
+		for k, slot := range o.slots {
+			out = append(out, StateTensor{Param: name, Slot: slot, Values: o.state[i*len(o.slots)+k]})
+		}
+	}
+	return out
+}
+
+// Restore replaces the state with state (every buffer State names, with
+// the same lengths) and the update count with steps.
+func (o *Optimizer) Restore(state map[string][]float32, steps int64) error {
+	for _, s := range o.State() {
+		v, ok := state[s.Name()]
+		if !ok {
+			return fmt.Errorf("optimizer state: no %s: %w", s.Name(), api.ErrNotFound)
+		}
+		if len(v) != len(s.Values) {
+			return fmt.Errorf("optimizer state %s: %d values, want %d: %w", s.Name(), len(v), len(s.Values), api.ErrShape)
+		}
+	}
+	if len(state) != len(o.state) {
+		return fmt.Errorf("optimizer state: %d buffers, want %d: %w", len(state), len(o.state), api.ErrShape)
+	}
+	for _, s := range o.State() {
+		copy(s.Values, state[s.Name()])
+	}
+	o.steps = steps
+	return nil
+}
+
+// host is a float32 view of a tensor's values on the host.
+type host struct {
+	v []float32
+	t api.Tensor // set when v is a copy to upload back
+}
+
+// hostView returns t's values: the tensor's own memory where the backend
+// exposes it, else a downloaded copy that writeBack uploads.
+func hostView(t api.Tensor) host {
+	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok && t.DType() == api.F32 {
+		return host{v: h.HostFloat32s()}
+	}
+	return host{v: api.Float32s(t), t: t}
+}
+
+// writeBack uploads a copied view back into its tensor.
+func (h host) writeBack() {
+	if h.t == nil {
+		return
+	}
+	raw := make([]byte, 4*len(h.v))
+	if err := api.EncodeFloat32(raw, api.F32, h.v); err != nil {
+		panic(err)
+	}
+	h.t.Backend().Upload(h.t, raw)
+}
