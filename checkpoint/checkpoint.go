@@ -81,6 +81,20 @@ func Open(path string) (*Checkpoint, error) {
 	return openSingle(path)
 }
 
+// OpenBytes opens a safetensors or PyTorch file held in memory (an
+// embedded model, say) under a name used in errors. The checkpoint reads
+// data in place: it must not change while the checkpoint is open.
+func OpenBytes(name string, data []byte) (*Checkpoint, error) {
+	if len(data) < 8 {
+		return nil, corruptf(name, "%d bytes is too short for the 8-byte header length", len(data))
+	}
+	h, copies, err := parseFile(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return newCheckpoint(name, []*file{{path: name, data: data, header: h, copies: copies}}), nil
+}
+
 func openSingle(path string) (*Checkpoint, error) {
 	f, err := openFile(path)
 	if err != nil {

@@ -124,6 +124,20 @@ func LoadModel(ctx context.Context, dir string, b api.Backend, opts LoadOptions)
 	if err != nil {
 		return nil, err
 	}
+	return loadModel(ctx, dir, cfgJSON, func() (*Checkpoint, error) { return Open(dir) }, b, opts)
+}
+
+// LoadModelBytes is LoadModel for a model held in memory: the contents of
+// its config.json and of its safetensors (or PyTorch) weights file; name
+// stands for the model in errors.
+func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte, b api.Backend, opts LoadOptions) (_ api.Model, err error) {
+	defer api.Recover(&err)
+	return loadModel(ctx, name, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, b, opts)
+}
+
+// loadModel builds the model cfgJSON describes and loads the weights of
+// the checkpoint open returns into it.
+func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Checkpoint, error), b api.Backend, opts LoadOptions) (_ api.Model, err error) {
 	arch, err := pickArchitecture(cfgJSON, opts.Arch)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
@@ -148,7 +162,7 @@ func LoadModel(ctx context.Context, dir string, b api.Backend, opts LoadOptions)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	ck, err := Open(dir)
+	ck, err := open()
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +237,14 @@ func pickArchitecture(cfgJSON []byte, forced string) (api.Architecture, error) {
 // from the backend and while the weights are written; when it is done
 // before the weights are complete, SaveModel stops and returns its error,
 // leaving any previous files untouched and no temporary file behind.
-func SaveModel(ctx context.Context, dir string, model api.Model) (err error) {
+func SaveModel(ctx context.Context, dir string, model api.Model) error {
+	return SaveModelAs(ctx, dir, model, api.F32)
+}
+
+// SaveModelAs is SaveModel with the weights stored as storage: F32, or
+// F16 or BF16 (rounded to nearest even; the loader widens them back to the
+// parameters' F32), for a smaller file.
+func SaveModelAs(ctx context.Context, dir string, model api.Model, storage api.DType) (err error) {
 	defer api.Recover(&err)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save model %s: %w", dir, err)
@@ -241,7 +262,7 @@ func SaveModel(ctx context.Context, dir string, model api.Model) (err error) {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("save model %s: %w", dir, err)
 		}
-		if tensors[i], err = FromParameter(p, api.F32); err != nil {
+		if tensors[i], err = FromParameter(p, storage); err != nil {
 			return fmt.Errorf("save model %s: %w", dir, err)
 		}
 	}

@@ -566,3 +566,68 @@ func TestSaveModelCancelled(t *testing.T) {
 	}
 	sameParams(t, loaded, m)
 }
+
+// TestLoadModelBytes loads a model held in memory and gets what LoadModel
+// gets from the same files; corrupt weights are an error naming the model.
+func TestLoadModelBytes(t *testing.T) {
+	cfg := fakeConfig{Layers: 2, Hidden: 8, VocabSize: 10}
+	dir := saveFake(t, cfg, nil)
+	cfgJSON, err := os.ReadFile(filepath.Join(dir, ConfigFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights, err := os.ReadFile(filepath.Join(dir, SingleFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights, &hostBackend{}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameParams(t, m, newFake(t, cfg, 1))
+	if _, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights[:20], &hostBackend{}, LoadOptions{}); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "in-memory") {
+		t.Fatalf("truncated weights: %v", err)
+	}
+}
+
+// TestSaveModelAsBF16 stores the weights in bfloat16: half the bytes, and
+// every value loads back as its bfloat16 rounding.
+func TestSaveModelAsBF16(t *testing.T) {
+	cfg := fakeConfig{Layers: 2, Hidden: 8, VocabSize: 10}
+	m := newFake(t, cfg, 1)
+	dir := t.TempDir()
+	if err := SaveModelAs(t.Context(), dir, m, api.BF16); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	for _, ti := range ck.Tensors() {
+		if ti.DType != api.BF16 {
+			t.Fatalf("%s stored as %s", ti.Name, ti.DType)
+		}
+	}
+	back, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range m.Parameters() {
+		want := api.Float32s(p.Value)
+		got := api.Float32s(back.Parameters()[i].Value)
+		for j, v := range want {
+			raw := make([]byte, 2)
+			if err := api.EncodeFloat32(raw, api.BF16, []float32{v}); err != nil {
+				t.Fatal(err)
+			}
+			r := make([]float32, 1)
+			if err := api.DecodeFloat32(r, api.BF16, raw); err != nil {
+				t.Fatal(err)
+			}
+			if got[j] != r[0] {
+				t.Fatalf("%s[%d] = %g, want bf16(%g) = %g", p.Name, j, got[j], v, r[0])
+			}
+		}
+	}
+}
