@@ -63,8 +63,9 @@ func (s *scanData) initState(h []float32, bi, e0, e1 int) {
 //	y      [B,T,E]           the outputs y_t
 //	pre    [B,T,E,N]         the states h_t before injection
 //	states [T][block][N]     the carried (injected) states h'_t of the block
+//	decays [T][block][N]     the decays exp(Delta_t A) of the block
 type scanOut struct {
-	y, pre, states []float32
+	y, pre, states, decays []float32
 }
 
 // decays sets w [block][N] to the decays exp(Delta_t[e] A[e,n]) of
@@ -76,12 +77,16 @@ func (s *scanData) decays(w []float32, row, e0, e1 int) {
 
 // run advances h, the carried state of channels [e0,e1) of batch row bi,
 // through all T tokens, writing into the outputs of out that are not nil.
-// w is scratch space of len(h) floats for the decays of one token.
+// w is scratch space of len(h) floats for the decays of one token (not
+// used when out.decays keeps them).
 func (s *scanData) run(h, w []float32, out scanOut, bi, e0, e1 int) {
 	N, E := s.N, s.E
 	w = w[:len(h)]
 	for t := range s.T {
 		row := bi*s.T + t
+		if out.decays != nil {
+			w = out.decays[t*len(h) : (t+1)*len(h)]
+		}
 		s.decays(w, row, e0, e1)
 		xr, dr := s.x[row*E+e0:row*E+e1], s.delta[row*E+e0:row*E+e1]
 		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
@@ -320,20 +325,24 @@ func (b *Backend) scanGradField(op, what string, t api.Tensor, shape ...int) []f
 // scanWork is the scratch memory of one worker of SelectiveScanGrad.
 type scanWork struct {
 	h        []float32 // running state of one block, [block][N]
-	w        []float32 // decays of one token of the block, [block][N]
+	w        []float32 // scratch for run, [block][N]
 	hs       []float32 // carried states h'_{-1..T-1} of one block, [T+1][block][N]
+	decays   []float32 // decays exp(Delta_t A) of one block, [T][block][N]
 	dh       []float64 // carried dL/dh of one block, [block][N]
 	dA       []float64 // dA sums over time of one block, [block][N]
 	dD       []float64 // dD sums over time of one block, [block]
+	dx, dd   []float64 // dX_t and dDelta_t of one block, [block]
 	dBt, dCt []float64 // dBm_t and dCm_t sums over the block's channels, [N]
+	bc       []float64 // Bm_t and Cm_t in float64 for the SIMD kernel, [2][N]
 }
 
 func newScanWork(s *scanData) *scanWork {
 	m := scanBlock * s.N
 	return &scanWork{
-		h: make([]float32, m), w: make([]float32, m), hs: make([]float32, (s.T+1)*m),
+		h: make([]float32, m), w: make([]float32, m), hs: make([]float32, (s.T+1)*m), decays: make([]float32, s.T*m),
 		dh: make([]float64, m), dA: make([]float64, m), dD: make([]float64, scanBlock),
-		dBt: make([]float64, s.N), dCt: make([]float64, s.N),
+		dx: make([]float64, scanBlock), dd: make([]float64, scanBlock),
+		dBt: make([]float64, s.N), dCt: make([]float64, s.N), bc: make([]float64, 2*s.N),
 	}
 }
 
@@ -343,85 +352,155 @@ func newScanWork(s *scanData) *scanWork {
 func (s *scanData) backBlock(w *scanWork, out *scanGradOut, up scanUpstream, bi, blk, e0, e1 int) {
 	N, E, T := s.N, s.E, s.T
 	m := (e1 - e0) * N
-	hs := w.hs[:(T+1)*m]
+	hs, decays := w.hs[:(T+1)*m], w.decays[:T*m]
 	s.initState(hs[:m], bi, e0, e1)
 	copy(w.h[:m], hs[:m])
-	s.run(w.h[:m], w.w, scanOut{states: hs[m:]}, bi, e0, e1)
-	dh, dA, dD := w.dh[:m], w.dA[:m], w.dD[:e1-e0]
+	s.run(w.h[:m], w.w, scanOut{states: hs[m:], decays: decays}, bi, e0, e1)
+	st := scanBackStep{
+		n: N, a: s.a[e0*N : e1*N],
+		dh: w.dh[:m], dA: w.dA[:m], dD: w.dD[:e1-e0], dB: w.dBt, dC: w.dCt,
+		dx: w.dx[:e1-e0], dd: w.dd[:e1-e0], bc: w.bc,
+	}
+	if s.d != nil {
+		st.d = s.d[e0:e1]
+	}
 	if up.dhT != nil {
 		for i, v := range up.dhT[(bi*E+e0)*N : (bi*E+e1)*N] {
-			dh[i] = float64(v)
+			st.dh[i] = float64(v)
 		}
 	} else {
-		clear(dh)
+		clear(st.dh)
 	}
-	clear(dA)
-	clear(dD)
+	clear(st.dA)
+	clear(st.dD)
 	for t := T - 1; t >= 0; t-- {
 		row := bi*T + t
-		hcur, hprev := hs[(t+1)*m:(t+2)*m], hs[t*m:(t+1)*m]
-		br, cr := s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
-		decay := w.w[:m]
-		s.decays(decay, row, e0, e1)
-		clear(w.dBt)
-		clear(w.dCt)
-		for e := e0; e < e1; e++ {
-			i0 := (e - e0) * N
-			at := (row*E + e) * N // offset of (b,t,e) in [B,T,E,N] tensors
-			dt, xv, g := s.delta[row*E+e], s.x[row*E+e], up.dy[row*E+e]
-			dt64, x64, g64 := float64(dt), float64(xv), float64(g)
-			ar := s.a[e*N : (e+1)*N]
-			var dx, dd float64
-			for n, an := range ar {
-				i := i0 + n
-				hp := float64(hprev[i]) * float64(decay[i])
-				gh := dh[i] + g64*float64(cr[n]) // at the carried state h'_t
-				if out.inj != nil {
-					out.inj[at+n] = float32(gh)
-				}
-				w.dCt[n] += g64 * float64(hcur[i])
-				if up.dhs != nil {
-					gh += float64(up.dhs[at+n]) // now at the pre-injection h_t
-				}
-				w.dBt[n] += gh * dt64 * x64
-				dx += gh * dt64 * float64(br[n])
-				dd += gh * (float64(br[n])*x64 + hp*float64(an))
-				dA[i] += gh * hp * dt64
-				dh[i] = gh * float64(decay[i])
-			}
-			if s.d != nil {
-				dx += g64 * float64(s.d[e])
-				dD[e-e0] += g64 * x64
-			}
-			if out.x != nil {
-				out.x[row*E+e] = float32(dx)
-			}
-			if out.delta != nil {
-				out.delta[row*E+e] = float32(dd)
-			}
+		r0, r1 := row*E+e0, row*E+e1 // the block's channels in [B,T,E] tensors
+		st.hprev, st.hcur, st.decay = hs[t*m:(t+1)*m], hs[(t+1)*m:(t+2)*m], decays[t*m:(t+1)*m]
+		st.br, st.cr = s.bm[row*N:(row+1)*N], s.cm[row*N:(row+1)*N]
+		st.dt, st.x, st.dy = s.delta[r0:r1], s.x[r0:r1], up.dy[r0:r1]
+		if out.inj != nil {
+			st.inj = out.inj[r0*N : r1*N]
+		}
+		if up.dhs != nil {
+			st.dhs = up.dhs[r0*N : r1*N]
+		}
+		if out.x != nil {
+			st.outX = out.x[r0:r1]
+		}
+		if out.delta != nil {
+			st.outDelta = out.delta[r0:r1]
 		}
 		part := ((bi*s.blocks()+blk)*T + t) * N
 		if out.bmPart != nil {
-			for n, v := range w.dBt {
-				out.bmPart[part+n] = float32(v)
-			}
+			st.outB = out.bmPart[part : part+N]
 		}
 		if out.cmPart != nil {
-			for n, v := range w.dCt {
-				out.cmPart[part+n] = float32(v)
-			}
+			st.outC = out.cmPart[part : part+N]
+		}
+		if !scanBackFast(&st) {
+			scanBackGeneric(&st)
 		}
 	}
 	if out.h0 != nil {
-		for i, v := range dh {
-			out.h0[(bi*E+e0)*N+i] = float32(v)
-		}
+		f64To32(out.h0[(bi*E+e0)*N:(bi*E+e1)*N], st.dh)
 	}
 	if out.aPart != nil {
-		copy(out.aPart[(bi*E+e0)*N:], dA)
+		copy(out.aPart[(bi*E+e0)*N:], st.dA)
 	}
 	if out.dPart != nil {
-		copy(out.dPart[bi*E+e0:], dD)
+		copy(out.dPart[bi*E+e0:], st.dD)
+	}
+}
+
+// f64To32 sets d[i] = float32(s[i]) for i < len(d); s is at least as long
+// as d.
+func f64To32(d []float32, s []float64) {
+	s = s[:len(d)]
+	for i, v := range s {
+		d[i] = float32(v)
+	}
+}
+
+// scanBackStep holds the operands of one time step t of the backward pass
+// (see SelectiveScanGrad) for the nch = len(dt) channels of one block, n
+// states each:
+//
+//	hprev, hcur, decay [nch][n]  h'_{t-1}, h'_t and exp(Delta_t A) (float32)
+//	a                  [nch][n]  the block's rows of A
+//	br, cr             [n]       Bm_t and Cm_t
+//	dt, x, dy          [nch]     Delta_t, X_t and dy_t of the channels
+//	d                  [nch]     D, or nil without the skip term
+//	inj                [nch][n]  output dInject_t, or nil
+//	dhs                [nch][n]  the upstream dhs_t, or nil for zero
+//	dh                 [nch][n]  dhCarry in, dhCarry for step t-1 out
+//	dA                 [nch][n]  dA sums, added to
+//	dD                 [nch]     dD sums, added to (only with d)
+//	dB, dC             [n]       set to dBm_t and dCm_t of the block
+//	dx, dd             [nch]     set to dX_t and dDelta_t
+//	outX, outDelta     [nch]     set to float32(dx) and float32(dd), or nil
+//	outB, outC         [n]       set to float32(dB) and float32(dC), or nil
+//	bc                 [2][n]    scratch for the SIMD kernel
+type scanBackStep struct {
+	n                          int
+	hprev, hcur, decay, a      []float32
+	br, cr, dt, x, dy, d       []float32
+	inj, dhs                   []float32
+	outX, outDelta, outB, outC []float32
+	dh, dA, dD, dB, dC, dx, dd []float64
+	bc                         []float64
+}
+
+// scanBackGeneric is one time step of the backward pass (see
+// scanBackStep) in Go, with any n and with or without inj and dhs; sums
+// are taken in float64 in the order of the formulas of SelectiveScanGrad,
+// each product rounded.
+func scanBackGeneric(st *scanBackStep) {
+	n := st.n
+	m := len(st.dt) * n
+	hprev, hcur, decay, a := st.hprev[:m], st.hcur[:m], st.decay[:m], st.a[:m]
+	dh, dA := st.dh[:m], st.dA[:m]
+	br, cr, dB, dC := st.br[:n], st.cr[:n], st.dB[:n], st.dC[:n]
+	clear(dB)
+	clear(dC)
+	for j, dt := range st.dt {
+		i0 := j * n
+		dt64, x64, g64 := float64(dt), float64(st.x[j]), float64(st.dy[j])
+		var dx, dd float64
+		for k, an := range a[i0 : i0+n] {
+			i := i0 + k
+			hp := float64(hprev[i]) * float64(decay[i])
+			gh := dh[i] + g64*float64(cr[k]) // at the carried state h'_t
+			if st.inj != nil {
+				st.inj[i] = float32(gh)
+			}
+			dC[k] += g64 * float64(hcur[i])
+			if st.dhs != nil {
+				gh += float64(st.dhs[i]) // now at the pre-injection h_t
+			}
+			dB[k] += gh * dt64 * x64
+			dx += gh * dt64 * float64(br[k])
+			dd += gh * (float64(br[k])*x64 + hp*float64(an))
+			dA[i] += gh * hp * dt64
+			dh[i] = gh * float64(decay[i])
+		}
+		if st.d != nil {
+			dx += g64 * float64(st.d[j])
+			st.dD[j] += g64 * x64
+		}
+		st.dx[j], st.dd[j] = dx, dd
+		if st.outX != nil {
+			st.outX[j] = float32(dx)
+		}
+		if st.outDelta != nil {
+			st.outDelta[j] = float32(dd)
+		}
+	}
+	if st.outB != nil {
+		f64To32(st.outB, dB)
+	}
+	if st.outC != nil {
+		f64To32(st.outC, dC)
 	}
 }
 
