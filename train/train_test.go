@@ -130,18 +130,26 @@ func testConfig(steps int) Config {
 // final weights.
 func run(t *testing.T, cfg Config, dir string) ([]float64, [][]float32) {
 	t.Helper()
-	m := tinyModel(t, backend(t), int64(cfg.Seed))
-	tr, err := New(m, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.Dir = dir
+	m, tr := newTrainer(t, cfg, dir)
 	var losses []float64
 	tr.OnStep = func(s StepMetrics) { losses = append(losses, s.Loss) }
 	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return losses, weights(m)
+}
+
+// newTrainer returns a fresh tiny model, seeded by cfg.Seed, and its
+// trainer on corpus(), saving into dir.
+func newTrainer(t *testing.T, cfg Config, dir string) (api.Trainable, *Trainer) {
+	t.Helper()
+	m := tinyModel(t, backend(t), int64(cfg.Seed))
+	tr, err := New(m, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Dir = dir
+	return m, tr
 }
 
 func weights(m api.Model) [][]float32 {
@@ -222,12 +230,7 @@ func TestResumeEqualsStraightRun(t *testing.T) {
 	// Stop the same run after step 10 by cancelling it, then resume.
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	m := tinyModel(t, backend(t), int64(cfg.Seed))
-	tr, err := New(m, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.Dir = dir
+	_, tr := newTrainer(t, cfg, dir)
 	var losses []float64
 	tr.OnStep = func(s StepMetrics) {
 		losses = append(losses, s.Loss)
@@ -235,7 +238,7 @@ func TestResumeEqualsStraightRun(t *testing.T) {
 			cancel()
 		}
 	}
-	err = tr.Run(ctx)
+	err := tr.Run(ctx)
 	var intr *Interrupted
 	if !errors.As(err, &intr) || intr.Step != 10 || intr.Checkpoint != StepDir(dir, 10) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: %v, want Interrupted at step 10 saved in %s", err, StepDir(dir, 10))
@@ -257,19 +260,14 @@ func TestResumeEqualsStraightRun(t *testing.T) {
 }
 
 func TestNaNNamesStep(t *testing.T) {
-	cfg := testConfig(10)
-	m := tinyModel(t, backend(t), 1)
-	tr, err := New(m, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tr := newTrainer(t, testConfig(10), "")
 	tr.OnStep = func(s StepMetrics) {
 		if s.Step == 3 {
 			p := m.Parameters()[0].Value.(interface{ HostFloat32s() []float32 })
 			p.HostFloat32s()[0] = float32(math.NaN())
 		}
 	}
-	err = tr.Run(context.Background())
+	err := tr.Run(context.Background())
 	if !errors.Is(err, ErrNotFinite) || !strings.Contains(err.Error(), "step 4") {
 		t.Fatalf("got %v, want a not-finite error naming step 4", err)
 	}
@@ -282,12 +280,8 @@ func TestInterruptedSaveKeepsPreviousCheckpoint(t *testing.T) {
 	cfg := testConfig(4)
 	cfg.CheckpointEvery, cfg.Keep = 2, 3
 	dir := t.TempDir()
-	m := tinyModel(t, backend(t), 1)
-	tr, err := New(m, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.Dir, tr.Files = dir, map[string][]byte{"tokenizer.json": []byte("{}")}
+	_, tr := newTrainer(t, cfg, dir)
+	tr.Files = map[string][]byte{"tokenizer.json": []byte("{}")}
 	tr.OnStep = func(s StepMetrics) {
 		if s.Step == 4 { // the disk fills up during step 4's save
 			restore := atomicfile.InjectFault(atomicfile.FullDisk(1000))
