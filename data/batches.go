@@ -8,9 +8,13 @@ import (
 )
 
 // Batches yields the blocks of a token file in file order, not shuffled,
-// batchSize blocks a batch (the last batch may hold fewer): the first max
-// batches, or all when max is 0. Blocks are those of Loader: block i covers
-// tokens [i*seqLen, i*seqLen+seqLen+1). It is meant for validation.
+// batchSize blocks a batch (the last batch may hold fewer): every block
+// when max is 0 or the file has no more than max batches of blocks, else
+// max full batches of blocks spread evenly over the file (block
+// floor(k*blocks/(max*batchSize)) for the k-th), so that a validation
+// sample covers the whole held-out split, not only its first documents.
+// Blocks are those of Loader: block i covers tokens [i*seqLen,
+// i*seqLen+seqLen+1). It is meant for validation.
 //
 // Invalid arguments (no file, a non-positive seqLen or batchSize, a
 // negative max) or a read error are yielded once as the error, wrapping
@@ -23,11 +27,16 @@ func Batches(t *Tokens, seqLen, batchSize int, max int) iter.Seq2[api.Batch, err
 			return
 		}
 		blocks := NumBlocks(t.Len(), seqLen)
+		picked := blocks // blocks yielded
+		if want := int64(max) * int64(batchSize); max > 0 && want < blocks {
+			picked = want
+		}
+		block := func(k int64) int64 { return k * blocks / picked }
 		ids := make([]int64, 0, batchSize)
-		for start, count := int64(0), 0; start < blocks && (max == 0 || count < max); start, count = start+int64(batchSize), count+1 {
+		for start, count := int64(0), 0; start < picked; start, count = start+int64(batchSize), count+1 {
 			ids = ids[:0]
-			for b := start; b < min(start+int64(batchSize), blocks); b++ {
-				ids = append(ids, b)
+			for k := start; k < min(start+int64(batchSize), picked); k++ {
+				ids = append(ids, block(k))
 			}
 			batch, err := readBlocks(t, seqLen, ids)
 			if err != nil {

@@ -210,15 +210,25 @@ func TestBatches(t *testing.T) {
 	if !slices.Equal(blocks, want) || !slices.Equal(sizes, []int{3, 3, 3, 2}) {
 		t.Errorf("blocks %v in batches of %v", blocks, sizes)
 	}
-	n := 0
-	for _, err := range Batches(tk, seqLen, 3, 2) {
+	// Two batches of 3 out of 11 blocks: blocks k*11/6, spread over the file.
+	blocks = blocks[:0]
+	for b, err := range Batches(tk, seqLen, 3, 2) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		for r := range b.Inputs {
+			blocks = append(blocks, blockOf(t, b, r, seqLen))
+		}
+	}
+	if !slices.Equal(blocks, []int{0, 1, 3, 5, 7, 9}) {
+		t.Errorf("max 2: blocks %v, want [0 1 3 5 7 9]", blocks)
+	}
+	n := 0
+	for range Batches(tk, seqLen, 3, 4) { // 4 batches of 3 is more than 11 blocks: all of them
 		n++
 	}
-	if n != 2 {
-		t.Errorf("max 2: %d batches", n)
+	if n != 4 {
+		t.Errorf("max 4: %d batches, want all 4", n)
 	}
 	for range Batches(tk, seqLen, 3, 0) {
 		break // stopping early must not panic
