@@ -2,7 +2,8 @@
 GO ?= go
 # PYREF: the virtual environment that `make pyref` builds for scripts/*.py and
 # bench/*.py from scripts/requirements-pyref.txt (torch, transformers,
-# torchscale, tokenizers, safetensors, numpy, tiktoken; exact pins). It lives
+# torchscale, tokenizers, safetensors, numpy, tiktoken, datasets, pyarrow;
+# exact pins). It lives
 # outside the repository: it is ~6 GB (PyPI's torch brings the CUDA runtime),
 # per user and writable without root, and survives `git clean`; nothing in
 # the work tree copies or scans it. Remove the directory to start afresh.
@@ -25,7 +26,7 @@ PYREF_DEP = pyref
 endif
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref
+.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, and the CPU backend without assembly)
 test: fmt-check vet unit purego
@@ -70,6 +71,10 @@ fuzz:
 	$(GO) test ./architectures/mamba -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./architectures/retnet -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./cmd/densessm -run '^$$' -fuzz '^FuzzParseIDs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./data -run '^$$' -fuzz '^FuzzOpenTokens$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./data -run '^$$' -fuzz '^FuzzJSONL$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./data -run '^$$' -fuzz '^FuzzArrow$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./data -run '^$$' -fuzz '^FuzzParquet$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
 ## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
 fixtures: $(PYREF_DEP)
@@ -88,6 +93,11 @@ retnet-fixtures: $(PYREF_DEP)
 ## tokenizer-fixtures: regenerate tokenizer/testdata with Hugging Face tokenizers
 tokenizer-fixtures: $(PYREF_DEP)
 	$(PYTHON) scripts/make_tokenizer_fixtures.py
+
+## data-fixtures: regenerate data/testdata (Parquet, Arrow IPC, JSONL and text corpora) with
+## Hugging Face datasets and pyarrow
+data-fixtures: $(PYREF_DEP)
+	$(PYTHON) scripts/make_data_fixtures.py
 
 ## tokenizer-bench: encode MB/s of densessm and Hugging Face tokenizers, side by side
 tokenizer-bench: $(PYREF_DEP)
@@ -114,6 +124,27 @@ $(PYREF_STAMP): scripts/requirements-pyref.txt
 	rm -f '$@'; \
 	'$(PYREF)/bin/python' -m pip install --disable-pip-version-check $(PYREF_PIP_FLAGS) -r $<; \
 	'$(PYREF)/bin/python' -m pip check; \
-	'$(PYREF)/bin/python' -c 'import numpy, safetensors, tiktoken, tokenizers, torch, torchscale, transformers'; \
+	'$(PYREF)/bin/python' -c 'import datasets, numpy, pyarrow, safetensors, tiktoken, tokenizers, torch, torchscale, transformers'; \
 	cp $< '$@'; \
 	echo "$(PYREF) is ready: make's script targets use $(PYREF)/bin/python"
+
+## bench-train: training tokens/s and MFU of the default model's shape at 1 and 2 threads, next to
+## PyTorch on the same shape, and its decode tokens/s (bench/train_compare.py; about 10 minutes)
+bench-train: $(PYREF_DEP)
+	go build -o /tmp/densessm-bench-train ./cmd/densessm
+	$(PYTHON) bench/train_compare.py --densessm /tmp/densessm-bench-train --python $(PYTHON)
+
+## default-model: train the embedded default model from scratch (defaultmodel/train.yaml, about an
+## hour on 2 cores) and write it into defaultmodel/model in bfloat16. The run lives in
+## DEFAULT_MODEL_RUN; when it is there already, the run is resumed (delete it to start over).
+DEFAULT_MODEL_RUN ?= $(HOME)/.cache/densessm/default-model-run
+default-model:
+	go build -tags nodefaultmodel -o $(DEFAULT_MODEL_RUN).bin ./cmd/densessm
+	@start=$$(date +%s); \
+	if [ -f $(DEFAULT_MODEL_RUN)/train.json ]; then \
+		$(DEFAULT_MODEL_RUN).bin train --resume --out $(DEFAULT_MODEL_RUN) || exit 1; \
+	else \
+		$(DEFAULT_MODEL_RUN).bin train --config defaultmodel/train.yaml --out $(DEFAULT_MODEL_RUN) || exit 1; \
+	fi; \
+	$(DEFAULT_MODEL_RUN).bin convert --in $(DEFAULT_MODEL_RUN) --out defaultmodel/model --dtype bf16 || exit 1; \
+	echo "default model: trained and written to defaultmodel/model in $$(( $$(date +%s) - start )) s"

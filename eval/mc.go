@@ -65,9 +65,11 @@ type MCResult struct {
 //   - each choice's continuation is the delimiter then the choice, the
 //     delimiter being the example's own, else o.Delimiter, else
 //     DefaultDelimiter;
-//   - the context and the continuation are encoded by EncodePair, and the
-//     choice's log-likelihood is LogLikelihood's (one Forward over the
-//     context and the continuation);
+//   - the context and the continuations are encoded as EncodePair does,
+//     all choices together, so that where the tokenizer merges the end of
+//     the context with a choice, every choice is scored after the same
+//     context ids (see EncodePair); the choice's log-likelihood is
+//     LogLikelihood's (one Forward over the context and the continuation);
 //   - acc counts the examples where the largest log-likelihood is the
 //     label's, acc_norm those where the largest log-likelihood divided by
 //     the choice's length is: the length of the choice as written in the
@@ -137,11 +139,15 @@ func scoreExample(ctx context.Context, m api.Model, tok *tokenizer.Tokenizer, e 
 	}
 	n := len(e.Choices)
 	s := MCScore{LogLik: make([]float64, n), Greedy: make([]bool, n), Tokens: make([]int, n), Label: e.Label}
+	conts := make([]string, n)
 	for j, c := range e.Choices {
-		ctxIDs, cont, err := pe.encode(delim + c)
-		if err != nil {
-			return MCScore{}, fmt.Errorf("choice %d: %w", j, err)
-		}
+		conts[j] = delim + c
+	}
+	ctxIDs, contIDs, err := pe.encodeAll(conts)
+	if err != nil {
+		return MCScore{}, err
+	}
+	for j, cont := range contIDs {
 		if s.LogLik[j], s.Greedy[j], err = LogLikelihood(ctx, m, ctxIDs, cont); err != nil {
 			return MCScore{}, fmt.Errorf("choice %d: %w", j, err)
 		}

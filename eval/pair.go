@@ -28,8 +28,12 @@ import (
 //     same way (lm-evaluation-harness would score it with no context at
 //     all).
 //
-// A continuation that adds no ids past the context's is an error wrapping
-// api.ErrOutOfRange.
+// Where the tokenizer merges the end of the context with the start of the
+// continuation, the whole text's ids do not begin with the context's; the
+// context's ids are then cut back to those the whole text shares, and the
+// continuation's start there (lm-evaluation-harness would cut the whole
+// text at the context's length regardless). A continuation that adds no
+// ids is an error wrapping api.ErrOutOfRange.
 func EncodePair(tok *tokenizer.Tokenizer, context, continuation string) (ctxIDs, contIDs []int32, err error) {
 	pe, err := newPairEncoder(tok, context)
 	if err != nil {
@@ -62,39 +66,91 @@ func newPairEncoder(tok *tokenizer.Tokenizer, context string) (*pairEncoder, err
 		pe.ctxIDs = ids
 	}
 	if len(pe.ctxIDs) == 0 {
-		sp := tok.Special()
-		id := sp.EOS
-		if id < 0 {
-			id = sp.BOS
+		start, err := startID(tok)
+		if err != nil {
+			return nil, err
 		}
-		if id < 0 {
-			return nil, fmt.Errorf("an empty context needs the tokenizer's EOS or BOS token, and it has neither: %w", api.ErrNotFound)
-		}
-		pe.ctxIDs, pe.prefix = []int32{int32(id)}, true
+		pe.ctxIDs, pe.prefix = start, true
 	}
 	return pe, nil
 }
 
 // encode returns the ids of the context and those of continuation after
-// it. The context's ids are shared between calls: callers must not change
-// them.
+// it (see encodeAll). The context's ids are shared between calls: callers
+// must not change them.
 func (pe *pairEncoder) encode(continuation string) (ctxIDs, contIDs []int32, err error) {
-	cont := pe.moved + continuation
-	if pe.prefix {
-		contIDs, err = encodePlain(pe.tok, pe.head+cont)
-	} else {
-		var whole []int32
-		if whole, err = encodePlain(pe.tok, pe.head+cont); err == nil && len(whole) > len(pe.ctxIDs) {
-			contIDs = whole[len(pe.ctxIDs):]
+	ctxIDs, conts, err := pe.encodeAll([]string{continuation})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctxIDs, conts[0], nil
+}
+
+// encodeAll returns the ids of the context and, for each continuation,
+// the ids that follow them in the encoding of the whole text. Where the
+// tokenizer merges the end of the context with the start of a
+// continuation (a Go context ending in "}" and the choice "()" may encode
+// to one "}()" token), the whole text's ids do not begin with the
+// context's: the context is then cut back to the ids every whole text
+// shares with it, and each continuation's ids start there, so that every
+// choice is scored over the same text after the same ids, in the
+// tokenization the model was trained on. lm-evaluation-harness would take
+// whole[len(context ids):] regardless, which mis-aligns such choices. The
+// context's ids are shared: callers must not change them.
+func (pe *pairEncoder) encodeAll(continuations []string) (ctxIDs []int32, contIDs [][]int32, err error) {
+	wholes := make([][]int32, len(continuations))
+	shared := len(pe.ctxIDs)
+	for i, c := range continuations {
+		if wholes[i], err = encodePlain(pe.tok, pe.head+pe.moved+c); err != nil {
+			return nil, nil, fmt.Errorf("continuation %d: %w", i, err)
+		}
+		if !pe.prefix {
+			shared = min(shared, commonPrefix(wholes[i], pe.ctxIDs))
 		}
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("continuation: %w", err)
+	ctxIDs = pe.ctxIDs
+	if !pe.prefix && shared < len(pe.ctxIDs) {
+		ctxIDs = pe.ctxIDs[:shared]
+		if shared == 0 { // the whole context merged: start from EOS
+			if ctxIDs, err = startID(pe.tok); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	if len(contIDs) == 0 {
-		return nil, nil, fmt.Errorf("continuation %q adds no tokens to the context's: %w", cont, api.ErrOutOfRange)
+	contIDs = make([][]int32, len(continuations))
+	for i, w := range wholes {
+		if !pe.prefix {
+			w = w[shared:]
+		}
+		if len(w) == 0 {
+			return nil, nil, fmt.Errorf("continuation %q adds no tokens to the context's: %w", pe.moved+continuations[i], api.ErrOutOfRange)
+		}
+		contIDs[i] = w
 	}
-	return pe.ctxIDs, contIDs, nil
+	return ctxIDs, contIDs, nil
+}
+
+// commonPrefix returns how many leading ids a and b share.
+func commonPrefix(a, b []int32) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// startID returns the id an empty context starts from: the tokenizer's
+// EOS, else its BOS.
+func startID(tok *tokenizer.Tokenizer) ([]int32, error) {
+	sp := tok.Special()
+	id := sp.EOS
+	if id < 0 {
+		id = sp.BOS
+	}
+	if id < 0 {
+		return nil, fmt.Errorf("an empty context needs the tokenizer's EOS or BOS token, and it has neither: %w", api.ErrNotFound)
+	}
+	return []int32{int32(id)}, nil
 }
 
 // pySpace reports whether r is white space to Python's str.isspace: Go's

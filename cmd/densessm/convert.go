@@ -5,17 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/checkpoint"
+	"github.com/densessm/densessm/internal/atomicfile"
+	"github.com/densessm/densessm/internal/readcap"
 )
 
 func newConvertCmd() *cobra.Command {
 	var (
-		in, out, arch string
-		load          loadFlags
+		in, out, arch, dtype string
+		load                 loadFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "convert --in DIR|FILE --out DIR|FILE",
@@ -25,9 +28,10 @@ func newConvertCmd() *cobra.Command {
 With a directory, --in is a model directory (config.json plus weights in any
 format Open reads: model.safetensors, pytorch_model.bin, or a sharded index of
 either). The model is built with its registered architecture (--arch forces
-one), loaded, and saved into the --out directory as config.json and a float32
-model.safetensors, as densessm init writes them. Other files, such as the
-tokenizer, are not copied.
+one), loaded, and saved into the --out directory as config.json and a
+model.safetensors of --dtype (f32 as densessm init writes them, or bf16 or
+f16: half the size, rounded to nearest even, widened back to f32 on load).
+A tokenizer.json beside the weights is copied; other files are not.
 
 With a file, --in is one weights file (a pytorch_model.bin, a .safetensors, or
 an .index.json of shards) and --out the .safetensors file to write: every
@@ -48,11 +52,21 @@ github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
 				if err := checkOutDir(out); err != nil {
 					return err
 				}
+				storage, err := storageDType(dtype)
+				if err != nil {
+					return err
+				}
 				m, err := loadModel(cmd, in, arch, 0, 0, load)
 				if err != nil {
 					return fmt.Errorf("convert: %w", err)
 				}
-				return checkpoint.SaveModel(cmd.Context(), out, m)
+				if err := checkpoint.SaveModelAs(cmd.Context(), out, m, storage); err != nil {
+					return err
+				}
+				return copyTokenizer(in, out)
+			}
+			if cmd.Flags().Changed("dtype") {
+				return fmt.Errorf("convert: --dtype applies to a model directory, and %s is a file: %w", in, api.ErrConfig)
 			}
 			if arch != "" {
 				return fmt.Errorf("convert: --arch applies to a model directory, and %s is a file: %w", in, api.ErrConfig)
@@ -66,6 +80,7 @@ github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
 	f := cmd.Flags()
 	f.StringVar(&in, "in", "", "model directory, or weights file, to read")
 	f.StringVar(&out, "out", "", "directory (for a model) or .safetensors file (for a weights file) to write")
+	f.StringVar(&dtype, "dtype", "f32", "storage of a model directory's weights: f32, bf16 or f16")
 	f.StringVar(&arch, "arch", "", "architecture of a model directory (default: from its config.json)")
 	load.register(f)
 	cmd.MarkFlagRequired("in")
@@ -100,4 +115,30 @@ func convertFile(ctx context.Context, in, out string) (err error) {
 		return fmt.Errorf("convert: %w", err)
 	}
 	return nil
+}
+
+// storageDType parses --dtype.
+func storageDType(s string) (api.DType, error) {
+	switch s {
+	case "f32":
+		return api.F32, nil
+	case "bf16":
+		return api.BF16, nil
+	case "f16":
+		return api.F16, nil
+	}
+	return 0, fmt.Errorf("convert: --dtype %q: want f32, bf16 or f16: %w", s, api.ErrConfig)
+}
+
+// copyTokenizer copies the tokenizer.json of model directory in, if it has
+// one, into out.
+func copyTokenizer(in, out string) error {
+	raw, err := readcap.File(filepath.Join(in, tokenizerFile), 256<<20)
+	if errors.Is(err, api.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	return atomicfile.WriteFile(filepath.Join(out, tokenizerFile), raw)
 }

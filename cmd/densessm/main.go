@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +59,15 @@ const (
 // the work it was doing checks its context.
 const interruptGrace = 500 * time.Millisecond
 
+// graceExtension, when a command has set it with extendInterruptGrace, is
+// how long run waits instead of interruptGrace: train needs the time to
+// save a checkpoint of its last step.
+var graceExtension atomic.Int64
+
+// extendInterruptGrace lets the running command take up to d to return
+// after SIGINT or SIGTERM, for work that saves what it has done.
+func extendInterruptGrace(d time.Duration) { graceExtension.Store(int64(d)) }
+
 // run executes the command line and returns the process exit status. Errors,
 // and panics turned into errors, are printed as one line on stderr. SIGINT
 // and SIGTERM cancel the command's context; the command then stops, its
@@ -87,7 +97,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		select {
 		case <-done:
 		case <-signals: // a second signal: stop now
-		case <-time.After(interruptGrace):
+		case <-time.After(max(interruptGrace, time.Duration(graceExtension.Load()))):
 		}
 		atomicfile.RemoveTemps()
 		fmt.Fprintln(stderr, "densessm: interrupted")

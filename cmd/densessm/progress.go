@@ -87,3 +87,10 @@ func (p *progress) done() {
 		p.bar.Clear()
 	}
 }
+
+// describe replaces the text before the bar.
+func (p *progress) describe(s string) {
+	if p != nil {
+		p.bar.Describe(s)
+	}
+}

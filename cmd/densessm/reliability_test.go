@@ -166,6 +166,8 @@ func TestBadInputs(t *testing.T) {
 	tok := "../../tokenizer/testdata/gpt2.json"
 	corpus := writeFile(t, in, "corpus/a.txt", strings.Repeat("hello world, hello tokens\n", 50))
 	existing := writeFile(t, out, "existing", "keep me")
+	badTrainConfig := writeFile(t, in, "train.yaml", "steps: 10\nlearning_rate: 0.1\n")
+	badLabel := writeFile(t, in, "task.jsonl", `{"context": "a", "choices": ["b", "c"], "label": 0}`+"\n"+`{"context": "a", "choices": ["b", "c"], "label": 2}`+"\n")
 
 	cases := []struct {
 		name  string
@@ -228,6 +230,39 @@ func TestBadInputs(t *testing.T) {
 		{"tokenizer train duplicate special", "", []string{"tokenizer", "train", "--vocab-size", "300", "--special", "a,a", "--out", filepath.Join(out, "t.json"), filepath.Dir(corpus)}, `"a"`},
 		{"tokenizer train vocab 0", "", []string{"tokenizer", "train", "--vocab-size", "0", "--out", filepath.Join(out, "t.json"), filepath.Dir(corpus)}, "vocab"},
 		{"tokenizer train empty corpus", "", []string{"tokenizer", "train", "--vocab-size", "300", "--out", filepath.Join(out, "t.json"), dirAsFile}, "no text files"},
+
+		{"train unknown arch", "", []string{"train", "--arch", "transformer", "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "transformer"},
+		{"train missing data", "", []string{"train", "--data", filepath.Join(in, "nope"), "--out", filepath.Join(out, "run")}, "nope"},
+		{"train empty data folder", "", []string{"train", "--data", dirAsFile, "--out", filepath.Join(out, "run")}, "--data"},
+		{"train nan lr", "", []string{"train", "--lr", "NaN", "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "--lr"},
+		{"train warmup past steps", "", []string{"train", "--steps", "10", "--warmup", "20", "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "--warmup"},
+		{"train bad optimizer", "", []string{"train", "--optimizer", "lion", "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "lion"},
+		{"train resume without a run", "", []string{"train", "--resume", "--out", filepath.Join(out, "run")}, "no training run"},
+		{"train resume with another lr", "", []string{"train", "--resume", "--lr", "0.1", "--out", filepath.Join(out, "run")}, "--lr cannot change"},
+		{"train config unknown key", "", []string{"train", "--config", badTrainConfig, "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, `"learning_rate"`},
+		{"train config random", "", []string{"train", "--config", junk, "--out", filepath.Join(out, "run")}, "--config"},
+		{"train model config out of domain", "", []string{"train", "--model-config", negativeDT, "--arch", "mamba", "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "time_step_min"},
+		{"train tokenizer random", "", []string{"train", "--tokenizer", junk, "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "random.bin"},
+		{"train over the budget", "", []string{"train", "--arch", "mamba", "--model-config", bigModel, "--tokenizer", tok, "--max-memory", "1GiB", "--data", filepath.Dir(corpus), "--out", filepath.Join(out, "run")}, "--max-memory"},
+		{"train out is a file", "", []string{"train", "--out", existing}, "not a directory"},
+
+		{"generate no prompt", "", []string{"generate"}, "arg"},
+		{"generate negative temperature", "", []string{"generate", "--temperature", "-1", "x"}, "--temperature"},
+		{"generate top-p 2", "", []string{"generate", "--top-p", "2", "x"}, "--top-p"},
+		{"generate negative eos", "", []string{"generate", "--eos", "-3", "x"}, "--eos"},
+		{"generate empty stop", "", []string{"generate", "--stop", "", "x"}, "--stop"},
+		{"generate missing model", "", []string{"generate", "--model", filepath.Join(in, "nope"), "x"}, "nope"},
+		{"generate model without tokenizer", "", []string{"generate", "--model", model, "x"}, "tokenizer.json"},
+		{"generate tokenizer past the model", "", []string{"generate", "--model", model, "--tokenizer", tok, "x"}, "1001 tokens"},
+		{"generate tokenizer random", "", []string{"generate", "--tokenizer", junk, "x"}, "random.bin"},
+
+		{"eval ppl no data", "", []string{"eval", "ppl"}, "data"},
+		{"eval ppl missing data", "", []string{"eval", "ppl", "--data", filepath.Join(in, "nope")}, "nope"},
+		{"eval ppl bad mode", "", []string{"eval", "ppl", "--data", corpus, "--mode", "sideways"}, "sideways"},
+		{"eval ppl stride past context", "", []string{"eval", "ppl", "--data", corpus, "--mode", "parallel", "--context", "8", "--stride", "9"}, "--stride"},
+		{"eval mc missing task", "", []string{"eval", "mc", "--task", filepath.Join(in, "nope.jsonl")}, "nope.jsonl"},
+		{"eval mc random task", "", []string{"eval", "mc", "--task", junk}, "line 1"},
+		{"eval mc label out of range", "", []string{"eval", "mc", "--task", badLabel}, "line 2"},
 
 		{"bench gemm too large", "", []string{"bench", "gemm", "--m", "1000000", "--n", "1000000"}, "GEMM"},
 		{"bench gemm negative threads", "", []string{"bench", "gemm", "--m", "8", "--n", "8", "--k", "8", "--threads", "-1"}, "threads"},
@@ -403,6 +438,10 @@ func signalCases(t *testing.T) []struct {
 		fmt.Fprintf(&b, "%d ", i%48)
 	}
 	os.WriteFile(ids, []byte(b.String()), 0o644)
+	root, err := goroot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	big := filepath.Join(t.TempDir(), "big.json")
 	os.WriteFile(big, []byte(`{"model_type": "mamba", "vocab_size": 50280, "hidden_size": 1024, "num_hidden_layers": 48}`), 0o644)
 	return []struct {
@@ -413,6 +452,10 @@ func signalCases(t *testing.T) []struct {
 		{"init", []string{"init", "--arch", "mamba", "--config", big, "--out", "OUT/m"}},
 		// The default corpus, the Go source tree, takes over a minute.
 		{"tokenizer train", []string{"tokenizer", "train", "--vocab-size", "32000", "--out", "OUT/t.json"}},
+		// The default model writing a million tokens, and scoring the Go
+		// source tree, take minutes.
+		{"generate", []string{"generate", "--max-tokens", "1000000", "--ignore-eos", "--temperature", "1", "func"}},
+		{"eval ppl", []string{"eval", "ppl", "--data", filepath.Join(root, "src"), "--ext", ".go"}},
 	}
 }
 

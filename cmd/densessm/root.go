@@ -65,6 +65,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newTokenizerCmd(),
 		newConvertCmd(),
 		newBenchCmd(),
+		newTrainCmd(),
+		newGenerateCmd(),
+		newEvalCmd(),
 	)
 	return root
 }
