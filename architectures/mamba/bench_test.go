@@ -78,18 +78,36 @@ func BenchmarkTrainStep(b *testing.B) {
 	c := DefaultConfig(NameDenseMamba)
 	c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.TimeStepRank = 4096, 192, 6, 0, 0
 	c.fillDerived(true, true)
-	for _, threads := range []int{1, 2} {
-		b.Run("default/8x256/threads="+strconv.Itoa(threads), func(b *testing.B) {
+	m10 := DefaultConfig(NameMamba) // bench/configs/mamba-10m.json
+	m10.VocabSize, m10.HiddenSize, m10.NumHiddenLayers, m10.IntermediateSize, m10.TimeStepRank = 16384, 256, 12, 0, 0
+	m10.fillDerived(true, true)
+	for _, s := range []struct {
+		name     string
+		cfg      *Config
+		batch, t int
+	}{{"default/8x256", c, 8, 256}, {"10m/8x128", m10, 8, 128}} {
+		for _, threads := range []int{1, 2} {
+			benchTrainStep(b, s.name+"/threads="+strconv.Itoa(threads), s.cfg, threads, s.batch, s.t)
+		}
+	}
+}
+
+// benchTrainStep times training steps of cfg on batch sequences of t
+// tokens at the given thread count.
+func benchTrainStep(b *testing.B, name string, cfg *Config, threads, batchSize, t int) {
+	c := cfg
+	{
+		b.Run(name, func(b *testing.B) {
 			be := cpu.New(api.BackendOptions{Threads: threads})
 			m, err := New(c, be, 1)
 			if err != nil {
 				b.Fatal(err)
 			}
 			batch := api.Batch{}
-			for r := range 8 {
-				in, tg := make([]int32, 256), make([]int32, 256)
+			for r := range batchSize {
+				in, tg := make([]int32, t), make([]int32, t)
 				for i := range in {
-					in[i], tg[i] = int32((r*257+i*31)%4096), int32((r*263+i*37)%4096)
+					in[i], tg[i] = int32((r*257+i*31)%c.VocabSize), int32((r*263+i*37)%c.VocabSize)
 				}
 				batch.Inputs, batch.Targets = append(batch.Inputs, in), append(batch.Targets, tg)
 			}
@@ -106,7 +124,7 @@ func BenchmarkTrainStep(b *testing.B) {
 					be.Binary(api.OpAdd, params[i].Value, params[i].Value, g.Value)
 				}
 			}
-			b.ReportMetric(float64(8*256*b.N)/b.Elapsed().Seconds(), "tokens/s")
+			b.ReportMetric(float64(batchSize*t*b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
 	}
 }
