@@ -44,6 +44,7 @@ func (l *lmFlags) open(cmd *cobra.Command, tokens int) (api.Model, *tokenizer.To
 			return nil, nil, fmt.Errorf("--tokenizer: %w", err)
 		}
 	}
+	var m api.Model
 	if l.model == "" {
 		if l.arch != "" || l.load.allowExtra || l.load.allowNonFinite {
 			return nil, nil, fmt.Errorf("--arch, --allow-extra and --allow-nonfinite apply to a --model directory: %w", api.ErrConfig)
@@ -57,23 +58,25 @@ func (l *lmFlags) open(cmd *cobra.Command, tokens int) (api.Model, *tokenizer.To
 		if err != nil {
 			return nil, nil, err
 		}
-		m, err := defaultmodel.Load(cmd.Context(), b, checkpoint.LoadOptions{
+		m, err = defaultmodel.Load(cmd.Context(), b, checkpoint.LoadOptions{
 			CheckConfig: func(cfg api.Config) error { return checkModelMemory(cmd, cfg, tokens) },
 		})
-		return m, tok, err
-	}
-	if tok == nil {
-		path := filepath.Join(l.model, tokenizerFile)
-		if tok, err = tokenizer.Load(path); err != nil {
-			if errors.Is(err, api.ErrNotFound) {
-				return nil, nil, fmt.Errorf("--model %s has no %s: give one with --tokenizer: %w", l.model, tokenizerFile, err)
-			}
+		if err != nil {
 			return nil, nil, err
 		}
-	}
-	m, err := loadModel(cmd, l.model, l.arch, l.threads, tokens, l.load)
-	if err != nil {
-		return nil, nil, err
+	} else {
+		if tok == nil {
+			path := filepath.Join(l.model, tokenizerFile)
+			if tok, err = tokenizer.Load(path); err != nil {
+				if errors.Is(err, api.ErrNotFound) {
+					return nil, nil, fmt.Errorf("--model %s has no %s: give one with --tokenizer: %w", l.model, tokenizerFile, err)
+				}
+				return nil, nil, err
+			}
+		}
+		if m, err = loadModel(cmd, l.model, l.arch, l.threads, tokens, l.load); err != nil {
+			return nil, nil, err
+		}
 	}
 	if tok.VocabSize() > m.Config().Vocab() {
 		return nil, nil, fmt.Errorf("the tokenizer has %d tokens and the model only %d logits: is it the model's tokenizer? %w", tok.VocabSize(), m.Config().Vocab(), api.ErrConfig)
