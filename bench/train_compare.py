@@ -50,7 +50,7 @@ def main():
 
     for t in [int(x) for x in args.threads.split(",")]:
         env = {"OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t), "OPENBLAS_NUM_THREADS": str(t)}
-        gemm, ours, ours_plain, torch_, decode = [], [], [], [], []
+        gemm, ours, ours_plain, torch_, decode, m10 = [], [], [], [], [], []
         for r in range(args.rounds):
             gemm.append(rec(f"gemm t={t} r={r}", run_json([args.densessm, "bench", "gemm", "--m", "1024", "--n", "1024",
                                                             "--k", "1024", "--threads", str(t), "--reps", "10"]))["gflops"])
@@ -64,11 +64,16 @@ def main():
                 torch_.append(rec(f"torch mamba train t={t} r={r}", run_json(
                     [args.python, os.path.join(ROOT, "bench", "torch_models.py"), "--arch", "mamba", "--config", plain,
                      "--threads", str(t), "--reps", "1", "--train-warmup", "0"] + train, env)))
+            m10.append(rec(f"mamba-10m train t={t} r={r}", run_json(
+                [args.densessm, "bench", "model", "--arch", "mamba", "--config", os.path.join(CONFIGS, "mamba-10m.json"),
+                 "--threads", str(t), "--reps", "3", "--prefill", "0", "--decode", "0", "--train-step",
+                 "--train-batch", "8", "--train-seq", "128"])))
             decode.append(rec(f"densemamba decode t={t} r={r}", run_json(
                 [args.densessm, "bench", "model", "--arch", "densemamba", "--config", dense, "--threads", str(t),
                  "--prefill", "0", "--decode", "256"])))
         med = statistics.median
-        for name, runs in (("DenseMamba (default model)", ours), ("Mamba, same shape", ours_plain)):
+        for name, runs in (("DenseMamba (default model)", ours), ("Mamba, same shape", ours_plain),
+                           ("Mamba 9.5M (mamba-10m.json, 8x128)", m10)):
             tps = [x["train_tokens_per_s"] for x in runs]
             mfu = [6 * x["parameters"] * x["train_tokens_per_s"] / (g * 1e9) for x, g in zip(runs, gemm)]
             rows.append((f"train {name}", t, f"{med(tps):.0f} tok/s", f"{100 * med(mfu):.1f}%"))
