@@ -219,6 +219,8 @@ func TestBadInputs(t *testing.T) {
 		{"convert missing input", "", []string{"convert", "--in", filepath.Join(in, "nope"), "--out", filepath.Join(out, "c")}, "nope"},
 		{"convert random bytes", "", []string{"convert", "--in", junk, "--out", filepath.Join(out, "c.safetensors")}, "random.bin"},
 		{"convert fewer layers", "", []string{"convert", "--in", fewerLayers, "--out", filepath.Join(out, "c")}, "num_hidden_layers"},
+		{"convert bad dtype", "", []string{"convert", "--in", model, "--dtype", "f8", "--out", filepath.Join(out, "c")}, "f8"},
+		{"convert dtype of a file", "", []string{"convert", "--in", filepath.Join(model, checkpoint.SingleFileName), "--dtype", "bf16", "--out", filepath.Join(out, "c.safetensors")}, "--dtype"},
 		{"convert file to stdout", "", []string{"convert", "--in", filepath.Join(model, checkpoint.SingleFileName), "--out", "-"}, "--out -"},
 
 		{"tokenize tokenizer zero bytes", "hi", []string{"tokenize", "--tokenizer", devZero}, ""},
