@@ -112,11 +112,15 @@ prints them as JSON.`,
 				if eos >= 0 {
 					ids = append(ids, eos)
 				}
+				bytes := len(doc)
 				if maxTokens > 0 && fed+int64(len(ids)) > maxTokens {
 					ids = ids[:maxTokens-fed]
+					if k := len(ids); k > 0 && k <= len(enc.Offsets) {
+						bytes = enc.Offsets[k-1][1] // the text of the tokens kept
+					}
 				}
 				fed += int64(len(ids))
-				p.AddBytes(int64(len(doc)))
+				p.AddBytes(int64(bytes))
 				if err := p.Feed(ctx, ids); err != nil {
 					return err
 				}

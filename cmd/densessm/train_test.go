@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/densessm/densessm/defaultmodel"
 	"github.com/densessm/densessm/train"
 )
 
@@ -149,5 +150,31 @@ func TestTrainRefusesToOverwrite(t *testing.T) {
 	}
 	if _, stderr, st := runCLI(t, args(dir)...); st == 0 || !strings.Contains(stderr, "--resume") {
 		t.Fatalf("second run: status %d, %q", st, stderr)
+	}
+}
+
+// TestEvalPPLMaxTokensCountsKeptBytes checks that bits per byte cover the
+// text of the tokens scored when --max-tokens cuts a document.
+func TestEvalPPLMaxTokensCountsKeptBytes(t *testing.T) {
+	text := "package main\n\nfunc main() {\n\tprintln(\"hello\")\n}\n"
+	file := writeFile(t, t.TempDir(), "a.go", text)
+	tok, err := defaultmodel.Tokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := tok.EncodeFull(text, false)
+	if err != nil || len(enc.IDs) < 8 {
+		t.Fatalf("%d ids, %v", len(enc.IDs), err)
+	}
+	out, stderr, st := runCLI(t, "eval", "ppl", "--data", file, "--max-tokens", "5", "--json")
+	if st != 0 {
+		t.Fatalf("status %d: %s", st, stderr)
+	}
+	var r struct{ Tokens, Bytes int64 }
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Tokens != 4 || r.Bytes != int64(enc.Offsets[4][1]) {
+		t.Fatalf("scored %d tokens over %d bytes, want 4 over %d (%q)", r.Tokens, r.Bytes, enc.Offsets[4][1], text[:enc.Offsets[4][1]])
 	}
 }
