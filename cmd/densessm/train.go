@@ -112,7 +112,7 @@ line wins), and the model's config.json fields under the key "model".`,
 	f.Float64Var(&o.cfg.Optimizer.Momentum, "momentum", 0.9, "SGD momentum (0: none)")
 	f.BoolVar(&o.cfg.Optimizer.Nesterov, "nesterov", false, "SGD with Nesterov momentum")
 	f.StringVar(&o.cfg.Schedule.Kind, "schedule", o.cfg.Schedule.Kind, "learning-rate schedule after warmup: constant, cosine or linear")
-	f.IntVar(&o.cfg.Schedule.Warmup, "warmup", o.cfg.Schedule.Warmup, "steps of linear warmup")
+	f.IntVar(&o.cfg.Schedule.Warmup, "warmup", o.cfg.Schedule.Warmup, "steps of linear warmup (unless given: at most a tenth of --steps)")
 	f.Float64Var(&o.cfg.Schedule.MinRatio, "min-lr-ratio", o.cfg.Schedule.MinRatio, "final learning rate as a share of --lr (cosine, linear)")
 	f.Float64Var(&o.cfg.ClipNorm, "clip", o.cfg.ClipNorm, "clip the gradients' global norm to this (0: off)")
 	f.Uint64Var(&o.cfg.Seed, "seed", o.cfg.Seed, "seed of the initial weights and the data order")
@@ -137,6 +137,9 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	}
 	if o.cfg.Optimizer.Name == train.AdamW {
 		o.cfg.Optimizer.Momentum = 0
+	}
+	if !cmd.Flags().Changed("warmup") {
+		o.cfg.Schedule.Warmup = min(o.cfg.Schedule.Warmup, o.cfg.Steps/10)
 	}
 	if err := checkOutDir(o.out); err != nil {
 		return err
@@ -353,8 +356,16 @@ func prepareRun(cmd *cobra.Command, o *trainFlags, modelObject []byte) (runSetti
 			return runSettings{}, nil, nil, fmt.Errorf("--model-config: %w", err)
 		}
 	}
-	if modelJSON == nil {
+	if modelJSON == nil { // the architecture's default, its vocabulary the tokenizer's
 		if modelJSON, err = json.Marshal(a.DefaultConfig()); err != nil {
+			return runSettings{}, nil, nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(modelJSON, &m); err != nil {
+			return runSettings{}, nil, nil, err
+		}
+		delete(m, "vocab_size")
+		if modelJSON, err = json.Marshal(m); err != nil {
 			return runSettings{}, nil, nil, err
 		}
 	}
@@ -448,8 +459,8 @@ func parseTokenizer(raw []byte, name string) (*tokenizer.Tokenizer, error) {
 	return tok, nil
 }
 
-// withVocab sets a model config's vocab_size to the tokenizer's when it is
-// smaller.
+// withVocab sets a model config's vocab_size to the tokenizer's when it has
+// none or a smaller one.
 func withVocab(modelJSON []byte, vocab int) ([]byte, error) {
 	var m map[string]any
 	if err := json.Unmarshal(modelJSON, &m); err != nil {
