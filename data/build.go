@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/tokenizer"
@@ -85,9 +84,9 @@ func (o BuildOptions) validate() (int, error) {
 // UpToDate tell whether a later Build would write the same files.
 //
 // Documents are encoded in parallel (o.Workers goroutines) and written in
-// document order, each followed by o.Separator; the encoding is the
-// tokenizer's without its post-processor's special tokens (the ids of
-// EncodeFull(doc, false)). Document i goes to validation when a hash of i
+// document order, each followed by o.Separator; the encoding is
+// tokenizer.EncodeRaw's: the tokenizer's without its file's truncation,
+// post-processor special tokens or padding. Document i goes to validation when a hash of i
 // falls under o.ValFraction; when o.ValFraction > 0 and there are at least
 // two documents but no document was drawn for one side, the last document
 // moves to it. Memory holds O(Workers) documents, not the corpus: the
@@ -206,19 +205,20 @@ func encodeSplits(ctx context.Context, c *Corpus, o BuildOptions, width int, tra
 func encodeDocument(ctx context.Context, tok *tokenizer.Tokenizer, doc string, sep int32, vocab, width int) ([]byte, int64, error) {
 	buf := make([]byte, 0, (len(doc)/3+2)*width)
 	var n int64
-	err := tok.EncodeReader(ctx, strings.NewReader(doc), false, func(ids []int) error {
-		for _, id := range ids {
-			if err := checkToken(int64(id), vocab, width); err != nil {
-				return err
-			}
-			buf = appendToken(buf, width, int32(id))
-		}
-		n += int64(len(ids))
-		return nil
-	})
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	enc, err := tok.EncodeRaw(doc, false)
 	if err != nil {
 		return nil, 0, err
 	}
+	for _, id := range enc.IDs {
+		if err := checkToken(int64(id), vocab, width); err != nil {
+			return nil, 0, err
+		}
+		buf = appendToken(buf, width, int32(id))
+	}
+	n += int64(len(enc.IDs))
 	if sep >= 0 {
 		buf = appendToken(buf, width, sep)
 		n++

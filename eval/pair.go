@@ -157,19 +157,16 @@ func startID(tok *tokenizer.Tokenizer) ([]int32, error) {
 // unicode.IsSpace and the separators U+001C to U+001F.
 func pySpace(r rune) bool { return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f) }
 
-// encodePlain encodes text without the post-processor's special tokens
-// and without padding (tokens marked Special when none are added), as
-// lm-evaluation-harness's tok_encode for causal models.
+// encodePlain encodes text without the post-processor's special tokens,
+// truncation or padding (tokenizer.EncodeRaw), as lm-evaluation-harness's
+// tok_encode for causal models.
 func encodePlain(tok *tokenizer.Tokenizer, text string) ([]int32, error) {
-	e, err := tok.EncodeFull(text, false)
+	e, err := tok.EncodeRaw(text, false)
 	if err != nil {
 		return nil, err
 	}
 	ids := make([]int32, 0, len(e.IDs))
-	for i, id := range e.IDs {
-		if e.Special[i] {
-			continue
-		}
+	for _, id := range e.IDs {
 		if id < 0 || id > math.MaxInt32 {
 			return nil, fmt.Errorf("token id %d: %w", id, api.ErrOutOfRange)
 		}

@@ -86,6 +86,27 @@ func (t *Tokenizer) EncodeFull(text string, addSpecial bool) (*Encoding, error) 
 	return t.encode(text, addSpecial, true, true)
 }
 
+// EncodeRaw encodes text for a model as a stretch of running text, the
+// way a corpus is tokenized for training or scoring: the normalizer,
+// pre-tokenizer, BPE and added tokens, but none of the file's truncation,
+// post-processor special tokens or padding (a tokenizer.json made for
+// fine-tuning may truncate to 512 tokens, which would silently cut every
+// document). offsets asks for token strings and offsets, the pipeline's:
+// not trimmed by a post-processor (a byte-level tokenizer's ranges then
+// cover the text end to end, each token's leading space included);
+// without it only IDs is set.
+func (t *Tokenizer) EncodeRaw(text string, offsets bool) (_ *Encoding, err error) {
+	defer api.Recover(&err)
+	if offsets {
+		return t.encodeFull(text)
+	}
+	ids, err := t.appendIDs(text, make([]int, 0, len(text)/3+1))
+	if err != nil {
+		return nil, err
+	}
+	return &Encoding{IDs: ids}, nil
+}
+
 // EncodeBatch encodes the texts in parallel over the available cores. The
 // result is the same as calling Encode on each, except that padding to the
 // longest sequence (the file's "BatchLongest" padding) pads to the longest

@@ -101,7 +101,7 @@ prints them as JSON.`,
 			var fed int64
 			errEnough := errors.New("enough tokens")
 			err = corpus.DocumentsProgress(ctx, func(doc string) error {
-				enc, err := tok.EncodeFull(doc, false)
+				enc, err := tok.EncodeRaw(doc, true)
 				if err != nil {
 					return err
 				}
