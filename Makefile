@@ -26,10 +26,11 @@ PYREF_DEP = pyref
 endif
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
 
-## test: everything CI runs (format check, vet, unit tests, and the CPU backend without assembly)
-test: fmt-check vet unit purego
+## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
+## that run goroutines, and the CPU backend without assembly)
+test: fmt-check vet unit race purego
 
 fmt-check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -40,6 +41,11 @@ vet:
 
 unit:
 	$(GO) test ./...
+
+## race: the packages with goroutines (worker pool, tokenizer and data pipelines, parallel
+## log-softmax, the trainer's checkpoints) under the race detector, their short tests
+race:
+	$(GO) test -race -short ./backends/cpu ./tokenizer ./data ./eval ./generate ./train ./internal/atomicfile
 
 purego:
 	$(GO) test -tags purego ./backends/cpu
