@@ -3,8 +3,9 @@ package defaultmodel
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -35,7 +36,11 @@ func TestDefaultModelKnowsGo(t *testing.T) {
 	if m.Config().Vocab() != tok.VocabSize() {
 		t.Fatalf("model vocabulary %d, tokenizer %d", m.Config().Vocab(), tok.VocabSize())
 	}
-	src, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "fmt", "print.go"))
+	root, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(root)), "src", "fmt", "print.go"))
 	if err != nil {
 		t.Skip("no Go source tree:", err)
 	}

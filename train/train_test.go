@@ -50,12 +50,11 @@ func tinyModel(t *testing.T, b api.Backend, seed int64) api.Trainable {
 // memSource serves blocks of a token slice in an order that depends on the
 // seed and the epoch, like data.Loader, without files.
 type memSource struct {
-	tokens         []int32
-	seq, batch     int
-	seed           uint64
-	epoch, index   int64
-	order          []int
-	nextCalls, max int
+	tokens       []int32
+	seq, batch   int
+	seed         uint64
+	epoch, index int64
+	order        []int
 }
 
 func newMemSource(tokens []int32, seq, batch int, seed uint64) *memSource {

@@ -64,13 +64,13 @@ func (l *metricsLog) Close() error {
 // trainReporter shows a run's progress: a bar with the loss and rate on a
 // terminal, a line every few steps otherwise.
 type trainReporter struct {
-	w                 io.Writer
-	bar               *progress
-	steps, every      int
-	start             time.Time
-	startStep         int
-	lastLoss, lastVal float64
-	haveVal           bool
+	w            io.Writer
+	bar          *progress
+	steps, every int
+	start        time.Time
+	startStep    int
+	lastVal      float64
+	haveVal      bool
 }
 
 func newTrainReporter(w io.Writer, steps, from, every int) *trainReporter {
@@ -81,7 +81,6 @@ func newTrainReporter(w io.Writer, steps, from, every int) *trainReporter {
 }
 
 func (r *trainReporter) step(s train.StepMetrics) {
-	r.lastLoss = s.Loss
 	if r.bar != nil {
 		desc := fmt.Sprintf("loss %.4f", s.Loss)
 		if r.haveVal {
