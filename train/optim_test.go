@@ -202,3 +202,36 @@ func TestClipping(t *testing.T) {
 		t.Fatalf("non-finite gradient named %q, want b", bad)
 	}
 }
+
+// BenchmarkUpdate times what the trainer does per step besides the
+// model's loss and gradients, on the default model's shape (2.3M
+// parameters): the global gradient norm and an AdamW update.
+func BenchmarkUpdate(b *testing.B) {
+	a, err := api.LookupArchitecture("densemamba")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := a.ParseConfig([]byte(`{"model_type":"densemamba","vocab_size":4096,"hidden_size":192,"num_hidden_layers":6}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	be, err := api.NewBackend("cpu", api.BackendOptions{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := a.New(cfg, be, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params, grads := m.Parameters(), m.(api.Trainable).Grads()
+	o, err := NewOptimizer(DefaultOptimizer(), params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		globalNorm(grads)
+		if err := o.Step(params, grads, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/checkpoint"
@@ -414,12 +415,15 @@ func saveRun(dir string, run runSettings, tokRaw []byte) error {
 // resumeRun reads the settings and tokenizer of the run in --out, with
 // --steps changed when given.
 func resumeRun(cmd *cobra.Command, o *trainFlags, runPath string) (runSettings, *tokenizer.Tokenizer, []byte, error) {
-	for _, name := range []string{"arch", "config", "model-config", "data", "field", "ext", "val-fraction", "tokenizer", "vocab-size",
-		"batch-size", "seq-len", "grad-accum", "optimizer", "lr", "weight-decay", "decay-all", "beta1", "beta2", "eps", "momentum",
-		"nesterov", "schedule", "warmup", "min-lr-ratio", "clip", "seed", "checkpoint-every", "eval-every", "eval-batches", "keep"} {
-		if cmd.Flags().Changed(name) {
-			return runSettings{}, nil, nil, fmt.Errorf("--resume continues the run as it was started: --%s cannot change (only --steps and --threads can): %w", name, api.ErrConfig)
+	changeable := map[string]bool{"resume": true, "out": true, "steps": true, "threads": true, "log-every": true, "max-memory": true}
+	var fixed string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if !changeable[f.Name] && fixed == "" {
+			fixed = f.Name
 		}
+	})
+	if fixed != "" {
+		return runSettings{}, nil, nil, fmt.Errorf("--resume continues the run as it was started: --%s cannot change (only --steps and --threads can): %w", fixed, api.ErrConfig)
 	}
 	raw, err := readcap.File(runPath, maxConfigFile)
 	if err != nil {
