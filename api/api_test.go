@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"math"
 	"testing"
@@ -145,7 +146,7 @@ type fakeArch struct{ name string }
 func (a fakeArch) Name() string                              { return a.name }
 func (a fakeArch) DefaultConfig() Config                     { return nil }
 func (a fakeArch) ParseConfig([]byte) (Config, error)        { return nil, nil }
-func (a fakeArch) New(Config, Backend, int64) (Model, error) { return nil, nil }
+func (a fakeArch) New(context.Context, Config, BuildOptions) (Model, error) { return nil, nil }
 
 func TestRegistry(t *testing.T) {
 	RegisterArchitecture(fakeArch{"test-arch"})
@@ -165,6 +166,47 @@ func TestRegistry(t *testing.T) {
 	}()
 	if _, err := NewBackend("nope", BackendOptions{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing backend: %v", err)
+	}
+	if err := RegisterPluginArchitecture(fakeArch{"test-arch"}, "p"); !errors.Is(err, ErrConfig) {
+		t.Errorf("plugin architecture under a built-in name: %v", err)
+	}
+	if err := RegisterPluginArchitecture(fakeArch{"test-plugin-arch"}, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := RegisterPluginArchitecture(fakeArch{"test-plugin-arch"}, "q"); err == nil || !errors.Is(err, ErrConfig) {
+		t.Errorf("second plugin for one name: %v", err)
+	}
+	found := false
+	for _, e := range ArchitectureList() {
+		if e.Name == "test-plugin-arch" {
+			found = e.Plugin == "p"
+		}
+		if e.Name == "test-arch" && e.Plugin != "" {
+			t.Errorf("built-in architecture listed as plugin %q", e.Plugin)
+		}
+	}
+	if !found {
+		t.Errorf("plugin architecture not listed as the plugin's: %v", ArchitectureList())
+	}
+}
+
+func TestForm(t *testing.T) {
+	for _, m := range []Mode{Parallel, Chunkwise, Recurrent} {
+		if got, err := ParseMode(m.String()); err != nil || got != m {
+			t.Errorf("ParseMode(%q) = %v, %v", m, got, err)
+		}
+	}
+	if _, err := ParseMode("fast"); !errors.Is(err, ErrConfig) {
+		t.Errorf("ParseMode(fast): %v", err)
+	}
+	if err := (Form{Mode: Chunkwise, Chunk: -1}).Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("negative chunk: %v", err)
+	}
+	if err := (Form{Mode: 7}).Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("mode 7: %v", err)
+	}
+	if !(Info{Modes: []Mode{Parallel, Recurrent}}).Supports(Recurrent) || (Info{Modes: []Mode{Parallel}}).Supports(Chunkwise) {
+		t.Error("Info.Supports")
 	}
 }
 

@@ -81,7 +81,7 @@ func Float32s(t Tensor) []float32 {
 	if t.DType() != F32 {
 		Panicf(ErrDType, "Float32s of a %s tensor", t.DType())
 	}
-	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok {
+	if h, ok := t.(HostFloat32s); ok {
 		return append([]float32(nil), h.HostFloat32s()...)
 	}
 	n := t.Shape().NumElements()
@@ -101,7 +101,7 @@ func FromFloat32s(b Backend, data []float32, shape ...int) Tensor {
 		Panicf(ErrShape, "%d values for shape %v", len(data), shape)
 	}
 	t := b.Alloc(F32, shape...)
-	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok {
+	if h, ok := t.(HostFloat32s); ok {
 		copy(h.HostFloat32s(), data)
 		return t
 	}

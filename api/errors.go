@@ -26,6 +26,8 @@ var (
 	ErrOutOfRange = errors.New("out of range")
 	// ErrOutOfMemory: a backend could not allocate memory.
 	ErrOutOfMemory = errors.New("out of memory")
+	// ErrNotFinite: a loss, gradient or weight holds a NaN or an infinity.
+	ErrNotFinite = errors.New("not finite")
 	// ErrInternal: a bug in densessm (a recovered panic); please report it.
 	ErrInternal = errors.New("internal error")
 )

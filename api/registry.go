@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -12,7 +13,16 @@ type BackendFactory func(BackendOptions) (Backend, error)
 var registry struct {
 	sync.RWMutex
 	archs    map[string]Architecture
+	plugins  map[string]string // architecture name -> plugin serving it
 	backends map[string]BackendFactory
+	remote   map[string]remoteBackend // backends served by plugins
+}
+
+// remoteBackend is a backend that lives in a plugin process: models on it
+// are built there, by the plugin's proxy architectures.
+type remoteBackend struct {
+	plugin string
+	arch   func(name string) (Architecture, error)
 }
 
 // RegisterArchitecture makes arch available under arch.Name(). It is called
@@ -32,6 +42,53 @@ func RegisterArchitecture(arch Architecture) {
 		registry.archs = map[string]Architecture{}
 	}
 	registry.archs[name] = arch
+}
+
+// RegisterPluginArchitecture makes arch, a proxy for an architecture that
+// the plugin named plugin serves, available under arch.Name(), marked as
+// the plugin's (see ArchitectureList). Unlike RegisterArchitecture it is
+// called at run time, when plugins are discovered, and returns an error
+// wrapping ErrConfig when the name is taken.
+func RegisterPluginArchitecture(arch Architecture, plugin string) error {
+	name := arch.Name()
+	registry.Lock()
+	defer registry.Unlock()
+	if name == "" {
+		return fmt.Errorf("plugin %s: an architecture with an empty name: %w", plugin, ErrConfig)
+	}
+	if _, dup := registry.archs[name]; dup {
+		if by := registry.plugins[name]; by != "" {
+			return fmt.Errorf("plugin %s: architecture %q is served by plugin %s already: %w", plugin, name, by, ErrConfig)
+		}
+		return fmt.Errorf("plugin %s: architecture %q is built in: %w", plugin, name, ErrConfig)
+	}
+	if registry.archs == nil {
+		registry.archs = map[string]Architecture{}
+	}
+	if registry.plugins == nil {
+		registry.plugins = map[string]string{}
+	}
+	registry.archs[name] = arch
+	registry.plugins[name] = plugin
+	return nil
+}
+
+// ArchitectureEntry is one registered architecture: its name, and the
+// plugin that serves it (empty for a built-in one).
+type ArchitectureEntry struct {
+	Name   string
+	Plugin string
+}
+
+// ArchitectureList returns every registered architecture, sorted by name.
+func ArchitectureList() []ArchitectureEntry {
+	registry.RLock()
+	defer registry.RUnlock()
+	var out []ArchitectureEntry
+	for _, name := range sortedKeys(registry.archs) {
+		out = append(out, ArchitectureEntry{Name: name, Plugin: registry.plugins[name]})
+	}
+	return out
 }
 
 // LookupArchitecture returns the architecture registered under name, or an
@@ -89,11 +146,75 @@ func NewBackend(name string, opts BackendOptions) (Backend, error) {
 	return b, nil
 }
 
-// Backends returns the registered backend names, sorted.
+// Backends returns the registered in-process backend names, sorted.
 func Backends() []string {
 	registry.RLock()
 	defer registry.RUnlock()
 	return sortedKeys(registry.backends)
+}
+
+// RegisterPluginBackend makes the backend name, which lives in the process
+// of the plugin named plugin, selectable: a model on it is built by the
+// architecture arch returns for the model's architecture name (a proxy
+// that forwards to the plugin). It returns an error wrapping ErrConfig
+// when the name is taken.
+func RegisterPluginBackend(name, plugin string, arch func(name string) (Architecture, error)) error {
+	registry.Lock()
+	defer registry.Unlock()
+	if name == "" || arch == nil {
+		return fmt.Errorf("plugin %s: a backend with an empty name or no architectures: %w", plugin, ErrConfig)
+	}
+	if _, dup := registry.backends[name]; dup {
+		return fmt.Errorf("plugin %s: backend %q is built in: %w", plugin, name, ErrConfig)
+	}
+	if r, dup := registry.remote[name]; dup {
+		return fmt.Errorf("plugin %s: backend %q is served by plugin %s already: %w", plugin, name, r.plugin, ErrConfig)
+	}
+	if registry.remote == nil {
+		registry.remote = map[string]remoteBackend{}
+	}
+	registry.remote[name] = remoteBackend{plugin: plugin, arch: arch}
+	return nil
+}
+
+// BackendEntry is one backend: its name, and the plugin whose process it
+// lives in (empty for an in-process backend).
+type BackendEntry struct {
+	Name   string
+	Plugin string
+}
+
+// BackendList returns every backend, in process and in plugins, sorted by
+// name.
+func BackendList() []BackendEntry {
+	registry.RLock()
+	defer registry.RUnlock()
+	var out []BackendEntry
+	for _, name := range sortedKeys(registry.backends) {
+		out = append(out, BackendEntry{Name: name})
+	}
+	for _, name := range sortedKeys(registry.remote) {
+		out = append(out, BackendEntry{Name: name, Plugin: registry.remote[name].plugin})
+	}
+	slices.SortFunc(out, func(a, b BackendEntry) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// ArchitectureOn returns the architecture that builds models of arch on
+// the backend named backend ("cpu" when empty): the registered one, or for
+// a backend in a plugin process, the plugin's proxy for arch.
+func ArchitectureOn(arch, backend string) (Architecture, error) {
+	registry.RLock()
+	r, remote := registry.remote[backend]
+	registry.RUnlock()
+	if remote {
+		a, err := r.arch(arch)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s (plugin %s): %w", backend, r.plugin, err)
+		}
+		return a, nil
+	}
+	return LookupArchitecture(arch)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

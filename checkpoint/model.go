@@ -12,31 +12,7 @@ import (
 	"github.com/densessm/densessm/internal/atomicfile"
 )
 
-// NameAliases is implemented by models whose checkpoints in the wild name a
-// tensor otherwise than the model's parameter (the original state-spaces
-// Mamba files say backbone.embedding.weight where Hugging Face says
-// backbone.embeddings.weight).
-type NameAliases interface {
-	// CheckpointAliases returns the other names, in order of preference, the
-	// tensor of the parameter called name may have in a checkpoint.
-	CheckpointAliases(name string) []string
-}
 
-// IgnoredCheckpointNames is implemented by models whose checkpoints in the
-// wild carry tensors that are not parameters and that the model
-// deliberately leaves unread: buffers it recomputes from its config, or
-// names of tensors it has dropped. LoadModel refuses a checkpoint tensor
-// that is not a parameter (under its own name or one of its
-// CheckpointAliases), not a tied copy of one (see LoadModel) and not ignored
-// by IgnoresCheckpointTensor, unless LoadOptions.AllowExtra is set. A model
-// that does not implement the interface is treated as if its method were
-// DefaultIgnoresCheckpointTensor; one that does should usually consult
-// DefaultIgnoresCheckpointTensor too.
-type IgnoredCheckpointNames interface {
-	// IgnoresCheckpointTensor reports whether a checkpoint tensor of this
-	// name, not a parameter of the model, is expected and may be skipped.
-	IgnoresCheckpointTensor(name string) bool
-}
 
 // wellKnownBuffers are the last components of the names of non-parameter
 // tensors that published checkpoints carry: the rotary angles and decays
@@ -47,7 +23,7 @@ var wellKnownBuffers = []string{"retnet_rel_pos.angle", "retnet_rel_pos.decay"}
 
 // DefaultIgnoresCheckpointTensor reports whether name is a well-known
 // non-parameter buffer that LoadModel skips for models that do not
-// implement IgnoredCheckpointNames: retnet_rel_pos.angle and
+// implement api.IgnoredCheckpointNames: retnet_rel_pos.angle and
 // retnet_rel_pos.decay, alone or after a prefix ("model.", "decoder.").
 func DefaultIgnoresCheckpointTensor(name string) bool {
 	for _, b := range wellKnownBuffers {
@@ -58,15 +34,12 @@ func DefaultIgnoresCheckpointTensor(name string) bool {
 	return false
 }
 
-// ConfigRecognizer is implemented by architectures that can tell their
-// config.json by its fields when its model_type does not name a registered
-// architecture (the original state-spaces Mamba configs have none).
-type ConfigRecognizer interface {
-	RecognizesConfig(configJSON []byte) bool
-}
 
 // LoadOptions tune LoadModel.
 type LoadOptions struct {
+	// Build says which backend the model is built on (and with how many
+	// threads); its Seed and Zeros are ignored.
+	Build api.BuildOptions
 	// Arch forces the architecture; empty means: the registered architecture
 	// named by config.json's model_type, else the one that recognises the
 	// config's fields.
@@ -77,7 +50,7 @@ type LoadOptions struct {
 	// error is returned, with the directory added.
 	CheckConfig func(cfg api.Config) error
 	// AllowExtra loads a checkpoint that holds tensors the model does not
-	// take (see IgnoredCheckpointNames), ignoring them, instead of refusing
+	// take (see api.IgnoredCheckpointNames), ignoring them, instead of refusing
 	// it.
 	AllowExtra bool
 	// AllowNonFinite loads weights that hold NaN or infinite values instead
@@ -104,7 +77,7 @@ type LoadOptions struct {
 // says what to check. A tensor that no parameter takes is not counted as
 // extra when its name is one the model's CheckpointAliases gives for one of
 // its parameters (a parameter found under its own name leaves the tensor of
-// its alias unread), when the model ignores it (see IgnoredCheckpointNames),
+// its alias unread), when the model ignores it (see api.IgnoredCheckpointNames),
 // or when it is a tied copy: it shares its stored bytes and its shape with a
 // tensor a parameter takes, as torch.save stores an lm_head tied to the
 // embeddings. LoadOptions.AllowExtra skips extra tensors instead.
@@ -118,27 +91,31 @@ type LoadOptions struct {
 //
 // ctx is checked between tensors; LoadOptions.Progress reports the bytes
 // loaded.
-func LoadModel(ctx context.Context, dir string, b api.Backend, opts LoadOptions) (_ api.Model, err error) {
+//
+// An architecture that loads directories itself (api.DirLoader: one served
+// by a plugin, which maps the weights in its own process) is handed the
+// directory after CheckConfig.
+func LoadModel(ctx context.Context, dir string, opts LoadOptions) (_ api.Model, err error) {
 	defer api.Recover(&err)
 	cfgJSON, err := ReadConfigJSON(dir)
 	if err != nil {
 		return nil, err
 	}
-	return loadModel(ctx, dir, cfgJSON, func() (*Checkpoint, error) { return Open(dir) }, b, opts)
+	return loadModel(ctx, dir, cfgJSON, func() (*Checkpoint, error) { return Open(dir) }, opts)
 }
 
 // LoadModelBytes is LoadModel for a model held in memory: the contents of
 // its config.json and of its safetensors (or PyTorch) weights file; name
 // stands for the model in errors.
-func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte, b api.Backend, opts LoadOptions) (_ api.Model, err error) {
+func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte, opts LoadOptions) (_ api.Model, err error) {
 	defer api.Recover(&err)
-	return loadModel(ctx, name, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, b, opts)
+	return loadModel(ctx, name, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, opts)
 }
 
 // loadModel builds the model cfgJSON describes and loads the weights of
 // the checkpoint open returns into it.
-func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Checkpoint, error), b api.Backend, opts LoadOptions) (_ api.Model, err error) {
-	arch, err := pickArchitecture(cfgJSON, opts.Arch)
+func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Checkpoint, error), opts LoadOptions) (_ api.Model, err error) {
+	arch, err := pickArchitecture(cfgJSON, opts.Arch, opts.Build.BackendName())
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
@@ -151,16 +128,24 @@ func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Ch
 			return nil, fmt.Errorf("model %s: %w", dir, err)
 		}
 	}
-	var model api.Model
-	if ub, ok := arch.(api.UninitializedBuilder); ok {
-		// Every parameter is loaded below (a missing one is an error), so
-		// drawing random initial values would be wasted.
-		model, err = ub.NewUninitialized(cfg, b)
-	} else {
-		model, err = arch.New(cfg, b, 0)
+	if dl, ok := arch.(api.DirLoader); ok {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("model %s: architecture %s loads model directories only: %w", dir, arch.Name(), api.ErrUnsupported)
+		}
+		return dl.LoadDir(ctx, dir, api.DirLoadOptions{Build: opts.Build, AllowExtra: opts.AllowExtra, AllowNonFinite: opts.AllowNonFinite})
 	}
+	// Every parameter is loaded below (a missing one is an error), so
+	// drawing random initial values would be wasted.
+	build := opts.Build
+	build.Zeros = true
+	m, err := arch.New(ctx, cfg, build)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	model, ok := m.(api.LocalModel)
+	if !ok {
+		m.Close()
+		return nil, fmt.Errorf("model %s: architecture %s built a model outside this process without loading directories: %w", dir, arch.Name(), api.ErrUnsupported)
 	}
 	ck, err := open()
 	if err != nil {
@@ -169,7 +154,7 @@ func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Ch
 	defer ck.Close()
 	params := model.Parameters()
 	aliases := map[string]bool{} // names the model knows for its parameters
-	if al, ok := model.(NameAliases); ok {
+	if al, ok := model.(api.NameAliases); ok {
 		for i, p := range params {
 			alts := al.CheckpointAliases(p.Name)
 			for _, alt := range alts {
@@ -187,7 +172,7 @@ func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Ch
 		}
 	}
 	ignores := DefaultIgnoresCheckpointTensor
-	if ig, ok := model.(IgnoredCheckpointNames); ok {
+	if ig, ok := model.(api.IgnoredCheckpointNames); ok {
 		ignores = ig.IgnoresCheckpointTensor
 	}
 	err = ck.load(ctx, params, loadSettings{
@@ -205,9 +190,9 @@ func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Ch
 }
 
 // pickArchitecture finds the architecture for a config.json.
-func pickArchitecture(cfgJSON []byte, forced string) (api.Architecture, error) {
+func pickArchitecture(cfgJSON []byte, forced, backend string) (api.Architecture, error) {
 	if forced != "" {
-		return api.LookupArchitecture(forced)
+		return api.ArchitectureOn(forced, backend)
 	}
 	var head struct {
 		ModelType string `json:"model_type"`
@@ -216,14 +201,14 @@ func pickArchitecture(cfgJSON []byte, forced string) (api.Architecture, error) {
 		return nil, fmt.Errorf("config.json: %v: %w", err, api.ErrCorrupt)
 	}
 	if head.ModelType != "" {
-		if a, err := api.LookupArchitecture(head.ModelType); err == nil {
-			return a, nil
+		if _, err := api.LookupArchitecture(head.ModelType); err == nil {
+			return api.ArchitectureOn(head.ModelType, backend)
 		}
 	}
 	for _, name := range api.Architectures() {
 		a, _ := api.LookupArchitecture(name)
-		if r, ok := a.(ConfigRecognizer); ok && r.RecognizesConfig(cfgJSON) {
-			return a, nil
+		if r, ok := a.(api.ConfigRecognizer); ok && r.RecognizesConfig(cfgJSON) {
+			return api.ArchitectureOn(name, backend)
 		}
 	}
 	return nil, fmt.Errorf("config.json (model_type %q) matches no registered architecture %v: %w",
@@ -256,13 +241,13 @@ func SaveModelAs(ctx context.Context, dir string, model api.Model, storage api.D
 	if err != nil {
 		return fmt.Errorf("save model %s: config: %w", dir, err)
 	}
-	params := model.Parameters()
-	tensors := make([]NamedTensor, len(params))
-	for i, p := range params {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("save model %s: %w", dir, err)
-		}
-		if tensors[i], err = FromParameter(p, storage); err != nil {
+	values, err := model.ReadParams(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save model %s: %w", dir, err)
+	}
+	tensors := make([]NamedTensor, len(values))
+	for i, v := range values {
+		if tensors[i], err = FromHost(v, storage); err != nil {
 			return fmt.Errorf("save model %s: %w", dir, err)
 		}
 	}

@@ -53,8 +53,9 @@ func (fakeArch) ParseConfig(data []byte) (api.Config, error) {
 }
 
 // New builds the model with parameter i holding seed+i, seed+i+1, ...
-func (fakeArch) New(cfg api.Config, b api.Backend, seed int64) (api.Model, error) {
+func (fakeArch) New(_ context.Context, cfg api.Config, opts api.BuildOptions) (api.Model, error) {
 	c := cfg.(*fakeConfig)
+	b, seed := opts.On, opts.Seed
 	m := &fakeModel{cfg: c, b: b}
 	add := func(name string, shape ...int) {
 		t := b.Alloc(api.F32, shape...)
@@ -94,6 +95,9 @@ type fakeModel struct {
 func (m *fakeModel) Config() api.Config          { return m.cfg }
 func (m *fakeModel) Backend() api.Backend        { return m.b }
 func (m *fakeModel) Parameters() []api.Parameter { return append([]api.Parameter(nil), m.params...) }
+func (m *fakeModel) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
+	return api.ReadParameters(ctx, m.params, names)
+}
 
 // CheckpointAliases gives embed.weight the other name embedding.weight.
 func (m *fakeModel) CheckpointAliases(name string) []string {
@@ -116,14 +120,14 @@ func (m *ignoringModel) IgnoresCheckpointTensor(name string) bool {
 }
 
 // newFake builds a fake model of cfg on a host backend.
-func newFake(t testing.TB, cfg fakeConfig, seed int64) api.Model {
+func newFake(t testing.TB, cfg fakeConfig, seed int64) api.LocalModel {
 	t.Helper()
 	cfg.ModelType = testArchName
-	m, err := fakeArch{}.New(&cfg, &hostBackend{}, seed)
+	m, err := fakeArch{}.New(t.Context(), &cfg, api.BuildOptions{On: &hostBackend{}, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return m.(api.LocalModel)
 }
 
 // saveFake saves a fake model of cfg into a new directory, then writes
@@ -177,10 +181,10 @@ func fakeTensors(t testing.TB, cfg fakeConfig) []NamedTensor {
 func sameParams(t *testing.T, got, want api.Model) {
 	t.Helper()
 	w := map[string][]byte{}
-	for _, p := range want.Parameters() {
+	for _, p := range want.(api.LocalModel).Parameters() {
 		w[p.Name] = p.Value.(*hostTensor).data
 	}
-	for _, p := range got.Parameters() {
+	for _, p := range got.(api.LocalModel).Parameters() {
 		if data, ok := w[p.Name]; !ok || string(p.Value.(*hostTensor).data) != string(data) {
 			t.Errorf("parameter %s differs", p.Name)
 		}
@@ -199,7 +203,7 @@ func TestLoadModelRoundTrip(t *testing.T) {
 	cfg := fakeConfig{Layers: 3, Hidden: 600, VocabSize: 5000}
 	dir := saveFake(t, cfg, nil)
 	var calls [][2]int64
-	m, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{Progress: func(done, total int64) {
+	m, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, Progress: func(done, total int64) {
 		calls = append(calls, [2]int64{done, total})
 	}})
 	if err != nil {
@@ -208,7 +212,7 @@ func TestLoadModelRoundTrip(t *testing.T) {
 	sameParams(t, m, newFake(t, cfg, 1))
 
 	var total int64
-	for _, p := range m.Parameters() {
+	for _, p := range m.(api.LocalModel).Parameters() {
 		total += int64(4 * p.Value.Shape().NumElements())
 	}
 	if len(calls) < 3 || calls[0] != [2]int64{0, total} || calls[len(calls)-1] != [2]int64{total, total} {
@@ -229,14 +233,14 @@ func TestLoadModelFewerLayers(t *testing.T) {
 	short := saved
 	short.Layers = 1
 	dir := saveFake(t, saved, &short)
-	_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+	_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 	want := `4 checkpoint tensors are not parameters of the model: "layers.1.weight", "layers.2.weight", "layers.3.weight" and 1 more (does config.json's num_hidden_layers match the weights? pass AllowExtra, or --allow-extra on the command line, to ignore them)`
 	if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), dir) {
 		t.Errorf("config with fewer layers: %v\nwant ErrConfig saying %s", err, want)
 	}
 	oneLine(t, err)
 
-	m, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{AllowExtra: true})
+	m, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, AllowExtra: true})
 	if err != nil {
 		t.Fatalf("AllowExtra: %v", err)
 	}
@@ -271,7 +275,7 @@ func TestLoadModelMismatches(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := saveFake(t, tc.saved, &tc.load)
 			before, _ := os.ReadFile(filepath.Join(dir, SingleFileName))
-			_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{AllowExtra: false})
+			_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, AllowExtra: false})
 			for _, s := range tc.sentinels {
 				if !errors.Is(err, s) {
 					t.Errorf("%v\ndoes not wrap %v", err, s)
@@ -306,7 +310,7 @@ func TestLoadModelExpectedTensors(t *testing.T) {
 		alias.Name = "embedding.weight"
 		alias.Data = make([]byte, len(alias.Data)) // not even equal: an old name of the parameter
 		writeWeights(t, dir, append(append(tensors, alias), buffers...))
-		m, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+		m, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,11 +322,11 @@ func TestLoadModelExpectedTensors(t *testing.T) {
 		dir := saveFake(t, own, nil)
 		extra := NamedTensor{Name: "rotary.inv_freq", DType: api.F32, Shape: api.Shape{1}, Data: make([]byte, 4)}
 		writeWeights(t, dir, append(fakeTensors(t, cfg), extra))
-		if _, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{}); err != nil {
+		if _, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}}); err != nil {
 			t.Fatal(err)
 		}
 		writeWeights(t, dir, append(append(fakeTensors(t, cfg), extra), buffers...))
-		_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+		_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 		if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), `2 checkpoint tensors are not parameters of the model: "model.retnet_rel_pos.decay", "retnet_rel_pos.angle"`) {
 			t.Errorf("buffers the model does not ignore: %v", err)
 		}
@@ -350,10 +354,10 @@ func TestLoadModelExpectedTensors(t *testing.T) {
 			writeConfig(t, dir, cfg)
 			return dir
 		}
-		if _, err := LoadModel(t.Context(), build(embed, layer0, layer1, head), &hostBackend{}, LoadOptions{}); err != nil {
+		if _, err := LoadModel(t.Context(), build(embed, layer0, layer1, head), LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}}); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadModel(t.Context(), build(embed, layer0, layer1, head, flat), &hostBackend{}, LoadOptions{})
+		_, err := LoadModel(t.Context(), build(embed, layer0, layer1, head, flat), LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 		if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), `1 checkpoint tensor is not a parameter of the model: "flat"`) {
 			t.Errorf("reshaped view: %v", err)
 		}
@@ -366,7 +370,7 @@ func TestLoadModelExpectedTensors(t *testing.T) {
 		head := tensors[0]
 		head.Name = "lm_head.weight"
 		writeWeights(t, dir, append(tensors, head))
-		_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+		_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 		if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), `"lm_head.weight"`) {
 			t.Errorf("separate lm_head with a tied config: %v", err)
 		}
@@ -431,17 +435,17 @@ func TestLoadModelNonFinite(t *testing.T) {
 				}
 			}
 			writeWeights(t, dir, tensors)
-			_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+			_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 			if !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), `tensor "layers.1.weight": `+tc.text) ||
 				!strings.Contains(err.Error(), "AllowNonFinite") {
 				t.Errorf("got %v\nwant ErrCorrupt saying %s", err, tc.text)
 			}
 			oneLine(t, err)
-			m, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{AllowNonFinite: true})
+			m, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, AllowNonFinite: true})
 			if err != nil {
 				t.Fatalf("AllowNonFinite: %v", err)
 			}
-			got := hostFloat32s(m.Parameters()[2].Value)
+			got := hostFloat32s(m.(api.LocalModel).Parameters()[2].Value)
 			nonFinite := 0
 			for _, v := range got {
 				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -459,14 +463,14 @@ func TestLoadModelCancelled(t *testing.T) {
 	dir := saveFake(t, fakeConfig{Layers: 2, Hidden: 2, VocabSize: 3}, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := LoadModel(ctx, dir, &hostBackend{}, LoadOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := LoadModel(ctx, dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: %v", err)
 	}
 	// Cancelled while loading, from the progress callback.
 	ctx, cancel = context.WithCancel(t.Context())
 	defer cancel()
 	calls := 0
-	_, err := LoadModel(ctx, dir, &hostBackend{}, LoadOptions{Progress: func(done, total int64) {
+	_, err := LoadModel(ctx, dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, Progress: func(done, total int64) {
 		calls++
 		cancel()
 	}})
@@ -479,7 +483,7 @@ func TestLoadModelCheckConfig(t *testing.T) {
 	dir := saveFake(t, fakeConfig{Layers: 2, Hidden: 2, VocabSize: 3}, nil)
 	tooBig := errors.New("too big")
 	var seen api.Config
-	_, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{CheckConfig: func(cfg api.Config) error {
+	_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, CheckConfig: func(cfg api.Config) error {
 		seen = cfg
 		return tooBig
 	}})
@@ -560,7 +564,7 @@ func TestSaveModelCancelled(t *testing.T) {
 	if err := SaveModel(&countdownCtx{Context: t.Context(), n: 16}, dir, m); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+	loaded, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,12 +584,12 @@ func TestLoadModelBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights, &hostBackend{}, LoadOptions{})
+	m, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sameParams(t, m, newFake(t, cfg, 1))
-	if _, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights[:20], &hostBackend{}, LoadOptions{}); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "in-memory") {
+	if _, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights[:20], LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}}); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "in-memory") {
 		t.Fatalf("truncated weights: %v", err)
 	}
 }
@@ -609,13 +613,13 @@ func TestSaveModelAsBF16(t *testing.T) {
 			t.Fatalf("%s stored as %s", ti.Name, ti.DType)
 		}
 	}
-	back, err := LoadModel(t.Context(), dir, &hostBackend{}, LoadOptions{})
+	back, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range m.Parameters() {
 		want := api.Float32s(p.Value)
-		got := api.Float32s(back.Parameters()[i].Value)
+		got := api.Float32s(back.(api.LocalModel).Parameters()[i].Value)
 		for j, v := range want {
 			raw := make([]byte, 2)
 			if err := api.EncodeFloat32(raw, api.BF16, []float32{v}); err != nil {

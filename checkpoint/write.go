@@ -31,18 +31,23 @@ type NamedTensor struct {
 func FromParameter(p api.Parameter, storage api.DType) (_ NamedTensor, err error) {
 	defer api.Recover(&err)
 	t := p.Value
-	from := t.DType()
-	if from != storage && (from != api.F32 || !encodable(storage)) {
-		return NamedTensor{}, fmt.Errorf("parameter %q: cannot store %s as %s: %w", p.Name, from, storage, api.ErrDType)
-	}
-	raw := make([]byte, t.Shape().NumElements()*from.Size())
+	raw := make([]byte, t.Shape().NumElements()*t.DType().Size())
 	t.Backend().Download(raw, t)
-	var conv converter
-	data, err := conv.convert(storage, from, raw)
-	if err != nil {
-		return NamedTensor{}, fmt.Errorf("parameter %q: %w", p.Name, err)
+	return FromHost(api.HostTensor{Name: p.Name, DType: t.DType(), Shape: t.Shape().Clone(), Data: raw}, storage)
+}
+
+// FromHost is FromParameter for a parameter's value in host memory (as
+// api.Model.ReadParams returns them).
+func FromHost(h api.HostTensor, storage api.DType) (NamedTensor, error) {
+	if h.DType != storage && (h.DType != api.F32 || !encodable(storage)) {
+		return NamedTensor{}, fmt.Errorf("parameter %q: cannot store %s as %s: %w", h.Name, h.DType, storage, api.ErrDType)
 	}
-	return NamedTensor{Name: p.Name, DType: storage, Shape: t.Shape().Clone(), Data: data}, nil
+	var conv converter
+	data, err := conv.convert(storage, h.DType, h.Data)
+	if err != nil {
+		return NamedTensor{}, fmt.Errorf("parameter %q: %w", h.Name, err)
+	}
+	return NamedTensor{Name: h.Name, DType: storage, Shape: h.Shape, Data: data}, nil
 }
 
 // FromParameters applies FromParameter to each parameter.

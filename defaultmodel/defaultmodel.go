@@ -44,14 +44,15 @@ func TokenizerJSON() ([]byte, error) {
 // errMissing is the error of a binary built with -tags nodefaultmodel.
 var errMissing = fmt.Errorf("%s is not in this build (built with -tags nodefaultmodel): name a model with --model: %w", Name, api.ErrNotFound)
 
-// Load builds the default model on b, widening its bfloat16 weights to
-// float32. opts are as for checkpoint.LoadModel (CheckConfig lets a caller
-// refuse it before anything is allocated).
-func Load(ctx context.Context, b api.Backend, opts checkpoint.LoadOptions) (api.Model, error) {
+// Load builds the default model on the backend opts.Build selects,
+// widening its bfloat16 weights to float32. opts are as for
+// checkpoint.LoadModel (CheckConfig lets a caller refuse it before
+// anything is allocated).
+func Load(ctx context.Context, opts checkpoint.LoadOptions) (api.Model, error) {
 	if weights == nil {
 		return nil, errMissing
 	}
-	m, err := checkpoint.LoadModelBytes(ctx, "default-model", configJSON, weights, b, opts)
+	m, err := checkpoint.LoadModelBytes(ctx, "default-model", configJSON, weights, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}

@@ -21,11 +21,7 @@ import (
 // that learned Go has a low perplexity there, a broken or untrained one
 // (uniform: 4096) a high one.
 func TestDefaultModelKnowsGo(t *testing.T) {
-	b, err := api.NewBackend("cpu", api.BackendOptions{Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(context.Background(), b, checkpoint.LoadOptions{})
+	m, err := Load(context.Background(), checkpoint.LoadOptions{Build: api.BuildOptions{BackendOptions: api.BackendOptions{Threads: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,17 +37,25 @@ type fakeCall struct {
 // fakeState is fakeModel's state: the number of tokens consumed.
 type fakeState struct{ n int }
 
-func (s *fakeState) Batch() int { return 1 }
-func (s *fakeState) Len() int   { return s.n }
-func (s *fakeState) Reset()     { s.n = 0 }
+func (s *fakeState) Batch() int   { return 1 }
+func (s *fakeState) Len() int     { return s.n }
+func (s *fakeState) Reset() error { s.n = 0; return nil }
+func (s *fakeState) Close() error { return nil }
 
 func newFake(vocab int, row func(pos int, id int32) []float32) *fakeModel {
 	return &fakeModel{vocab: vocab, row: row, b: cpu.New(api.BackendOptions{Threads: 2})}
 }
 
-func (m *fakeModel) Config() api.Config          { return fakeConfig{m.vocab} }
-func (m *fakeModel) Backend() api.Backend        { return m.b }
-func (m *fakeModel) Parameters() []api.Parameter { return nil }
+func (m *fakeModel) Config() api.Config { return fakeConfig{m.vocab} }
+func (m *fakeModel) Info() api.Info {
+	return api.Info{Arch: "fake", Threads: m.b.Threads(), Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}}
+}
+func (m *fakeModel) Params() []api.ParamInfo { return nil }
+func (m *fakeModel) ReadParams(context.Context, []string) ([]api.HostTensor, error) {
+	return nil, nil
+}
+func (m *fakeModel) WriteParams(context.Context, []api.HostTensor) error { return nil }
+func (m *fakeModel) Close() error                                        { return nil }
 
 func (m *fakeModel) NewState(batch int) (api.State, error) {
 	if batch != 1 {
@@ -72,14 +80,14 @@ func (m *fakeModel) logits(method string, pos int, ids [][]int32) (api.Tensor, e
 	return api.FromFloat32s(m.b, out, 1, len(ids[0]), m.vocab), nil
 }
 
-func (m *fakeModel) Forward(ctx context.Context, ids [][]int32) (api.Tensor, error) {
+func (m *fakeModel) Forward(ctx context.Context, ids [][]int32, _ api.Form) (api.Tensor, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return m.logits("forward", 0, ids)
 }
 
-func (m *fakeModel) Prefill(ctx context.Context, s api.State, ids [][]int32) (api.Tensor, error) {
+func (m *fakeModel) Prefill(ctx context.Context, s api.State, ids [][]int32, _ api.Form) (api.Tensor, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -92,7 +100,7 @@ func (m *fakeModel) Prefill(ctx context.Context, s api.State, ids [][]int32) (ap
 }
 
 func (m *fakeModel) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor, error) {
-	t, err := m.Prefill(ctx, s, [][]int32{ids})
+	t, err := m.Prefill(ctx, s, [][]int32{ids}, api.Form{})
 	if err != nil {
 		return nil, err
 	}

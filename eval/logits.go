@@ -18,7 +18,7 @@ func hostLogits(t api.Tensor, T, V int) (_ []float32, err error) {
 	if t.DType() != api.F32 {
 		return nil, fmt.Errorf("logits of dtype %s, want %s: %w", t.DType(), api.F32, api.ErrDType)
 	}
-	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok {
+	if h, ok := t.(api.HostFloat32s); ok {
 		return h.HostFloat32s(), nil
 	}
 	return api.Float32s(t), nil

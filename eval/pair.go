@@ -201,7 +201,7 @@ func LogLikelihood(ctx context.Context, m api.Model, contextIDs, continuationIDs
 	}
 	in := make([]int32, 0, len(contextIDs)+len(continuationIDs)-1)
 	in = append(append(in, contextIDs...), continuationIDs[:len(continuationIDs)-1]...)
-	t, err := m.Forward(ctx, [][]int32{in})
+	t, err := m.Forward(ctx, [][]int32{in}, api.Form{})
 	if err != nil {
 		return 0, false, fmt.Errorf("log-likelihood: %w", err)
 	}

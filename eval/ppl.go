@@ -74,10 +74,7 @@ func NewPerplexity(m api.Model, o PerplexityOptions) (*Perplexity, error) {
 	if p.vocab < 1 {
 		return nil, fmt.Errorf("perplexity: the model has %d logits per token: %w", p.vocab, api.ErrConfig)
 	}
-	p.threads = 1
-	if b := m.Backend(); b != nil {
-		p.threads = b.Threads()
-	}
+	p.threads = max(m.Info().Threads, 1)
 	if p.o.Mode == ModeRecurrent {
 		s, err := m.NewState(1)
 		if err != nil {
@@ -248,7 +245,7 @@ func (p *Perplexity) window(ctx context.Context, begin, end int64) error {
 	from := max(p.done, begin+1)
 	if from < end {
 		in := p.buf[begin-p.start : end-1-p.start]
-		t, err := p.m.Forward(ctx, [][]int32{in})
+		t, err := p.m.Forward(ctx, [][]int32{in}, api.Form{})
 		if err != nil {
 			return fmt.Errorf("perplexity: window at token %d: %w", begin, err)
 		}
@@ -281,7 +278,7 @@ func (p *Perplexity) chunk(ctx context.Context, n int) error {
 	}
 	if n > 0 {
 		in := p.buf[at : at+n]
-		t, err := p.m.Prefill(ctx, p.state, [][]int32{in})
+		t, err := p.m.Prefill(ctx, p.state, [][]int32{in}, api.Form{Mode: api.Chunkwise})
 		if err != nil {
 			return fmt.Errorf("perplexity: chunk at token %d: %w", p.done, err)
 		}

@@ -25,7 +25,7 @@ func tinyMamba(t *testing.T) *mamba.Model {
 	}
 	for _, p := range m.Parameters() {
 		if p.Name == "backbone.embeddings.weight" {
-			w := p.Value.(interface{ HostFloat32s() []float32 }).HostFloat32s()
+			w := p.Value.(api.HostFloat32s).HostFloat32s()
 			for i := range w {
 				w[i] *= 4
 			}

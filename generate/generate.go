@@ -177,7 +177,7 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 		for b := range ids {
 			ids[b] = prompts[b][pos : pos+n]
 		}
-		t, err := m.Prefill(ctx, st, ids)
+		t, err := m.Prefill(ctx, st, ids, api.Form{Mode: api.Chunkwise})
 		if err != nil {
 			return out, fmt.Errorf("prefill tokens %d to %d: %w", pos, pos+n, err)
 		}

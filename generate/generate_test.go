@@ -40,7 +40,7 @@ func TestGreedyMatchesForward(t *testing.T) {
 		t.Fatalf("%d tokens, want %d", len(out), o.MaxTokens)
 	}
 	full := append(slices.Clone(prompt7), out...)
-	logits, err := m.Forward(context.Background(), [][]int32{full})
+	logits, err := m.Forward(context.Background(), [][]int32{full}, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func tinyMamba(t testing.TB, seed int64) api.Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := arch.New(cfg, cpu.New(api.BackendOptions{Threads: 1}), seed)
+	m, err := arch.New(context.Background(), cfg, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 1}), Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,30 +57,37 @@ type fakeState struct{ hist [][]int32 }
 
 func (s *fakeState) Batch() int { return len(s.hist) }
 func (s *fakeState) Len() int   { return len(s.hist[0]) }
-func (s *fakeState) Reset() {
+func (s *fakeState) Reset() error {
 	for i := range s.hist {
 		s.hist[i] = nil
 	}
+	return nil
 }
+func (s *fakeState) Close() error { return nil }
 
 func newFake(vocab int, logits func(hist []int32, row []float32)) *fakeModel {
 	return &fakeModel{vocab: vocab, b: cpu.New(api.BackendOptions{Threads: 1}), logits: logits}
 }
 
-func (m *fakeModel) Config() api.Config          { return fakeConfig{m.vocab} }
-func (m *fakeModel) Backend() api.Backend        { return m.b }
-func (m *fakeModel) Parameters() []api.Parameter { return nil }
+func (m *fakeModel) Config() api.Config      { return fakeConfig{m.vocab} }
+func (m *fakeModel) Info() api.Info          { return api.Info{Arch: "fake", Modes: []api.Mode{api.Parallel}} }
+func (m *fakeModel) Params() []api.ParamInfo { return nil }
+func (m *fakeModel) ReadParams(context.Context, []string) ([]api.HostTensor, error) {
+	return nil, nil
+}
+func (m *fakeModel) WriteParams(context.Context, []api.HostTensor) error { return nil }
+func (m *fakeModel) Close() error                                        { return nil }
 
 func (m *fakeModel) NewState(batch int) (api.State, error) {
 	return &fakeState{hist: make([][]int32, batch)}, nil
 }
 
-func (m *fakeModel) Forward(ctx context.Context, ids [][]int32) (api.Tensor, error) {
+func (m *fakeModel) Forward(ctx context.Context, ids [][]int32, _ api.Form) (api.Tensor, error) {
 	s, _ := m.NewState(len(ids))
 	return m.run(s.(*fakeState), ids)
 }
 
-func (m *fakeModel) Prefill(ctx context.Context, s api.State, ids [][]int32) (api.Tensor, error) {
+func (m *fakeModel) Prefill(ctx context.Context, s api.State, ids [][]int32, _ api.Form) (api.Tensor, error) {
 	if m.first == nil {
 		for _, row := range ids {
 			m.first = append(m.first, slices.Clone(row))

@@ -8,7 +8,7 @@ import (
 
 // hostTensor is implemented by tensors in host memory (the CPU backend's):
 // their values can be read without a copy.
-type hostTensor interface{ HostFloat32s() []float32 }
+type hostTensor api.HostFloat32s
 
 // logitRows reads the logits the sampler needs out of the model's tensors,
 // reusing its buffers from one call to the next.

@@ -94,7 +94,7 @@ func (t *Tape) CrossEntropy(logits *Var, targets api.Tensor) *Var {
 
 // int32s reads an I32 tensor into a host slice.
 func int32s(x api.Tensor) []int32 {
-	if h, ok := x.(interface{ HostInt32s() []int32 }); ok {
+	if h, ok := x.(api.HostInt32s); ok {
 		return h.HostInt32s()
 	}
 	raw := make([]byte, 4*x.Shape().NumElements())

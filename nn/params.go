@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"context"
 	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 // ("backbone.layers.0.mixer.in_proj.weight"). It is not safe for concurrent
 // use.
 type Params struct {
+	ctx    context.Context
 	b      api.Backend
 	seed   int64
 	uninit bool // parameters are allocated (zero) and their Init is not run
@@ -24,7 +26,15 @@ type Params struct {
 // NewParams returns an empty collection whose parameters live on b and are
 // initialised from seed.
 func NewParams(b api.Backend, seed int64) *Params {
-	return &Params{b: b, seed: seed, index: map[string]int{}}
+	return &Params{ctx: context.Background(), b: b, seed: seed, index: map[string]int{}}
+}
+
+// WithContext makes the creation of every later parameter check ctx: a
+// cancelled context panics with its error (which api.Recover returns), so
+// that building a large model can be interrupted. It returns p.
+func (p *Params) WithContext(ctx context.Context) *Params {
+	p.ctx = ctx
+	return p
 }
 
 // NewUninitializedParams returns an empty collection whose parameters live
@@ -32,7 +42,7 @@ func NewParams(b api.Backend, seed int64) *Params {
 // whose every parameter is about to be loaded from a checkpoint, where
 // drawing hundreds of millions of random values would be wasted.
 func NewUninitializedParams(b api.Backend) *Params {
-	return &Params{b: b, uninit: true, index: map[string]int{}}
+	return &Params{ctx: context.Background(), b: b, uninit: true, index: map[string]int{}}
 }
 
 // Backend returns the backend the parameters live on.
@@ -100,6 +110,9 @@ func (p *Params) add(name string, init Init, shape []int) *Var {
 		api.Panicf(api.ErrInternal, "nn: parameter %q created twice", name)
 	}
 	if err := api.Shape(shape).Validate(); err != nil {
+		panic(err)
+	}
+	if err := p.ctx.Err(); err != nil {
 		panic(err)
 	}
 	var value api.Tensor

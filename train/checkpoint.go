@@ -126,15 +126,19 @@ func (t *Trainer) Restore(stepDir string) error {
 		return fmt.Errorf("optimizer state: %w", err)
 	}
 	defer ck.Close()
-	state := map[string][]float32{}
+	state := api.OptimizerState{Steps: s.OptimizerSteps}
 	for _, ti := range ck.Tensors() {
 		v, err := ck.Float32s(ti.Name)
 		if err != nil {
 			return fmt.Errorf("optimizer state: %w", err)
 		}
-		state[ti.Name] = v
+		raw := make([]byte, 4*len(v))
+		if err := api.EncodeFloat32(raw, api.F32, v); err != nil {
+			return err
+		}
+		state.Tensors = append(state.Tensors, api.HostTensor{Name: ti.Name, DType: api.F32, Shape: api.Shape{len(v)}, Data: raw})
 	}
-	if err := t.opt.Restore(state, s.OptimizerSteps); err != nil {
+	if err := t.stepper.SetOptimizerState(context.Background(), t.cfg.Optimizer, state); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", stepDir, err)
 	}
 	if err := t.src.Seek(s.Data); err != nil {
@@ -181,19 +185,19 @@ func (t *Trainer) save(ctx context.Context, pos data.Position) (err error) {
 			return err
 		}
 	}
-	var tensors []checkpoint.NamedTensor
-	for _, s := range t.opt.State() {
-		raw := make([]byte, 4*len(s.Values))
-		if err := api.EncodeFloat32(raw, api.F32, s.Values); err != nil {
-			return err
-		}
-		tensors = append(tensors, checkpoint.NamedTensor{Name: s.Name(), DType: api.F32, Shape: api.Shape{len(s.Values)}, Data: raw})
+	opt, err := t.stepper.OptimizerState(ctx)
+	if err != nil {
+		return err
 	}
-	meta := map[string]string{"optimizer": t.opt.Config().Name, "step": strconv.Itoa(t.step)}
+	var tensors []checkpoint.NamedTensor
+	for _, h := range opt.Tensors {
+		tensors = append(tensors, checkpoint.NamedTensor{Name: h.Name, DType: h.DType, Shape: h.Shape, Data: h.Data})
+	}
+	meta := map[string]string{"optimizer": t.cfg.Optimizer.Name, "step": strconv.Itoa(t.step)}
 	if err := checkpoint.Write(ctx, filepath.Join(tmp, OptimizerFile), tensors, meta); err != nil {
 		return err
 	}
-	st, err := json.MarshalIndent(State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, Data: pos, OptimizerSteps: t.opt.Steps(), Config: t.cfg}, "", "  ")
+	st, err := json.MarshalIndent(State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, Data: pos, OptimizerSteps: opt.Steps, Config: t.cfg}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func MeanLoss(ctx context.Context, m api.Model, batches iter.Seq2[api.Batch, err
 			break
 		}
 		i++
-		logits, err := m.Forward(ctx, b.Inputs)
+		logits, err := m.Forward(ctx, b.Inputs, api.Form{})
 		if err != nil {
 			return 0, 0, err
 		}

@@ -10,75 +10,17 @@ import (
 
 // Optimizer names.
 const (
-	AdamW = "adamw"
-	SGD   = "sgd"
+	AdamW = api.AdamW
+	SGD   = api.SGD
 )
 
-// OptimizerConfig describes an optimizer as data: what a checkpoint
-// records and what a remote model would need to rebuild it.
-type OptimizerConfig struct {
-	// Name is AdamW (the default) or SGD.
-	Name string `json:"name"`
-	// LR is the peak learning rate; the schedule scales it.
-	LR float64 `json:"lr"`
-	// WeightDecay is AdamW's decoupled decay (p -= lr·wd·p before the
-	// update) or SGD's L2 term (g += wd·p), applied to the parameters
-	// Decays selects.
-	WeightDecay float64 `json:"weight_decay"`
-	// DecayAll applies weight decay to every parameter. By default norms,
-	// biases, embeddings and Mamba's A_log and D are left out, as in
-	// GPT-style and Mamba training recipes.
-	DecayAll bool `json:"decay_all,omitempty"`
-	// Beta1, Beta2 and Eps are AdamW's moment decays and denominator term.
-	Beta1 float64 `json:"beta1,omitempty"`
-	Beta2 float64 `json:"beta2,omitempty"`
-	Eps   float64 `json:"eps,omitempty"`
-	// Momentum and Nesterov configure SGD.
-	Momentum float64 `json:"momentum,omitempty"`
-	Nesterov bool    `json:"nesterov,omitempty"`
-}
+// OptimizerConfig describes an optimizer as data (api.OptimizerConfig).
+type OptimizerConfig = api.OptimizerConfig
 
 // DefaultOptimizer returns AdamW with lr 1e-3, betas (0.9, 0.95), eps 1e-8
 // and weight decay 0.1, the usual settings for small language models.
 func DefaultOptimizer() OptimizerConfig {
 	return OptimizerConfig{Name: AdamW, LR: 1e-3, WeightDecay: 0.1, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}
-}
-
-// Validate checks every field against its domain; the error names the
-// field as the command line spells it and wraps api.ErrConfig.
-func (c OptimizerConfig) Validate() error {
-	bad := func(flag string, v float64, want string) error {
-		return fmt.Errorf("--%s %g: want %s: %w", flag, v, want, api.ErrConfig)
-	}
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-	switch c.Name {
-	case AdamW:
-		if !(c.Beta1 >= 0 && c.Beta1 < 1) {
-			return bad("beta1", c.Beta1, "0 <= beta1 < 1")
-		}
-		if !(c.Beta2 >= 0 && c.Beta2 < 1) {
-			return bad("beta2", c.Beta2, "0 <= beta2 < 1")
-		}
-		if !(c.Eps > 0) || !finite(c.Eps) {
-			return bad("eps", c.Eps, "a finite eps > 0")
-		}
-	case SGD:
-		if !(c.Momentum >= 0 && c.Momentum < 1) {
-			return bad("momentum", c.Momentum, "0 <= momentum < 1")
-		}
-		if c.Nesterov && c.Momentum == 0 {
-			return fmt.Errorf("--nesterov needs --momentum > 0: %w", api.ErrConfig)
-		}
-	default:
-		return fmt.Errorf("--optimizer %q: want %s or %s: %w", c.Name, AdamW, SGD, api.ErrConfig)
-	}
-	if !(c.LR > 0) || !finite(c.LR) {
-		return bad("lr", c.LR, "a finite learning rate > 0")
-	}
-	if !(c.WeightDecay >= 0) || !finite(c.WeightDecay) {
-		return bad("weight-decay", c.WeightDecay, "a finite weight decay >= 0")
-	}
-	return nil
 }
 
 // Decays reports whether the default rule applies weight decay to the
@@ -265,7 +207,7 @@ type host struct {
 // hostView returns t's values: the tensor's own memory where the backend
 // exposes it, else a downloaded copy that writeBack uploads.
 func hostView(t api.Tensor) host {
-	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok && t.DType() == api.F32 {
+	if h, ok := t.(api.HostFloat32s); ok && t.DType() == api.F32 {
 		return host{v: h.HostFloat32s()}
 	}
 	return host{v: api.Float32s(t), t: t}

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strings"
@@ -49,7 +50,7 @@ func TestAdamWAgainstReference(t *testing.T) {
 	decays := []bool{true, false, false}
 	for step, grads := range gradSeq {
 		for i := range g {
-			copy(g[i].Value.(interface{ HostFloat32s() []float32 }).HostFloat32s(), grads[i])
+			copy(g[i].Value.(api.HostFloat32s).HostFloat32s(), grads[i])
 		}
 		if err := o.Step(p, g, cfg.LR); err != nil {
 			t.Fatal(err)
@@ -93,7 +94,7 @@ func TestSGDAgainstReference(t *testing.T) {
 		ref := []float64{1, -2, 0.5}
 		buf := make([]float64, 3)
 		for step, grads := range [][]float32{{0.5, 1, -1}, {0.25, -1, 2}, {1, 1, 1}} {
-			copy(g[0].Value.(interface{ HostFloat32s() []float32 }).HostFloat32s(), grads)
+			copy(g[0].Value.(api.HostFloat32s).HostFloat32s(), grads)
 			if err := o.Step(p, g, cfg.LR); err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +198,7 @@ func TestClipping(t *testing.T) {
 	if norm != 5 || bad != "" {
 		t.Fatalf("norm %g bad %q, want 5", norm, bad)
 	}
-	g[1].Value.(interface{ HostFloat32s() []float32 }).HostFloat32s()[0] = float32(math.Inf(1))
+	g[1].Value.(api.HostFloat32s).HostFloat32s()[0] = float32(math.Inf(1))
 	if _, bad := globalNorm(g); bad != "b" {
 		t.Fatalf("non-finite gradient named %q, want b", bad)
 	}
@@ -219,11 +220,11 @@ func BenchmarkUpdate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := a.New(cfg, be, 1)
+	m, err := a.New(context.Background(), cfg, api.BuildOptions{On: be, Seed: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	params, grads := m.Parameters(), m.(api.Trainable).Grads()
+	params, grads := m.(api.LocalModel).Parameters(), m.(api.Trainable).Grads()
 	o, err := NewOptimizer(DefaultOptimizer(), params)
 	if err != nil {
 		b.Fatal(err)

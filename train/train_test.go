@@ -40,7 +40,7 @@ func tinyModel(t *testing.T, b api.Backend, seed int64) api.Trainable {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := a.New(cfg, b, seed)
+	m, err := a.New(context.Background(), cfg, api.BuildOptions{On: b, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func newTrainer(t *testing.T, cfg Config, dir string) (api.Trainable, *Trainer) 
 
 func weights(m api.Model) [][]float32 {
 	var out [][]float32
-	for _, p := range m.Parameters() {
+	for _, p := range m.(api.LocalModel).Parameters() {
 		out = append(out, api.Float32s(p.Value))
 	}
 	return out
@@ -203,7 +203,7 @@ func resume(t *testing.T, dir string, steps int, onStep func(StepMetrics)) (api.
 	if err != nil {
 		t.Fatal(err)
 	}
-	model, err := checkpoint.LoadModel(context.Background(), path, backend(t), checkpoint.LoadOptions{})
+	model, err := checkpoint.LoadModel(context.Background(), path, checkpoint.LoadOptions{Build: api.BuildOptions{On: backend(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestResumeEqualsStraightRun(t *testing.T) {
 		t.Fatal("resumed weights differ from the straight run's")
 	}
 	// Dir itself is the newest model.
-	if _, err := checkpoint.LoadModel(context.Background(), dir, backend(t), checkpoint.LoadOptions{}); err != nil {
+	if _, err := checkpoint.LoadModel(context.Background(), dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: backend(t)}}); err != nil {
 		t.Fatalf("the run directory is not a loadable model: %v", err)
 	}
 }
@@ -262,7 +262,7 @@ func TestNaNNamesStep(t *testing.T) {
 	m, tr := newTrainer(t, testConfig(10), "")
 	tr.OnStep = func(s StepMetrics) {
 		if s.Step == 3 {
-			p := m.Parameters()[0].Value.(interface{ HostFloat32s() []float32 })
+			p := m.Parameters()[0].Value.(api.HostFloat32s)
 			p.HostFloat32s()[0] = float32(math.NaN())
 		}
 	}
@@ -294,7 +294,7 @@ func TestInterruptedSaveKeepsPreviousCheckpoint(t *testing.T) {
 	if err != nil || !ok || step != 2 {
 		t.Fatalf("latest checkpoint %s step %d ok %v err %v, want step 2", path, step, ok, err)
 	}
-	if _, err := checkpoint.LoadModel(context.Background(), path, backend(t), checkpoint.LoadOptions{}); err != nil {
+	if _, err := checkpoint.LoadModel(context.Background(), path, checkpoint.LoadOptions{Build: api.BuildOptions{On: backend(t)}}); err != nil {
 		t.Fatalf("previous checkpoint not loadable: %v", err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(dir, CheckpointsDir))

@@ -109,7 +109,8 @@ type EvalMetrics struct {
 // exactly: the same seed, data and thread count give the same losses and
 // weights whether a run is stopped and resumed or not.
 type Trainer struct {
-	model api.Trainable
+	model   api.Model
+	stepper api.TrainStepper
 	cfg   Config
 	src   Source
 	opt   *Optimizer
@@ -134,16 +135,17 @@ type Trainer struct {
 	saved   int     // step of the last checkpoint written or loaded
 }
 
-// New returns a trainer of m on src under cfg, at step 0.
-func New(m api.Trainable, cfg Config, src Source) (*Trainer, error) {
+// New returns a trainer of m on src under cfg, at step 0. m trains in its
+// own process: see Stepper.
+func New(m api.Model, cfg Config, src Source) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opt, err := NewOptimizer(cfg.Optimizer, m.Parameters())
+	st, err := Stepper(m)
 	if err != nil {
 		return nil, err
 	}
-	return &Trainer{model: m, cfg: cfg, src: src, opt: opt, saved: -1}, nil
+	return &Trainer{model: m, stepper: st, cfg: cfg, src: src, saved: -1}, nil
 }
 
 // Step returns the number of updates completed.
@@ -154,7 +156,7 @@ func (t *Trainer) Config() Config { return t.cfg }
 
 // ErrNotFinite is wrapped by the error of a step whose loss or gradient
 // holds a NaN or an infinity.
-var ErrNotFinite = errors.New("not finite")
+var ErrNotFinite = api.ErrNotFinite
 
 // Interrupted is the error Run returns when its context is cancelled: the
 // last completed step and the checkpoint that holds it (empty when
@@ -181,13 +183,9 @@ func (e *Interrupted) Unwrap() error { return e.Err }
 // finite stops it with an error naming the step, wrapping ErrNotFinite,
 // before the bad update is applied.
 func (t *Trainer) Run(ctx context.Context) error {
-	params, grads := t.model.Parameters(), t.model.Grads()
-	if len(params) != len(grads) {
-		return fmt.Errorf("train: %d parameters but %d gradients: %w", len(params), len(grads), api.ErrInternal)
-	}
 	for t.step < t.cfg.Steps {
 		pos := t.src.Position()
-		m, err := t.update(ctx, params, grads)
+		m, err := t.update(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return t.interrupted(ctx, pos)
@@ -219,12 +217,15 @@ func (t *Trainer) Run(ctx context.Context) error {
 }
 
 // update runs one step: Accum micro-batches of loss and gradients, the
-// checks, clipping and the optimizer's update.
-func (t *Trainer) update(ctx context.Context, params, grads []api.Parameter) (StepMetrics, error) {
+// checks, clipping and the optimizer's update, through the stepper.
+func (t *Trainer) update(ctx context.Context) (StepMetrics, error) {
 	start := time.Now()
 	step := t.step + 1
-	t.model.ZeroGrad()
-	var loss float64
+	req := api.TrainStepRequest{
+		Optimizer: t.cfg.Optimizer,
+		LR:        t.cfg.Optimizer.LR * t.cfg.Schedule.Factor(t.step, t.cfg.Steps),
+		ClipNorm:  t.cfg.ClipNorm,
+	}
 	var tokens int64
 	for range t.cfg.Accum {
 		if err := ctx.Err(); err != nil {
@@ -234,40 +235,14 @@ func (t *Trainer) update(ctx context.Context, params, grads []api.Parameter) (St
 		if err != nil {
 			return StepMetrics{}, fmt.Errorf("step %d: data: %w", step, err)
 		}
-		l, err := t.model.LossAndGrad(ctx, b)
-		if err != nil {
-			return StepMetrics{}, fmt.Errorf("step %d: %w", step, err)
-		}
-		loss += l
+		req.Batches = append(req.Batches, b)
 		tokens += countTargets(b)
 	}
-	if err := ctx.Err(); err != nil {
-		return StepMetrics{}, err
-	}
-	b := t.model.Backend()
-	if t.cfg.Accum > 1 {
-		loss /= float64(t.cfg.Accum)
-		for _, g := range grads {
-			b.Affine(g.Value, g.Value, float32(1/float64(t.cfg.Accum)), 0)
-		}
-	}
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return StepMetrics{}, fmt.Errorf("step %d: the loss is %g: %w (lower --lr, raise --warmup or set --clip)", step, loss, ErrNotFinite)
-	}
-	norm, bad := globalNorm(grads)
-	if bad != "" {
-		return StepMetrics{}, fmt.Errorf("step %d: the gradient of %s is %g: %w (lower --lr, raise --warmup or set --clip)", step, bad, norm, ErrNotFinite)
-	}
-	if t.cfg.ClipNorm > 0 && norm > t.cfg.ClipNorm {
-		scale := float32(t.cfg.ClipNorm / (norm + 1e-6))
-		for _, g := range grads {
-			b.Affine(g.Value, g.Value, scale, 0)
-		}
-	}
-	lr := t.cfg.Optimizer.LR * t.cfg.Schedule.Factor(t.step, t.cfg.Steps)
-	if err := t.opt.Step(params, grads, lr); err != nil {
+	res, err := t.stepper.TrainStep(ctx, req)
+	if err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: %w", step, err)
 	}
+	loss, norm, lr := res.Loss, res.GradNorm, req.LR
 	t.step = step
 	t.tokens += tokens
 	sec := time.Since(start).Seconds()

@@ -6,7 +6,7 @@
 // RMSNorm).
 package dense
 
-import "github.com/densessm/densessm/architectures/internal/cfgcheck"
+import "github.com/densessm/densessm/architectures/cfgcheck"
 
 // The values the string knobs of Config take.
 const (

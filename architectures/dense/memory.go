@@ -1,6 +1,6 @@
 package dense
 
-import "github.com/densessm/densessm/architectures/internal/memcount"
+import "github.com/densessm/densessm/architectures/memcount"
 
 // Parameters returns the number of parameters of a Link that NewLink makes
 // with c for input width d and linked width w (whatever c.M, as NewLink

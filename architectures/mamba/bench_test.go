@@ -40,7 +40,7 @@ func BenchmarkPrefill(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			for b.Loop() {
-				if _, err := m.Forward(ctx, ids); err != nil {
+				if _, err := m.Forward(ctx, ids, api.Form{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -27,13 +27,13 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if err := checkpoint.SaveModel(ctx, dir, m); err != nil {
 				t.Fatal(err)
 			}
-			loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+			loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ids := [][]int32{{1, 5, 9, 2, 77}}
-			want, _ := m.Forward(ctx, ids)
-			got, err := loaded.Forward(ctx, ids)
+			want, _ := m.Forward(ctx, ids, api.Form{})
+			got, err := loaded.Forward(ctx, ids, api.Form{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func TestLoadOriginalNames(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(orig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +81,8 @@ func TestLoadOriginalNames(t *testing.T) {
 		t.Errorf("parsed %+v", got)
 	}
 	ids := [][]int32{{3, 1, 4, 1, 5}}
-	want, _ := m.Forward(ctx, ids)
-	got, _ := loaded.Forward(ctx, ids)
+	want, _ := m.Forward(ctx, ids, api.Form{})
+	got, _ := loaded.Forward(ctx, ids, api.Form{})
 	if e := modeltest.RelErr(api.Float32s(got), api.Float32s(want)); e != 0 {
 		t.Errorf("logits differ by %g", e)
 	}
@@ -112,7 +112,7 @@ func TestLoadErrorsNameTheTensor(t *testing.T) {
 		}
 		return out
 	})
-	_, err := checkpoint.LoadModel(ctx, missing, b, checkpoint.LoadOptions{})
+	_, err := checkpoint.LoadModel(ctx, missing, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "backbone.layers.1.mixer.x_proj.weight") {
 		t.Errorf("missing tensor: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestLoadErrorsNameTheTensor(t *testing.T) {
 		}
 		return ts
 	})
-	_, err = checkpoint.LoadModel(ctx, reshaped, b, checkpoint.LoadOptions{})
+	_, err = checkpoint.LoadModel(ctx, reshaped, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if !errors.Is(err, api.ErrShape) || !strings.Contains(err.Error(), "backbone.layers.0.mixer.D") {
 		t.Errorf("wrong shape: %v", err)
 	}

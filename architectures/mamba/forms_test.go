@@ -52,7 +52,7 @@ func TestFormsAgree(t *testing.T) {
 			}
 			const B, T, split = 2, 64, 40
 			ids := modeltest.RandomIDs(rand.New(rand.NewPCG(1, 2)), B, T, cfg.VocabSize)
-			par, err := m.Forward(ctx, ids)
+			par, err := m.Forward(ctx, ids, api.Form{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,7 +3,7 @@ package mamba
 import (
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
-	"github.com/densessm/densessm/architectures/internal/memcount"
+	"github.com/densessm/densessm/architectures/memcount"
 )
 
 var _ api.MemoryEstimator = (*Config)(nil)

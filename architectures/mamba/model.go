@@ -17,7 +17,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
-	"github.com/densessm/densessm/architectures/internal/tokens"
+	"github.com/densessm/densessm/architectures/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -34,21 +34,19 @@ func (a architecture) ParseConfig(data []byte) (api.Config, error) {
 	return ParseConfig(a.name, data)
 }
 
-func (a architecture) New(cfg api.Config, b api.Backend, seed int64) (api.Model, error) {
+func (a architecture) New(ctx context.Context, cfg api.Config, opts api.BuildOptions) (api.Model, error) {
 	c, err := a.config(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return New(c, b, seed)
-}
-
-// NewUninitialized implements api.UninitializedBuilder.
-func (a architecture) NewUninitialized(cfg api.Config, b api.Backend) (api.Model, error) {
-	c, err := a.config(cfg)
+	b, err := opts.OpenBackend()
 	if err != nil {
 		return nil, err
 	}
-	return build(c, nn.NewUninitializedParams(b))
+	if opts.Zeros {
+		return build(c, nn.NewUninitializedParams(b))
+	}
+	return build(c, nn.NewParams(b, opts.Seed).WithContext(ctx))
 }
 
 // config returns cfg as this architecture's configuration.
@@ -156,9 +154,43 @@ func (m *Model) Grads() []api.Parameter { return m.params.Grads() }
 // ZeroGrad sets every gradient to zero.
 func (m *Model) ZeroGrad() { m.params.ZeroGrad() }
 
-// Forward returns the logits [B,T,V] of the parallel form.
-func (m *Model) Forward(ctx context.Context, ids [][]int32) (_ api.Tensor, err error) {
+// Info reports the model's capabilities: the parallel and recurrent modes,
+// trainable, in process.
+func (m *Model) Info() api.Info {
+	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
+		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
+}
+
+// Params describes every parameter.
+func (m *Model) Params() []api.ParamInfo { return api.ParamInfos(m.Parameters()) }
+
+// ReadParams returns the values of the named parameters (all when names
+// is empty).
+func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
+	return api.ReadParameters(ctx, m.Parameters(), names)
+}
+
+// WriteParams overwrites parameters.
+func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error {
+	return api.WriteParameters(ctx, m.Parameters(), values)
+}
+
+// Close does nothing: the parameters are Go memory.
+func (m *Model) Close() error { return nil }
+
+// Forward returns the logits [B,T,V] of whole sequences in form f. The
+// chunkwise form is the parallel scan run a block of f.Chunk tokens at a
+// time (the whole sequence when f.Chunk is 0), carrying the recurrent
+// state: the activations' memory then grows with the block, not the
+// sequence.
+func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("mamba: %w", err)
+	}
+	if f.Mode != api.Parallel {
+		return api.ForwardWith(ctx, m, ids, f)
+	}
 	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
 	if err != nil {
 		return nil, fmt.Errorf("mamba: %w", err)
@@ -170,14 +202,30 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32) (_ api.Tensor, err e
 	return out.Value(), nil
 }
 
-// Prefill runs ids through the parallel form from s, leaves s ready for
+// Prefill runs ids through form f from s (see Forward), leaves s ready for
 // Step, and returns the logits [B,T,V].
-func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (_ api.Tensor, err error) {
+func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("mamba: %w", err)
+	}
 	st, err := m.ownState(s, len(ids))
 	if err != nil {
 		return nil, err
 	}
+	switch f.Mode {
+	case api.Recurrent:
+		return api.RunRecurrent(ctx, m, s, ids)
+	case api.Chunkwise:
+		return api.RunChunks(ctx, ids, f.Chunk, func(ctx context.Context, ids [][]int32) (api.Tensor, error) {
+			return m.prefill(ctx, st, ids)
+		})
+	}
+	return m.prefill(ctx, st, ids)
+}
+
+// prefill is the parallel form continued from st.
+func (m *Model) prefill(ctx context.Context, st *State, ids [][]int32) (api.Tensor, error) {
 	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
 	if err != nil {
 		return nil, fmt.Errorf("mamba: %w", err)

@@ -87,7 +87,7 @@ func TestParityTransformers(t *testing.T) {
 func checkParity(t *testing.T, dir string) {
 	ctx := context.Background()
 	b := cpu.New(api.BackendOptions{Threads: 2})
-	loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func checkParity(t *testing.T, dir string) {
 	}
 
 	// Parallel form.
-	out, err := m.Forward(ctx, ref.ids)
+	out, err := m.Forward(ctx, ref.ids, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
-	"github.com/densessm/densessm/architectures/internal/tokens"
+	"github.com/densessm/densessm/architectures/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -48,13 +48,18 @@ func (s *State) Batch() int { return s.batch }
 func (s *State) Len() int { return s.pos }
 
 // Reset zeroes the state.
-func (s *State) Reset() {
+func (s *State) Reset() (err error) {
+	defer api.Recover(&err)
 	for i := range s.conv {
 		s.m.b.Fill(s.conv[i], 0)
 		s.m.b.Fill(s.ssm[i], 0)
 	}
 	s.pos = 0
+	return nil
 }
+
+// Close does nothing: the state is Go memory.
+func (s *State) Close() error { return nil }
 
 // ownState checks that s is a State of m for batch sequences.
 func (m *Model) ownState(s api.State, batch int) (*State, error) {

@@ -112,7 +112,7 @@ func CheckRecurrentForms(t testing.TB, m api.Model, ids [][]int32, split int, l 
 	for bi := range head {
 		head[bi] = ids[bi][:split]
 	}
-	pre, err := m.Prefill(ctx, s, head)
+	pre, err := m.Prefill(ctx, s, head, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,27 +174,23 @@ func Int32Rows(t testing.TB, ck *checkpoint.Checkpoint, name string) [][]int32 {
 }
 
 // CheckUninitialized checks that the architecture registered as name builds
-// through api.UninitializedBuilder the model New builds, the same
-// parameters (names, shapes, dtypes) in the same order, every one zero.
+// with BuildOptions.Zeros the model New builds, the same parameters (names,
+// shapes, dtypes) in the same order, every one zero.
 func CheckUninitialized(t *testing.T, name string, cfg api.Config, b api.Backend) {
 	t.Helper()
 	arch, err := api.LookupArchitecture(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ub, ok := arch.(api.UninitializedBuilder)
-	if !ok {
-		t.Fatalf("%s does not implement api.UninitializedBuilder", name)
-	}
-	drawn, err := arch.New(cfg, b, 1)
+	drawn, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty, err := ub.NewUninitialized(cfg, b)
+	empty, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Zeros: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, got := drawn.Parameters(), empty.Parameters()
+	want, got := drawn.(api.LocalModel).Parameters(), empty.(api.LocalModel).Parameters()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d parameters uninitialised, %d drawn", name, len(got), len(want))
 	}
@@ -219,8 +215,8 @@ func CheckUninitialized(t *testing.T, name string, cfg api.Config, b api.Backend
 func CheckParameterCount(t testing.TB, what string, m api.Model, est api.MemoryEstimate) {
 	t.Helper()
 	var n int64
-	for _, p := range m.Parameters() {
-		n += int64(p.Value.Shape().NumElements())
+	for _, p := range m.Params() {
+		n += int64(p.Shape.NumElements())
 	}
 	if est.Parameters != n || est.WeightBytes != 4*n {
 		t.Errorf("%s: estimate of %d parameters (%d bytes), the model has %d", what, est.Parameters, est.WeightBytes, n)
@@ -229,7 +225,7 @@ func CheckParameterCount(t testing.TB, what string, m api.Model, est api.MemoryE
 
 // CheckFiniteParameters fails t when a parameter of m holds a NaN or an
 // infinity.
-func CheckFiniteParameters(t testing.TB, what string, m api.Model) {
+func CheckFiniteParameters(t testing.TB, what string, m api.LocalModel) {
 	t.Helper()
 	for _, p := range m.Parameters() {
 		for i, v := range api.Float32s(p.Value) {
@@ -332,7 +328,7 @@ func MeasureMemory(t testing.TB, m api.Model, est api.MemoryEstimate, batch, tok
 		return ratio
 	}
 	r.Forward = check("Forward", est.ForwardBytes(batch, tokens), func() {
-		_, err := m.Forward(ctx, ids)
+		_, err := m.Forward(ctx, ids, api.Form{})
 		must(err)
 	})
 	var s api.State
@@ -343,7 +339,7 @@ func MeasureMemory(t testing.TB, m api.Model, est api.MemoryEstimate, batch, tok
 			must(err)
 		}
 		s.Reset()
-		_, err = m.Prefill(ctx, s, ids)
+		_, err = m.Prefill(ctx, s, ids, api.Form{})
 		must(err)
 	})
 	if tm, ok := m.(api.Trainable); ok {

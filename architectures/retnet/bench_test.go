@@ -47,7 +47,7 @@ func BenchmarkPrefill(b *testing.B) {
 				for b.Loop() {
 					var err error
 					if form == "parallel" {
-						_, err = m.Forward(ctx, ids)
+						_, err = m.Forward(ctx, ids, api.Form{})
 					} else {
 						_, err = m.ForwardChunkwise(ctx, ids, 64)
 					}

@@ -18,11 +18,11 @@ func sameLogits(t *testing.T, want, got api.Model) {
 	t.Helper()
 	ctx := context.Background()
 	ids := [][]int32{{1, 5, 9, 2, 7, 0, 3}}
-	w, err := want.Forward(ctx, ids)
+	w, err := want.Forward(ctx, ids, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := got.Forward(ctx, ids)
+	g, err := got.Forward(ctx, ids, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if err := checkpoint.SaveModel(ctx, dir, m); err != nil {
 				t.Fatal(err)
 			}
-			loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+			loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestLoadTorchscaleNames(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeForeign(t, dir, m, tc.rename, buffers, tc.config)
-			loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+			loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +120,7 @@ func TestLoadOfficialConfig(t *testing.T) {
 		"query_key_dim": 16, "num_attention_heads": 2, "num_hidden_layers": 3, "rms_norm_eps": 1e-6, "v_factor": 2,
 		"dense_block_layers": 2, "vocab_size": 53, "tie_word_embeddings": false,
 		"intermediate_k_select_scale": 8, "intermediate_v_select_scale": 4}`)
-	loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
-	"github.com/densessm/densessm/architectures/internal/cfgcheck"
+	"github.com/densessm/densessm/architectures/cfgcheck"
 )
 
 // The two registered names.

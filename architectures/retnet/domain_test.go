@@ -191,7 +191,7 @@ func TestMaxHeads(t *testing.T) {
 	c := tinyConfig(NameRetNet, 0)
 	c.NumAttentionHeads, c.HiddenSize, c.QueryKeyDim, c.ValueDim = maxHeads, 2*maxHeads, 2*maxHeads, maxHeads
 	m := newTestModel(t, c, cpu.New(api.BackendOptions{Threads: 1}), 1)
-	if _, err := m.Forward(t.Context(), [][]int32{{1, 2, 3}}); err != nil {
+	if _, err := m.Forward(t.Context(), [][]int32{{1, 2, 3}}, api.Form{}); err != nil {
 		t.Fatalf("%d heads: %v", maxHeads, err)
 	}
 	c.NumAttentionHeads, c.HiddenSize, c.QueryKeyDim, c.ValueDim = maxHeads+1, 2*maxHeads+2, 2*maxHeads+2, maxHeads+1

@@ -30,21 +30,21 @@ func TestEntryPointErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", what, err, want)
 		}
 	}
-	_, err = m.Forward(ctx, [][]int32{{1, 2}, {3}})
+	_, err = m.Forward(ctx, [][]int32{{1, 2}, {3}}, api.Form{})
 	check("ragged batch", err, api.ErrShape)
-	_, err = m.Forward(ctx, nil)
+	_, err = m.Forward(ctx, nil, api.Form{})
 	check("empty batch", err, api.ErrShape)
-	_, err = m.Forward(ctx, [][]int32{{1, 53}})
+	_, err = m.Forward(ctx, [][]int32{{1, 53}}, api.Form{})
 	check("id past the vocabulary", err, api.ErrOutOfRange)
 	_, err = m.ForwardChunkwise(ctx, [][]int32{{1, 2}}, 0)
 	check("chunk 0", err, api.ErrOutOfRange)
-	_, err = m.Forward(cancelled, [][]int32{{1, 2}})
+	_, err = m.Forward(cancelled, [][]int32{{1, 2}}, api.Form{})
 	check("cancelled forward", err, context.Canceled)
-	_, err = m.Prefill(ctx, foreign, [][]int32{{1}, {2}})
+	_, err = m.Prefill(ctx, foreign, [][]int32{{1}, {2}}, api.Form{})
 	check("another model's state", err, api.ErrShape)
-	_, err = m.Prefill(ctx, s, [][]int32{{1}})
+	_, err = m.Prefill(ctx, s, [][]int32{{1}}, api.Form{})
 	check("batch of 1 for a state of 2", err, api.ErrShape)
-	_, err = m.Prefill(cancelled, s, [][]int32{{1, 2}, {3, 4}})
+	_, err = m.Prefill(cancelled, s, [][]int32{{1, 2}, {3, 4}}, api.Form{})
 	check("cancelled prefill", err, context.Canceled)
 	_, err = m.Step(ctx, s, []int32{1, -1})
 	check("negative id", err, api.ErrOutOfRange)
@@ -66,7 +66,7 @@ func TestStateReset(t *testing.T) {
 	ctx := context.Background()
 	m := newTestModel(t, tinyConfig(NameRetNet, 0), cpu.New(api.BackendOptions{Threads: 1}), 2)
 	s, _ := m.NewState(1)
-	first, err := m.Prefill(ctx, s, [][]int32{{4, 8, 15}})
+	first, err := m.Prefill(ctx, s, [][]int32{{4, 8, 15}}, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestStateReset(t *testing.T) {
 	if s.Len() != 0 {
 		t.Fatalf("Len %d after Reset", s.Len())
 	}
-	again, err := m.Prefill(ctx, s, [][]int32{{4, 8, 15}})
+	again, err := m.Prefill(ctx, s, [][]int32{{4, 8, 15}}, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func checkForms(t *testing.T, ctx context.Context, cfg *Config, tol float64) {
 	m := newTestModel(t, cfg, cpu.New(api.BackendOptions{Threads: 2}), 7)
 	const B, T, split = 2, 64, 40
 	ids := modeltest.RandomIDs(rand.New(rand.NewPCG(1, 2)), B, T, cfg.VocabSize)
-	par, err := m.Forward(ctx, ids)
+	par, err := m.Forward(ctx, ids, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}

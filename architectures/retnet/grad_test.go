@@ -158,8 +158,8 @@ func TestPadTokenGradient(t *testing.T) {
 		case tied && !(nPad > 0 && nPad != nPlain):
 			t.Errorf("tied: the pad row's gradient has L1 norm %g (%g without padding_idx); want the head's part alone", nPad, nPlain)
 		}
-		want, _ := plain.Forward(ctx, batch.Inputs)
-		got, err := withPad.Forward(ctx, batch.Inputs)
+		want, _ := plain.Forward(ctx, batch.Inputs, api.Form{})
+		got, err := withPad.Forward(ctx, batch.Inputs, api.Form{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/dense"
-	"github.com/densessm/densessm/architectures/internal/tokens"
+	"github.com/densessm/densessm/architectures/tokens"
 	"github.com/densessm/densessm/nn"
 )
 
@@ -41,21 +41,19 @@ func (a architecture) ParseConfig(data []byte) (api.Config, error) {
 	return ParseConfig(a.name, data)
 }
 
-func (a architecture) New(cfg api.Config, b api.Backend, seed int64) (api.Model, error) {
+func (a architecture) New(ctx context.Context, cfg api.Config, opts api.BuildOptions) (api.Model, error) {
 	c, err := a.config(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return New(c, b, seed)
-}
-
-// NewUninitialized implements api.UninitializedBuilder.
-func (a architecture) NewUninitialized(cfg api.Config, b api.Backend) (api.Model, error) {
-	c, err := a.config(cfg)
+	b, err := opts.OpenBackend()
 	if err != nil {
 		return nil, err
 	}
-	return build(c, nn.NewUninitializedParams(b))
+	if opts.Zeros {
+		return build(c, nn.NewUninitializedParams(b))
+	}
+	return build(c, nn.NewParams(b, opts.Seed).WithContext(ctx))
 }
 
 // config returns cfg as this architecture's configuration.
@@ -292,10 +290,53 @@ type pass struct {
 	st    *State
 }
 
-// Forward returns the logits [B,T,V] of the parallel form.
-func (m *Model) Forward(ctx context.Context, ids [][]int32) (_ api.Tensor, err error) {
+// Info reports the model's capabilities: every mode, trainable, in
+// process.
+func (m *Model) Info() api.Info {
+	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
+		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
+}
+
+// Params describes every parameter.
+func (m *Model) Params() []api.ParamInfo { return api.ParamInfos(m.Parameters()) }
+
+// ReadParams returns the values of the named parameters (all when names
+// is empty).
+func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
+	return api.ReadParameters(ctx, m.Parameters(), names)
+}
+
+// WriteParams overwrites parameters.
+func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error {
+	return api.WriteParameters(ctx, m.Parameters(), values)
+}
+
+// Close does nothing: the parameters are Go memory.
+func (m *Model) Close() error { return nil }
+
+// Forward returns the logits [B,T,V] of whole sequences in form f: the
+// parallel form (memory quadratic in T), the chunkwise form with blocks of
+// f.Chunk tokens (PrefillChunk when 0), or the recurrent form.
+func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
+	}
+	switch f.Mode {
+	case api.Chunkwise:
+		return m.ForwardChunkwise(ctx, ids, chunkOf(f))
+	case api.Recurrent:
+		return api.ForwardWith(ctx, m, ids, f)
+	}
 	return m.infer(ctx, ids, pass{form: api.RetentionParallel})
+}
+
+// chunkOf returns the chunk size of a chunkwise form.
+func chunkOf(f api.Form) int {
+	if f.Chunk == 0 {
+		return PrefillChunk
+	}
+	return f.Chunk
 }
 
 // ForwardChunkwise returns the logits [B,T,V] of the chunkwise form with
@@ -309,11 +350,29 @@ func (m *Model) ForwardChunkwise(ctx context.Context, ids [][]int32, chunk int) 
 	return m.infer(ctx, ids, pass{form: api.RetentionChunkwise, chunk: chunk})
 }
 
-// Prefill runs ids through the chunkwise form (chunks of PrefillChunk
-// tokens) from s, leaves s ready for Step, and returns the logits [B,T,V].
-// s changes only when the whole prefill succeeds.
-func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32) (api.Tensor, error) {
-	return m.PrefillChunkwise(ctx, s, ids, PrefillChunk)
+// Prefill runs ids through form f from s, leaves s ready for Step, and
+// returns the logits [B,T,V]. The parallel form continued from a state is
+// the chunkwise form with the whole sequence as one chunk. s changes only
+// when the whole prefill succeeds.
+func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
+	defer api.Recover(&err)
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
+	}
+	switch f.Mode {
+	case api.Chunkwise:
+		return m.PrefillChunkwise(ctx, s, ids, chunkOf(f))
+	case api.Recurrent:
+		if _, err := m.ownState(s, len(ids)); err != nil {
+			return nil, err
+		}
+		return api.RunRecurrent(ctx, m, s, ids)
+	}
+	T := 1
+	if len(ids) > 0 {
+		T = max(len(ids[0]), 1)
+	}
+	return m.PrefillChunkwise(ctx, s, ids, T)
 }
 
 // PrefillChunkwise is Prefill with chunks of chunk tokens: the chunkwise

@@ -140,7 +140,7 @@ func TestParityReference(t *testing.T) {
 func checkParity(t *testing.T, dir, refDir, arch string) {
 	ctx := context.Background()
 	b := cpu.New(api.BackendOptions{Threads: 1})
-	loaded, err := checkpoint.LoadModel(ctx, dir, b, checkpoint.LoadOptions{})
+	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func checkParity(t *testing.T, dir, refDir, arch string) {
 		t.Fatalf("reference logits have %d values, want %d*%d*%d", len(ref.parallel), B, T, V)
 	}
 
-	out, err := m.Forward(ctx, ref.ids)
+	out, err := m.Forward(ctx, ref.ids, api.Form{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func checkParity(t *testing.T, dir, refDir, arch string) {
 	if !(e <= parityLossTol) {
 		t.Errorf("loss %.7g, reference %.7g: relative error %.3g exceeds %g", loss, ref.loss, e, parityLossTol)
 	}
-	aliases, _ := loaded.(checkpoint.NameAliases)
+	aliases, _ := loaded.(api.NameAliases)
 	seen := map[string]bool{}
 	worst, worstName := 0.0, ""
 	grads := m.Grads()
@@ -251,7 +251,7 @@ func checkParity(t *testing.T, dir, refDir, arch string) {
 // parityRefName returns the reference's name for the model parameter name:
 // the name itself or the first of its checkpoint aliases the reference has,
 // or "" when it has none.
-func parityRefName(name string, ref map[string][]float32, aliases checkpoint.NameAliases) string {
+func parityRefName(name string, ref map[string][]float32, aliases api.NameAliases) string {
 	if _, ok := ref[name]; ok {
 		return name
 	}
@@ -271,7 +271,7 @@ func parityRefName(name string, ref map[string][]float32, aliases checkpoint.Nam
 // names the refused global.
 func TestParityEvilPickle(t *testing.T) {
 	b := cpu.New(api.BackendOptions{Threads: 1})
-	_, err := checkpoint.LoadModel(context.Background(), filepath.Join("testdata", "evil"), b, checkpoint.LoadOptions{})
+	_, err := checkpoint.LoadModel(context.Background(), filepath.Join("testdata", "evil"), checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err == nil {
 		t.Fatal("a pickle that calls os.system loaded without error")
 	}

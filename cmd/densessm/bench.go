@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/train"
 )
 
 // benchSeed seeds the random weights, inputs and token ids of every bench
@@ -166,6 +168,8 @@ func gemmSampleError(rng *rand.Rand, c, a, b []float32, m, n, k int, transB bool
 // measurement was not asked for.
 type modelReport struct {
 	Arch              string   `json:"arch"`
+	Backend           string   `json:"backend"`
+	Plugin            string   `json:"plugin,omitempty"`
 	Parameters        int64    `json:"parameters"`
 	WeightBytes       int64    `json:"weight_bytes"`
 	Threads           int      `json:"threads"`
@@ -228,7 +232,7 @@ decode bound.`,
 			if !(o.learningRate >= 0) || math.IsInf(o.learningRate, 0) {
 				return fmt.Errorf("--lr %g: want a finite learning rate, 0 or more: %w", o.learningRate, api.ErrConfig)
 			}
-			a, err := api.LookupArchitecture(o.arch)
+			a, err := architecture(cmd, o.arch)
 			if err != nil {
 				return fmt.Errorf("--arch: %w", err)
 			}
@@ -239,12 +243,12 @@ decode bound.`,
 			if err := checkBenchMemory(cmd, cfg, o); err != nil {
 				return err
 			}
-			b, restore, err := benchBackend(cmd, o.threads)
+			build, err := buildOptions(cmd, o.threads)
 			if err != nil {
 				return err
 			}
-			defer restore()
-			rep, err := benchModel(cmd.Context(), b, a, cfg, o)
+			defer setGOMAXPROCS(o.threads)()
+			rep, err := benchModel(cmd.Context(), build, a, cfg, o)
 			if err != nil {
 				return err
 			}
@@ -261,6 +265,7 @@ decode bound.`,
 	f.IntVar(&o.decode, "decode", 32, "timed decode steps (0 skips them)")
 	f.IntVar(&o.reps, "reps", 1, "timed prefills and training steps; the median is reported")
 	f.IntVar(&o.threads, "threads", 1, "backend threads (0: every core)")
+	backendFlag(f)
 	f.BoolVar(&o.train, "train-step", false, "also time a training step (forward, backward, SGD)")
 	f.IntVar(&o.trainBatch, "train-batch", 8, "sequences per training batch")
 	f.IntVar(&o.trainSeq, "train-seq", 128, "tokens per training sequence")
@@ -283,18 +288,21 @@ func checkBenchMemory(cmd *cobra.Command, cfg api.Config, o modelBenchOptions) e
 	return checkMemory(cmd, need, fmt.Sprintf("bench model (%s, %d parameters)", cfg.ArchName(), est.Parameters))
 }
 
-// benchModel builds a model of a with cfg on b and runs the measurements o
-// asks for.
-func benchModel(ctx context.Context, b api.Backend, a api.Architecture, cfg api.Config, o modelBenchOptions) (*modelReport, error) {
-	m, err := a.New(cfg, b, benchSeed)
+// benchModel builds a model of a with cfg as build says and runs the
+// measurements o asks for.
+func benchModel(ctx context.Context, build api.BuildOptions, a api.Architecture, cfg api.Config, o modelBenchOptions) (*modelReport, error) {
+	build.Seed = benchSeed
+	m, err := a.New(ctx, cfg, build)
 	if err != nil {
 		return nil, fmt.Errorf("bench model: %w", err)
 	}
-	rep := &modelReport{Arch: a.Name(), Threads: b.Threads(), Reps: o.reps, PrefillTokens: o.prefill, DecodeTokens: o.decode}
-	for _, p := range m.Parameters() {
-		n := int64(p.Value.Shape().NumElements())
+	defer m.Close()
+	info := m.Info()
+	rep := &modelReport{Arch: a.Name(), Backend: info.Backend, Plugin: info.Plugin, Threads: info.Threads, Reps: o.reps, PrefillTokens: o.prefill, DecodeTokens: o.decode}
+	for _, p := range m.Params() {
+		n := int64(p.Shape.NumElements())
 		rep.Parameters += n
-		rep.WeightBytes += n * int64(p.Value.DType().Size())
+		rep.WeightBytes += n * int64(p.DType.Size())
 	}
 	rng := rand.New(rand.NewPCG(benchSeed, 1))
 	vocab := cfg.Vocab()
@@ -314,9 +322,9 @@ func benchModel(ctx context.Context, b api.Backend, a api.Architecture, cfg api.
 		rep.DecodeTokensPerS = ptr(float64(o.decode) / sec)
 	}
 	if o.train {
-		tm, ok := m.(api.Trainable)
-		if !ok {
-			return nil, fmt.Errorf("bench model: --train-step: %s models do not train: %w", a.Name(), api.ErrUnsupported)
+		tm, err := train.Stepper(m)
+		if err != nil {
+			return nil, fmt.Errorf("bench model: --train-step: %w", err)
 		}
 		batch := api.Batch{Inputs: make([][]int32, o.trainBatch), Targets: make([][]int32, o.trainBatch)}
 		for i := range batch.Inputs {
@@ -342,13 +350,13 @@ func benchModel(ctx context.Context, b api.Backend, a api.Architecture, cfg api.
 // timePrefill runs a short warm-up and then reps timed Forward calls over
 // ids, and returns the median seconds.
 func timePrefill(ctx context.Context, m api.Model, ids []int32, reps int) (float64, error) {
-	if _, err := m.Forward(ctx, [][]int32{ids[:min(len(ids), 16)]}); err != nil {
+	if _, err := m.Forward(ctx, [][]int32{ids[:min(len(ids), 16)]}, api.Form{}); err != nil {
 		return 0, err
 	}
 	times := make([]float64, reps)
 	for r := range times {
 		start := time.Now()
-		if _, err := m.Forward(ctx, [][]int32{ids}); err != nil {
+		if _, err := m.Forward(ctx, [][]int32{ids}, api.Form{}); err != nil {
 			return 0, err
 		}
 		times[r] = time.Since(start).Seconds()
@@ -375,25 +383,19 @@ func timeDecode(ctx context.Context, m api.Model, ids []int32) (float64, error) 
 	return time.Since(start).Seconds(), nil
 }
 
-// timeTrainStep runs one untimed and then reps timed training steps (zero
-// the gradients, loss and gradients, SGD update) and returns the median
-// seconds and the last loss.
-func timeTrainStep(ctx context.Context, m api.Trainable, batch api.Batch, lr float32, reps int) (sec, loss float64, err error) {
-	b := m.Backend()
-	params, grads := m.Parameters(), m.Grads()
-	if len(params) != len(grads) {
-		return 0, 0, fmt.Errorf("%d parameters but %d gradients: %w", len(params), len(grads), api.ErrInternal)
-	}
+// timeTrainStep runs one untimed and then reps timed training steps (loss,
+// gradients and a plain SGD update through the model's stepper) and
+// returns the median seconds and the last loss.
+func timeTrainStep(ctx context.Context, m api.TrainStepper, batch api.Batch, lr float32, reps int) (sec, loss float64, err error) {
+	req := api.TrainStepRequest{Batches: []api.Batch{batch}, Optimizer: api.OptimizerConfig{Name: api.SGD, LR: float64(lr)}, LR: float64(lr)}
 	step := func() error {
-		m.ZeroGrad()
-		if loss, err = m.LossAndGrad(ctx, batch); err != nil {
-			return err
+		res, err := m.TrainStep(ctx, req)
+		loss = res.Loss
+		if errors.Is(err, api.ErrNotFinite) {
+			loss = math.NaN() // reported as train_diverged
+			return nil
 		}
-		for i, g := range grads {
-			b.Affine(g.Value, g.Value, -lr, 0)
-			b.Binary(api.OpAdd, params[i].Value, params[i].Value, g.Value)
-		}
-		return nil
+		return err
 	}
 	if err := step(); err != nil {
 		return 0, 0, err
@@ -412,15 +414,25 @@ func timeTrainStep(ctx context.Context, m api.Trainable, batch api.Batch, lr flo
 // benchBackend returns a CPU backend with threads workers (every core when
 // 0) and sets GOMAXPROCS to match for the run; restore puts it back.
 func benchBackend(cmd *cobra.Command, threads int) (b api.Backend, restore func(), err error) {
-	b, err = newBackend(cmd, threads)
+	budget, err := maxMemoryFlag(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
+	b, err = api.NewBackend("cpu", api.BackendOptions{Threads: threads, MaxMemory: budget})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--threads: %w", err)
+	}
+	return b, setGOMAXPROCS(threads), nil
+}
+
+// setGOMAXPROCS sets GOMAXPROCS to threads (unless 0) and returns what
+// puts it back.
+func setGOMAXPROCS(threads int) (restore func()) {
 	if threads == 0 {
-		return b, func() {}, nil
+		return func() {}
 	}
 	old := runtime.GOMAXPROCS(threads)
-	return b, func() { runtime.GOMAXPROCS(old) }, nil
+	return func() { runtime.GOMAXPROCS(old) }
 }
 
 // positive returns an error naming the first flag (in sorted order) whose
@@ -478,7 +490,7 @@ func writeJSON(w io.Writer, v any) error {
 // gemmKernelName returns the GEMM micro-kernel a backend reports, or
 // "unknown".
 func gemmKernelName(b api.Backend) string {
-	if k, ok := b.(interface{ GEMMKernel() string }); ok {
+	if k, ok := b.(api.KernelNamer); ok {
 		return k.GEMMKernel()
 	}
 	return "unknown"

@@ -13,6 +13,7 @@ import (
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/mamba"
 	"github.com/densessm/densessm/backends/cpu"
+	"github.com/densessm/densessm/train"
 )
 
 // tinyMambaConfig is a Hugging Face style config.json of a Mamba small
@@ -148,7 +149,7 @@ func TestTrainStepDescends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, loss, err := timeTrainStep(ctx, m, batch, 0.5, 1)
+	sec, loss, err := timeTrainStep(ctx, train.NewLocalStepper(m), batch, 0.5, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,11 +81,11 @@ func TestConvertModel(t *testing.T) {
 	}
 	sameTensors(t, openCheckpoint(t, filepath.Join(out, checkpoint.SingleFileName)), openCheckpoint(t, filepath.Join(in, "expected.safetensors")))
 	b := cpu.New(api.BackendOptions{Threads: 1})
-	m, err := checkpoint.LoadModel(context.Background(), out, b, checkpoint.LoadOptions{})
+	m, err := checkpoint.LoadModel(context.Background(), out, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatalf("converted model does not load: %v", err)
 	}
-	if m.Config() == nil || len(m.Parameters()) == 0 {
+	if m.Config() == nil || len(m.(api.LocalModel).Parameters()) == 0 {
 		t.Error("converted model has no config or parameters")
 	}
 }

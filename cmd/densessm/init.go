@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/checkpoint"
 )
 
@@ -26,7 +25,7 @@ architecture reads; without it the architecture's small default is used.`,
 			if err := checkOutDir(out); err != nil {
 				return err
 			}
-			a, err := api.LookupArchitecture(arch)
+			a, err := architecture(cmd, arch)
 			if err != nil {
 				return fmt.Errorf("--arch: %w", err)
 			}
@@ -40,16 +39,18 @@ architecture reads; without it the architecture's small default is used.`,
 			if err := checkModelMemory(cmd, cfg, 0); err != nil {
 				return err
 			}
-			b, err := newBackend(cmd, 0)
+			build, err := buildOptions(cmd, 0)
 			if err != nil {
 				return err
 			}
+			build.Seed = seed
 			spin := newSpinner(cmd.ErrOrStderr(), "initialising")
-			m, err := a.New(cfg, b, seed)
+			m, err := a.New(cmd.Context(), cfg, build)
 			spin.done()
 			if err != nil {
 				return err
 			}
+			defer m.Close()
 			if err := cmd.Context().Err(); err != nil {
 				return err
 			}
@@ -63,6 +64,7 @@ architecture reads; without it the architecture's small default is used.`,
 	f.StringVar(&configFile, "config", "", "config.json to build from (default: the architecture's small default)")
 	f.StringVar(&out, "out", "", "output directory")
 	f.Int64Var(&seed, "seed", 1, "seed of the initialisation")
+	backendFlag(f)
 	cmd.MarkFlagRequired("arch")
 	cmd.MarkFlagRequired("out")
 	return cmd

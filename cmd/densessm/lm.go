@@ -28,6 +28,7 @@ func (l *lmFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&l.tokenizer, "tokenizer", "", "tokenizer.json (default: the model directory's)")
 	f.StringVar(&l.arch, "arch", "", "architecture of --model (default: from its config.json)")
 	f.IntVar(&l.threads, "threads", 0, "backend threads (0: every core)")
+	backendFlag(f)
 	l.load.register(f)
 }
 
@@ -54,11 +55,12 @@ func (l *lmFlags) open(cmd *cobra.Command, tokens int) (api.Model, *tokenizer.To
 				return nil, nil, err
 			}
 		}
-		b, err := newBackend(cmd, l.threads)
+		build, err := buildOptions(cmd, l.threads)
 		if err != nil {
 			return nil, nil, err
 		}
-		m, err = defaultmodel.Load(cmd.Context(), b, checkpoint.LoadOptions{
+		m, err = defaultmodel.Load(cmd.Context(), checkpoint.LoadOptions{
+			Build:       build,
 			CheckConfig: func(cfg api.Config) error { return checkModelMemory(cmd, cfg, tokens) },
 		})
 		if err != nil {

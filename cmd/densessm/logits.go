@@ -29,7 +29,7 @@ list separated by commas or spaces, so that
 works.
 
 --mode parallel runs the whole sequence at once (the training form);
---mode chunkwise runs it in chunks of --chunk tokens (RetNet models), a few
+--mode chunkwise runs it in chunks of --chunk tokens, a few
 chunks at a time, in memory that grows with the chunk, not the sequence;
 --mode recurrent feeds the tokens one at a time through the recurrent state,
 in memory that does not grow with the sequence either.
@@ -42,8 +42,9 @@ run that would not fit is refused.`,
 			if err := dst.check(); err != nil {
 				return err
 			}
-			if mode != "parallel" && mode != "chunkwise" && mode != "recurrent" {
-				return fmt.Errorf("--mode %q: want parallel, chunkwise or recurrent: %w", mode, api.ErrConfig)
+			form, err := api.ParseMode(mode)
+			if err != nil {
+				return fmt.Errorf("--mode: %w", err)
 			}
 			if chunk < 1 {
 				return fmt.Errorf("--chunk %d: must be at least 1: %w", chunk, api.ErrConfig)
@@ -67,8 +68,9 @@ run that would not fit is refused.`,
 			if err := checkIDs(ids, V); err != nil {
 				return err
 			}
-			if _, ok := m.(chunkwiseModel); mode == "chunkwise" && !ok {
-				return fmt.Errorf("--mode chunkwise: %s models have no chunkwise form: %w", m.Config().ArchName(), api.ErrUnsupported)
+			defer m.Close()
+			if !m.Info().Supports(form) {
+				return fmt.Errorf("--mode %s: %s models have no such form: %w", form, m.Config().ArchName(), api.ErrUnsupported)
 			}
 			ctx := cmd.Context()
 			return dst.write(func(w io.Writer) error {
@@ -101,23 +103,23 @@ run that would not fit is refused.`,
 func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mode string, chunk int, stderr io.Writer) error {
 	switch mode {
 	case "parallel":
-		t, err := m.Forward(ctx, [][]int32{ids})
+		t, err := m.Forward(ctx, [][]int32{ids}, api.Form{})
 		if err != nil {
 			return err
 		}
 		return writeTensor(w, t)
 	case "chunkwise":
-		cm := m.(chunkwiseModel) // checked before the output was opened
 		s, err := m.NewState(1)
 		if err != nil {
 			return err
 		}
+		defer s.Close()
 		window := chunkWindow(chunk)
 		bar := newProgress(stderr, int64(len(ids)), "tokens", false)
 		defer bar.done()
 		for from := 0; from < len(ids); from += window {
 			to := min(from+window, len(ids))
-			t, err := cm.PrefillChunkwise(ctx, s, [][]int32{ids[from:to]}, chunk)
+			t, err := m.Prefill(ctx, s, [][]int32{ids[from:to]}, api.Form{Mode: api.Chunkwise, Chunk: chunk})
 			if err != nil {
 				return err
 			}
@@ -132,6 +134,7 @@ func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mod
 		if err != nil {
 			return err
 		}
+		defer s.Close()
 		bar := newProgress(stderr, int64(len(ids)), "tokens", false)
 		defer bar.done()
 		for _, id := range ids {
@@ -156,14 +159,8 @@ func chunkWindow(chunk int) int { return chunk * max(1, 512/chunk) }
 // writeTensor writes an F32 tensor's elements, from the backend's own
 // storage where it gives host access to it (no copy).
 func writeTensor(w io.Writer, t api.Tensor) error {
-	if h, ok := t.(interface{ HostFloat32s() []float32 }); ok {
+	if h, ok := t.(api.HostFloat32s); ok {
 		return writeFloat32s(w, h.HostFloat32s())
 	}
 	return writeFloat32s(w, api.Float32s(t))
-}
-
-// chunkwiseModel is a model with a chunkwise form that continues from a
-// State (RetNet and DenseRetNet).
-type chunkwiseModel interface {
-	PrefillChunkwise(ctx context.Context, s api.State, ids [][]int32, chunk int) (api.Tensor, error)
 }

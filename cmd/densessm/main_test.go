@@ -144,9 +144,9 @@ func TestLogitsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results [][]float32
-	for _, mode := range []string{"parallel", "recurrent"} {
+	for _, mode := range []string{"parallel", "recurrent", "chunkwise"} {
 		out := filepath.Join(dir, mode+".npy")
-		if _, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "0,12,7,47", "--mode", mode, "--out", out); st != 0 {
+		if _, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "0,12,7,47", "--mode", mode, "--chunk", "3", "--out", out); st != 0 {
 			t.Fatalf("%s: status %d: %s", mode, st, errOut)
 		}
 		shape, data := readNPY(t, out)
@@ -155,9 +155,11 @@ func TestLogitsCommand(t *testing.T) {
 		}
 		results = append(results, data)
 	}
-	for i := range results[0] {
-		if d := math.Abs(float64(results[0][i] - results[1][i])); d > 1e-5*(1+math.Abs(float64(results[0][i]))) {
-			t.Fatalf("logit %d: parallel %g, recurrent %g", i, results[0][i], results[1][i])
+	for k, mode := range []string{"recurrent", "chunkwise"} {
+		for i := range results[0] {
+			if d := math.Abs(float64(results[0][i] - results[k+1][i])); d > 1e-5*(1+math.Abs(float64(results[0][i]))) {
+				t.Fatalf("logit %d: parallel %g, %s %g", i, results[0][i], mode, results[k+1][i])
+			}
 		}
 	}
 	if _, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "0,48", "--out", filepath.Join(dir, "x.npy")); st != 1 || !strings.Contains(errOut, "outside the vocabulary") {
@@ -168,19 +170,3 @@ func TestLogitsCommand(t *testing.T) {
 	}
 }
 
-func TestLogitsChunkwiseNeedsTheForm(t *testing.T) {
-	cfg := mamba.DefaultConfig(mamba.NameMamba)
-	cfg.VocabSize, cfg.HiddenSize, cfg.NumHiddenLayers, cfg.IntermediateSize = 16, 8, 1, 16
-	m, err := mamba.New(cfg, cpu.New(api.BackendOptions{Threads: 1}), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := checkpoint.SaveModel(t.Context(), dir, m); err != nil {
-		t.Fatal(err)
-	}
-	_, errOut, st := runCLI(t, "logits", "--model", dir, "--ids", "1,2", "--mode", "chunkwise", "--out", filepath.Join(dir, "x.npy"))
-	if st != 1 || !strings.Contains(errOut, "no chunkwise form") {
-		t.Errorf("chunkwise on mamba: status %d, %q", st, errOut)
-	}
-}

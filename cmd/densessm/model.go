@@ -26,18 +26,30 @@ func (l *loadFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&l.allowNonFinite, "allow-nonfinite", false, "load weights holding NaN or Inf (refused by default)")
 }
 
-// newBackend returns the CPU backend with threads workers and the memory
-// budget of --max-memory.
-func newBackend(cmd *cobra.Command, threads int) (api.Backend, error) {
+// backendFlag registers --backend on a command that builds a model.
+func backendFlag(f *pflag.FlagSet) {
+	f.String("backend", "cpu", "backend to build the model on: one in this program, or one a plugin serves (densessm backends lists them)")
+}
+
+// buildOptions returns the options that build a model on --backend with
+// threads workers and the memory budget of --max-memory, after checking
+// that the backend exists (looking for plugins when it is not built in).
+func buildOptions(cmd *cobra.Command, threads int) (api.BuildOptions, error) {
 	budget, err := maxMemoryFlag(cmd)
 	if err != nil {
-		return nil, err
+		return api.BuildOptions{}, err
 	}
-	b, err := api.NewBackend("cpu", api.BackendOptions{Threads: threads, MaxMemory: budget})
-	if err != nil {
-		return nil, fmt.Errorf("--threads: %w", err)
+	o := api.BuildOptions{BackendOptions: api.BackendOptions{Threads: threads, MaxMemory: budget}}
+	if f := cmd.Flag("backend"); f != nil {
+		o.Backend = f.Value.String()
 	}
-	return b, nil
+	if err := o.BackendOptions.Validate(); err != nil {
+		return api.BuildOptions{}, fmt.Errorf("--threads: %w", err)
+	}
+	if err := findBackend(cmd, o.BackendName()); err != nil {
+		return api.BuildOptions{}, fmt.Errorf("--backend: %w", err)
+	}
+	return o, nil
 }
 
 // maxMemoryFlag returns the root's --max-memory in bytes (0 when unset).
@@ -124,13 +136,17 @@ func loadModel(cmd *cobra.Command, dir, arch string, threads, tokens int, flags 
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("--model %s: not a directory (want config.json beside the weights): %w", dir, api.ErrConfig)
 	}
-	b, err := newBackend(cmd, threads)
+	build, err := buildOptions(cmd, threads)
 	if err != nil {
 		return nil, err
 	}
+	if err := findArchitecture(cmd, arch); err != nil {
+		return nil, fmt.Errorf("--arch: %w", err)
+	}
 	var bar *progress
 	defer func() { bar.done() }()
-	m, err := checkpoint.LoadModel(cmd.Context(), dir, b, checkpoint.LoadOptions{
+	m, err := checkpoint.LoadModel(cmd.Context(), dir, checkpoint.LoadOptions{
+		Build:          build,
 		Arch:           arch,
 		AllowExtra:     flags.allowExtra,
 		AllowNonFinite: flags.allowNonFinite,

@@ -122,6 +122,7 @@ line wins), and the model's config.json fields under the key "model".`,
 	f.IntVar(&o.cfg.EvalBatches, "eval-batches", o.cfg.EvalBatches, "validation batches per measurement (0: all)")
 	f.IntVar(&o.cfg.Keep, "keep", o.cfg.Keep, "checkpoints to keep on disk")
 	f.IntVar(&o.threads, "threads", 0, "backend threads (0: every core)")
+	backendFlag(f)
 	f.IntVar(&o.logEvery, "log-every", 10, "when stderr is not a terminal, print a progress line every N steps")
 	cmd.MarkFlagRequired("out")
 	return cmd
@@ -152,7 +153,7 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	if err != nil {
 		return err
 	}
-	a, err := api.LookupArchitecture(run.Arch)
+	a, err := architecture(cmd, run.Arch)
 	if err != nil {
 		return fmt.Errorf("--arch: %w", err)
 	}
@@ -185,6 +186,7 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	if err != nil {
 		return err
 	}
+	defer m.Close()
 	tr, err := train.New(m, cfg, loader)
 	if err != nil {
 		return err
@@ -210,11 +212,11 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	defer metrics.Close()
 
 	params := int64(0)
-	for _, p := range m.Parameters() {
-		params += int64(p.Value.Shape().NumElements())
+	for _, p := range m.Params() {
+		params += int64(p.Shape.NumElements())
 	}
 	fmt.Fprintf(stderr, "training %s (%d parameters) for %d steps of %d×%d×%d tokens on %d threads, from step %d\n",
-		run.Arch, params, cfg.Steps, cfg.Accum, cfg.BatchSize, cfg.SeqLen, m.Backend().Threads(), tr.Step())
+		run.Arch, params, cfg.Steps, cfg.Accum, cfg.BatchSize, cfg.SeqLen, m.Info().Threads, tr.Step())
 	rep := newTrainReporter(stderr, cfg.Steps, tr.Step(), o.logEvery)
 	tr.OnStep = func(s train.StepMetrics) {
 		metrics.write(s)
@@ -283,8 +285,8 @@ func tokenizedCorpus(cmd *cobra.Command, dir string, run runSettings, tok *token
 
 // trainModel returns the model to train: the newest checkpoint's with
 // --resume (and its directory), else a fresh one.
-func trainModel(cmd *cobra.Command, o *trainFlags, run runSettings, a api.Architecture, cfg api.Config) (api.Trainable, string, error) {
-	b, err := newBackend(cmd, o.threads)
+func trainModel(cmd *cobra.Command, o *trainFlags, run runSettings, a api.Architecture, cfg api.Config) (api.Model, string, error) {
+	build, err := buildOptions(cmd, o.threads)
 	if err != nil {
 		return nil, "", err
 	}
@@ -297,22 +299,23 @@ func trainModel(cmd *cobra.Command, o *trainFlags, run runSettings, a api.Archit
 		} else if !ok {
 			return nil, "", fmt.Errorf("--resume: %s has no checkpoint yet: %w", o.out, api.ErrNotFound)
 		}
-		if m, err = checkpoint.LoadModel(cmd.Context(), path, b, checkpoint.LoadOptions{Arch: run.Arch}); err != nil {
+		if m, err = checkpoint.LoadModel(cmd.Context(), path, checkpoint.LoadOptions{Build: build, Arch: run.Arch}); err != nil {
 			return nil, "", fmt.Errorf("--resume: %w", err)
 		}
 	} else {
 		spin := newSpinner(cmd.ErrOrStderr(), "initialising")
-		m, err = a.New(cfg, b, int64(run.Trainer.Seed))
+		build.Seed = int64(run.Trainer.Seed)
+		m, err = a.New(cmd.Context(), cfg, build)
 		spin.done()
 		if err != nil {
 			return nil, "", err
 		}
 	}
-	t, ok := m.(api.Trainable)
-	if !ok {
+	if !m.Info().Trainable {
+		m.Close()
 		return nil, "", fmt.Errorf("--arch %s: the model does not train: %w", run.Arch, api.ErrUnsupported)
 	}
-	return t, path, nil
+	return m, path, nil
 }
 
 // saveGrace is how long an interrupted train may take to save its
@@ -344,7 +347,7 @@ func prepareRun(cmd *cobra.Command, o *trainFlags, modelObject []byte) (runSetti
 			run.Ext = []string{".go"}
 		}
 	}
-	a, err := api.LookupArchitecture(run.Arch)
+	a, err := architecture(cmd, run.Arch)
 	if err != nil {
 		return runSettings{}, nil, nil, fmt.Errorf("--arch: %w", err)
 	}

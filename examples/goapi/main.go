@@ -50,13 +50,9 @@ func main() {
 
 // run walks through the API, printing to w, and trains for steps updates.
 func run(ctx context.Context, w io.Writer, steps int) error {
-	b, err := api.NewBackend("cpu", api.BackendOptions{}) // every core
-	if err != nil {
-		return err
-	}
-
-	// 1. The default model and its tokenizer.
-	m, err := defaultmodel.Load(ctx, b, checkpoint.LoadOptions{})
+	// 1. The default model and its tokenizer, on the CPU backend with
+	// every core (api.BuildOptions{} selects it).
+	m, err := defaultmodel.Load(ctx, checkpoint.LoadOptions{Build: api.BuildOptions{}})
 	if err != nil {
 		return err
 	}
@@ -127,11 +123,12 @@ func run(ctx context.Context, w io.Writer, steps int) error {
 	if err != nil {
 		return err
 	}
-	fresh, err := arch.New(small, b, int64(cfg.Seed))
+	fresh, err := arch.New(ctx, small, api.BuildOptions{Seed: int64(cfg.Seed)})
 	if err != nil {
 		return err
 	}
-	tr, err := train.New(fresh.(api.Trainable), cfg, loader)
+	defer fresh.Close()
+	tr, err := train.New(fresh, cfg, loader)
 	if err != nil {
 		return err
 	}

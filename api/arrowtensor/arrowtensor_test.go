@@ -1,4 +1,4 @@
-package api_test
+package arrowtensor_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/api/arrowtensor"
 	"github.com/densessm/densessm/backends/cpu"
 )
 
@@ -37,11 +38,11 @@ func TestArrowRoundTrip(t *testing.T) {
 			raw[i] = byte(i*37 + 11)
 		}
 		b.Upload(src, raw)
-		field, arr, err := api.TensorToArrow(mem, "w", src)
+		field, arr, err := arrowtensor.FromTensor(mem, "w", src)
 		if err != nil {
 			t.Fatalf("%s%v: %v", tc.dtype, tc.shape, err)
 		}
-		got, err := api.TensorFromArrow(b, field, arr)
+		got, err := arrowtensor.ToTensor(b, field, arr)
 		arr.Release()
 		if err != nil {
 			t.Fatalf("%s%v back: %v", tc.dtype, tc.shape, err)
@@ -58,7 +59,7 @@ func TestArrowWithoutMetadataAndSliced(t *testing.T) {
 	bld.AppendValues([]float32{1, 2, 3, 4, 5}, nil)
 	arr := bld.NewFloat32Array()
 	sliced := array.NewSlice(arr, 1, 4)
-	got, err := api.TensorFromArrow(b, arrow.Field{Name: "v", Type: arrow.PrimitiveTypes.Float32}, sliced)
+	got, err := arrowtensor.ToTensor(b, arrow.Field{Name: "v", Type: arrow.PrimitiveTypes.Float32}, sliced)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestArrowRejects(t *testing.T) {
 	three := bld.NewFloat32Array()
 	meta := func(shape, dtype string) arrow.Field {
 		return arrow.Field{Name: "x", Type: arrow.PrimitiveTypes.Float32,
-			Metadata: arrow.NewMetadata([]string{api.ArrowShapeKey, api.ArrowDTypeKey}, []string{shape, dtype})}
+			Metadata: arrow.NewMetadata([]string{arrowtensor.ShapeKey, arrowtensor.DTypeKey}, []string{shape, dtype})}
 	}
 	for _, tc := range []struct {
 		name  string
@@ -92,7 +93,7 @@ func TestArrowRejects(t *testing.T) {
 		{"shape json", meta("[3", "F32"), three, api.ErrCorrupt},
 		{"negative", meta("[-3]", "F32"), three, api.ErrShape},
 	} {
-		if _, err := api.TensorFromArrow(b, tc.field, tc.arr); !errors.Is(err, tc.want) {
+		if _, err := arrowtensor.ToTensor(b, tc.field, tc.arr); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 		}
 	}
