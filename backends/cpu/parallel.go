@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -10,9 +11,10 @@ import (
 // Kernels split their work into at most Threads contiguous parts of a fixed
 // partition (the same n and thread count always give the same parts, so
 // results are bit-reproducible) and hand the parts to a pool of worker
-// goroutines shared by every backend. The caller runs the first part itself
-// and, while it waits, runs queued parts too, so nested parallel calls
-// cannot deadlock.
+// goroutines shared by every backend (started when first needed, as many as
+// the widest backend's Threads less one: see startWorkers). The caller runs
+// the first part itself and, while it waits, runs queued parts too, so
+// nested parallel calls cannot deadlock.
 //
 // Nothing here allocates once warm: a kernel on the decode path describes
 // its work as a task value taken from a taskPool (a closure handed to
@@ -65,41 +67,104 @@ type group struct {
 }
 
 var (
-	groups     = sync.Pool{New: func() any { return &group{done: make(chan struct{}, 1)} }}
-	jobs       chan job      // queued parts; workers only poll it
-	wake       chan struct{} // a token wakes one sleeping worker
-	idle       atomic.Int32  // workers looking for parts: neither asleep nor running one
-	startsPool sync.Once
+	groups = sync.Pool{New: func() any { return &group{done: make(chan struct{}, 1)} }}
+	jobs   chan job      // queued parts; workers only poll it
+	wake   chan struct{} // a token wakes one sleeping worker
+	idle   atomic.Int32  // workers looking for parts: neither asleep nor running one
+
+	workers   atomic.Int32 // workers started
+	grow      sync.Mutex   // held while starting workers
+	startPool sync.Once    // makes jobs and wake
 )
 
-// A worker with nothing to do keeps looking for parts for workerSpin before
-// it sleeps, and a caller waiting for its parts keeps looking (and helping)
-// for waitSpin. A decode step calls a hundred small parallel kernels in a
-// row; waking a sleeping thread for each (tens of microseconds, more when
-// the parts end unevenly) would cost more than the kernels' work. Measured
-// on mamba-130m decode at 2 threads (`go test ./architectures/mamba -bench
-// Decode/130m/threads=2`): no spinning 34 tokens/s, 50 µs 35-38, 500 µs
-// and 2 ms 47-51. The spinning yields the processor at every look, so
-// other goroutines still run.
+// Capacities of the queues. A part that finds jobs full runs on its caller,
+// so jobsCap only bounds how many parts wait at once; wake's elements take
+// no memory, and wakeWorkers keeps no more tokens in it than workers.
 const (
-	workerSpin = 500 * time.Microsecond
-	waitSpin   = 2 * time.Millisecond
+	jobsCap = 1024
+	wakeCap = 1 << 20
 )
 
-// startWorkers starts the shared workers: one per CPU, beside the callers.
-func startWorkers() {
-	startsPool.Do(func() {
-		n := runtime.NumCPU()
-		jobs = make(chan job, 64*n)
-		wake = make(chan struct{}, n)
-		idle.Add(int32(n))
-		for range n {
-			go work()
+// A worker with nothing to do keeps looking for parts for the worker spin
+// (SetWorkerSpin) before it sleeps, and a caller waiting for its parts
+// keeps looking (and helping) for waitSpin. A decode step calls a hundred
+// small parallel kernels in a row; waking a sleeping thread for each (tens
+// of microseconds, more when the parts end unevenly) would cost more than
+// the kernels' work. Measured on mamba-130m decode at 2 threads (`go test
+// ./architectures/mamba -bench Decode/130m/threads=2`): no spinning 34
+// tokens/s, 50 µs 35-38, 500 µs and 2 ms 47-51. The spinning yields the
+// processor at every look, so other goroutines still run.
+const (
+	defaultWorkerSpin = 500 * time.Microsecond
+	waitSpin          = 2 * time.Millisecond
+)
+
+var (
+	workerSpin  atomic.Int64 // nanoseconds; set by loadSpin, then SetWorkerSpin
+	spinFromEnv sync.Once
+)
+
+// spinEnv is the environment variable that sets the starting worker spin
+// (see SetWorkerSpin).
+const spinEnv = "DENSESSM_CPU_SPIN"
+
+// SetWorkerSpin sets how long a worker of the CPU backend's shared pool
+// keeps looking for work after it ends a part before it parks, and returns
+// the previous setting. The default is 500 µs, which keeps the workers
+// awake between the many small kernels of a decode step (at 2 threads it
+// took mamba-130m decode from 34 to 47-51 tokens/s); 0 parks a worker as
+// soon as it finds the queue empty, for programs that would rather spend
+// no CPU between calls than decode fast. A negative d counts as 0. Parked
+// workers cost nothing: they block until a kernel queues work. (A kernel's
+// caller, waiting for its parts, still looks for work for up to 2 ms, but
+// only while its kernel runs.)
+//
+// The environment variable DENSESSM_CPU_SPIN (a time.ParseDuration string
+// such as "0" or "200us"), read once when the pool is first used or
+// SetWorkerSpin first called, sets the starting value; a value that does
+// not parse, or is negative, is ignored. SetWorkerSpin may be called at
+// any time, also while kernels run; workers see the new value when they
+// next end a part.
+func SetWorkerSpin(d time.Duration) (previous time.Duration) {
+	loadSpin()
+	return time.Duration(workerSpin.Swap(int64(max(d, 0))))
+}
+
+// loadSpin sets the worker spin from spinEnv, or to the default, once.
+func loadSpin() {
+	spinFromEnv.Do(func() {
+		d := defaultWorkerSpin
+		if v, err := time.ParseDuration(os.Getenv(spinEnv)); err == nil && v >= 0 {
+			d = v
 		}
+		workerSpin.Store(int64(d))
 	})
 }
 
-// work runs queued parts forever, spinning for workerSpin after each
+// startWorkers makes sure the shared pool has at least n workers, starting
+// the missing ones. Every call that splits work asks for its backend's
+// thread count less one (the caller runs a part too), so the pool holds as
+// many workers as the widest backend that has split work needs, however
+// many CPUs the machine has, and none before then.
+func startWorkers(n int) {
+	if int(workers.Load()) >= n {
+		return
+	}
+	startPool.Do(func() {
+		loadSpin()
+		jobs = make(chan job, jobsCap)
+		wake = make(chan struct{}, wakeCap)
+	})
+	grow.Lock()
+	defer grow.Unlock()
+	for w := int(workers.Load()); w < n; w++ {
+		idle.Add(1)
+		workers.Add(1)
+		go work()
+	}
+}
+
+// work runs queued parts forever, spinning for the worker spin after each
 // before it sleeps until a caller wakes it.
 //
 // Sleeping workers wait on wake, never on jobs: were a part handed
@@ -110,7 +175,7 @@ func startWorkers() {
 // late, every call, that way.
 func work() {
 	for {
-		j, ok := spinForJob(nil, workerSpin)
+		j, ok := spinForJob(nil, time.Duration(workerSpin.Load()))
 		idle.Add(-1)
 		if !ok {
 			// A part queued before the decrement was seen by a caller
@@ -133,9 +198,12 @@ func work() {
 // the idle workers do not cover.
 func wakeWorkers(n int) {
 	for range n - int(idle.Load()) {
+		if len(wake) >= int(workers.Load()) {
+			return // every worker has a token already
+		}
 		select {
 		case wake <- struct{}{}:
-		default: // every worker is awake or has a token already
+		default:
 		}
 	}
 }
@@ -156,6 +224,9 @@ func spinForJob(g *group, spin time.Duration) (job, bool) {
 			return job{}, false
 		}
 		if i == 0 {
+			if spin <= 0 {
+				return job{}, false
+			}
 			start = time.Now()
 		} else if time.Since(start) > spin {
 			return job{}, false
@@ -219,7 +290,7 @@ func (b *Backend) run(n, grain int, t task) {
 		}
 		return
 	}
-	startWorkers()
+	startWorkers(b.threads - 1)
 	g := groups.Get().(*group)
 	g.pending.Store(int32(parts - 1))
 	queued := 0
