@@ -143,9 +143,9 @@ func TestRecover(t *testing.T) {
 
 type fakeArch struct{ name string }
 
-func (a fakeArch) Name() string                              { return a.name }
-func (a fakeArch) DefaultConfig() Config                     { return nil }
-func (a fakeArch) ParseConfig([]byte) (Config, error)        { return nil, nil }
+func (a fakeArch) Name() string                                             { return a.name }
+func (a fakeArch) DefaultConfig() Config                                    { return nil }
+func (a fakeArch) ParseConfig([]byte) (Config, error)                       { return nil, nil }
 func (a fakeArch) New(context.Context, Config, BuildOptions) (Model, error) { return nil, nil }
 
 func TestRegistry(t *testing.T) {

@@ -107,8 +107,29 @@ func LoadModel(ctx context.Context, dir string, opts LoadOptions) (_ api.Model, 
 // LoadModelBytes is LoadModel for a model held in memory: the contents of
 // its config.json and of its safetensors (or PyTorch) weights file; name
 // stands for the model in errors.
+//
+// An architecture that loads only directories (api.DirLoader) is handed a
+// temporary directory holding the two files, removed afterwards.
 func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte, opts LoadOptions) (_ api.Model, err error) {
 	defer api.Recover(&err)
+	arch, err := pickArchitecture(configJSON, opts.Arch, opts.Build.BackendName())
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
+	if _, ok := arch.(api.DirLoader); ok {
+		dir, err := os.MkdirTemp("", "densessm-model-")
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		defer os.RemoveAll(dir)
+		if err := os.WriteFile(filepath.Join(dir, ConfigFileName), configJSON, 0o644); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, SingleFileName), weights, 0o644); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		return LoadModel(ctx, dir, opts)
+	}
 	return loadModel(ctx, name, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, opts)
 }
 
@@ -129,9 +150,6 @@ func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Ch
 		}
 	}
 	if dl, ok := arch.(api.DirLoader); ok {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("model %s: architecture %s loads model directories only: %w", dir, arch.Name(), api.ErrUnsupported)
-		}
 		return dl.LoadDir(ctx, dir, api.DirLoadOptions{Build: opts.Build, AllowExtra: opts.AllowExtra, AllowNonFinite: opts.AllowNonFinite})
 	}
 	// Every parameter is loaded below (a missing one is an error), so

@@ -152,10 +152,10 @@ func meta(field arrow.Field, arr arrow.Array) (api.Shape, api.DType, error) {
 	return shape, dtype, nil
 }
 
-// FromHost wraps the elements of h in an Arrow array allocated from mem,
-// with a field named h.Name recording the shape and dtype. The caller
-// releases the array.
-func FromHost(mem memory.Allocator, h api.HostTensor) (arrow.Field, arrow.Array, error) {
+// FromHost wraps the elements of h in an Arrow array without copying them
+// (the array aliases h.Data), with a field named h.Name recording the
+// shape and dtype. The caller releases the array.
+func FromHost(h api.HostTensor) (arrow.Field, arrow.Array, error) {
 	typ, err := Type(h.DType)
 	if err != nil {
 		return arrow.Field{}, nil, err
@@ -168,11 +168,7 @@ func FromHost(mem memory.Allocator, h api.HostTensor) (arrow.Field, arrow.Array,
 	if err != nil {
 		return arrow.Field{}, nil, fmt.Errorf("tensor %q: %w", h.Name, err)
 	}
-	buf := memory.NewResizableBuffer(mem)
-	buf.Resize(len(h.Data))
-	copy(buf.Bytes(), h.Data)
-	data := array.NewData(typ, n, []*memory.Buffer{nil, buf}, nil, 0, 0)
-	buf.Release()
+	data := array.NewData(typ, n, []*memory.Buffer{nil, memory.NewBufferBytes(h.Data)}, nil, 0, 0)
 	defer data.Release()
 	field := arrow.Field{
 		Name:     h.Name,

@@ -28,7 +28,6 @@ func (l *lmFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&l.tokenizer, "tokenizer", "", "tokenizer.json (default: the model directory's)")
 	f.StringVar(&l.arch, "arch", "", "architecture of --model (default: from its config.json)")
 	f.IntVar(&l.threads, "threads", 0, "backend threads (0: every core)")
-	backendFlag(f)
 	l.load.register(f)
 }
 

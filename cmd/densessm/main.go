@@ -79,6 +79,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer signal.Stop(signals)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer stopPlugins()
 	done := make(chan error, 1)
 	go func() {
 		done <- func() (err error) {
@@ -100,6 +101,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		case <-time.After(max(interruptGrace, time.Duration(graceExtension.Load()))):
 		}
 		atomicfile.RemoveTemps()
+		stopPlugins()
 		fmt.Fprintln(stderr, "densessm: interrupted")
 		if sig == syscall.SIGTERM {
 			return exitTerminated

@@ -169,4 +169,3 @@ func TestLogitsCommand(t *testing.T) {
 		t.Errorf("empty directory: status %d, %q", st, errOut)
 	}
 }
-

@@ -24,6 +24,7 @@ type loadFlags struct {
 func (l *loadFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&l.allowExtra, "allow-extra", false, "ignore tensors in the checkpoint that the model does not have")
 	f.BoolVar(&l.allowNonFinite, "allow-nonfinite", false, "load weights holding NaN or Inf (refused by default)")
+	backendFlag(f)
 }
 
 // backendFlag registers --backend on a command that builds a model.

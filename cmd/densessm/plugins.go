@@ -1,9 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
 	"github.com/spf13/cobra"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/plugins/host"
 )
 
 // architecture returns the architecture name builds on --backend: built
@@ -26,21 +32,25 @@ func architecture(cmd *cobra.Command, name string) (api.Architecture, error) {
 // findBackend makes sure the backend name is registered, discovering the
 // plugins when it is not built in.
 func findBackend(cmd *cobra.Command, name string) error {
-	for _, e := range api.BackendList() {
-		if e.Name == name {
-			return nil
+	known := func() bool {
+		for _, e := range api.BackendList() {
+			if e.Name == name {
+				return true
+			}
 		}
+		return false
 	}
-	if err := discoverPlugins(cmd); err != nil {
-		return err
+	if known() {
+		return nil
 	}
+	if discoverPlugins(cmd); known() {
+		return nil
+	}
+	var names []string
 	for _, e := range api.BackendList() {
-		if e.Name == name {
-			return nil
-		}
+		names = append(names, e.Name)
 	}
-	_, err := api.NewBackend(name, api.BackendOptions{}) // the error lists the known ones
-	return err
+	return fmt.Errorf("backend %q (known: %v; plugins are looked for on %s and in %s): %w", name, names, host.PathEnv, host.UserDir(), api.ErrNotFound)
 }
 
 // findArchitecture makes sure the architecture name (empty: nothing to
@@ -52,15 +62,181 @@ func findArchitecture(cmd *cobra.Command, name string) error {
 	if _, err := api.LookupArchitecture(name); err == nil {
 		return nil
 	}
-	if err := discoverPlugins(cmd); err != nil {
-		return err
-	}
+	discoverPlugins(cmd)
 	_, err := api.LookupArchitecture(name)
 	return err
 }
 
+// plugins is the catalog of this process's plugins, discovered once.
+var plugins struct {
+	once    sync.Once
+	mu      sync.Mutex // guards catalog against stopPlugins on a signal
+	catalog *host.Catalog
+	err     error
+}
+
 // discoverPlugins finds the plugins and registers their architectures and
-// backends, once per process.
-func discoverPlugins(cmd *cobra.Command) error {
+// backends, once per process; plugins that fail to start are reported on
+// stderr and skipped. It returns the catalog.
+func discoverPlugins(cmd *cobra.Command) (*host.Catalog, error) {
+	plugins.once.Do(func() {
+		catalog, err := host.Discover(cmd.Context(), host.Options{Log: cmd.ErrOrStderr()})
+		plugins.mu.Lock()
+		plugins.catalog, plugins.err = catalog, err
+		plugins.mu.Unlock()
+		if plugins.err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: %v\n", plugins.err)
+			return
+		}
+		for _, err := range plugins.catalog.Failed {
+			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: skipped: %s\n", oneLine(err.Error()))
+		}
+		for _, err := range plugins.catalog.Register() {
+			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: skipped: %s\n", oneLine(err.Error()))
+		}
+	})
+	return plugins.catalog, plugins.err
+}
+
+// stopPlugins stops the plugin processes this command started (the
+// catalog stays: a later command in the same process starts them again).
+func stopPlugins() {
+	plugins.mu.Lock()
+	defer plugins.mu.Unlock()
+	if plugins.catalog != nil {
+		plugins.catalog.Close()
+	}
+}
+
+func newArchsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "archs",
+		Short: "List the model architectures, built in and served by plugins",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			discoverPlugins(cmd)
+			var lines []string
+			for _, e := range api.ArchitectureList() {
+				lines = append(lines, marked(e.Name, e.Plugin))
+			}
+			if len(lines) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "no architectures are registered in this build")
+			}
+			return printLines(cmd.OutOrStdout(), lines)
+		},
+	}
+}
+
+func newBackendsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "backends",
+		Short: "List the compute backends, in this program and served by plugins",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			discoverPlugins(cmd)
+			var lines []string
+			for _, e := range api.BackendList() {
+				lines = append(lines, marked(e.Name, e.Plugin))
+			}
+			return printLines(cmd.OutOrStdout(), lines)
+		},
+	}
+}
+
+// marked is name, followed by "(plugin P)" when a plugin serves it.
+func marked(name, plugin string) string {
+	if plugin == "" {
+		return name
+	}
+	return fmt.Sprintf("%s\t(plugin %s)", name, plugin)
+}
+
+func newPluginsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plugins",
+		Short: "List and pin the plugins: architectures and backends served by other programs",
+		Long: `Plugins are executables named densessm-plugin-* or densessm-backend-* in the
+folders on ` + host.PathEnv + ` (separated by colons) and in the per-user
+plugins folder. Each runs as a child process that serves whole-model
+requests; docs/plugins.md shows how to write one.`,
+	}
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the plugins found, with what each serves",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			catalog, err := host.Discover(cmd.Context(), host.Options{Log: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			defer catalog.Close()
+			return writePlugins(cmd.OutOrStdout(), catalog, asJSON)
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	var lockFile string
+	lock := &cobra.Command{
+		Use:   "lock",
+		Short: "Pin the SHA-256 of every plugin found; a plugin that changes afterwards is refused",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			paths, err := host.Find(host.DefaultDirs())
+			if err != nil {
+				return err
+			}
+			l, err := host.WriteLock(lockFile, paths)
+			if err != nil {
+				return err
+			}
+			for _, p := range paths {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", l.Plugins[p], p)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "pinned %d plugins in %s\n", len(paths), lockFile)
+			return nil
+		},
+	}
+	lock.Flags().StringVar(&lockFile, "file", host.DefaultLockFile(), "lock file to write")
+	cmd.AddCommand(list, lock)
+	return cmd
+}
+
+// pluginEntry is one plugin in plugins list --json.
+type pluginEntry struct {
+	Path string `json:"path"`
+	host.Description
+	Error string `json:"error,omitempty"`
+}
+
+func writePlugins(w io.Writer, c *host.Catalog, asJSON bool) error {
+	var entries []pluginEntry
+	for _, p := range c.Plugins {
+		entries = append(entries, pluginEntry{Path: p.Path, Description: p.Desc})
+	}
+	for _, err := range c.Failed {
+		entries = append(entries, pluginEntry{Error: oneLine(err.Error())})
+	}
+	if asJSON {
+		if entries == nil {
+			entries = []pluginEntry{}
+		}
+		return writeJSON(w, entries)
+	}
+	if len(entries) == 0 {
+		_, err := fmt.Fprintf(w, "no plugins found (looked in %s)\n", strings.Join(host.DefaultDirs(), ", "))
+		return err
+	}
+	for _, e := range entries {
+		var err error
+		if e.Error != "" {
+			_, err = fmt.Fprintf(w, "error\t%s\n", e.Error)
+		} else {
+			_, err = fmt.Fprintf(w, "%s %s\t%s\tarchitectures: %s\tbackends: %s\n", e.Name, e.Version, e.Path,
+				strings.Join(e.Architectures, ","), strings.Join(e.Backends, ","))
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/densessm/densessm/api"
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3".
@@ -38,26 +37,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			},
 		},
-		&cobra.Command{
-			Use:   "archs",
-			Short: "List the registered model architectures",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				names := api.Architectures()
-				if len(names) == 0 {
-					fmt.Fprintln(cmd.ErrOrStderr(), "no architectures are registered in this build")
-				}
-				return printLines(cmd.OutOrStdout(), names)
-			},
-		},
-		&cobra.Command{
-			Use:   "backends",
-			Short: "List the registered compute backends",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return printLines(cmd.OutOrStdout(), api.Backends())
-			},
-		},
+		newArchsCmd(),
+		newBackendsCmd(),
+		newPluginsCmd(),
 		newInspectCmd(),
 		newLogitsCmd(),
 		newInitCmd(),

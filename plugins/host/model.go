@@ -1,0 +1,366 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"google.golang.org/grpc"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/backends/cpu"
+	"github.com/densessm/densessm/plugins/internal/wire"
+	pb "github.com/densessm/densessm/plugins/proto"
+)
+
+// paramGroup is the most bytes of parameters one ReadParams or WriteParams
+// request carries, well below wire.MaxMessage.
+const paramGroup = 256 << 20
+
+// Model is a model that lives in a plugin process. Its outputs are
+// tensors of this process's CPU backend.
+type Model struct {
+	p      *Plugin
+	gen    int
+	id     uint64
+	cfg    api.Config
+	info   api.Info
+	params []api.ParamInfo
+	host   api.Backend
+	closed bool
+}
+
+var (
+	_ api.Model        = (*Model)(nil)
+	_ api.TrainStepper = (*Model)(nil)
+)
+
+func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (*Model, error) {
+	cfg, err := hostConfig(pi.Arch, pi.ConfigJson, int(pi.Vocab))
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p, err)
+	}
+	m := &Model{p: p, gen: gen, id: pi.Model, cfg: cfg, host: cpu.New(api.BackendOptions{Threads: 1})}
+	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable}
+	for _, mode := range pi.Modes {
+		m.info.Modes = append(m.info.Modes, api.Mode(mode))
+	}
+	for _, q := range pi.Params {
+		dt, err := api.ParseDType(q.Dtype)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: parameter %s: %w", p, q.Name, err)
+		}
+		shape := make(api.Shape, len(q.Shape))
+		for i, d := range q.Shape {
+			shape[i] = int(d)
+		}
+		m.params = append(m.params, api.ParamInfo{Name: q.Name, DType: dt, Shape: shape})
+	}
+	return m, nil
+}
+
+// call runs a request on this model's process.
+func (m *Model) call(ctx context.Context, what string, f func(context.Context, pb.RuntimeClient, ...grpc.CallOption) error) error {
+	if m.closed {
+		return fmt.Errorf("plugin %s: %s: the model is closed: %w", m.p, what, api.ErrNotFound)
+	}
+	_, err := m.p.callGen(ctx, m.gen, what, f)
+	return err
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() api.Config { return m.cfg }
+
+// Info reports the model's capabilities as the plugin described them.
+func (m *Model) Info() api.Info {
+	info := m.info
+	info.Modes = append([]api.Mode(nil), info.Modes...)
+	return info
+}
+
+// Params describes the parameters.
+func (m *Model) Params() []api.ParamInfo { return append([]api.ParamInfo(nil), m.params...) }
+
+// ReadParams reads parameter values from the plugin, in groups of at most
+// 256 MiB per request.
+func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
+	if len(names) == 0 {
+		for _, p := range m.params {
+			names = append(names, p.Name)
+		}
+	}
+	size := map[string]int{}
+	for _, p := range m.params {
+		size[p.Name] = p.Shape.NumElements() * p.DType.Size()
+	}
+	var out []api.HostTensor
+	for len(names) > 0 {
+		n, bytes := 0, 0
+		for n < len(names) && (n == 0 || bytes+size[names[n]] <= paramGroup) {
+			bytes += size[names[n]]
+			n++
+		}
+		var resp *pb.Tensors
+		err := m.call(ctx, "read parameters", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+			resp, err = c.ReadParams(ctx, &pb.ParamsRequest{Model: m.id, Names: names[:n]}, o...)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		ts, err := wire.DecodeTensors(resp.Arrow)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: read parameters: %w", m.p, err)
+		}
+		out = append(out, ts...)
+		names = names[n:]
+	}
+	return out, nil
+}
+
+// WriteParams writes parameter values into the plugin's model, in groups
+// of at most 256 MiB per request.
+func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error {
+	for len(values) > 0 {
+		n, bytes := 0, 0
+		for n < len(values) && (n == 0 || bytes+len(values[n].Data) <= paramGroup) {
+			bytes += len(values[n].Data)
+			n++
+		}
+		enc, err := wire.EncodeTensors(values[:n])
+		if err != nil {
+			return err
+		}
+		err = m.call(ctx, "write parameters", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+			_, err := c.WriteParams(ctx, &pb.WriteParamsRequest{Model: m.id, Arrow: enc}, o...)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		values = values[n:]
+	}
+	return nil
+}
+
+// logits turns a Logits reply into a tensor of this process: into dst when
+// it is not nil (and of the same shape), else a new one.
+func (m *Model) logits(resp *pb.Logits, dst api.Tensor) (api.Tensor, error) {
+	h, err := wire.DecodeTensor(resp.Arrow)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: logits: %w", m.p, err)
+	}
+	if h.DType != api.F32 {
+		return nil, fmt.Errorf("plugin %s: logits are %s: %w", m.p, h.DType, api.ErrDType)
+	}
+	if dst == nil || !dst.Shape().Equal(h.Shape) {
+		dst = m.host.Alloc(api.F32, h.Shape...)
+	}
+	m.host.Upload(dst, h.Data)
+	return dst, nil
+}
+
+// Forward runs the sequences in the plugin.
+func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Tensor, error) {
+	enc, err := wire.EncodeIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	var resp *pb.Logits
+	err = m.call(ctx, "forward", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+		resp, err = c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.logits(resp, nil)
+}
+
+// State is a recurrent state that lives in the plugin process.
+type State struct {
+	m      *Model
+	id     uint64
+	batch  int
+	n      int
+	step   api.Tensor // the last Step's logits, reused
+	closed bool
+}
+
+// NewState makes a state in the plugin.
+func (m *Model) NewState(batch int) (api.State, error) {
+	var ref *pb.StateRef
+	err := m.call(context.Background(), "new state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+		ref, err = c.NewState(ctx, &pb.NewStateRequest{Model: m.id, Batch: int64(batch)}, o...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &State{m: m, id: ref.State, batch: batch}, nil
+}
+
+// state checks that s is a live state of m.
+func (m *Model) state(s api.State) (*State, error) {
+	st, ok := s.(*State)
+	if !ok || st.m != m {
+		return nil, fmt.Errorf("plugin %s: a state of another model (%T): %w", m.p, s, api.ErrConfig)
+	}
+	if st.closed {
+		return nil, fmt.Errorf("plugin %s: the state is closed: %w", m.p, api.ErrNotFound)
+	}
+	return st, nil
+}
+
+// Prefill continues s over the sequences in the plugin.
+func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
+	st, err := m.state(s)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := wire.EncodeIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	var resp *pb.Logits
+	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+		resp, err = c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.n = int(resp.Len)
+	return m.logits(resp, nil)
+}
+
+// Step feeds one token per sequence in the plugin; the logits tensor
+// belongs to s.
+func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor, error) {
+	st, err := m.state(s)
+	if err != nil {
+		return nil, err
+	}
+	var resp *pb.Logits
+	err = m.call(ctx, "step", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+		resp, err = c.Step(ctx, &pb.StepRequest{Model: m.id, State: st.id, Ids: ids}, o...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.n = int(resp.Len)
+	st.step, err = m.logits(resp, st.step)
+	return st.step, err
+}
+
+// Batch returns the number of sequences.
+func (s *State) Batch() int { return s.batch }
+
+// Len returns the tokens consumed per sequence.
+func (s *State) Len() int { return s.n }
+
+// Reset empties the state in the plugin.
+func (s *State) Reset() error {
+	if s.closed {
+		return fmt.Errorf("plugin %s: the state is closed: %w", s.m.p, api.ErrNotFound)
+	}
+	err := s.m.call(context.Background(), "reset state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		_, err := c.ResetState(ctx, &pb.StateRef{Model: s.m.id, State: s.id}, o...)
+		return err
+	})
+	if err == nil {
+		s.n = 0
+	}
+	return err
+}
+
+// Close frees the state in the plugin.
+func (s *State) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.m.closed {
+		return nil
+	}
+	return s.m.call(context.Background(), "free state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		_, err := c.FreeState(ctx, &pb.StateRef{Model: s.m.id, State: s.id}, o...)
+		return err
+	})
+}
+
+// TrainStep runs one optimisation step in the plugin.
+func (m *Model) TrainStep(ctx context.Context, req api.TrainStepRequest) (api.TrainStepResult, error) {
+	opt, err := json.Marshal(req.Optimizer)
+	if err != nil {
+		return api.TrainStepResult{}, err
+	}
+	r := &pb.TrainStepRequest{Model: m.id, OptimizerJson: opt, Lr: req.LR, ClipNorm: req.ClipNorm}
+	for _, b := range req.Batches {
+		in, err := wire.EncodeIDs(b.Inputs)
+		if err != nil {
+			return api.TrainStepResult{}, fmt.Errorf("train step: inputs: %w", err)
+		}
+		tg, err := wire.EncodeIDs(b.Targets)
+		if err != nil {
+			return api.TrainStepResult{}, fmt.Errorf("train step: targets: %w", err)
+		}
+		r.Batches = append(r.Batches, in, tg)
+	}
+	var resp *pb.TrainStepResponse
+	err = m.call(ctx, "train step", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+		resp, err = c.TrainStep(ctx, r, o...)
+		return err
+	})
+	if err != nil {
+		return api.TrainStepResult{}, err
+	}
+	return api.TrainStepResult{Loss: resp.Loss, GradNorm: resp.GradNorm}, nil
+}
+
+// OptimizerState reads the optimizer's state from the plugin.
+func (m *Model) OptimizerState(ctx context.Context) (api.OptimizerState, error) {
+	var resp *pb.OptimizerStateMessage
+	err := m.call(ctx, "optimizer state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
+		resp, err = c.OptimizerState(ctx, &pb.ModelRef{Model: m.id}, o...)
+		return err
+	})
+	if err != nil {
+		return api.OptimizerState{}, err
+	}
+	ts, err := wire.DecodeTensors(resp.Arrow)
+	if err != nil {
+		return api.OptimizerState{}, fmt.Errorf("plugin %s: optimizer state: %w", m.p, err)
+	}
+	return api.OptimizerState{Steps: resp.Steps, Tensors: ts}, nil
+}
+
+// SetOptimizerState replaces the optimizer's state in the plugin.
+func (m *Model) SetOptimizerState(ctx context.Context, cfg api.OptimizerConfig, s api.OptimizerState) error {
+	opt, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	enc, err := wire.EncodeTensors(s.Tensors)
+	if err != nil {
+		return err
+	}
+	return m.call(ctx, "set optimizer state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		_, err := c.SetOptimizerState(ctx, &pb.OptimizerStateMessage{Model: m.id, OptimizerJson: opt, Steps: s.Steps, Arrow: enc}, o...)
+		return err
+	})
+}
+
+// Close unloads the model from the plugin.
+func (m *Model) Close() error {
+	if m.closed {
+		return nil
+	}
+	err := m.call(context.Background(), "unload", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		_, err := c.Unload(ctx, &pb.ModelRef{Model: m.id}, o...)
+		return err
+	})
+	m.closed = true
+	return err
+}

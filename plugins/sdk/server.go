@@ -1,0 +1,489 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/checkpoint"
+	"github.com/densessm/densessm/plugins/internal/wire"
+	pb "github.com/densessm/densessm/plugins/proto"
+	"github.com/densessm/densessm/train"
+)
+
+// server implements the Runtime service over the models of this process.
+type server struct {
+	pb.UnimplementedRuntimeServer
+	p Plugin
+
+	mu     sync.Mutex
+	next   uint64
+	models map[uint64]*served
+}
+
+// served is one model and its states; its mutex serialises the requests
+// on it (a model is not safe for concurrent use).
+type served struct {
+	mu      sync.Mutex
+	m       api.Model
+	stepper api.TrainStepper
+	states  map[uint64]api.State
+	next    uint64
+}
+
+func newServer(p Plugin) *server { return &server{p: p, models: map[uint64]*served{}} }
+
+// NewServer returns the Runtime service for p, served in this process: for
+// tests and for embedding a plugin's service elsewhere.
+func NewServer(p Plugin) (pb.RuntimeServer, error) {
+	if err := p.Check(); err != nil {
+		return nil, err
+	}
+	return newServer(p), nil
+}
+
+// unaryErrors recovers a handler's panic into an internal error and turns
+// an error into a gRPC status whose trailer names its api kind.
+func unaryErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "panic in %s: %v\n%s", info.FullMethod, r, stack())
+			resp, err = nil, fmt.Errorf("%s: panic: %v: %w", info.FullMethod, r, api.ErrInternal)
+		}
+		if err != nil {
+			kind := wire.ErrorKind(err)
+			if kind != "" {
+				grpc.SetTrailer(ctx, metadata.Pairs(wire.ErrorTrailer, kind))
+			}
+			if _, ok := status.FromError(err); !ok || kind != "" {
+				err = status.Error(code(kind), err.Error())
+			}
+		}
+	}()
+	return handler(ctx, req)
+}
+
+// code is the gRPC code of an error kind, for clients that read no
+// trailer.
+func code(kind string) codes.Code {
+	switch kind {
+	case "config", "shape", "dtype", "out-of-range":
+		return codes.InvalidArgument
+	case "not-found":
+		return codes.NotFound
+	case "unsupported":
+		return codes.Unimplemented
+	case "corrupt":
+		return codes.DataLoss
+	case "out-of-memory":
+		return codes.ResourceExhausted
+	case "canceled":
+		return codes.Canceled
+	case "deadline":
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
+}
+
+func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	return &pb.DescribeResponse{
+		Name: s.p.Name, Version: s.p.Version,
+		Architectures: s.p.Architectures, Backends: s.p.backends(),
+		DensessmVersion: moduleVersion(),
+	}, nil
+}
+
+// architecture returns the served architecture name.
+func (s *server) architecture(name string) (api.Architecture, error) {
+	if !slices.Contains(s.p.Architectures, name) {
+		return nil, fmt.Errorf("plugin %s serves no architecture %q (it serves %v): %w", s.p.Name, name, s.p.Architectures, api.ErrNotFound)
+	}
+	return api.LookupArchitecture(name)
+}
+
+func (s *server) ParseConfig(_ context.Context, req *pb.ConfigRequest) (*pb.ConfigResponse, error) {
+	a, err := s.architecture(req.Arch)
+	if err != nil {
+		return nil, err
+	}
+	cfg := a.DefaultConfig()
+	if len(req.ConfigJson) > 0 {
+		if cfg, err = a.ParseConfig(req.ConfigJson); err != nil {
+			return nil, err
+		}
+	}
+	return configResponse(cfg)
+}
+
+func configResponse(cfg api.Config) (*pb.ConfigResponse, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("config: %v: %w", err, api.ErrInternal)
+	}
+	return &pb.ConfigResponse{ConfigJson: raw, Vocab: int64(cfg.Vocab())}, nil
+}
+
+// buildOptions reads the wire's build options, checking the backend.
+func (s *server) buildOptions(o *pb.BuildOptions) (api.BuildOptions, error) {
+	out := api.BuildOptions{
+		Backend:        o.GetBackend(),
+		BackendOptions: api.BackendOptions{Threads: int(o.GetThreads()), MaxMemory: o.GetMaxMemory()},
+		Seed:           o.GetSeed(),
+		Zeros:          o.GetZeros(),
+	}
+	if name := out.BackendName(); !slices.Contains(s.p.backends(), name) {
+		return api.BuildOptions{}, fmt.Errorf("plugin %s has no backend %q (it has %v): %w", s.p.Name, name, s.p.backends(), api.ErrNotFound)
+	}
+	return out, nil
+}
+
+func (s *server) Build(ctx context.Context, req *pb.BuildRequest) (*pb.ModelInfo, error) {
+	a, err := s.architecture(req.Arch)
+	if err != nil {
+		return nil, err
+	}
+	build, err := s.buildOptions(req.Build)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := a.ParseConfig(req.ConfigJson)
+	if err != nil {
+		return nil, err
+	}
+	m, err := a.New(ctx, cfg, build)
+	if err != nil {
+		return nil, err
+	}
+	return s.add(m)
+}
+
+func (s *server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.ModelInfo, error) {
+	if req.Arch != "" {
+		if _, err := s.architecture(req.Arch); err != nil {
+			return nil, err
+		}
+	}
+	build, err := s.buildOptions(req.Build)
+	if err != nil {
+		return nil, err
+	}
+	m, err := checkpoint.LoadModel(ctx, req.Dir, checkpoint.LoadOptions{
+		Build: build, Arch: req.Arch, AllowExtra: req.AllowExtra, AllowNonFinite: req.AllowNonfinite,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(s.p.Architectures, m.Info().Arch) {
+		m.Close()
+		return nil, fmt.Errorf("plugin %s: %s is a %s model, which it does not serve: %w", s.p.Name, req.Dir, m.Info().Arch, api.ErrNotFound)
+	}
+	return s.add(m)
+}
+
+// add registers a new model and describes it.
+func (s *server) add(m api.Model) (*pb.ModelInfo, error) {
+	cfg, err := configResponse(m.Config())
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	info := m.Info()
+	out := &pb.ModelInfo{
+		Arch: info.Arch, ConfigJson: cfg.ConfigJson, Vocab: cfg.Vocab,
+		Backend: info.Backend, Threads: int64(info.Threads), Trainable: info.Trainable,
+	}
+	for _, mode := range info.Modes {
+		out.Modes = append(out.Modes, int32(mode))
+	}
+	for _, p := range m.Params() {
+		pi := &pb.ParamInfo{Name: p.Name, Dtype: p.DType.String()}
+		for _, d := range p.Shape {
+			pi.Shape = append(pi.Shape, int64(d))
+		}
+		out.Params = append(out.Params, pi)
+	}
+	s.mu.Lock()
+	s.next++
+	out.Model = s.next
+	s.models[out.Model] = &served{m: m, states: map[uint64]api.State{}}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// model returns the served model id, locked; the caller unlocks it.
+func (s *server) model(id uint64) (*served, error) {
+	s.mu.Lock()
+	m, ok := s.models[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("model %d: %w", id, api.ErrNotFound)
+	}
+	m.mu.Lock()
+	return m, nil
+}
+
+// state returns a state of the locked model.
+func (m *served) state(id uint64) (api.State, error) {
+	st, ok := m.states[id]
+	if !ok {
+		return nil, fmt.Errorf("state %d: %w", id, api.ErrNotFound)
+	}
+	return st, nil
+}
+
+func (s *server) ReadParams(ctx context.Context, req *pb.ParamsRequest) (*pb.Tensors, error) {
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	values, err := m.m.ReadParams(ctx, req.Names)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := wire.EncodeTensors(values)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Tensors{Arrow: enc}, nil
+}
+
+func (s *server) WriteParams(ctx context.Context, req *pb.WriteParamsRequest) (*pb.Empty, error) {
+	values, err := wire.DecodeTensors(req.Arrow)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	return &pb.Empty{}, m.m.WriteParams(ctx, values)
+}
+
+func form(f *pb.Form) api.Form {
+	return api.Form{Mode: api.Mode(f.GetMode()), Chunk: int(f.GetChunk())}
+}
+
+// logits encodes a logits tensor, with the state's length.
+func logits(t api.Tensor, n int) (*pb.Logits, error) {
+	b, err := wire.EncodeTensor(api.HostTensor{Name: "logits", DType: t.DType(), Shape: t.Shape(), Data: wire.TensorBytes(t)})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Logits{Arrow: b, Len: int64(n)}, nil
+}
+
+func (s *server) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Logits, error) {
+	ids, err := wire.DecodeIDs(req.Ids)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	t, err := m.m.Forward(ctx, ids, form(req.Form))
+	if err != nil {
+		return nil, err
+	}
+	return logits(t, 0)
+}
+
+func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.StateRef, error) {
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.m.NewState(int(req.Batch))
+	if err != nil {
+		return nil, err
+	}
+	m.next++
+	m.states[m.next] = st
+	return &pb.StateRef{Model: req.Model, State: m.next}, nil
+}
+
+func (s *server) Prefill(ctx context.Context, req *pb.PrefillRequest) (*pb.Logits, error) {
+	ids, err := wire.DecodeIDs(req.Ids)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.state(req.State)
+	if err != nil {
+		return nil, err
+	}
+	t, err := m.m.Prefill(ctx, st, ids, form(req.Form))
+	if err != nil {
+		return nil, err
+	}
+	return logits(t, st.Len())
+}
+
+func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, error) {
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.state(req.State)
+	if err != nil {
+		return nil, err
+	}
+	t, err := m.m.Step(ctx, st, req.Ids)
+	if err != nil {
+		return nil, err
+	}
+	return logits(t, st.Len())
+}
+
+func (s *server) ResetState(_ context.Context, req *pb.StateRef) (*pb.Empty, error) {
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.state(req.State)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Empty{}, st.Reset()
+}
+
+func (s *server) FreeState(_ context.Context, req *pb.StateRef) (*pb.Empty, error) {
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.state(req.State)
+	if err != nil {
+		return nil, err
+	}
+	delete(m.states, req.State)
+	return &pb.Empty{}, st.Close()
+}
+
+// trainer returns the model's stepper, made on first use.
+func (m *served) trainer() (api.TrainStepper, error) {
+	if m.stepper == nil {
+		st, err := train.Stepper(m.m)
+		if err != nil {
+			return nil, err
+		}
+		m.stepper = st
+	}
+	return m.stepper, nil
+}
+
+func (s *server) TrainStep(ctx context.Context, req *pb.TrainStepRequest) (*pb.TrainStepResponse, error) {
+	if len(req.Batches)%2 != 0 {
+		return nil, fmt.Errorf("train step: %d id streams, want inputs and targets per batch: %w", len(req.Batches), api.ErrCorrupt)
+	}
+	r := api.TrainStepRequest{LR: req.Lr, ClipNorm: req.ClipNorm}
+	if err := json.Unmarshal(req.OptimizerJson, &r.Optimizer); err != nil {
+		return nil, fmt.Errorf("train step: optimizer: %v: %w", err, api.ErrCorrupt)
+	}
+	for i := 0; i < len(req.Batches); i += 2 {
+		in, err := wire.DecodeIDs(req.Batches[i])
+		if err != nil {
+			return nil, err
+		}
+		tg, err := wire.DecodeIDs(req.Batches[i+1])
+		if err != nil {
+			return nil, err
+		}
+		r.Batches = append(r.Batches, api.Batch{Inputs: in, Targets: tg})
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.trainer()
+	if err != nil {
+		return nil, err
+	}
+	res, err := st.TrainStep(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.TrainStepResponse{Loss: res.Loss, GradNorm: res.GradNorm}, nil
+}
+
+func (s *server) OptimizerState(ctx context.Context, req *pb.ModelRef) (*pb.OptimizerStateMessage, error) {
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.trainer()
+	if err != nil {
+		return nil, err
+	}
+	state, err := st.OptimizerState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := wire.EncodeTensors(state.Tensors)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.OptimizerStateMessage{Model: req.Model, Steps: state.Steps, Arrow: enc}, nil
+}
+
+func (s *server) SetOptimizerState(ctx context.Context, req *pb.OptimizerStateMessage) (*pb.Empty, error) {
+	var cfg api.OptimizerConfig
+	if err := json.Unmarshal(req.OptimizerJson, &cfg); err != nil {
+		return nil, fmt.Errorf("optimizer: %v: %w", err, api.ErrCorrupt)
+	}
+	tensors, err := wire.DecodeTensors(req.Arrow)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	st, err := m.trainer()
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Empty{}, st.SetOptimizerState(ctx, cfg, api.OptimizerState{Steps: req.Steps, Tensors: tensors})
+}
+
+func (s *server) Unload(_ context.Context, req *pb.ModelRef) (*pb.Empty, error) {
+	s.mu.Lock()
+	m, ok := s.models[req.Model]
+	delete(s.models, req.Model)
+	s.mu.Unlock()
+	if !ok {
+		return &pb.Empty{}, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, st := range m.states {
+		errs = append(errs, st.Close())
+	}
+	errs = append(errs, m.m.Close())
+	return &pb.Empty{}, errors.Join(errs...)
+}
