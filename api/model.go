@@ -180,8 +180,9 @@ type Info struct {
 	// Modes lists the modes Forward and Prefill accept; Parallel and
 	// Recurrent are always among them.
 	Modes []Mode
-	// Trainable reports that the model learns: it implements TrainStepper,
-	// and in process Trainable too.
+	// Trainable reports that the model learns: train.Stepper accepts it
+	// (an in-process model implements Trainable, a plugin's model
+	// TrainStepper).
 	Trainable bool
 	// Local reports that the parameters are tensors of this process: the
 	// model implements LocalModel.

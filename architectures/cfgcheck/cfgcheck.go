@@ -143,7 +143,7 @@ func (c *Checker) Epsilon(field string, v float64) { c.Float(field, v, 0, 1, tru
 
 // Fraction checks a rate such as a dropout probability: 0 <= v < 1.
 func (c *Checker) Fraction(field string, v float64) {
-	if v == 1 {
+	if v >= 1 {
 		c.Fail(field, v, "must be < 1")
 		return
 	}

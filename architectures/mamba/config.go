@@ -6,8 +6,8 @@ import (
 	"math"
 
 	"github.com/densessm/densessm/api"
-	"github.com/densessm/densessm/architectures/dense"
 	"github.com/densessm/densessm/architectures/cfgcheck"
+	"github.com/densessm/densessm/architectures/dense"
 )
 
 // The two registered names.

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/densessm/densessm/api"
-	"github.com/densessm/densessm/architectures/dense"
 	"github.com/densessm/densessm/architectures/cfgcheck"
+	"github.com/densessm/densessm/architectures/dense"
 )
 
 // The two registered names.

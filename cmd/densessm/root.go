@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
-
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3".

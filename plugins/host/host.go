@@ -301,7 +301,7 @@ func startError(err error) error {
 	switch {
 	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
 		return fmt.Errorf("its SHA-256 is not the one the lock file pins (rebuilt or replaced? run densessm plugins lock to accept it): %w", api.ErrCorrupt)
-	case strings.Contains(msg, "Incompatible API version"):
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
 		return fmt.Errorf("it speaks another version of the plugin protocol than this densessm (%d): rebuild it against this version: %v: %w", wire.ProtocolVersion, err, api.ErrUnsupported)
 	case strings.Contains(msg, "Unrecognized remote plugin message"):
 		return fmt.Errorf("it wrote something other than the handshake on stdout (plugins must log to stderr): %v: %w", err, api.ErrCorrupt)

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/densessm/densessm/api"
+	_ "github.com/densessm/densessm/backends/cpu" // the default backend of a plugin's models
 	"github.com/densessm/densessm/plugins/internal/wire"
 )
 

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// buildPlugins builds the example third-party plugin (hgrn, a module of
+// its own) and densessm-backend-cpu into a new folder.
+func buildPlugins(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds plugins")
+	}
+	dir := t.TempDir()
+	for _, b := range []struct{ moduleDir, pkg string }{
+		{"../../plugins/examples/hgrn", "./cmd/densessm-plugin-hgrn"},
+		{".", "../densessm-backend-cpu"},
+	} {
+		c := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), b.pkg)
+		c.Dir = b.moduleDir
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return dir
+}
+
+// pluginCLI runs the CLI as a child process that finds plugins in dir
+// only (its user folders are empty ones), and returns stdout.
+func pluginCLI(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	c, stderr := child(t, nil, args...)
+	home := t.TempDir()
+	c.Env = append(c.Env, "DENSESSM_PLUGIN_PATH="+dir, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("densessm %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return string(out)
+}
+
+// TestPluginArchitecture is the walk-through of docs/plugins.md: after go
+// build of the example into the plugin path, plugins list shows it, archs
+// lists its architecture as the plugin's, and train, generate and eval
+// work with it; a built-in model on the CPU backend plugin decodes the
+// same text as in process.
+func TestPluginArchitecture(t *testing.T) {
+	dir := buildPlugins(t)
+
+	var list []pluginEntry
+	if err := json.Unmarshal([]byte(pluginCLI(t, dir, "plugins", "list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]pluginEntry{}
+	for _, e := range list {
+		names[e.Name] = e
+	}
+	if e := names["hgrn"]; len(list) != 2 || len(e.Architectures) != 1 || e.Architectures[0] != "hgrn" || filepath.Dir(e.Path) != dir {
+		t.Fatalf("plugins list: %+v", list)
+	}
+	if out := pluginCLI(t, dir, "archs"); !strings.Contains(out, "hgrn\t(plugin hgrn)\n") || !strings.Contains(out, "densemamba\n") {
+		t.Errorf("archs:\n%s", out)
+	}
+	if out := pluginCLI(t, dir, "backends"); !strings.Contains(out, "cpu-plugin\t(plugin cpu)\n") {
+		t.Errorf("backends:\n%s", out)
+	}
+
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(strings.TrimSpace(string(goroot)), "src", "errors")
+	tok := filepath.Join("..", "..", "defaultmodel", "model", "tokenizer.json")
+	cfg := filepath.Join(t.TempDir(), "hgrn.json")
+	os.WriteFile(cfg, []byte(`{"hidden_size": 16, "num_hidden_layers": 2, "intermediate_size": 32, "dense_m": 1}`), 0o644)
+	run := filepath.Join(t.TempDir(), "run")
+	pluginCLI(t, dir, "train", "--arch", "hgrn", "--data", data, "--tokenizer", tok, "--model-config", cfg,
+		"--steps", "4", "--batch-size", "2", "--seq-len", "16", "--eval-every", "2", "--out", run)
+	var state struct{ Step int }
+	raw, err := os.ReadFile(filepath.Join(run, "checkpoints", "step-00000004", "trainer_state.json"))
+	if err != nil || json.Unmarshal(raw, &state) != nil || state.Step != 4 {
+		t.Fatalf("checkpoint after training: %v, %s", err, raw)
+	}
+	if out := pluginCLI(t, dir, "generate", "--model", run, "--max-tokens", "8", "--seed", "1", "func"); !strings.HasPrefix(out, "func") {
+		t.Errorf("generate with the plugin's model: %q", out)
+	}
+	var ppl struct {
+		Perplexity float64 `json:"perplexity"`
+	}
+	out := pluginCLI(t, dir, "eval", "ppl", "--model", run, "--data", filepath.Join(data, "wrap.go"), "--json")
+	if err := json.Unmarshal([]byte(out), &ppl); err != nil || !(ppl.Perplexity > 1) {
+		t.Errorf("eval ppl with the plugin's model: %v, %s", err, out)
+	}
+	if out := pluginCLI(t, dir, "eval", "mc", "--model", run, "--task", "../../eval/testdata/go-syntax.jsonl"); !strings.Contains(out, "acc") {
+		t.Errorf("eval mc with the plugin's model: %s", out)
+	}
+
+	in := pluginCLI(t, dir, "generate", "--max-tokens", "16", "--seed", "3", "--threads", "1", "func main() {")
+	out = pluginCLI(t, dir, "generate", "--backend", "cpu-plugin", "--max-tokens", "16", "--seed", "3", "--threads", "1", "func main() {")
+	if in != out {
+		t.Errorf("the default model decodes %q on the CPU backend plugin, %q in process", out, in)
+	}
+}

@@ -1,0 +1,82 @@
+// Command faultplugin is a plugin that misbehaves on purpose, for the
+// host's fault tests. It serves the architecture "faulty" (Mamba, with
+// Forward replaced by the fault) and does what DENSESSM_FAULT says:
+//
+//	crash    exit with status 3 in the middle of Forward
+//	hang     sleep in Forward for an hour
+//	panic    panic in Forward
+//	stdout   write junk to stdout before the handshake
+//	version  speak protocol version 2
+//	(empty)  behave
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/mamba"
+	_ "github.com/densessm/densessm/backends/cpu"
+	"github.com/densessm/densessm/plugins/internal/wire"
+	"github.com/densessm/densessm/plugins/sdk"
+)
+
+// faultArch is Mamba under another name, building faultModels.
+type faultArch struct{ api.Architecture }
+
+func (faultArch) Name() string { return "faulty" }
+
+func (a faultArch) New(ctx context.Context, cfg api.Config, o api.BuildOptions) (api.Model, error) {
+	m, err := a.Architecture.New(ctx, cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	return faultModel{m}, nil
+}
+
+// faultModel is a Mamba model whose Forward misbehaves.
+type faultModel struct{ api.Model }
+
+func (m faultModel) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Tensor, error) {
+	switch os.Getenv("DENSESSM_FAULT") {
+	case "crash":
+		os.Exit(3)
+	case "hang":
+		time.Sleep(time.Hour)
+	case "panic":
+		var table []int
+		_ = table[len(ids)+5] // an index out of range, as a bug would
+	}
+	return m.Model.Forward(ctx, ids, f)
+}
+
+func main() {
+	base, err := api.LookupArchitecture(mamba.NameMamba)
+	if err != nil {
+		panic(err)
+	}
+	api.RegisterArchitecture(faultArch{base})
+	p := sdk.Plugin{Name: "faulty", Version: "0.0.1", Architectures: []string{"faulty"}}
+	switch os.Getenv("DENSESSM_FAULT") {
+	case "stdout":
+		fmt.Println("hello from a plugin that prints")
+	case "version":
+		server, err := sdk.NewServer(p)
+		if err != nil {
+			panic(err)
+		}
+		h := wire.Handshake
+		h.ProtocolVersion = wire.ProtocolVersion + 1
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  h,
+			VersionedPlugins: map[int]plugin.PluginSet{int(h.ProtocolVersion): wire.Plugins(server)[wire.ProtocolVersion]},
+			GRPCServer:       sdk.NewGRPCServer,
+		})
+		return
+	}
+	sdk.Serve(p)
+}
