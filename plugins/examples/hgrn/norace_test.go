@@ -1,0 +1,7 @@
+//go:build !race
+
+package hgrn
+
+// raceEnabled reports a build with the race detector, under which
+// sync.Pool drops values and allocation counts mean nothing.
+const raceEnabled = false
