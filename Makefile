@@ -26,7 +26,7 @@ PYREF_DEP = pyref
 endif
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit race purego build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego proto build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
 ## that run goroutines, and the CPU backend without assembly)
@@ -38,14 +38,25 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	cd plugins/examples/hgrn && $(GO) vet ./...
 
+## unit: the module's tests, and those of the example plugin (a module of its own)
 unit:
 	$(GO) test ./...
+	cd plugins/examples/hgrn && $(GO) test ./...
 
 ## race: the packages with goroutines (worker pool, tokenizer and data pipelines, parallel
 ## log-softmax, the trainer's checkpoints) under the race detector, their short tests
 race:
 	$(GO) test -race -short ./backends/cpu ./tokenizer ./data ./eval ./generate ./train ./internal/atomicfile
+	$(GO) test -race ./plugins/host
+
+## proto: regenerate the plugin protocol's Go code (needs protoc: apt-get install protobuf-compiler;
+## the generators are pinned in tools/go.mod)
+proto:
+	cd tools && $(GO) build -o ../bin/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	cd plugins/proto && PATH="$(CURDIR)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative runtime.proto
 
 purego:
 	$(GO) test -tags purego ./backends/cpu
@@ -81,6 +92,8 @@ fuzz:
 	$(GO) test ./data -run '^$$' -fuzz '^FuzzJSONL$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./data -run '^$$' -fuzz '^FuzzArrow$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./data -run '^$$' -fuzz '^FuzzParquet$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./plugins/internal/wire -run '^$$' -fuzz '^FuzzDecodeTensor$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./plugins/internal/wire -run '^$$' -fuzz '^FuzzReadTensorStream$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
 ## fixtures: regenerate the committed safetensors and PyTorch .bin fixtures (see the scripts' docstrings)
 fixtures: $(PYREF_DEP)

@@ -12,8 +12,6 @@ import (
 	"github.com/densessm/densessm/internal/atomicfile"
 )
 
-
-
 // wellKnownBuffers are the last components of the names of non-parameter
 // tensors that published checkpoints carry: the rotary angles and decays
 // torchscale's RetNetRelPos registers as buffers (torchscale RetNet
@@ -33,7 +31,6 @@ func DefaultIgnoresCheckpointTensor(name string) bool {
 	}
 	return false
 }
-
 
 // LoadOptions tune LoadModel.
 type LoadOptions struct {

@@ -15,19 +15,16 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/internal/arrowcheck"
 )
 
 // arrowFileMagic starts (and ends) an Arrow IPC file; a stream has none.
 const arrowFileMagic = "ARROW1"
 
-// maxArrowMetadata caps the metadata of one IPC message (a schema with
-// its metadata, or a record batch's buffer list).
-const maxArrowMetadata = 16 << 20
-
 // arrowBatches calls fn with each record batch of an Arrow IPC stream, or
 // of an IPC file (which holds a stream between its magic and its footer),
 // read from r (size bytes), after checking the schema with check. A batch
-// is valid only during fn. The messages go through arrowMessages, which
+// is valid only during fn. The messages go through arrowcheck.Messages, which
 // checks them before arrow-go decodes them.
 func arrowBatches(r io.ReaderAt, size int64, check func(*arrow.Schema) error, fn func(arrow.RecordBatch) error) error {
 	start, end := int64(0), size
@@ -46,7 +43,7 @@ func arrowBatches(r io.ReaderAt, size int64, check func(*arrow.Schema) error, fn
 			return fmt.Errorf("arrow file: %d bytes, too short for the file format: %w", size, api.ErrCorrupt)
 		}
 	}
-	mr := newArrowMessages(bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), int(min(end-start, 1<<20))), end-start)
+	mr := arrowcheck.NewMessages(bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), int(min(end-start, 1<<20))), end-start)
 	sr, err := guard(func() (*ipc.Reader, error) {
 		return ipc.NewReaderFromMessageReader(mr, ipc.WithAllocator(memory.NewGoAllocator()))
 	})

@@ -111,9 +111,9 @@ type EvalMetrics struct {
 type Trainer struct {
 	model   api.Model
 	stepper api.TrainStepper
-	cfg   Config
-	src   Source
-	opt   *Optimizer
+	cfg     Config
+	src     Source
+	opt     *Optimizer
 
 	// Eval, if set, returns the validation batches (a fresh iteration on
 	// each call).

@@ -181,12 +181,25 @@ func FromHost(h api.HostTensor) (arrow.Field, arrow.Array, error) {
 // ToHost copies a flat Arrow array (as FromHost or FromTensor make it)
 // into a HostTensor named after the field.
 func ToHost(field arrow.Field, arr arrow.Array) (api.HostTensor, error) {
+	h, err := ViewHost(field, arr)
+	if err != nil {
+		return api.HostTensor{}, err
+	}
+	h.Data = append([]byte(nil), h.Data...)
+	return h, nil
+}
+
+// ViewHost is ToHost without the copy: Data aliases the array's value
+// buffer. It stays valid while that memory does (always, for buffers of Go
+// memory: arrays read from a []byte or made by the Go allocator).
+func ViewHost(field arrow.Field, arr arrow.Array) (api.HostTensor, error) {
 	shape, dtype, err := meta(field, arr)
 	if err != nil {
 		return api.HostTensor{}, fmt.Errorf("arrow field %q: %w", field.Name, err)
 	}
-	out := api.HostTensor{Name: field.Name, DType: dtype, Shape: shape, Data: make([]byte, shape.NumElements()*dtype.Size())}
-	if len(out.Data) == 0 {
+	out := api.HostTensor{Name: field.Name, DType: dtype, Shape: shape, Data: []byte{}}
+	n := shape.NumElements() * dtype.Size()
+	if n == 0 {
 		return out, nil
 	}
 	data := arr.Data()
@@ -196,6 +209,6 @@ func ToHost(field arrow.Field, arr arrow.Array) (api.HostTensor, error) {
 	if len(bufs) < 2 || bufs[1] == nil || hi > bufs[1].Len() {
 		return api.HostTensor{}, fmt.Errorf("arrow field %q: value buffer shorter than %d bytes: %w", field.Name, hi, api.ErrCorrupt)
 	}
-	copy(out.Data, bufs[1].Bytes()[lo:hi])
+	out.Data = bufs[1].Bytes()[lo:hi:hi]
 	return out, nil
 }

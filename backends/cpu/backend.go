@@ -181,6 +181,21 @@ func (b *Backend) Alloc(dtype api.DType, shape ...int) api.Tensor {
 	return t
 }
 
+// WrapFloat32s returns an F32 tensor of the given shape whose storage is
+// data itself (no copy): writes through either are seen in the other. The
+// plugin host uses it to hand out logits it received without copying
+// them again. len(data) must equal the shape's element count.
+func (b *Backend) WrapFloat32s(data []float32, shape ...int) api.Tensor {
+	s := api.Shape(shape).Clone()
+	if err := s.Validate(); err != nil {
+		panic(err)
+	}
+	if s.NumElements() != len(data) {
+		api.Panicf(api.ErrShape, "%d values for shape %v", len(data), s)
+	}
+	return &Tensor{b: b, dtype: api.F32, shape: s, f32: data}
+}
+
 // Reshape returns a view of t with a new shape of the same element count.
 func (b *Backend) Reshape(t api.Tensor, shape ...int) api.Tensor {
 	src := b.own(t)

@@ -133,8 +133,8 @@ func TestLockAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := openPlugin(t, "densessm-backend-cpu", opts)
-	if p.Desc.Name != "cpu" || p.pid() == 0 {
-		t.Errorf("described %+v, pid %d", p.Desc, p.pid())
+	if p.Desc.Name != "cpu" || p.pid(p.gen) == 0 {
+		t.Errorf("described %+v, pid %d", p.Desc, p.pid(p.gen))
 	}
 }
 

@@ -91,19 +91,6 @@ func (l testLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// pid returns the process id of the running plugin (0: none).
-func (p *Plugin) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client == nil {
-		return 0
-	}
-	if rc := p.client.ReattachConfig(); rc != nil {
-		return rc.Pid
-	}
-	return 0
-}
-
 // children returns the live child processes of this process, waiting up
 // to two seconds for them to go.
 func children(t testing.TB) []int {

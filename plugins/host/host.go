@@ -247,6 +247,20 @@ func (p *Plugin) stopLocked(kill bool) {
 	p.client, p.rpc = nil, nil
 }
 
+// pid returns the process id of generation gen of the plugin's process
+// (0 when another generation, or none, runs).
+func (p *Plugin) pid(gen int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil || p.gen != gen {
+		return 0
+	}
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
 // conn returns the client of the running process, starting it first when
 // there is none, and the generation it belongs to.
 func (p *Plugin) conn() (pb.RuntimeClient, int, error) {
@@ -277,8 +291,13 @@ func (p *Plugin) conn() (pb.RuntimeClient, int, error) {
 		SyncStdout:       log,
 		SyncStderr:       log,
 		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: log, Level: hclog.Error}),
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(wire.MaxMessage), grpc.MaxCallSendMsgSize(wire.MaxMessage))},
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessage), grpc.MaxCallSendMsgSize(wire.MaxMessage)),
+			grpc.WithInitialWindowSize(wire.Window),
+			grpc.WithInitialConnWindowSize(wire.Window),
+			grpc.WithWriteBufferSize(wire.Buffer),
+			grpc.WithReadBufferSize(wire.Buffer),
+		},
 	})
 	proto, err := c.Client()
 	if err != nil {

@@ -26,7 +26,7 @@ type Model struct {
 	cfg    api.Config
 	info   api.Info
 	params []api.ParamInfo
-	host   api.Backend
+	host   *cpu.Backend
 	closed bool
 }
 
@@ -143,9 +143,9 @@ func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error 
 	return nil
 }
 
-// logits turns a Logits reply into a tensor of this process: into dst when
-// it is not nil (and of the same shape), else a new one.
-func (m *Model) logits(resp *pb.Logits, dst api.Tensor) (api.Tensor, error) {
+// stepLogits copies a Step reply's logits into dst, allocated when nil or
+// of another shape.
+func (m *Model) stepLogits(resp *pb.Logits, dst api.Tensor) (api.Tensor, error) {
 	h, err := wire.DecodeTensor(resp.Arrow)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: logits: %w", m.p, err)
@@ -166,15 +166,44 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Ten
 	if err != nil {
 		return nil, err
 	}
-	var resp *pb.Logits
-	err = m.call(ctx, "forward", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
-		resp, err = c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+	var out api.Tensor
+	err = m.call(ctx, "forward", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+		if err != nil {
+			return err
+		}
+		out, _, err = m.streamedLogits(stream, ids)
 		return err
 	})
+	return out, err
+}
+
+// streamedLogits reads the logits of ids sent in chunks into a tensor of
+// this process (no copy after the chunks are read), with the state's
+// length. The stream may not be longer than the logits of ids need.
+func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids [][]int32) (api.Tensor, int, error) {
+	n := 0
+	size := int64(len(ids)) * int64(len(ids[0])) * int64(m.cfg.Vocab()) * 4
+	h, err := wire.ReadTensorStream(func() ([]byte, error) {
+		c, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		n = int(c.Len)
+		return c.Data, nil
+	}, wire.StreamSize(size))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return m.logits(resp, nil)
+	if h.DType != api.F32 {
+		return nil, 0, fmt.Errorf("logits are %s: %w", h.DType, api.ErrDType)
+	}
+	if f, ok := wire.Float32s(h.Data); ok {
+		return m.host.WrapFloat32s(f, h.Shape...), n, nil
+	}
+	t := m.host.Alloc(api.F32, h.Shape...)
+	m.host.Upload(t, h.Data)
+	return t, n, nil
 }
 
 // State is a recurrent state that lives in the plugin process.
@@ -184,6 +213,7 @@ type State struct {
 	batch  int
 	n      int
 	step   api.Tensor // the last Step's logits, reused
+	shared []byte     // the plugin's memfd of Step logits, mapped; nil: none
 	closed bool
 }
 
@@ -197,7 +227,13 @@ func (m *Model) NewState(batch int) (api.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &State{m: m, id: ref.State, batch: batch}, nil
+	st := &State{m: m, id: ref.State, batch: batch}
+	if ref.LogitsFd > 0 {
+		if pid := m.p.pid(m.gen); pid > 0 {
+			st.shared, _ = mapShared(pid, int(ref.LogitsFd), int(ref.LogitsBytes)) // nil: replies carry them
+		}
+	}
+	return st, nil
 }
 
 // state checks that s is a live state of m.
@@ -222,16 +258,16 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 	if err != nil {
 		return nil, err
 	}
-	var resp *pb.Logits
-	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
-		resp, err = c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+	var out api.Tensor
+	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+		if err != nil {
+			return err
+		}
+		out, st.n, err = m.streamedLogits(stream, ids)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	st.n = int(resp.Len)
-	return m.logits(resp, nil)
+	return out, err
 }
 
 // Step feeds one token per sequence in the plugin; the logits tensor
@@ -243,14 +279,21 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor,
 	}
 	var resp *pb.Logits
 	err = m.call(ctx, "step", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
-		resp, err = c.Step(ctx, &pb.StepRequest{Model: m.id, State: st.id, Ids: ids}, o...)
+		resp, err = c.Step(ctx, &pb.StepRequest{Model: m.id, State: st.id, Ids: ids, Shared: st.shared != nil}, o...)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	st.n = int(resp.Len)
-	st.step, err = m.logits(resp, st.step)
+	if len(resp.Arrow) == 0 && st.shared != nil {
+		if st.step == nil {
+			st.step = m.host.Alloc(api.F32, len(ids), m.cfg.Vocab())
+		}
+		m.host.Upload(st.step, st.shared)
+		return st.step, nil
+	}
+	st.step, err = m.stepLogits(resp, st.step)
 	return st.step, err
 }
 
@@ -281,6 +324,8 @@ func (s *State) Close() error {
 		return nil
 	}
 	s.closed = true
+	unmapShared(s.shared)
+	s.shared = nil
 	if s.m.closed {
 		return nil
 	}

@@ -5,7 +5,7 @@
 // step, train step, read or write parameters): kernels never cross the
 // process boundary. Weights and recurrent states live in the plugin; the
 // host holds handles (model and state ids). Tensors and id batches travel
-// as Arrow IPC streams, one per tensor: one record batch of one flat column
+// as Arrow IPC, one per tensor: one record batch of one flat column
 // whose field is named after the tensor and carries "densessm.shape" (a JSON
 // array) and "densessm.dtype" (the safetensors dtype name) in its metadata
 // (see api/arrowtensor).
@@ -1035,9 +1035,15 @@ func (x *NewStateRequest) GetBatch() int64 {
 }
 
 type StateRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
-	State         uint64                 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
+	State uint64                 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
+	// On Linux, NewState answers with the descriptor of a memfd in the
+	// plugin's process that holds each Step's logits [B,V] as float32
+	// (little-endian): the host maps /proc/PID/fd/FD and a Step then moves
+	// no logits through the socket. 0 when there is none.
+	LogitsFd      int64 `protobuf:"varint,3,opt,name=logits_fd,json=logitsFd,proto3" json:"logits_fd,omitempty"`
+	LogitsBytes   int64 `protobuf:"varint,4,opt,name=logits_bytes,json=logitsBytes,proto3" json:"logits_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1082,6 +1088,20 @@ func (x *StateRef) GetModel() uint64 {
 func (x *StateRef) GetState() uint64 {
 	if x != nil {
 		return x.State
+	}
+	return 0
+}
+
+func (x *StateRef) GetLogitsFd() int64 {
+	if x != nil {
+		return x.LogitsFd
+	}
+	return 0
+}
+
+func (x *StateRef) GetLogitsBytes() int64 {
+	if x != nil {
+		return x.LogitsBytes
 	}
 	return 0
 }
@@ -1159,7 +1179,10 @@ type StepRequest struct {
 	Model uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
 	State uint64                 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
 	// One token per sequence: too few to be worth an Arrow stream.
-	Ids           []int32 `protobuf:"varint,3,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	Ids []int32 `protobuf:"varint,3,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	// The host has mapped the state's logits memfd: the reply carries no
+	// logits.
+	Shared        bool `protobuf:"varint,4,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1215,6 +1238,67 @@ func (x *StepRequest) GetIds() []int32 {
 	return nil
 }
 
+func (x *StepRequest) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+// Chunk is a piece of an Arrow IPC stream; the pieces in order are the
+// stream. Every chunk carries the state's length afterwards (Prefill).
+type Chunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Len           int64                  `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Chunk) Reset() {
+	*x = Chunk{}
+	mi := &file_runtime_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Chunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Chunk) ProtoMessage() {}
+
+func (x *Chunk) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
+func (*Chunk) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Chunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Chunk) GetLen() int64 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
 type Logits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// An Arrow IPC stream with one float32 column "logits".
@@ -1227,7 +1311,7 @@ type Logits struct {
 
 func (x *Logits) Reset() {
 	*x = Logits{}
-	mi := &file_runtime_proto_msgTypes[20]
+	mi := &file_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1323,7 @@ func (x *Logits) String() string {
 func (*Logits) ProtoMessage() {}
 
 func (x *Logits) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[20]
+	mi := &file_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1336,7 @@ func (x *Logits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logits.ProtoReflect.Descriptor instead.
 func (*Logits) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{20}
+	return file_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Logits) GetArrow() []byte {
@@ -1285,7 +1369,7 @@ type TrainStepRequest struct {
 
 func (x *TrainStepRequest) Reset() {
 	*x = TrainStepRequest{}
-	mi := &file_runtime_proto_msgTypes[21]
+	mi := &file_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1381,7 @@ func (x *TrainStepRequest) String() string {
 func (*TrainStepRequest) ProtoMessage() {}
 
 func (x *TrainStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[21]
+	mi := &file_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1394,7 @@ func (x *TrainStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepRequest.ProtoReflect.Descriptor instead.
 func (*TrainStepRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{21}
+	return file_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TrainStepRequest) GetModel() uint64 {
@@ -1358,7 +1442,7 @@ type TrainStepResponse struct {
 
 func (x *TrainStepResponse) Reset() {
 	*x = TrainStepResponse{}
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1454,7 @@ func (x *TrainStepResponse) String() string {
 func (*TrainStepResponse) ProtoMessage() {}
 
 func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1467,7 @@ func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepResponse.ProtoReflect.Descriptor instead.
 func (*TrainStepResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{22}
+	return file_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TrainStepResponse) GetLoss() float64 {
@@ -1412,7 +1496,7 @@ type OptimizerStateMessage struct {
 
 func (x *OptimizerStateMessage) Reset() {
 	*x = OptimizerStateMessage{}
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1508,7 @@ func (x *OptimizerStateMessage) String() string {
 func (*OptimizerStateMessage) ProtoMessage() {}
 
 func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1521,7 @@ func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OptimizerStateMessage.ProtoReflect.Descriptor instead.
 func (*OptimizerStateMessage) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{23}
+	return file_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OptimizerStateMessage) GetModel() uint64 {
@@ -1542,19 +1626,25 @@ const file_runtime_proto_rawDesc = "" +
 	"\x04form\x18\x03 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\"=\n" +
 	"\x0fNewStateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
-	"\x05batch\x18\x02 \x01(\x03R\x05batch\"6\n" +
+	"\x05batch\x18\x02 \x01(\x03R\x05batch\"v\n" +
 	"\bStateRef\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\x04R\x05state\"|\n" +
+	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x1b\n" +
+	"\tlogits_fd\x18\x03 \x01(\x03R\blogitsFd\x12!\n" +
+	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\"|\n" +
 	"\x0ePrefillRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
 	"\x03ids\x18\x03 \x01(\fR\x03ids\x12,\n" +
-	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\"K\n" +
+	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\"c\n" +
 	"\vStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
-	"\x03ids\x18\x03 \x03(\x05R\x03ids\"0\n" +
+	"\x03ids\x18\x03 \x03(\x05R\x03ids\x12\x16\n" +
+	"\x06shared\x18\x04 \x01(\bR\x06shared\"-\n" +
+	"\x05Chunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
+	"\x03len\x18\x02 \x01(\x03R\x03len\"0\n" +
 	"\x06Logits\x12\x14\n" +
 	"\x05arrow\x18\x01 \x01(\fR\x05arrow\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\x03R\x03len\"\x96\x01\n" +
@@ -1571,7 +1661,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12%\n" +
 	"\x0eoptimizer_json\x18\x02 \x01(\fR\roptimizerJson\x12\x14\n" +
 	"\x05steps\x18\x03 \x01(\x03R\x05steps\x12\x14\n" +
-	"\x05arrow\x18\x04 \x03(\fR\x05arrow2\xf2\t\n" +
+	"\x05arrow\x18\x04 \x03(\fR\x05arrow2\xf4\t\n" +
 	"\aRuntime\x12U\n" +
 	"\bDescribe\x12#.densessm.plugin.v1.DescribeRequest\x1a$.densessm.plugin.v1.DescribeResponse\x12T\n" +
 	"\vParseConfig\x12!.densessm.plugin.v1.ConfigRequest\x1a\".densessm.plugin.v1.ConfigResponse\x12H\n" +
@@ -1579,10 +1669,10 @@ const file_runtime_proto_rawDesc = "" +
 	"\x04Load\x12\x1f.densessm.plugin.v1.LoadRequest\x1a\x1d.densessm.plugin.v1.ModelInfo\x12L\n" +
 	"\n" +
 	"ReadParams\x12!.densessm.plugin.v1.ParamsRequest\x1a\x1b.densessm.plugin.v1.Tensors\x12P\n" +
-	"\vWriteParams\x12&.densessm.plugin.v1.WriteParamsRequest\x1a\x19.densessm.plugin.v1.Empty\x12I\n" +
-	"\aForward\x12\".densessm.plugin.v1.ForwardRequest\x1a\x1a.densessm.plugin.v1.Logits\x12M\n" +
-	"\bNewState\x12#.densessm.plugin.v1.NewStateRequest\x1a\x1c.densessm.plugin.v1.StateRef\x12I\n" +
-	"\aPrefill\x12\".densessm.plugin.v1.PrefillRequest\x1a\x1a.densessm.plugin.v1.Logits\x12C\n" +
+	"\vWriteParams\x12&.densessm.plugin.v1.WriteParamsRequest\x1a\x19.densessm.plugin.v1.Empty\x12J\n" +
+	"\aForward\x12\".densessm.plugin.v1.ForwardRequest\x1a\x19.densessm.plugin.v1.Chunk0\x01\x12M\n" +
+	"\bNewState\x12#.densessm.plugin.v1.NewStateRequest\x1a\x1c.densessm.plugin.v1.StateRef\x12J\n" +
+	"\aPrefill\x12\".densessm.plugin.v1.PrefillRequest\x1a\x19.densessm.plugin.v1.Chunk0\x01\x12C\n" +
 	"\x04Step\x12\x1f.densessm.plugin.v1.StepRequest\x1a\x1a.densessm.plugin.v1.Logits\x12E\n" +
 	"\n" +
 	"ResetState\x12\x1c.densessm.plugin.v1.StateRef\x1a\x19.densessm.plugin.v1.Empty\x12D\n" +
@@ -1604,7 +1694,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 	return file_runtime_proto_rawDescData
 }
 
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: densessm.plugin.v1.Empty
 	(*DescribeRequest)(nil),       // 1: densessm.plugin.v1.DescribeRequest
@@ -1626,10 +1716,11 @@ var file_runtime_proto_goTypes = []any{
 	(*StateRef)(nil),              // 17: densessm.plugin.v1.StateRef
 	(*PrefillRequest)(nil),        // 18: densessm.plugin.v1.PrefillRequest
 	(*StepRequest)(nil),           // 19: densessm.plugin.v1.StepRequest
-	(*Logits)(nil),                // 20: densessm.plugin.v1.Logits
-	(*TrainStepRequest)(nil),      // 21: densessm.plugin.v1.TrainStepRequest
-	(*TrainStepResponse)(nil),     // 22: densessm.plugin.v1.TrainStepResponse
-	(*OptimizerStateMessage)(nil), // 23: densessm.plugin.v1.OptimizerStateMessage
+	(*Chunk)(nil),                 // 20: densessm.plugin.v1.Chunk
+	(*Logits)(nil),                // 21: densessm.plugin.v1.Logits
+	(*TrainStepRequest)(nil),      // 22: densessm.plugin.v1.TrainStepRequest
+	(*TrainStepResponse)(nil),     // 23: densessm.plugin.v1.TrainStepResponse
+	(*OptimizerStateMessage)(nil), // 24: densessm.plugin.v1.OptimizerStateMessage
 }
 var file_runtime_proto_depIdxs = []int32{
 	5,  // 0: densessm.plugin.v1.BuildRequest.build:type_name -> densessm.plugin.v1.BuildOptions
@@ -1649,9 +1740,9 @@ var file_runtime_proto_depIdxs = []int32{
 	19, // 14: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
 	17, // 15: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
 	17, // 16: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
-	21, // 17: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
+	22, // 17: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
 	10, // 18: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
-	23, // 19: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
+	24, // 19: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
 	10, // 20: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
 	2,  // 21: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
 	4,  // 22: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
@@ -1659,14 +1750,14 @@ var file_runtime_proto_depIdxs = []int32{
 	9,  // 24: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
 	12, // 25: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
 	0,  // 26: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
-	20, // 27: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Logits
+	20, // 27: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
 	17, // 28: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
-	20, // 29: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Logits
-	20, // 30: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
+	20, // 29: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
+	21, // 30: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
 	0,  // 31: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
 	0,  // 32: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
-	22, // 33: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
-	23, // 34: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
+	23, // 33: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
+	24, // 34: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
 	0,  // 35: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
 	0,  // 36: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
 	21, // [21:37] is the sub-list for method output_type
@@ -1687,7 +1778,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -5,7 +5,7 @@
 // step, train step, read or write parameters): kernels never cross the
 // process boundary. Weights and recurrent states live in the plugin; the
 // host holds handles (model and state ids). Tensors and id batches travel
-// as Arrow IPC streams, one per tensor: one record batch of one flat column
+// as Arrow IPC, one per tensor: one record batch of one flat column
 // whose field is named after the tensor and carries "densessm.shape" (a JSON
 // array) and "densessm.dtype" (the safetensors dtype name) in its metadata
 // (see api/arrowtensor).
@@ -74,12 +74,15 @@ type RuntimeClient interface {
 	ReadParams(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (*Tensors, error)
 	// WriteParams overwrites parameters.
 	WriteParams(ctx context.Context, in *WriteParamsRequest, opts ...grpc.CallOption) (*Empty, error)
-	// Forward runs whole sequences from an empty state; logits [B,T,V].
-	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*Logits, error)
+	// Forward runs whole sequences from an empty state; logits [B,T,V], as
+	// an Arrow IPC stream cut into chunks (no size limit, and neither side
+	// holds a second copy of a large tensor).
+	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
 	// NewState makes a recurrent state for a batch.
 	NewState(ctx context.Context, in *NewStateRequest, opts ...grpc.CallOption) (*StateRef, error)
-	// Prefill continues a state over sequences; logits [B,T,V].
-	Prefill(ctx context.Context, in *PrefillRequest, opts ...grpc.CallOption) (*Logits, error)
+	// Prefill continues a state over sequences; logits [B,T,V], chunked as
+	// Forward's.
+	Prefill(ctx context.Context, in *PrefillRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
 	// Step feeds one token per sequence; logits [B,V].
 	Step(ctx context.Context, in *StepRequest, opts ...grpc.CallOption) (*Logits, error)
 	// ResetState empties a state.
@@ -164,15 +167,24 @@ func (c *runtimeClient) WriteParams(ctx context.Context, in *WriteParamsRequest,
 	return out, nil
 }
 
-func (c *runtimeClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*Logits, error) {
+func (c *runtimeClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Logits)
-	err := c.cc.Invoke(ctx, Runtime_Forward_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[0], Runtime_Forward_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[ForwardRequest, Chunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_ForwardClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *runtimeClient) NewState(ctx context.Context, in *NewStateRequest, opts ...grpc.CallOption) (*StateRef, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -184,15 +196,24 @@ func (c *runtimeClient) NewState(ctx context.Context, in *NewStateRequest, opts 
 	return out, nil
 }
 
-func (c *runtimeClient) Prefill(ctx context.Context, in *PrefillRequest, opts ...grpc.CallOption) (*Logits, error) {
+func (c *runtimeClient) Prefill(ctx context.Context, in *PrefillRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Logits)
-	err := c.cc.Invoke(ctx, Runtime_Prefill_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[1], Runtime_Prefill_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[PrefillRequest, Chunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_PrefillClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *runtimeClient) Step(ctx context.Context, in *StepRequest, opts ...grpc.CallOption) (*Logits, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -283,12 +304,15 @@ type RuntimeServer interface {
 	ReadParams(context.Context, *ParamsRequest) (*Tensors, error)
 	// WriteParams overwrites parameters.
 	WriteParams(context.Context, *WriteParamsRequest) (*Empty, error)
-	// Forward runs whole sequences from an empty state; logits [B,T,V].
-	Forward(context.Context, *ForwardRequest) (*Logits, error)
+	// Forward runs whole sequences from an empty state; logits [B,T,V], as
+	// an Arrow IPC stream cut into chunks (no size limit, and neither side
+	// holds a second copy of a large tensor).
+	Forward(*ForwardRequest, grpc.ServerStreamingServer[Chunk]) error
 	// NewState makes a recurrent state for a batch.
 	NewState(context.Context, *NewStateRequest) (*StateRef, error)
-	// Prefill continues a state over sequences; logits [B,T,V].
-	Prefill(context.Context, *PrefillRequest) (*Logits, error)
+	// Prefill continues a state over sequences; logits [B,T,V], chunked as
+	// Forward's.
+	Prefill(*PrefillRequest, grpc.ServerStreamingServer[Chunk]) error
 	// Step feeds one token per sequence; logits [B,V].
 	Step(context.Context, *StepRequest) (*Logits, error)
 	// ResetState empties a state.
@@ -331,14 +355,14 @@ func (UnimplementedRuntimeServer) ReadParams(context.Context, *ParamsRequest) (*
 func (UnimplementedRuntimeServer) WriteParams(context.Context, *WriteParamsRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method WriteParams not implemented")
 }
-func (UnimplementedRuntimeServer) Forward(context.Context, *ForwardRequest) (*Logits, error) {
-	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
+func (UnimplementedRuntimeServer) Forward(*ForwardRequest, grpc.ServerStreamingServer[Chunk]) error {
+	return status.Error(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedRuntimeServer) NewState(context.Context, *NewStateRequest) (*StateRef, error) {
 	return nil, status.Error(codes.Unimplemented, "method NewState not implemented")
 }
-func (UnimplementedRuntimeServer) Prefill(context.Context, *PrefillRequest) (*Logits, error) {
-	return nil, status.Error(codes.Unimplemented, "method Prefill not implemented")
+func (UnimplementedRuntimeServer) Prefill(*PrefillRequest, grpc.ServerStreamingServer[Chunk]) error {
+	return status.Error(codes.Unimplemented, "method Prefill not implemented")
 }
 func (UnimplementedRuntimeServer) Step(context.Context, *StepRequest) (*Logits, error) {
 	return nil, status.Error(codes.Unimplemented, "method Step not implemented")
@@ -490,23 +514,16 @@ func _Runtime_WriteParams_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Runtime_Forward_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ForwardRequest)
-	if err := dec(in); err != nil {
-		return nil, err
+func _Runtime_Forward_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ForwardRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
 	}
-	if interceptor == nil {
-		return srv.(RuntimeServer).Forward(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Runtime_Forward_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RuntimeServer).Forward(ctx, req.(*ForwardRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+	return srv.(RuntimeServer).Forward(m, &grpc.GenericServerStream[ForwardRequest, Chunk]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_ForwardServer = grpc.ServerStreamingServer[Chunk]
 
 func _Runtime_NewState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(NewStateRequest)
@@ -526,23 +543,16 @@ func _Runtime_NewState_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Runtime_Prefill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(PrefillRequest)
-	if err := dec(in); err != nil {
-		return nil, err
+func _Runtime_Prefill_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PrefillRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
 	}
-	if interceptor == nil {
-		return srv.(RuntimeServer).Prefill(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Runtime_Prefill_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RuntimeServer).Prefill(ctx, req.(*PrefillRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+	return srv.(RuntimeServer).Prefill(m, &grpc.GenericServerStream[PrefillRequest, Chunk]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_PrefillServer = grpc.ServerStreamingServer[Chunk]
 
 func _Runtime_Step_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StepRequest)
@@ -702,16 +712,8 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Runtime_WriteParams_Handler,
 		},
 		{
-			MethodName: "Forward",
-			Handler:    _Runtime_Forward_Handler,
-		},
-		{
 			MethodName: "NewState",
 			Handler:    _Runtime_NewState_Handler,
-		},
-		{
-			MethodName: "Prefill",
-			Handler:    _Runtime_Prefill_Handler,
 		},
 		{
 			MethodName: "Step",
@@ -742,6 +744,17 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Runtime_Unload_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Forward",
+			Handler:       _Runtime_Forward_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Prefill",
+			Handler:       _Runtime_Prefill_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "runtime.proto",
 }

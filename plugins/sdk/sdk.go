@@ -91,6 +91,9 @@ func Serve(p Plugin) {
 		os.Exit(1)
 	}
 	go exitWithParent(os.Getppid())
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: wire.Plugins(newServer(p)),
@@ -101,6 +104,11 @@ func Serve(p Plugin) {
 	})
 }
 
+// gcPercent is a plugin process's GOGC unless the environment sets one:
+// the densessm CLI's setting (cmd/densessm explains it), since a model's
+// weights are most of the live heap here too.
+const gcPercent = 25
+
 // NewGRPCServer is the gRPC server of a plugin process: messages up to
 // wire.MaxMessage, panics in handlers recovered into errors, and errors
 // carrying their api kind in a trailer.
@@ -108,7 +116,12 @@ func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 	opts = append(opts,
 		grpc.MaxRecvMsgSize(wire.MaxMessage),
 		grpc.MaxSendMsgSize(wire.MaxMessage),
+		grpc.InitialWindowSize(wire.Window),
+		grpc.InitialConnWindowSize(wire.Window),
+		grpc.WriteBufferSize(wire.Buffer),
+		grpc.ReadBufferSize(wire.Buffer),
 		grpc.ChainUnaryInterceptor(unaryErrors),
+		grpc.ChainStreamInterceptor(streamErrors),
 	)
 	return grpc.NewServer(opts...)
 }

@@ -37,9 +37,19 @@ type served struct {
 	mu      sync.Mutex
 	m       api.Model
 	stepper api.TrainStepper
-	states  map[uint64]api.State
+	states  map[uint64]*state
 	next    uint64
 }
+
+// state is a recurrent state and the memory its Step logits are shared
+// through (nil: none).
+type state struct {
+	api.State
+	shared *sharedLogits
+}
+
+// Close closes the state and frees its shared memory.
+func (s *state) Close() error { return errors.Join(s.State.Close(), s.shared.close()) }
 
 func newServer(p Plugin) *server { return &server{p: p, models: map[uint64]*served{}} }
 
@@ -57,20 +67,45 @@ func NewServer(p Plugin) (pb.RuntimeServer, error) {
 func unaryErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "panic in %s: %v\n%s", info.FullMethod, r, stack())
-			resp, err = nil, fmt.Errorf("%s: panic: %v: %w", info.FullMethod, r, api.ErrInternal)
+			resp, err = nil, panicError(info.FullMethod, r)
 		}
-		if err != nil {
-			kind := wire.ErrorKind(err)
-			if kind != "" {
-				grpc.SetTrailer(ctx, metadata.Pairs(wire.ErrorTrailer, kind))
-			}
-			if _, ok := status.FromError(err); !ok || kind != "" {
-				err = status.Error(code(kind), err.Error())
-			}
-		}
+		err = statusError(err, func(md metadata.MD) { grpc.SetTrailer(ctx, md) })
 	}()
 	return handler(ctx, req)
+}
+
+// streamErrors is unaryErrors for the streaming handlers.
+func streamErrors(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(info.FullMethod, r)
+		}
+		err = statusError(err, ss.SetTrailer)
+	}()
+	return handler(srv, ss)
+}
+
+// panicError logs a handler's panic with its stack and returns it as an
+// internal error.
+func panicError(method string, r any) error {
+	fmt.Fprintf(os.Stderr, "panic in %s: %v\n%s", method, r, stack())
+	return fmt.Errorf("%s: panic: %v: %w", method, r, api.ErrInternal)
+}
+
+// statusError turns err into a gRPC status, naming its api kind in the
+// trailer it sets.
+func statusError(err error, setTrailer func(metadata.MD)) error {
+	if err == nil {
+		return nil
+	}
+	kind := wire.ErrorKind(err)
+	if kind != "" {
+		setTrailer(metadata.Pairs(wire.ErrorTrailer, kind))
+	}
+	if _, ok := status.FromError(err); !ok || kind != "" {
+		err = status.Error(code(kind), err.Error())
+	}
+	return err
 }
 
 // code is the gRPC code of an error kind, for clients that read no
@@ -215,7 +250,7 @@ func (s *server) add(m api.Model) (*pb.ModelInfo, error) {
 	s.mu.Lock()
 	s.next++
 	out.Model = s.next
-	s.models[out.Model] = &served{m: m, states: map[uint64]api.State{}}
+	s.models[out.Model] = &served{m: m, states: map[uint64]*state{}}
 	s.mu.Unlock()
 	return out, nil
 }
@@ -233,7 +268,7 @@ func (s *server) model(id uint64) (*served, error) {
 }
 
 // state returns a state of the locked model.
-func (m *served) state(id uint64) (api.State, error) {
+func (m *served) state(id uint64) (*state, error) {
 	st, ok := m.states[id]
 	if !ok {
 		return nil, fmt.Errorf("state %d: %w", id, api.ErrNotFound)
@@ -275,30 +310,43 @@ func form(f *pb.Form) api.Form {
 	return api.Form{Mode: api.Mode(f.GetMode()), Chunk: int(f.GetChunk())}
 }
 
-// logits encodes a logits tensor, with the state's length.
+// hostLogits is a logits tensor as the wire sends it (no copy).
+func hostLogits(t api.Tensor) api.HostTensor {
+	return api.HostTensor{Name: "logits", DType: t.DType(), Shape: t.Shape(), Data: wire.TensorBytes(t)}
+}
+
+// logits encodes a small logits tensor (a step's), with the state's
+// length.
 func logits(t api.Tensor, n int) (*pb.Logits, error) {
-	b, err := wire.EncodeTensor(api.HostTensor{Name: "logits", DType: t.DType(), Shape: t.Shape(), Data: wire.TensorBytes(t)})
+	b, err := wire.EncodeTensor(hostLogits(t))
 	if err != nil {
 		return nil, err
 	}
 	return &pb.Logits{Arrow: b, Len: int64(n)}, nil
 }
 
-func (s *server) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Logits, error) {
+// streamLogits sends a logits tensor in chunks, with the state's length.
+func streamLogits(stream grpc.ServerStreamingServer[pb.Chunk], t api.Tensor, n int) error {
+	return wire.WriteTensorStream(hostLogits(t), func(b []byte) error {
+		return stream.Send(&pb.Chunk{Data: b, Len: int64(n)})
+	})
+}
+
+func (s *server) Forward(req *pb.ForwardRequest, stream grpc.ServerStreamingServer[pb.Chunk]) error {
 	ids, err := wire.DecodeIDs(req.Ids)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m, err := s.model(req.Model)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer m.mu.Unlock()
-	t, err := m.m.Forward(ctx, ids, form(req.Form))
+	t, err := m.m.Forward(stream.Context(), ids, form(req.Form))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return logits(t, 0)
+	return streamLogits(stream, t, 0)
 }
 
 func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.StateRef, error) {
@@ -312,29 +360,35 @@ func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.State
 		return nil, err
 	}
 	m.next++
-	m.states[m.next] = st
-	return &pb.StateRef{Model: req.Model, State: m.next}, nil
+	n := int(req.Batch) * m.m.Config().Vocab() * 4
+	entry := &state{State: st, shared: newSharedLogits(n)}
+	m.states[m.next] = entry
+	ref := &pb.StateRef{Model: req.Model, State: m.next}
+	if entry.shared != nil {
+		ref.LogitsFd, ref.LogitsBytes = int64(entry.shared.fd), int64(n)
+	}
+	return ref, nil
 }
 
-func (s *server) Prefill(ctx context.Context, req *pb.PrefillRequest) (*pb.Logits, error) {
+func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServer[pb.Chunk]) error {
 	ids, err := wire.DecodeIDs(req.Ids)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m, err := s.model(req.Model)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer m.mu.Unlock()
 	st, err := m.state(req.State)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	t, err := m.m.Prefill(ctx, st, ids, form(req.Form))
+	t, err := m.m.Prefill(stream.Context(), st.State, ids, form(req.Form))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return logits(t, st.Len())
+	return streamLogits(stream, t, st.Len())
 }
 
 func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, error) {
@@ -347,9 +401,15 @@ func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, err
 	if err != nil {
 		return nil, err
 	}
-	t, err := m.m.Step(ctx, st, req.Ids)
+	t, err := m.m.Step(ctx, st.State, req.Ids)
 	if err != nil {
 		return nil, err
+	}
+	if req.Shared && st.shared != nil {
+		if b := wire.TensorBytes(t); len(b) == len(st.shared.mem) {
+			copy(st.shared.mem, b)
+			return &pb.Logits{Len: int64(st.Len())}, nil
+		}
 	}
 	return logits(t, st.Len())
 }

@@ -7,8 +7,10 @@ package wire
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/api/arrowtensor"
+	"github.com/densessm/densessm/internal/arrowcheck"
 	pb "github.com/densessm/densessm/plugins/proto"
 )
 
@@ -44,6 +47,14 @@ var Handshake = plugin.HandshakeConfig{
 // vocabulary). Parameters travel in groups below it.
 const MaxMessage = 1 << 30
 
+// Window is the HTTP/2 flow-control window of both sides (16 MiB): with
+// gRPC's default of 64 KiB, one step's logits (201 KB for a 50,280-token
+// vocabulary) wait for window updates three times on the way.
+const Window = 16 << 20
+
+// Buffer is the size of both sides' socket write and read buffers.
+const Buffer = 1 << 20
+
 // GRPCPlugin serves (Impl set) or dials the Runtime service.
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
@@ -67,7 +78,7 @@ func Plugins(server pb.RuntimeServer) map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &GRPCPlugin{Impl: server}}}
 }
 
-// EncodeTensor writes h as an Arrow IPC stream of one record batch with one
+// EncodeTensor writes h as an Arrow IPC stream: one record batch with one
 // column.
 func EncodeTensor(h api.HostTensor) ([]byte, error) {
 	field, arr, err := arrowtensor.FromHost(h)
@@ -90,25 +101,37 @@ func EncodeTensor(h api.HostTensor) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// DecodeTensor reads a tensor EncodeTensor wrote. Its Data aliases the
-// decoded buffer (Go memory, no further copy).
+// DecodeTensor reads a tensor EncodeTensor wrote. Every message is
+// checked before arrow-go decodes it (arrowcheck), so that no input makes
+// it allocate more than b holds.
 func DecodeTensor(b []byte) (api.HostTensor, error) {
-	r, err := ipc.NewReader(bytes.NewReader(b), ipc.WithAllocator(memory.DefaultAllocator))
+	return readTensor(bytes.NewReader(b), int64(len(b)))
+}
+
+// readTensor reads one tensor of an Arrow IPC stream of at most size
+// bytes.
+func readTensor(r io.Reader, size int64) (_ api.HostTensor, err error) {
+	defer func() { // arrow-go panics on some malformed streams
+		if r := recover(); r != nil {
+			err = fmt.Errorf("arrow tensor: %v: %w", r, api.ErrCorrupt)
+		}
+	}()
+	rd, err := ipc.NewReaderFromMessageReader(arrowcheck.NewMessages(r, size), ipc.WithAllocator(memory.DefaultAllocator))
 	if err != nil {
-		return api.HostTensor{}, fmt.Errorf("arrow tensor: %v: %w", err, api.ErrCorrupt)
+		return api.HostTensor{}, streamError(err)
 	}
-	defer r.Release()
-	if !r.Next() {
-		if err := r.Err(); err != nil {
-			return api.HostTensor{}, fmt.Errorf("arrow tensor: %v: %w", err, api.ErrCorrupt)
+	defer rd.Release()
+	if !rd.Next() {
+		if err := rd.Err(); err != nil {
+			return api.HostTensor{}, streamError(err)
 		}
 		return api.HostTensor{}, fmt.Errorf("arrow tensor: no record batch: %w", api.ErrCorrupt)
 	}
-	rec := r.RecordBatch()
+	rec := rd.RecordBatch()
 	if rec.NumCols() != 1 {
 		return api.HostTensor{}, fmt.Errorf("arrow tensor: %d columns, want 1: %w", rec.NumCols(), api.ErrCorrupt)
 	}
-	return arrowtensor.ToHost(rec.Schema().Field(0), rec.Column(0))
+	return arrowtensor.ViewHost(rec.Schema().Field(0), rec.Column(0))
 }
 
 // EncodeTensors encodes each tensor.
@@ -142,14 +165,16 @@ func EncodeIDs(ids [][]int32) ([]byte, error) {
 		return nil, fmt.Errorf("no sequences: %w", api.ErrShape)
 	}
 	T := len(ids[0])
-	flat := make([]int32, 0, len(ids)*T)
+	raw := make([]byte, 0, 4*len(ids)*T)
 	for i, seq := range ids {
 		if len(seq) != T {
 			return nil, fmt.Errorf("sequence %d has %d tokens, sequence 0 has %d: %w", i, len(seq), T, api.ErrShape)
 		}
-		flat = append(flat, seq...)
+		for _, id := range seq {
+			raw = binary.LittleEndian.AppendUint32(raw, uint32(id))
+		}
 	}
-	return EncodeTensor(api.HostTensor{Name: "ids", DType: api.I32, Shape: api.Shape{len(ids), T}, Data: int32Bytes(flat)})
+	return EncodeTensor(api.HostTensor{Name: "ids", DType: api.I32, Shape: api.Shape{len(ids), T}, Data: raw})
 }
 
 // DecodeIDs reads what EncodeIDs wrote.
@@ -163,7 +188,9 @@ func DecodeIDs(b []byte) ([][]int32, error) {
 	}
 	B, T := h.Shape[0], h.Shape[1]
 	flat := make([]int32, B*T)
-	copy(int32Bytes(flat), h.Data)
+	for i := range flat {
+		flat[i] = int32(binary.LittleEndian.Uint32(h.Data[4*i:]))
+	}
 	out := make([][]int32, B)
 	for i := range out {
 		out[i] = flat[i*T : (i+1)*T : (i+1)*T]
@@ -174,7 +201,7 @@ func DecodeIDs(b []byte) ([][]int32, error) {
 // TensorBytes returns t's elements as little-endian bytes: the backend's
 // own storage where it exposes it (no copy), else a download.
 func TensorBytes(t api.Tensor) []byte {
-	if h, ok := t.(api.HostFloat32s); ok && t.DType() == api.F32 {
+	if h, ok := t.(api.HostFloat32s); ok && t.DType() == api.F32 && littleEndian {
 		f := h.HostFloat32s()
 		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
 	}
@@ -183,9 +210,24 @@ func TensorBytes(t api.Tensor) []byte {
 	return raw
 }
 
-func int32Bytes(v []int32) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+// Float32s views little-endian bytes as float32s without copying, when
+// they are 4-byte aligned (ok false otherwise).
+func Float32s(b []byte) (_ []float32, ok bool) {
+	if !littleEndian {
+		return nil, false
+	}
+	if len(b) == 0 {
+		return []float32{}, true
+	}
+	if len(b)%4 != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%4 != 0 {
+		return nil, false
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4), true
 }
+
+// littleEndian reports whether this machine stores numbers as the wire
+// does.
+var littleEndian = func() bool { x := uint16(1); return *(*byte)(unsafe.Pointer(&x)) == 1 }()
 
 // The error kinds that cross the boundary: the trailer names the sentinel
 // an error wraps.
@@ -228,4 +270,87 @@ func KindError(kind string) error {
 		}
 	}
 	return nil
+}
+
+// ChunkSize is the most bytes of a tensor one streamed message carries.
+const ChunkSize = 4 << 20
+
+// WriteTensorStream writes h as an Arrow IPC stream to send, cut into
+// pieces of at most ChunkSize bytes. The tensor's bytes are not copied
+// before send gets them.
+func WriteTensorStream(h api.HostTensor, send func([]byte) error) error {
+	field, arr, err := arrowtensor.FromHost(h)
+	if err != nil {
+		return err
+	}
+	defer arr.Release()
+	schema := arrow.NewSchema([]arrow.Field{field}, nil)
+	rec := array.NewRecordBatch(schema, []arrow.Array{arr}, int64(arr.Len()))
+	defer rec.Release()
+	w := ipc.NewWriter(chunker(send), ipc.WithSchema(schema))
+	if err := w.Write(rec); err != nil {
+		return fmt.Errorf("arrow tensor %q: %w", h.Name, err)
+	}
+	return w.Close()
+}
+
+// chunker is an io.Writer that passes what it is given to send in pieces
+// of at most ChunkSize bytes.
+type chunker func([]byte) error
+
+func (c chunker) Write(b []byte) (int, error) {
+	for i := 0; i < len(b); i += ChunkSize {
+		if err := c(b[i:min(i+ChunkSize, len(b))]); err != nil {
+			return i, err
+		}
+	}
+	return len(b), nil
+}
+
+// ReadTensorStream reads a tensor WriteTensorStream wrote, of at most
+// size bytes in all, from the pieces next returns (io.EOF after the last).
+// Its Data is memory of its own.
+func ReadTensorStream(next func() ([]byte, error), size int64) (api.HostTensor, error) {
+	return readTensor(&pieces{next: next}, size)
+}
+
+// StreamSize bounds the bytes of the Arrow IPC stream of a tensor of n
+// bytes: its data plus the messages around it.
+func StreamSize(n int64) int64 { return n + 64<<10 }
+
+// streamError keeps the error of the transport (a plugin that died
+// mid-stream) and calls anything else a corrupt stream.
+func streamError(err error) error {
+	var te transportError
+	if errors.As(err, &te) {
+		return te.err
+	}
+	return fmt.Errorf("arrow tensor: %v: %w", err, api.ErrCorrupt)
+}
+
+// transportError marks an error of next, not of the stream's content.
+type transportError struct{ err error }
+
+func (e transportError) Error() string { return e.err.Error() }
+
+// pieces is an io.Reader over the pieces next returns.
+type pieces struct {
+	next func() ([]byte, error)
+	cur  []byte
+}
+
+func (p *pieces) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		c, err := p.next()
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, transportError{err}
+		}
+		p.cur = c
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
 }

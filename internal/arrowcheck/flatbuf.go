@@ -1,4 +1,4 @@
-package data
+package arrowcheck
 
 import (
 	"encoding/binary"

@@ -1,4 +1,10 @@
-package data
+// Package arrowcheck reads the messages of Arrow IPC streams for arrow-go,
+// checking each before arrow-go decodes it: arrow-go trusts the lengths in
+// the flatbuffer metadata and allocates by them, so that a damaged or
+// hostile input could make it allocate without bound (a fuzzed input
+// asked for 32 GB). The dataset readers and the plugin protocol read Arrow
+// through it.
+package arrowcheck
 
 import (
 	"encoding/binary"
@@ -13,32 +19,35 @@ import (
 	"github.com/densessm/densessm/api"
 )
 
-// arrowMessages reads the messages of an Arrow IPC stream for arrow-go's
-// ipc.Reader, checking each message before arrow-go decodes it: arrow-go
-// trusts the lengths in the flatbuffer metadata and allocates by them, so
-// a damaged file could otherwise make it allocate without bound. The
-// metadata must be a well-formed Message (checkMessage), the body must fit
-// in what is left of the input, and the buffers of a record batch must lie
-// in the body (and declare sane uncompressed sizes when compressed).
-type arrowMessages struct {
+// MaxMetadata caps the metadata of one IPC message (a schema with its
+// metadata, or a record batch's buffer list).
+const MaxMetadata = 16 << 20
+
+// Messages reads the messages of an Arrow IPC stream for arrow-go's
+// ipc.Reader (ipc.NewReaderFromMessageReader), checking each message
+// before arrow-go decodes it. The metadata must be a well-formed Message
+// (checkMessage), the body must fit in what is left of the input, and the
+// buffers of a record batch must lie in the body (and declare sane
+// uncompressed sizes when compressed).
+type Messages struct {
 	r        io.Reader
 	left     int64 // bytes left in the input: no message is longer
 	msg      *ipc.Message
 	refCount atomic.Int64
 }
 
-// newArrowMessages reads messages from r, which holds size bytes.
-func newArrowMessages(r io.Reader, size int64) *arrowMessages {
-	m := &arrowMessages{r: r, left: size}
+// NewMessages reads messages from r, which holds at most size bytes.
+func NewMessages(r io.Reader, size int64) *Messages {
+	m := &Messages{r: r, left: size}
 	m.refCount.Add(1)
 	return m
 }
 
 // Retain adds a reference.
-func (m *arrowMessages) Retain() { m.refCount.Add(1) }
+func (m *Messages) Retain() { m.refCount.Add(1) }
 
 // Release drops a reference, and the current message with the last one.
-func (m *arrowMessages) Release() {
+func (m *Messages) Release() {
 	if m.refCount.Add(-1) == 0 && m.msg != nil {
 		m.msg.Release()
 		m.msg = nil
@@ -46,7 +55,7 @@ func (m *arrowMessages) Release() {
 }
 
 // read reads len(b) bytes of the message.
-func (m *arrowMessages) read(b []byte, what string) error {
+func (m *Messages) read(b []byte, what string) error {
 	if int64(len(b)) > m.left {
 		return fmt.Errorf("arrow: %s of %d bytes runs past the end of the input: %w", what, len(b), api.ErrCorrupt)
 	}
@@ -62,7 +71,7 @@ func (m *arrowMessages) read(b []byte, what string) error {
 
 // Message returns the next message, valid until the next call; io.EOF at
 // the end of the stream.
-func (m *arrowMessages) Message() (*ipc.Message, error) {
+func (m *Messages) Message() (*ipc.Message, error) {
 	if m.msg != nil {
 		m.msg.Release()
 		m.msg = nil
@@ -84,7 +93,7 @@ func (m *arrowMessages) Message() (*ipc.Message, error) {
 	if n == 0 {
 		return nil, io.EOF // end-of-stream marker
 	}
-	if n < 8 || n > maxArrowMetadata {
+	if n < 8 || n > MaxMetadata {
 		return nil, fmt.Errorf("arrow: message metadata of %d bytes: %w", n, api.ErrCorrupt)
 	}
 	meta := make([]byte, n)
