@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // buildPlugins builds the example third-party plugin (hgrn, a module of
@@ -104,5 +106,65 @@ func TestPluginArchitecture(t *testing.T) {
 	out = pluginCLI(t, dir, "generate", "--backend", "cpu-plugin", "--max-tokens", "16", "--seed", "3", "--threads", "1", "func main() {")
 	if in != out {
 		t.Errorf("the default model decodes %q on the CPU backend plugin, %q in process", out, in)
+	}
+}
+
+// pluginProcesses returns the pids of running processes whose executable
+// is in dir.
+func pluginProcesses(dir string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && filepath.Dir(exe) == dir {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestPluginStopsWithHost: a command interrupted while a plugin computes
+// exits 130 and leaves no plugin process, and a host killed outright
+// (SIGKILL: no chance to clean up) takes its plugin with it.
+func TestPluginStopsWithHost(t *testing.T) {
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		t.Skip("no /proc to look for processes in")
+	}
+	dir := buildPlugins(t)
+	for _, sig := range []os.Signal{os.Interrupt, os.Kill} {
+		t.Run(sig.String(), func(t *testing.T) {
+			c, stderr := child(t, nil, "generate", "--backend", "cpu-plugin", "--max-tokens", "1000000", "--ignore-eos", "func")
+			home := t.TempDir()
+			c.Env = append(c.Env, "DENSESSM_PLUGIN_PATH="+dir, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for len(pluginProcesses(dir)) == 0 {
+				if time.Now().After(deadline) {
+					c.Process.Kill()
+					c.Wait()
+					t.Fatalf("the plugin did not start: %s", stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond) // decoding
+			c.Process.Signal(sig)
+			err := c.Wait()
+			if sig == os.Interrupt {
+				if code := c.ProcessState.ExitCode(); code != exitInterrupted {
+					t.Errorf("status %d (%v), want %d: %s", code, err, exitInterrupted, stderr)
+				}
+			}
+			for deadline := time.Now().Add(3 * time.Second); len(pluginProcesses(dir)) > 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("plugin processes left: %v", pluginProcesses(dir))
+				}
+			}
+		})
 	}
 }
