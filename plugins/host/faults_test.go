@@ -27,9 +27,10 @@ func faultyModel(t *testing.T, p *Plugin) api.Model {
 	return m
 }
 
-// TestFaultsInCalls: a plugin that crashes, hangs or panics in Forward
-// gives an error naming it within the deadline, the host goes on working
-// (the next model starts a fresh process), and no process is left behind.
+// TestFaultsInCalls: a plugin that crashes, hangs or panics in Forward (a
+// gRPC call) or Step (a frame on the step socket) gives an error naming it
+// within the deadline, the host goes on working (the next model starts a
+// fresh process), and no process is left behind.
 func TestFaultsInCalls(t *testing.T) {
 	for _, tc := range []struct {
 		fault string
@@ -39,6 +40,9 @@ func TestFaultsInCalls(t *testing.T) {
 		{"crash", api.ErrInternal, "exited or crashed"},
 		{"hang", context.DeadlineExceeded, "no answer within 2s"},
 		{"panic", api.ErrInternal, "index out of range"},
+		{"crash-step", api.ErrInternal, "exited or crashed"},
+		{"hang-step", context.DeadlineExceeded, "no answer within 2s"},
+		{"panic-step", api.ErrInternal, "index out of range"},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			t.Setenv("DENSESSM_FAULT", tc.fault)
@@ -46,8 +50,16 @@ func TestFaultsInCalls(t *testing.T) {
 			opts.CallTimeout = 2 * time.Second
 			p := openPlugin(t, "densessm-plugin-faulty", opts)
 			m := faultyModel(t, p)
+			s, err := m.NewState(1)
+			if err != nil {
+				t.Fatal(err)
+			}
 			start := time.Now()
-			_, err := m.Forward(t.Context(), [][]int32{{1, 2, 3}}, api.Form{})
+			if strings.HasSuffix(tc.fault, "-step") {
+				_, err = m.Step(t.Context(), s, []int32{1})
+			} else {
+				_, err = m.Forward(t.Context(), [][]int32{{1, 2, 3}}, api.Form{})
+			}
 			took := time.Since(start)
 			if err == nil || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "faulty") || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("forward: %v; want an error naming the plugin, saying %q, wrapping %v", err, tc.says, tc.want)
@@ -57,17 +69,20 @@ func TestFaultsInCalls(t *testing.T) {
 			}
 			// The host goes on: a new model (in a new process, when the
 			// old one was stopped) decodes.
+			// (Forward after a fault in Step, and Step after one in
+			// Forward: the call that does not misbehave.)
 			again := faultyModel(t, p)
-			s, err := again.NewState(1)
-			if err != nil {
-				t.Fatal(err)
+			if strings.HasSuffix(tc.fault, "-step") {
+				_, err = again.Forward(t.Context(), [][]int32{{1, 2}}, api.Form{})
+			} else {
+				_, err = again.Step(t.Context(), mustState(t, again), []int32{1})
 			}
-			if _, err := again.Step(t.Context(), s, []int32{1}); err != nil {
-				t.Fatalf("step after the fault: %v", err)
+			if err != nil {
+				t.Fatalf("after the fault: %v", err)
 			}
 			// The first model is gone with its process, or still there
 			// after a panic; either way its calls answer.
-			if _, err := m.NewState(1); tc.fault != "panic" && !errors.Is(err, api.ErrNotFound) {
+			if _, err := m.NewState(1); !strings.HasPrefix(tc.fault, "panic") && !errors.Is(err, api.ErrNotFound) {
 				t.Errorf("a model of the stopped process: %v, want not found", err)
 			}
 			p.Close()
@@ -76,6 +91,15 @@ func TestFaultsInCalls(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustState(t *testing.T, m api.Model) api.State {
+	t.Helper()
+	s, err := m.NewState(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestFaultsAtStart: a plugin that writes to stdout, speaks another

@@ -3,7 +3,11 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"os"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -214,6 +218,9 @@ type State struct {
 	n      int
 	step   api.Tensor // the last Step's logits, reused
 	shared []byte     // the plugin's memfd of Step logits, mapped; nil: none
+	socket string     // the plugin's step socket ("": steps are gRPC calls)
+	conn   net.Conn   // the connection to it, dialled at the first step
+	frame  []byte     // the step frame, reused
 	closed bool
 }
 
@@ -232,6 +239,9 @@ func (m *Model) NewState(batch int) (api.State, error) {
 		if pid := m.p.pid(m.gen); pid > 0 {
 			st.shared, _ = mapShared(pid, int(ref.LogitsFd), int(ref.LogitsBytes)) // nil: replies carry them
 		}
+	}
+	if st.shared != nil {
+		st.socket = ref.StepSocket
 	}
 	return st, nil
 }
@@ -277,6 +287,9 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor,
 	if err != nil {
 		return nil, err
 	}
+	if st.socket != "" {
+		return m.frameStep(ctx, st, ids)
+	}
 	var resp *pb.Logits
 	err = m.call(ctx, "step", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
 		resp, err = c.Step(ctx, &pb.StepRequest{Model: m.id, State: st.id, Ids: ids, Shared: st.shared != nil}, o...)
@@ -295,6 +308,57 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor,
 	}
 	st.step, err = m.stepLogits(resp, st.step)
 	return st.step, err
+}
+
+// frameStep runs a step as a frame on the plugin's step socket, under the
+// same deadline and with the same handling of a dead or hung plugin as a
+// gRPC call; the logits arrive in the shared memory.
+func (m *Model) frameStep(ctx context.Context, st *State, ids []int32) (api.Tensor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("plugin %s: step: %w", m.p, err)
+	}
+	if m.closed {
+		return nil, fmt.Errorf("plugin %s: step: the model is closed: %w", m.p, api.ErrNotFound)
+	}
+	if m.p.pid(m.gen) == 0 {
+		return nil, fmt.Errorf("plugin %s: step: the plugin process it lived in has exited: %w", m.p, api.ErrNotFound)
+	}
+	if st.conn == nil {
+		c, err := net.Dial("unix", st.socket)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: step socket: %v: %w", m.p, err, api.ErrInternal)
+		}
+		st.conn = c
+	}
+	deadline := time.Now().Add(m.p.opts.CallTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	st.conn.SetDeadline(deadline)
+	st.frame = wire.StepFrame(st.frame[:0], m.id, st.id, ids)
+	n, err := st.conn.Write(st.frame)
+	if err == nil && n == len(st.frame) {
+		n, err = wire.ReadStepReply(st.conn)
+	}
+	if err != nil {
+		var se *wire.StepError
+		if errors.As(err, &se) {
+			return nil, &RemoteError{Plugin: m.p.String(), Op: "step", Msg: se.Msg, kind: wire.KindError(se.Kind)}
+		}
+		st.conn.Close()
+		st.conn = nil
+		m.p.restart(m.gen)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("plugin %s: step: no answer within %s; the plugin was stopped: %w", m.p, m.p.opts.CallTimeout, context.DeadlineExceeded)
+		}
+		return nil, fmt.Errorf("plugin %s: step: the plugin process exited or crashed (%v): %w", m.p, err, api.ErrInternal)
+	}
+	st.n = n
+	if st.step == nil {
+		st.step = m.host.Alloc(api.F32, len(ids), m.cfg.Vocab())
+	}
+	m.host.Upload(st.step, st.shared)
+	return st.step, nil
 }
 
 // Batch returns the number of sequences.
@@ -326,6 +390,10 @@ func (s *State) Close() error {
 	s.closed = true
 	unmapShared(s.shared)
 	s.shared = nil
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
 	if s.m.closed {
 		return nil
 	}

@@ -1042,8 +1042,12 @@ type StateRef struct {
 	// plugin's process that holds each Step's logits [B,V] as float32
 	// (little-endian): the host maps /proc/PID/fd/FD and a Step then moves
 	// no logits through the socket. 0 when there is none.
-	LogitsFd      int64 `protobuf:"varint,3,opt,name=logits_fd,json=logitsFd,proto3" json:"logits_fd,omitempty"`
-	LogitsBytes   int64 `protobuf:"varint,4,opt,name=logits_bytes,json=logitsBytes,proto3" json:"logits_bytes,omitempty"`
+	LogitsFd    int64 `protobuf:"varint,3,opt,name=logits_fd,json=logitsFd,proto3" json:"logits_fd,omitempty"`
+	LogitsBytes int64 `protobuf:"varint,4,opt,name=logits_bytes,json=logitsBytes,proto3" json:"logits_bytes,omitempty"`
+	// With a logits memfd, the name of a unix socket (abstract namespace)
+	// that takes this state's Steps as small binary frames (wire.StepFrame)
+	// instead of gRPC calls, for their latency. Empty when there is none.
+	StepSocket    string `protobuf:"bytes,5,opt,name=step_socket,json=stepSocket,proto3" json:"step_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1104,6 +1108,13 @@ func (x *StateRef) GetLogitsBytes() int64 {
 		return x.LogitsBytes
 	}
 	return 0
+}
+
+func (x *StateRef) GetStepSocket() string {
+	if x != nil {
+		return x.StepSocket
+	}
+	return ""
 }
 
 type PrefillRequest struct {
@@ -1626,12 +1637,14 @@ const file_runtime_proto_rawDesc = "" +
 	"\x04form\x18\x03 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\"=\n" +
 	"\x0fNewStateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
-	"\x05batch\x18\x02 \x01(\x03R\x05batch\"v\n" +
+	"\x05batch\x18\x02 \x01(\x03R\x05batch\"\x97\x01\n" +
 	"\bStateRef\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x1b\n" +
 	"\tlogits_fd\x18\x03 \x01(\x03R\blogitsFd\x12!\n" +
-	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\"|\n" +
+	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\x12\x1f\n" +
+	"\vstep_socket\x18\x05 \x01(\tR\n" +
+	"stepSocket\"|\n" +
 	"\x0ePrefillRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +

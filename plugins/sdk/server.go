@@ -26,6 +26,9 @@ type server struct {
 	pb.UnimplementedRuntimeServer
 	p Plugin
 
+	sockOnce sync.Once
+	sockName string // the step socket's name, "" when there is none
+
 	mu     sync.Mutex
 	next   uint64
 	models map[uint64]*served
@@ -366,6 +369,7 @@ func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.State
 	ref := &pb.StateRef{Model: req.Model, State: m.next}
 	if entry.shared != nil {
 		ref.LogitsFd, ref.LogitsBytes = int64(entry.shared.fd), int64(n)
+		ref.StepSocket = s.stepSocket()
 	}
 	return ref, nil
 }
@@ -392,24 +396,35 @@ func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServ
 }
 
 func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, error) {
-	m, err := s.model(req.Model)
+	return s.step(ctx, req.Model, req.State, req.Ids, req.Shared)
+}
+
+// step runs a Step. With shared, the logits go into the state's memfd and
+// the reply carries none.
+func (s *server) step(ctx context.Context, model, state uint64, ids []int32, shared bool) (*pb.Logits, error) {
+	m, err := s.model(model)
 	if err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	st, err := m.state(req.State)
+	st, err := m.state(state)
 	if err != nil {
 		return nil, err
 	}
-	t, err := m.m.Step(ctx, st.State, req.Ids)
+	t, err := m.m.Step(ctx, st.State, ids)
 	if err != nil {
 		return nil, err
 	}
-	if req.Shared && st.shared != nil {
-		if b := wire.TensorBytes(t); len(b) == len(st.shared.mem) {
-			copy(st.shared.mem, b)
-			return &pb.Logits{Len: int64(st.Len())}, nil
+	if shared {
+		if st.shared == nil {
+			return nil, fmt.Errorf("a shared step of a state with no shared logits: %w", api.ErrInternal)
 		}
+		b := wire.TensorBytes(t)
+		if len(b) != len(st.shared.mem) {
+			return nil, fmt.Errorf("step logits of %d bytes for a shared buffer of %d: %w", len(b), len(st.shared.mem), api.ErrInternal)
+		}
+		copy(st.shared.mem, b)
+		return &pb.Logits{Len: int64(st.Len())}, nil
 	}
 	return logits(t, st.Len())
 }

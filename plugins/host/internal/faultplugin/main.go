@@ -5,6 +5,7 @@
 //	crash    exit with status 3 in the middle of Forward
 //	hang     sleep in Forward for an hour
 //	panic    panic in Forward
+//	crash-step, hang-step, panic-step   the same in Step
 //	stdout   write junk to stdout before the handshake
 //	version  speak protocol version 2
 //	(empty)  behave
@@ -42,16 +43,27 @@ func (a faultArch) New(ctx context.Context, cfg api.Config, o api.BuildOptions) 
 type faultModel struct{ api.Model }
 
 func (m faultModel) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Tensor, error) {
-	switch os.Getenv("DENSESSM_FAULT") {
-	case "crash":
-		os.Exit(3)
-	case "hang":
-		time.Sleep(time.Hour)
-	case "panic":
-		var table []int
-		_ = table[len(ids)+5] // an index out of range, as a bug would
-	}
+	misbehave("", len(ids))
 	return m.Model.Forward(ctx, ids, f)
+}
+
+func (m faultModel) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor, error) {
+	misbehave("-step", len(ids))
+	return m.Model.Step(ctx, s, ids)
+}
+
+// misbehave does what DENSESSM_FAULT says for the call whose faults end
+// with suffix.
+func misbehave(suffix string, n int) {
+	switch os.Getenv("DENSESSM_FAULT") {
+	case "crash" + suffix:
+		os.Exit(3)
+	case "hang" + suffix:
+		time.Sleep(time.Hour)
+	case "panic" + suffix:
+		var table []int
+		_ = table[n+5] // an index out of range, as a bug would
+	}
 }
 
 func main() {
