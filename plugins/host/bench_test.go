@@ -1,18 +1,22 @@
 package host
 
 import (
-	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/densessm/densessm/api"
 )
 
 // BenchmarkPluginOverhead measures what the plugin boundary adds to a
-// decode step and to a forward pass: the same model in process and
-// through densessm-backend-cpu, with mamba-130m's vocabulary (50,280: the
-// logits that cross, 201 KB per step and 206 MB for 1024 tokens) but one
-// narrow layer, so that the model's own compute is small next to the
-// transport. Compare the ns/op of inprocess and plugin.
+// decode step and to a 1024-token forward pass: the same model in process
+// and through densessm-backend-cpu, timed in alternating rounds (timings on
+// a shared machine drift by tens of percent within minutes), reported as
+// the medians of each and of the differences. The model has mamba-130m's
+// vocabulary (50,280: the logits that cross, 201 KB per step and 206 MB
+// per forward) and one narrow layer, so that the transport is large next
+// to the model's own work. Run with -benchtime 1x: one run is the whole
+// measurement.
 func BenchmarkPluginOverhead(b *testing.B) {
 	p := openPlugin(b, "densessm-backend-cpu", testOptions(b))
 	arch, err := api.LookupArchitecture("mamba")
@@ -34,35 +38,55 @@ func BenchmarkPluginOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer remote.Close()
-	for _, m := range []struct {
-		name string
-		m    api.Model
-	}{{"inprocess", local}, {"plugin", remote}} {
-		b.Run("step/"+m.name, func(b *testing.B) {
-			s, err := m.m.NewState(1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			ids := []int32{1}
-			for b.Loop() {
-				if _, err := m.m.Step(b.Context(), s, ids); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		for _, T := range []int{1024} {
-			b.Run(fmt.Sprintf("forward%d/%s", T, m.name), func(b *testing.B) {
-				ids := make([]int32, T)
-				for i := range ids {
-					ids[i] = int32(i * 31 % 50280)
-				}
-				for b.Loop() {
-					if _, err := m.m.Forward(b.Context(), [][]int32{ids}, api.Form{}); err != nil {
+	models := []api.Model{local, remote}
+	states := make([]api.State, 2)
+	for i, m := range models {
+		if states[i], err = m.NewState(1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ids := make([]int32, 1024)
+	for i := range ids {
+		ids[i] = int32(i * 31 % 50280)
+	}
+	const steps = 200 // per round
+	var step, fwd [2][]float64
+	for b.Loop() {
+		for round := range 7 {
+			for k := range 2 {
+				i := (k + round) % 2 // alternate which goes first
+				start := time.Now()
+				for range steps {
+					if _, err := models[i].Step(b.Context(), states[i], ids[:1]); err != nil {
 						b.Fatal(err)
 					}
 				}
-			})
+				step[i] = append(step[i], float64(time.Since(start).Microseconds())/steps)
+				start = time.Now()
+				if _, err := models[i].Forward(b.Context(), [][]int32{ids}, api.Form{}); err != nil {
+					b.Fatal(err)
+				}
+				fwd[i] = append(fwd[i], float64(time.Since(start).Milliseconds()))
+			}
 		}
 	}
+	diff := func(x [2][]float64) []float64 {
+		d := make([]float64, len(x[0]))
+		for i := range d {
+			d[i] = x[1][i] - x[0][i]
+		}
+		return d
+	}
+	b.ReportMetric(median(step[0]), "step-inprocess-us")
+	b.ReportMetric(median(step[1]), "step-plugin-us")
+	b.ReportMetric(median(diff(step)), "step-added-us")
+	b.ReportMetric(median(fwd[0]), "fwd1024-inprocess-ms")
+	b.ReportMetric(median(fwd[1]), "fwd1024-plugin-ms")
+	b.ReportMetric(median(diff(fwd)), "fwd1024-added-ms")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -31,6 +32,7 @@ type Model struct {
 	info   api.Info
 	params []api.ParamInfo
 	host   *cpu.Backend
+	result *os.File // the plugin's result memfd, opened once
 	closed bool
 }
 
@@ -147,6 +149,9 @@ func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error 
 	return nil
 }
 
+// errUseFile stops reading chunks when the plugin sent a memfd instead.
+var errUseFile = errors.New("the result is in a file")
+
 // stepLogits copies a Step reply's logits into dst, allocated when nil or
 // of another shape.
 func (m *Model) stepLogits(resp *pb.Logits, dst api.Tensor) (api.Tensor, error) {
@@ -172,7 +177,7 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Ten
 	}
 	var out api.Tensor
 	err = m.call(ctx, "forward", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles}, o...)
 		if err != nil {
 			return err
 		}
@@ -187,15 +192,26 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Ten
 // length. The stream may not be longer than the logits of ids need.
 func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids [][]int32) (api.Tensor, int, error) {
 	n := 0
-	size := int64(len(ids)) * int64(len(ids[0])) * int64(m.cfg.Vocab()) * 4
+	size := wire.StreamSize(int64(len(ids)) * int64(len(ids[0])) * int64(m.cfg.Vocab()) * 4)
 	h, err := wire.ReadTensorStream(func() ([]byte, error) {
 		c, err := stream.Recv()
 		if err != nil {
 			return nil, err
 		}
 		n = int(c.Len)
+		if c.Fd > 0 {
+			if m.result == nil {
+				if m.result, err = m.p.openFile(m.gen, int(c.Fd)); err != nil {
+					return nil, err
+				}
+			}
+			return nil, errUseFile
+		}
 		return c.Data, nil
-	}, wire.StreamSize(size))
+	}, size)
+	if errors.Is(err, errUseFile) { // the whole stream is at the start of the model's memfd
+		h, err = wire.ReadTensor(io.NewSectionReader(m.result, 0, size), size)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -270,7 +286,7 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 	}
 	var out api.Tensor
 	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}}, o...)
+		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles}, o...)
 		if err != nil {
 			return err
 		}
@@ -469,6 +485,9 @@ func (m *Model) SetOptimizerState(ctx context.Context, cfg api.OptimizerConfig, 
 func (m *Model) Close() error {
 	if m.closed {
 		return nil
+	}
+	if m.result != nil {
+		m.result.Close()
 	}
 	err := m.call(context.Background(), "unload", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
 		_, err := c.Unload(ctx, &pb.ModelRef{Model: m.id}, o...)

@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/densessm/densessm/api"
 )
 
 // mapShared maps, read-only, n bytes of the memfd fd of the plugin process
@@ -26,4 +28,16 @@ func unmapShared(mem []byte) {
 	if mem != nil {
 		unix.Munmap(mem)
 	}
+}
+
+// sharedFiles reports that this host can read a plugin's memfds.
+const sharedFiles = true
+
+// openFile opens the memfd fd of generation gen of the plugin's process.
+func (p *Plugin) openFile(gen, fd int) (*os.File, error) {
+	pid := p.pid(gen)
+	if pid == 0 {
+		return nil, fmt.Errorf("the plugin process has exited: %w", api.ErrNotFound)
+	}
+	return os.Open(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
 }

@@ -2,7 +2,10 @@
 
 package host
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // mapShared is not available here: the logits travel in the replies.
 func mapShared(pid, fd, n int) ([]byte, error) {
@@ -10,3 +13,10 @@ func mapShared(pid, fd, n int) ([]byte, error) {
 }
 
 func unmapShared([]byte) {}
+
+// sharedFiles reports that this host cannot read a plugin's memfds.
+const sharedFiles = false
+
+func (p *Plugin) openFile(gen, fd int) (*os.File, error) {
+	return nil, errors.New("no shared files on this system")
+}

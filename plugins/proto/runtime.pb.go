@@ -925,8 +925,10 @@ type ForwardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
 	// An Arrow IPC stream with one int32 column "ids" of shape [B,T].
-	Ids           []byte `protobuf:"bytes,2,opt,name=ids,proto3" json:"ids,omitempty"`
-	Form          *Form  `protobuf:"bytes,3,opt,name=form,proto3" json:"form,omitempty"`
+	Ids  []byte `protobuf:"bytes,2,opt,name=ids,proto3" json:"ids,omitempty"`
+	Form *Form  `protobuf:"bytes,3,opt,name=form,proto3" json:"form,omitempty"`
+	// The host can read a memfd of the plugin's (see Chunk.fd).
+	Shared        bool `protobuf:"varint,4,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -980,6 +982,13 @@ func (x *ForwardRequest) GetForm() *Form {
 		return x.Form
 	}
 	return nil
+}
+
+func (x *ForwardRequest) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
 }
 
 type NewStateRequest struct {
@@ -1123,6 +1132,7 @@ type PrefillRequest struct {
 	State         uint64                 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
 	Ids           []byte                 `protobuf:"bytes,3,opt,name=ids,proto3" json:"ids,omitempty"`
 	Form          *Form                  `protobuf:"bytes,4,opt,name=form,proto3" json:"form,omitempty"`
+	Shared        bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1183,6 +1193,13 @@ func (x *PrefillRequest) GetForm() *Form {
 		return x.Form
 	}
 	return nil
+}
+
+func (x *PrefillRequest) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
 }
 
 type StepRequest struct {
@@ -1259,9 +1276,14 @@ func (x *StepRequest) GetShared() bool {
 // Chunk is a piece of an Arrow IPC stream; the pieces in order are the
 // stream. Every chunk carries the state's length afterwards (Prefill).
 type Chunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	Len           int64                  `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Len   int64                  `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	// On Linux, when the request asked for it: a memfd in the plugin's
+	// process that holds the whole stream (the host reads
+	// /proc/PID/fd/FD); no data follows. The plugin keeps it until the
+	// model's next request.
+	Fd            int64 `protobuf:"varint,3,opt,name=fd,proto3" json:"fd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1306,6 +1328,13 @@ func (x *Chunk) GetData() []byte {
 func (x *Chunk) GetLen() int64 {
 	if x != nil {
 		return x.Len
+	}
+	return 0
+}
+
+func (x *Chunk) GetFd() int64 {
+	if x != nil {
+		return x.Fd
 	}
 	return 0
 }
@@ -1630,11 +1659,12 @@ const file_runtime_proto_rawDesc = "" +
 	"\x05arrow\x18\x02 \x03(\fR\x05arrow\"0\n" +
 	"\x04Form\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\x05R\x04mode\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\x03R\x05chunk\"f\n" +
+	"\x05chunk\x18\x02 \x01(\x03R\x05chunk\"~\n" +
 	"\x0eForwardRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x10\n" +
 	"\x03ids\x18\x02 \x01(\fR\x03ids\x12,\n" +
-	"\x04form\x18\x03 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\"=\n" +
+	"\x04form\x18\x03 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
+	"\x06shared\x18\x04 \x01(\bR\x06shared\"=\n" +
 	"\x0fNewStateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\"\x97\x01\n" +
@@ -1644,20 +1674,22 @@ const file_runtime_proto_rawDesc = "" +
 	"\tlogits_fd\x18\x03 \x01(\x03R\blogitsFd\x12!\n" +
 	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\x12\x1f\n" +
 	"\vstep_socket\x18\x05 \x01(\tR\n" +
-	"stepSocket\"|\n" +
+	"stepSocket\"\x94\x01\n" +
 	"\x0ePrefillRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
 	"\x03ids\x18\x03 \x01(\fR\x03ids\x12,\n" +
-	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\"c\n" +
+	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
+	"\x06shared\x18\x05 \x01(\bR\x06shared\"c\n" +
 	"\vStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
 	"\x03ids\x18\x03 \x03(\x05R\x03ids\x12\x16\n" +
-	"\x06shared\x18\x04 \x01(\bR\x06shared\"-\n" +
+	"\x06shared\x18\x04 \x01(\bR\x06shared\"=\n" +
 	"\x05Chunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
-	"\x03len\x18\x02 \x01(\x03R\x03len\"0\n" +
+	"\x03len\x18\x02 \x01(\x03R\x03len\x12\x0e\n" +
+	"\x02fd\x18\x03 \x01(\x03R\x02fd\"0\n" +
 	"\x06Logits\x12\x14\n" +
 	"\x05arrow\x18\x01 \x01(\fR\x05arrow\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\x03R\x03len\"\x96\x01\n" +

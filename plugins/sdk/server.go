@@ -42,6 +42,7 @@ type served struct {
 	stepper api.TrainStepper
 	states  map[uint64]*state
 	next    uint64
+	result  *os.File // the memfd large results are written into, reused
 }
 
 // state is a recurrent state and the memory its Step logits are shared
@@ -328,9 +329,34 @@ func logits(t api.Tensor, n int) (*pb.Logits, error) {
 	return &pb.Logits{Arrow: b, Len: int64(n)}, nil
 }
 
-// streamLogits sends a logits tensor in chunks, with the state's length.
-func streamLogits(stream grpc.ServerStreamingServer[pb.Chunk], t api.Tensor, n int) error {
-	return wire.WriteTensorStream(hostLogits(t), func(b []byte) error {
+// sharedResult is the least size of logits sent through the model's
+// memfd rather than in chunks when the host can read one.
+const sharedResult = 1 << 20
+
+// streamLogits sends a logits tensor, with the state's length: written at
+// the start of the model's result memfd when the host can read it and the
+// tensor is large (the memfd is reused, so that its pages are not
+// allocated and freed at each call), else in chunks.
+func (m *served) streamLogits(stream grpc.ServerStreamingServer[pb.Chunk], t api.Tensor, n int, shared bool) error {
+	h := hostLogits(t)
+	if shared && len(h.Data) >= sharedResult {
+		if m.result == nil {
+			m.result = newResultFile()
+		}
+		if f := m.result; f != nil {
+			var off int64
+			err := wire.WriteTensorStream(h, func(b []byte) error {
+				_, err := f.WriteAt(b, off)
+				off += int64(len(b))
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return stream.Send(&pb.Chunk{Fd: int64(f.Fd()), Len: int64(n)})
+		}
+	}
+	return wire.WriteTensorStream(h, func(b []byte) error {
 		return stream.Send(&pb.Chunk{Data: b, Len: int64(n)})
 	})
 }
@@ -349,7 +375,7 @@ func (s *server) Forward(req *pb.ForwardRequest, stream grpc.ServerStreamingServ
 	if err != nil {
 		return err
 	}
-	return streamLogits(stream, t, 0)
+	return m.streamLogits(stream, t, 0, req.Shared)
 }
 
 func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.StateRef, error) {
@@ -392,7 +418,7 @@ func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServ
 	if err != nil {
 		return err
 	}
-	return streamLogits(stream, t, st.Len())
+	return m.streamLogits(stream, t, st.Len(), req.Shared)
 }
 
 func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, error) {
@@ -556,6 +582,9 @@ func (s *server) Unload(_ context.Context, req *pb.ModelRef) (*pb.Empty, error) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
+	if m.result != nil {
+		errs = append(errs, m.result.Close())
+	}
 	for _, st := range m.states {
 		errs = append(errs, st.Close())
 	}

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,4 +49,14 @@ func (s *sharedLogits) close() error {
 		return fmt.Errorf("shared logits: %w", err)
 	}
 	return nil
+}
+
+// newResultFile returns a memfd for a large result that the host reads
+// through /proc; nil when the system refuses.
+func newResultFile() *os.File {
+	fd, err := unix.MemfdCreate("densessm-result", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "densessm-result")
 }

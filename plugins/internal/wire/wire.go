@@ -108,6 +108,12 @@ func DecodeTensor(b []byte) (api.HostTensor, error) {
 	return readTensor(bytes.NewReader(b), int64(len(b)))
 }
 
+// ReadTensor reads one tensor of an Arrow IPC stream of at most size bytes
+// from r (a plugin's result memfd). Its Data is memory of its own.
+func ReadTensor(r io.Reader, size int64) (api.HostTensor, error) {
+	return readTensor(r, size)
+}
+
 // readTensor reads one tensor of an Arrow IPC stream of at most size
 // bytes.
 func readTensor(r io.Reader, size int64) (_ api.HostTensor, err error) {
