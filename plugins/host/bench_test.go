@@ -1,11 +1,15 @@
 package host
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/densessm/densessm/api"
+	pb "github.com/densessm/densessm/plugins/proto"
 )
 
 // BenchmarkPluginOverhead measures what the plugin boundary adds to a
@@ -51,8 +55,20 @@ func BenchmarkPluginOverhead(b *testing.B) {
 	}
 	const steps = 200 // per round
 	var step, fwd [2][]float64
+	var rpc []float64 // a bare gRPC round trip (Describe)
 	for b.Loop() {
 		for round := range 7 {
+			start := time.Now()
+			for range steps {
+				err := p.call(b.Context(), "describe", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+					_, err := c.Describe(ctx, &pb.DescribeRequest{}, o...)
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			rpc = append(rpc, float64(time.Since(start).Microseconds())/steps)
 			for k := range 2 {
 				i := (k + round) % 2 // alternate which goes first
 				start := time.Now()
@@ -77,6 +93,7 @@ func BenchmarkPluginOverhead(b *testing.B) {
 		}
 		return d
 	}
+	b.ReportMetric(median(rpc), "grpc-roundtrip-us")
 	b.ReportMetric(median(step[0]), "step-inprocess-us")
 	b.ReportMetric(median(step[1]), "step-plugin-us")
 	b.ReportMetric(median(diff(step)), "step-added-us")

@@ -271,13 +271,19 @@ func (s *server) model(id uint64) (*served, error) {
 	return m, nil
 }
 
-// state returns a state of the locked model.
-func (m *served) state(id uint64) (*state, error) {
-	st, ok := m.states[id]
-	if !ok {
-		return nil, fmt.Errorf("state %d: %w", id, api.ErrNotFound)
+// state returns the served model id, locked (the caller unlocks it), and
+// its state stateID.
+func (s *server) state(id, stateID uint64) (*served, *state, error) {
+	m, err := s.model(id)
+	if err != nil {
+		return nil, nil, err
 	}
-	return st, nil
+	st, ok := m.states[stateID]
+	if !ok {
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("state %d: %w", stateID, api.ErrNotFound)
+	}
+	return m, st, nil
 }
 
 func (s *server) ReadParams(ctx context.Context, req *pb.ParamsRequest) (*pb.Tensors, error) {
@@ -405,15 +411,11 @@ func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServ
 	if err != nil {
 		return err
 	}
-	m, err := s.model(req.Model)
+	m, st, err := s.state(req.Model, req.State)
 	if err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
-	st, err := m.state(req.State)
-	if err != nil {
-		return err
-	}
 	t, err := m.m.Prefill(stream.Context(), st.State, ids, form(req.Form))
 	if err != nil {
 		return err
@@ -428,15 +430,11 @@ func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, err
 // step runs a Step. With shared, the logits go into the state's memfd and
 // the reply carries none.
 func (s *server) step(ctx context.Context, model, state uint64, ids []int32, shared bool) (*pb.Logits, error) {
-	m, err := s.model(model)
+	m, st, err := s.state(model, state)
 	if err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	st, err := m.state(state)
-	if err != nil {
-		return nil, err
-	}
 	t, err := m.m.Step(ctx, st.State, ids)
 	if err != nil {
 		return nil, err
@@ -456,28 +454,20 @@ func (s *server) step(ctx context.Context, model, state uint64, ids []int32, sha
 }
 
 func (s *server) ResetState(_ context.Context, req *pb.StateRef) (*pb.Empty, error) {
-	m, err := s.model(req.Model)
+	m, st, err := s.state(req.Model, req.State)
 	if err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	st, err := m.state(req.State)
-	if err != nil {
-		return nil, err
-	}
 	return &pb.Empty{}, st.Reset()
 }
 
 func (s *server) FreeState(_ context.Context, req *pb.StateRef) (*pb.Empty, error) {
-	m, err := s.model(req.Model)
+	m, st, err := s.state(req.Model, req.State)
 	if err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	st, err := m.state(req.State)
-	if err != nil {
-		return nil, err
-	}
 	delete(m.states, req.State)
 	return &pb.Empty{}, st.Close()
 }
