@@ -1,0 +1,220 @@
+// Package conformance checks that two models are the same model, bit for
+// bit: a model served by a plugin against the same model in process. The
+// plugin host's tests run it for every built-in architecture through
+// densessm-backend-cpu, and a plugin's author can run it for theirs.
+package conformance
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/generate"
+	"github.com/densessm/densessm/train"
+)
+
+// Check is the conformance suite: got (a model through a plugin, say) must
+// behave as want (the same model in process, built with the same
+// configuration, seed and threads), bit for bit: the same info and
+// parameters, logits in every form want has, prefill and steps, sampled
+// text, training steps (losses, gradient norms, then weights and optimizer
+// state) and written parameters. Both models are changed by the training
+// steps.
+func Check(t *testing.T, want, got api.Model) {
+	ctx := t.Context()
+	wi, gi := want.Info(), got.Info()
+	if wi.Arch != gi.Arch || !slices.Equal(wi.Modes, gi.Modes) || wi.Trainable != gi.Trainable || gi.Local {
+		t.Fatalf("info: %+v, want %+v (and not local)", gi, wi)
+	}
+	if w, g := want.Params(), got.Params(); !slices.EqualFunc(w, g, func(a, b api.ParamInfo) bool {
+		return a.Name == b.Name && a.DType == b.DType && a.Shape.Equal(b.Shape)
+	}) {
+		t.Fatalf("params differ: %d vs %d", len(w), len(g))
+	}
+	sameParams(t, "built", want, got)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	V := want.Config().Vocab()
+	ids := func(b, n int) [][]int32 {
+		out := make([][]int32, b)
+		for i := range out {
+			for range n {
+				out[i] = append(out[i], int32(rng.IntN(V)))
+			}
+		}
+		return out
+	}
+	seqs := ids(2, 7)
+	for _, mode := range wi.Modes {
+		f := api.Form{Mode: mode, Chunk: 3}
+		w, err := want.Forward(ctx, seqs, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := got.Forward(ctx, seqs, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameTensor(t, fmt.Sprintf("forward %s", mode), w, g)
+	}
+
+	ws, err := want.NewState(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := got.NewState(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gs.Close()
+	f := api.Form{Mode: api.Chunkwise}
+	w, err := want.Prefill(ctx, ws, seqs, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := got.Prefill(ctx, gs, seqs, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTensor(t, "prefill", w, g)
+	for i := range 3 {
+		next := []int32{int32(i), int32(V - 1 - i)}
+		w, err := want.Step(ctx, ws, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := got.Step(ctx, gs, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameTensor(t, fmt.Sprintf("step %d", i), w, g)
+		if ws.Len() != gs.Len() {
+			t.Errorf("step %d: state length %d, want %d", i, gs.Len(), ws.Len())
+		}
+	}
+	if err := gs.Reset(); err != nil || gs.Len() != 0 {
+		t.Errorf("reset: %v, length %d", err, gs.Len())
+	}
+
+	gen := generate.DefaultOptions()
+	gen.MaxTokens, gen.Temperature, gen.TopK, gen.Seed = 12, 0.9, 20, 5
+	prompts := ids(2, 4)
+	wt, err := generate.Generate(ctx, want, prompts, gen, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gt, err := generate.Generate(ctx, got, prompts, gen, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(wt, gt, slices.Equal) {
+		t.Errorf("sampled %v, want %v", gt, wt)
+	}
+
+	wst, err := train.Stepper(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gst, err := train.Stepper(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := train.DefaultOptimizer()
+	for step := range 3 {
+		var req api.TrainStepRequest
+		for range 2 {
+			seq := ids(2, 9)
+			b := api.Batch{}
+			for _, s := range seq {
+				b.Inputs, b.Targets = append(b.Inputs, s[:8]), append(b.Targets, s[1:])
+			}
+			req.Batches = append(req.Batches, b)
+		}
+		req.Optimizer, req.LR, req.ClipNorm = opt, 3e-3, 0.5
+		w, err := wst.TrainStep(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := gst.TrainStep(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w != g {
+			t.Errorf("train step %d: %+v, want %+v", step, g, w)
+		}
+	}
+	sameParams(t, "trained", want, got)
+	wo, err := wst.OptimizerState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gO, err := gst.OptimizerState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wo.Steps != gO.Steps || len(wo.Tensors) != len(gO.Tensors) || len(wo.Tensors) == 0 {
+		t.Fatalf("optimizer state: %d steps %d tensors, want %d and %d", gO.Steps, len(gO.Tensors), wo.Steps, len(wo.Tensors))
+	}
+	for i := range wo.Tensors {
+		if wo.Tensors[i].Name != gO.Tensors[i].Name || !bytes.Equal(wo.Tensors[i].Data, gO.Tensors[i].Data) {
+			t.Fatalf("optimizer state %s differs", wo.Tensors[i].Name)
+		}
+	}
+	if err := gst.SetOptimizerState(ctx, opt, wo); err != nil {
+		t.Fatal(err)
+	}
+
+	// Writing parameters: the remote model takes the local one's values
+	// after a change.
+	vals, err := want.ReadParams(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range vals[0].Data {
+		vals[0].Data[i] ^= 1
+	}
+	if err := want.WriteParams(ctx, vals[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.WriteParams(ctx, vals[:1]); err != nil {
+		t.Fatal(err)
+	}
+	sameParams(t, "written", want, got)
+}
+
+func sameParams(t *testing.T, what string, want, got api.Model) {
+	t.Helper()
+	w, err := want.ReadParams(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := got.ReadParams(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != len(g) {
+		t.Fatalf("%s: %d parameters, want %d", what, len(g), len(w))
+	}
+	for i := range w {
+		if w[i].Name != g[i].Name || !bytes.Equal(w[i].Data, g[i].Data) {
+			t.Fatalf("%s: parameter %s differs", what, w[i].Name)
+		}
+	}
+}
+
+func sameTensor(t *testing.T, what string, want, got api.Tensor) {
+	t.Helper()
+	if !want.Shape().Equal(got.Shape()) || !bytes.Equal(tensorBytes(want), tensorBytes(got)) {
+		t.Fatalf("%s: logits %v differ from the in-process %v", what, got.Shape(), want.Shape())
+	}
+}
+
+// tensorBytes returns an F32 tensor's elements as bytes.
+func tensorBytes(t api.Tensor) []byte {
+	raw := make([]byte, t.Shape().NumElements()*t.DType().Size())
+	t.Backend().Download(raw, t)
+	return raw
+}
