@@ -206,7 +206,8 @@ func (c *Checkpoint) Float32s(name string) ([]float32, error) {
 
 // LoadInto fills each parameter's tensor from the checkpoint tensor of the
 // same name, converting the stored dtype to the parameter's (through
-// float32 when they differ; see Float32s). It first checks every parameter
+// float32 when they differ; see Float32s): F16 and BF16 tensors of F32
+// parameters on the parameter's backend, others on the host. It first checks every parameter
 // and, if any tensor is missing (api.ErrNotFound), has another shape
 // (api.ErrShape) or cannot be converted (api.ErrDType), returns a one-line
 // error that counts each kind of problem and names the first few tensors,

@@ -47,54 +47,37 @@ func TestReadConfigJSON(t *testing.T) {
 	}
 }
 
-func TestHFConfig(t *testing.T) {
-	c, err := ParseHFConfig([]byte(sampleConfig))
-	if err != nil {
-		t.Fatal(err)
+// TestPickArchitecture picks by model_type, by a forced name, and refuses
+// a model_type that is not a string or names nothing registered.
+func TestPickArchitecture(t *testing.T) {
+	pick := func(text, forced string) (api.Architecture, error) {
+		var fields configFields
+		if forced == "" {
+			var err error
+			if fields, err = parseConfigFields([]byte(text)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pickArchitecture([]byte(text), fields, forced, "")
 	}
-	if v, err := c.Int("d_model", "hidden_size"); err != nil || v != 768 {
-		t.Errorf("Int(d_model, hidden_size) = %v, %v", v, err)
-	}
-	if v, err := c.Int("num_hidden_layers"); err != nil || v != 24 {
-		t.Errorf("Int of 24.0 = %v, %v", v, err)
-	}
-	if v, err := c.Float("layer_norm_epsilon"); err != nil || v != 1e-5 {
-		t.Errorf("Float = %v, %v", v, err)
-	}
-	if v, err := c.Float("hidden_size"); err != nil || v != 768 {
-		t.Errorf("Float of an integer = %v, %v", v, err)
-	}
-	if v, err := c.Str("model_type"); err != nil || v != "mamba" {
-		t.Errorf("Str = %v, %v", v, err)
-	}
-	if v, err := c.Bool("tie_word_embeddings"); err != nil || !v {
-		t.Errorf("Bool = %v, %v", v, err)
-	}
-	if c.Has("intermediate_size") || !c.Has("nope", "hidden_size") || c.Has() {
-		t.Error("Has is wrong")
-	}
-	for _, tc := range []struct {
-		name string
-		err  error
-		text string
-	}{
-		{"missing", second(c.Int("intermediate_size")), `no "intermediate_size"`},
-		{"missing alternatives", second(c.Float("a", "b")), `none of ["a" "b"]`},
-		{"fraction", second(c.Int("vocab_size")), `"vocab_size" is 50280.5, not an integer`},
-		{"too big", second(c.Int("big")), `"big"`},
-		{"string as int", second(c.Int("model_type")), "not an integer"},
-		{"number as string", second(c.Str("hidden_size")), "not a string"},
-		{"number as bool", second(c.Bool("hidden_size")), "not a boolean"},
-		{"bool as float", second(c.Float("tie_word_embeddings")), "not a number"},
+	for _, tc := range []struct{ text, forced string }{
+		{`{"model_type": "` + testArchName + `"}`, ""},
+		{`{"model_type": "nothing-registered", "hidden_size": 4}`, testArchName},
+		{`not even JSON`, testArchName},
 	} {
-		if !errors.Is(tc.err, api.ErrConfig) || !strings.Contains(tc.err.Error(), tc.text) {
-			t.Errorf("%s: %v, want ErrConfig saying %s", tc.name, tc.err, tc.text)
+		if a, err := pick(tc.text, tc.forced); err != nil || a.Name() != testArchName {
+			t.Errorf("%s forced %q: %v, %v", tc.text, tc.forced, a, err)
+		}
+	}
+	if _, err := pick(`{"model_type": 5}`, ""); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "model_type 5") {
+		t.Errorf("numeric model_type: %v", err)
+	}
+	for _, text := range []string{`{"model_type": "nothing-registered"}`, `{"model_type": null}`, `{}`} {
+		if _, err := pick(text, ""); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), testArchName) {
+			t.Errorf("%s: %v, want ErrNotFound listing the architectures", text, err)
 		}
 	}
 }
-
-// second returns the error of a (value, error) pair.
-func second[T any](_ T, err error) error { return err }
 
 // TestReadConfigJSONCapped reads config.json through a 16 MiB cap: a large
 // (sparse) file, an endless device and a directory give clear errors

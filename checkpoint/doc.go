@@ -67,7 +67,9 @@
 // rotary and decay buffers), or a tied copy sharing a parameter's storage.
 // A disagreement gives one error line that counts each kind of problem,
 // names the first few tensors and says what to check. Values that are NaN
-// or infinite are refused too, counted as they are converted.
+// or infinite are refused too, counted in the bytes uploaded. Half-precision
+// weights of float32 parameters travel to the backend as stored and are
+// widened there.
 //
 // # Memory
 //

@@ -13,9 +13,14 @@ import (
 )
 
 // hostBackend is a minimal api.Backend for tests: tensors are byte slices,
-// and only the memory methods are implemented (the embedded nil Backend
-// makes any kernel call panic).
-type hostBackend struct{ api.Backend }
+// and only the memory methods and Convert to F32 are implemented (the
+// embedded nil Backend makes any other kernel call panic). It counts the
+// bytes uploaded and the tensors allocated and freed.
+type hostBackend struct {
+	api.Backend
+	uploaded      int64
+	allocs, frees int
+}
 
 type hostTensor struct {
 	b     *hostBackend
@@ -29,6 +34,7 @@ func (t *hostTensor) Shape() api.Shape     { return t.shape }
 func (t *hostTensor) Backend() api.Backend { return t.b }
 func (b *hostBackend) Name() string        { return "host" }
 func (b *hostBackend) Alloc(d api.DType, shape ...int) api.Tensor {
+	b.allocs++
 	return &hostTensor{b: b, dtype: d, shape: shape, data: make([]byte, api.Shape(shape).NumElements()*d.Size())}
 }
 
@@ -38,6 +44,24 @@ func (b *hostBackend) Upload(dst api.Tensor, src []byte) {
 		api.Panicf(api.ErrShape, "upload %d bytes into %d", len(src), len(d.data))
 	}
 	copy(d.data, src)
+	b.uploaded += int64(len(src))
+}
+
+func (b *hostBackend) Free(api.Tensor) { b.frees++ }
+
+// Convert widens src to the F32 dst as the CPU backend does.
+func (b *hostBackend) Convert(dst, src api.Tensor) {
+	d, s := dst.(*hostTensor), src.(*hostTensor)
+	if d.dtype != api.F32 || d.shape.NumElements() != s.shape.NumElements() {
+		api.Panicf(api.ErrUnsupported, "convert %s%v to %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	f := make([]float32, s.shape.NumElements())
+	if err := api.DecodeFloat32(f, s.dtype, s.data); err != nil {
+		panic(err)
+	}
+	if err := api.EncodeFloat32(d.data, api.F32, f); err != nil {
+		panic(err)
+	}
 }
 
 func (b *hostBackend) Download(dst []byte, src api.Tensor) {

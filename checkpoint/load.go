@@ -35,8 +35,8 @@ type loadSettings struct {
 }
 
 // load checks that params and the checkpoint fit together (checkFit), then
-// converts and uploads each parameter's tensor, checking ctx between tensors
-// and, with s.checkFinite, the values uploaded.
+// uploads each parameter's tensor (see upload), checking ctx between
+// tensors and, with s.checkFinite, the values uploaded.
 func (c *Checkpoint) load(ctx context.Context, params []api.Parameter, s loadSettings) error {
 	if c.files == nil {
 		return fmt.Errorf("checkpoint %s: load: %w", c.path, os.ErrClosed)
@@ -51,25 +51,14 @@ func (c *Checkpoint) load(ctx context.Context, params []api.Parameter, s loadSet
 	if s.progress != nil {
 		s.progress(0, total)
 	}
-	var conv converter
+	u := uploader{checkFinite: s.checkFinite, staging: map[stagingKey]api.Tensor{}}
+	defer u.free()
 	for _, p := range params {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("checkpoint %s: load: %w", c.path, err)
 		}
 		t := c.tensors[c.byName[p.Name]]
-		err := guardFault(t.File, func() error {
-			raw, err := conv.convert(p.Value.DType(), t.DType, c.files[t.file].bytes(t))
-			if err != nil {
-				return err
-			}
-			if s.checkFinite {
-				if nan, inf := countNonFinite(p.Value.DType(), raw); nan+inf > 0 {
-					return nonFiniteError(t, p.Value.DType(), nan, inf)
-				}
-			}
-			p.Value.Backend().Upload(p.Value, raw)
-			return nil
-		})
+		err := guardFault(t.File, func() error { return u.upload(p.Value, t, c.files[t.file].bytes(t)) })
 		if err != nil {
 			return fmt.Errorf("checkpoint %s: load tensor %q: %w", c.path, p.Name, err)
 		}
@@ -80,6 +69,76 @@ func (c *Checkpoint) load(ctx context.Context, params []api.Parameter, s loadSet
 		}
 	}
 	return nil
+}
+
+// uploader fills parameters from stored tensors. An F16 or BF16 tensor
+// for an F32 parameter is uploaded as it is stored, into a temporary
+// tensor of its dtype on the parameter's backend, and widened there with
+// Convert: a device receives half the bytes, and the values are the ones
+// the host would widen to, bit for bit. Other dtypes that differ from the
+// parameter's are converted on the host, through float32.
+type uploader struct {
+	// checkFinite makes a NaN or infinite value an error.
+	checkFinite bool
+	conv        converter
+	// staging holds the temporary half tensors, one per backend, dtype and
+	// shape, reused by the tensors of that shape (a model's layers repeat
+	// theirs), so that a load holds about one layer's worth of them, not
+	// the whole model's (which a CPU backend would leave to the garbage
+	// collector).
+	staging map[stagingKey]api.Tensor
+}
+
+// stagingKey identifies a temporary tensor of uploader.staging.
+type stagingKey struct {
+	b     api.Backend
+	dtype api.DType
+	shape string
+}
+
+// upload fills param from raw, the stored bytes of tensor t (of param's
+// shape). With u.checkFinite, the check counts the NaN and infinite values
+// of the bytes uploaded: the stored halves when they are widened on the
+// backend (widening keeps each value's finiteness), else the converted
+// values (a conversion to float32 may overflow to infinity).
+func (u *uploader) upload(param api.Tensor, t TensorInfo, raw []byte) error {
+	to := param.DType()
+	sent := to // the dtype of the bytes uploaded
+	if to == api.F32 && (t.DType == api.F16 || t.DType == api.BF16) {
+		sent = t.DType
+	} else {
+		var err error
+		if raw, err = u.conv.convert(to, t.DType, raw); err != nil {
+			return err
+		}
+	}
+	if u.checkFinite {
+		if nan, inf := countNonFinite(sent, raw); nan+inf > 0 {
+			return nonFiniteError(t, to, nan, inf)
+		}
+	}
+	b := param.Backend()
+	if sent == to {
+		b.Upload(param, raw)
+		return nil
+	}
+	k := stagingKey{b, sent, param.Shape().String()}
+	tmp, ok := u.staging[k]
+	if !ok {
+		tmp = b.Alloc(sent, param.Shape()...)
+		u.staging[k] = tmp
+	}
+	b.Upload(tmp, raw)
+	b.Convert(param, tmp)
+	return nil
+}
+
+// free releases the temporary tensors.
+func (u *uploader) free() {
+	for k, t := range u.staging {
+		k.b.Free(t)
+	}
+	clear(u.staging)
 }
 
 // nonFiniteError describes the NaN and infinite values of tensor t, as

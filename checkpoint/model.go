@@ -84,7 +84,9 @@ type LoadOptions struct {
 // overflows to infinity) gives an error naming it and counting its
 // non-finite values, wrapping api.ErrCorrupt, unless
 // LoadOptions.AllowNonFinite is set. The check is made on the bytes being
-// uploaded, in the same pass.
+// uploaded, in the same pass. F16 and BF16 weights of F32 parameters are
+// uploaded as stored and widened on the backend (api.Kernels.Convert), so
+// that a device receives half the bytes; the values are the same.
 //
 // ctx is checked between tensors; LoadOptions.Progress reports the bytes
 // loaded.
@@ -94,11 +96,15 @@ type LoadOptions struct {
 // directory after CheckConfig.
 func LoadModel(ctx context.Context, dir string, opts LoadOptions) (_ api.Model, err error) {
 	defer api.Recover(&err)
-	cfgJSON, err := ReadConfigJSON(dir)
+	cfgJSON, fields, err := readConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	return loadModel(ctx, dir, cfgJSON, func() (*Checkpoint, error) { return Open(dir) }, opts)
+	arch, err := pickArchitecture(cfgJSON, fields, opts.Arch, opts.Build.BackendName())
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	return loadModel(ctx, dir, arch, cfgJSON, func() (*Checkpoint, error) { return Open(dir) }, opts)
 }
 
 // LoadModelBytes is LoadModel for a model held in memory: the contents of
@@ -109,7 +115,13 @@ func LoadModel(ctx context.Context, dir string, opts LoadOptions) (_ api.Model, 
 // temporary directory holding the two files, removed afterwards.
 func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte, opts LoadOptions) (_ api.Model, err error) {
 	defer api.Recover(&err)
-	arch, err := pickArchitecture(configJSON, opts.Arch, opts.Build.BackendName())
+	var fields configFields
+	if opts.Arch == "" {
+		if fields, err = parseConfigFields(configJSON); err != nil {
+			return nil, fmt.Errorf("model %s: config.json: %w", name, err)
+		}
+	}
+	arch, err := pickArchitecture(configJSON, fields, opts.Arch, opts.Build.BackendName())
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
@@ -127,16 +139,12 @@ func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte
 		}
 		return LoadModel(ctx, dir, opts)
 	}
-	return loadModel(ctx, name, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, opts)
+	return loadModel(ctx, name, arch, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, opts)
 }
 
-// loadModel builds the model cfgJSON describes and loads the weights of
-// the checkpoint open returns into it.
-func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Checkpoint, error), opts LoadOptions) (_ api.Model, err error) {
-	arch, err := pickArchitecture(cfgJSON, opts.Arch, opts.Build.BackendName())
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", dir, err)
-	}
+// loadModel builds the model of architecture arch that cfgJSON describes
+// and loads the weights of the checkpoint open returns into it.
+func loadModel(ctx context.Context, dir string, arch api.Architecture, cfgJSON []byte, open func() (*Checkpoint, error), opts LoadOptions) (_ api.Model, err error) {
 	cfg, err := arch.ParseConfig(cfgJSON)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
@@ -204,20 +212,21 @@ func loadModel(ctx context.Context, dir string, cfgJSON []byte, open func() (*Ch
 	return model, nil
 }
 
-// pickArchitecture finds the architecture for a config.json.
-func pickArchitecture(cfgJSON []byte, forced, backend string) (api.Architecture, error) {
+// pickArchitecture finds the architecture for a config.json, given as
+// its bytes and its parsed fields: forced when not empty, else the one
+// its model_type names, else the one that recognises its fields. fields
+// may be nil when forced is set.
+func pickArchitecture(cfgJSON []byte, fields configFields, forced, backend string) (api.Architecture, error) {
 	if forced != "" {
 		return api.ArchitectureOn(forced, backend)
 	}
-	var head struct {
-		ModelType string `json:"model_type"`
+	modelType, err := fields.modelType()
+	if err != nil {
+		return nil, fmt.Errorf("config.json: %w", err)
 	}
-	if err := json.Unmarshal(cfgJSON, &head); err != nil {
-		return nil, fmt.Errorf("config.json: %v: %w", err, api.ErrCorrupt)
-	}
-	if head.ModelType != "" {
-		if _, err := api.LookupArchitecture(head.ModelType); err == nil {
-			return api.ArchitectureOn(head.ModelType, backend)
+	if modelType != "" {
+		if _, err := api.LookupArchitecture(modelType); err == nil {
+			return api.ArchitectureOn(modelType, backend)
 		}
 	}
 	for _, name := range api.Architectures() {
@@ -227,7 +236,7 @@ func pickArchitecture(cfgJSON []byte, forced, backend string) (api.Architecture,
 		}
 	}
 	return nil, fmt.Errorf("config.json (model_type %q) matches no registered architecture %v: %w",
-		head.ModelType, api.Architectures(), api.ErrNotFound)
+		modelType, api.Architectures(), api.ErrNotFound)
 }
 
 // SaveModel writes model into dir as config.json (the model's own config,

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/backends/cpu"
 )
 
 // testArchName is the architecture the tests of LoadModel register: a toy
@@ -592,6 +593,11 @@ func TestLoadModelBytes(t *testing.T) {
 	if _, err := LoadModelBytes(t.Context(), "in-memory", cfgJSON, weights[:20], LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}}); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "in-memory") {
 		t.Fatalf("truncated weights: %v", err)
 	}
+	for _, bad := range []string{"[1]", "null", `{"model_type": "checkpoint-test"} {}`} {
+		if _, err := LoadModelBytes(t.Context(), "in-memory", []byte(bad), weights, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}}); !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "in-memory: config.json") {
+			t.Errorf("config %s: %v", bad, err)
+		}
+	}
 }
 
 // TestSaveModelAsBF16 stores the weights in bfloat16: half the bytes, and
@@ -633,5 +639,63 @@ func TestSaveModelAsBF16(t *testing.T) {
 				t.Fatalf("%s[%d] = %g, want bf16(%g) = %g", p.Name, j, got[j], v, r[0])
 			}
 		}
+	}
+}
+
+// TestLoadModelWidensOnBackend loads F16 and BF16 weights holding every
+// 16-bit pattern (zeros, subnormals, infinities, NaNs of every payload)
+// into F32 parameters, on the CPU backend and on the host test backend.
+// The values must equal, bit for bit, what widening on the host gives;
+// the backend must receive the stored half bytes only, into one temporary
+// tensor per shape, freed at the end.
+func TestLoadModelWidensOnBackend(t *testing.T) {
+	cfg := fakeConfig{Layers: 2, Hidden: 256, VocabSize: 256, Tied: true}
+	every := make([]byte, 2<<16)
+	for i := range 1 << 16 {
+		binary.LittleEndian.PutUint16(every[2*i:], uint16(i))
+	}
+	for _, storage := range []api.DType{api.F16, api.BF16} {
+		t.Run(storage.String(), func(t *testing.T) {
+			dir := saveFake(t, cfg, nil)
+			tensors := fakeTensors(t, cfg)
+			var stored int64
+			for i := range tensors {
+				tensors[i].DType, tensors[i].Data = storage, every
+				stored += int64(len(every))
+			}
+			writeWeights(t, dir, tensors)
+			var conv converter
+			want, err := conv.convert(api.F32, storage, every) // the host's widening
+			if err != nil {
+				t.Fatal(err)
+			}
+			host := &hostBackend{}
+			for _, b := range []api.Backend{cpu.New(api.BackendOptions{Threads: 2}), host} {
+				m, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: b}, AllowNonFinite: true,
+					Progress: func(done, _ int64) {
+						if done == 0 {
+							host.uploaded = 0 // what the model's New uploaded
+						}
+					}})
+				if err != nil {
+					t.Fatalf("%s: %v", b.Name(), err)
+				}
+				for _, p := range m.(api.LocalModel).Parameters() {
+					got := make([]byte, len(want))
+					b.Download(got, p.Value)
+					if p.Value.DType() != api.F32 || string(got) != string(want) {
+						t.Errorf("%s: %s: %s values differ from the host's widening", b.Name(), p.Name, p.Value.DType())
+					}
+				}
+			}
+			if host.uploaded != stored || host.frees != 1 {
+				t.Errorf("host backend: %d bytes uploaded, want the %d stored; %d temporary tensors freed, want 1", host.uploaded, stored, host.frees)
+			}
+			_, err = LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}})
+			nonFinite := map[api.DType]string{api.F16: "2046 NaN, 2 infinite", api.BF16: "254 NaN, 2 infinite"}[storage]
+			if !errors.Is(err, api.ErrCorrupt) || !strings.Contains(err.Error(), "values as F32 are not finite ("+nonFinite+")") {
+				t.Errorf("non-finite halves: %v, want ErrCorrupt counting %s", err, nonFinite)
+			}
+		})
 	}
 }

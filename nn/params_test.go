@@ -21,8 +21,8 @@ func TestParamNames(t *testing.T) {
 		mixer := layer.Sub("mixer")
 		NewLinear(mixer.Sub("in_proj"), 4, 16, Normal(0.02), nil)
 		NewCausalConv1d(mixer.Sub("conv1d"), 8, 3, FanInUniform(3), FanInUniform(3))
-		mixer.Param("A_log", MambaALog(), 8, 2)
-		NewLinear(mixer.Sub("dt_proj"), 1, 8, MambaDtProjWeight(1, 1), MambaDtBias(1e-3, 1e-1, 1e-4))
+		mixer.Param("A_log", Uniform(0, 1), 8, 2)
+		NewLinear(mixer.Sub("dt_proj"), 1, 8, Uniform(-1, 1), Zeros())
 	}
 	want := []string{"backbone.embeddings.weight"}
 	shapes := []api.Shape{{11, 4}}
@@ -165,36 +165,10 @@ func TestInitRules(t *testing.T) {
 	if lo, hi, _, _ := stats(values(s.Param("scaled", Scaled(Uniform(-1, 1), 0.5), 200, 200))); lo < -0.5 || hi > 0.5 || lo > -0.49 || hi < 0.49 {
 		t.Errorf("Scaled(U(-1,1), 0.5): range [%g, %g]", lo, hi)
 	}
-	if lo, hi, _, _ := stats(values(s.Param("dt_w", MambaDtProjWeight(4, 1), 200, 200))); lo < -0.5 || hi > 0.5 || lo > -0.49 || hi < 0.49 {
-		t.Errorf("MambaDtProjWeight(4): range [%g, %g], want about ±0.5", lo, hi)
-	}
-	// dt bias: softplus(bias) is the drawn dt, log-uniform in [1e-3, 1e-1]:
-	// log10(dt) is uniform in [-3, -1].
-	bias := values(s.Param("dt_b", MambaDtBias(1e-3, 1e-1, 1e-4), 40000))
-	logs := make([]float32, len(bias))
-	for i, v := range bias {
-		logs[i] = float32(math.Log10(math.Log1p(math.Exp(float64(v)))))
-	}
-	if lo, hi, mean, _ := stats(logs); lo < -3.0001 || hi > -0.9999 || math.Abs(mean+2) > 0.01 {
-		t.Errorf("MambaDtBias: log10(softplus(bias)) in [%g, %g], mean %g; want uniform in [-3, -1]", lo, hi, mean)
-	}
-	// The floor: with dtMin below it every dt is clamped up to it.
-	floor := values(s.Param("dt_floor", MambaDtBias(1e-6, 1e-5, 1e-4), 10))
-	for _, v := range floor {
-		if sp := math.Log1p(math.Exp(float64(v))); math.Abs(sp-1e-4) > 1e-8 {
-			t.Fatalf("MambaDtBias floor: softplus(bias) = %g, want 1e-4", sp)
-		}
-	}
-	aLog := values(s.Param("A_log", MambaALog(), 3, 4))
-	for i, v := range aLog {
-		if want := float32(math.Log(float64(i%4 + 1))); v != want {
-			t.Fatalf("A_log[%d] = %v, want %v", i, v, want)
-		}
-	}
 	for name, c := range map[string]struct {
 		init Init
 		want float64
-	}{"D": {MambaD(), 1}, "zeros": {Zeros(), 0}, "ones": {Ones(), 1}, "const": {Constant(-2.5), -2.5}} {
+	}{"zeros": {Zeros(), 0}, "ones": {Ones(), 1}, "const": {Constant(-2.5), -2.5}} {
 		got := values(s.Param(name, c.init, 5))
 		want := []float64{c.want, c.want, c.want, c.want, c.want}
 		closeValues(t, name, got, want, 0)

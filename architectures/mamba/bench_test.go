@@ -2,11 +2,15 @@ package mamba
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/backends/cpu"
+	"github.com/densessm/densessm/checkpoint"
+	"github.com/densessm/densessm/defaultmodel"
 )
 
 // mamba130m is the shape of state-spaces/mamba-130m: 24 layers, width 768,
@@ -125,6 +129,49 @@ func benchTrainStep(b *testing.B, name string, cfg *Config, threads, batchSize, 
 				}
 			}
 			b.ReportMetric(float64(batchSize*t*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkLoadModelBytes times checkpoint.LoadModelBytes on the CPU
+// backend: the default model (a bfloat16 DenseMamba of 2.3M parameters)
+// and a random mamba-130m-shaped model stored in bfloat16 and in float16,
+// widened to the parameters' float32 as they load.
+func BenchmarkLoadModelBytes(b *testing.B) {
+	opts := checkpoint.LoadOptions{Build: api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2})}}
+	b.Run("default-model", func(b *testing.B) {
+		if _, err := defaultmodel.Config(); err != nil {
+			b.Skip(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := defaultmodel.Load(b.Context(), opts); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	m := benchModel(b, 2)
+	for _, storage := range []api.DType{api.BF16, api.F16} {
+		b.Run("130m/"+storage.String(), func(b *testing.B) {
+			dir := b.TempDir()
+			if err := checkpoint.SaveModelAs(b.Context(), dir, m, storage); err != nil {
+				b.Fatal(err)
+			}
+			cfgJSON, err := os.ReadFile(filepath.Join(dir, checkpoint.ConfigFileName))
+			if err != nil {
+				b.Fatal(err)
+			}
+			weights, err := os.ReadFile(filepath.Join(dir, checkpoint.SingleFileName))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(weights)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := checkpoint.LoadModelBytes(b.Context(), "130m", cfgJSON, weights, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

@@ -207,18 +207,19 @@ func ParseConfig(arch string, data []byte) (*Config, error) {
 	c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.TimeStepRank = 0, 0, 0, 0
 	var names map[string]string // Validate's field names as this form spells them
 	if _, original := raw["d_model"]; original {
-		if err := c.parseOriginal(raw); err != nil {
+		if err := c.parseOriginal(data); err != nil {
 			return nil, err
 		}
 		names = originalNames
 	} else {
-		autoRank := false
+		text, autoRank := data, false
 		if r, ok := raw["time_step_rank"]; ok && string(r) == `"auto"` {
+			// An int cannot hold "auto": decode the other fields.
 			delete(raw, "time_step_rank")
+			text, _ = json.Marshal(raw)
 			autoRank = true
 		}
-		fixed, _ := json.Marshal(raw)
-		if err := json.Unmarshal(fixed, c); err != nil {
+		if err := json.Unmarshal(text, c); err != nil {
 			return nil, fmt.Errorf("mamba config: %v: %w", err, api.ErrConfig)
 		}
 		// Derive only what the file leaves out: an explicit 0 is an error.
@@ -268,10 +269,10 @@ var originalNames = map[string]string{
 	"time_step_scale":     "ssm_cfg.dt_scale",
 }
 
-// parseOriginal reads the state-spaces MambaConfig fields. Absent fields
-// keep their defaults; present ones are taken as they are, for Validate
-// to check.
-func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
+// parseOriginal reads the state-spaces MambaConfig fields of the
+// config.json data. Absent fields keep their defaults; present ones are
+// taken as they are, for Validate to check.
+func (c *Config) parseOriginal(data []byte) error {
 	var o struct {
 		DModel               int      `json:"d_model"`
 		NLayer               int      `json:"n_layer"`
@@ -294,8 +295,7 @@ func (c *Config) parseOriginal(raw map[string]json.RawMessage) error {
 			DtScale  *float64        `json:"dt_scale"`
 		} `json:"ssm_cfg"`
 	}
-	whole, _ := json.Marshal(raw)
-	if err := json.Unmarshal(whole, &o); err != nil {
+	if err := json.Unmarshal(data, &o); err != nil {
 		return fmt.Errorf("mamba config (state-spaces form): %v: %w", err, api.ErrConfig)
 	}
 	if o.SSMCfg.Layer != "" && o.SSMCfg.Layer != "Mamba1" {

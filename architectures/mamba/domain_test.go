@@ -4,8 +4,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,71 +24,50 @@ func TestConfigDomains(t *testing.T) {
 		orig  = `{"d_model": 8, "n_layer": 2, "vocab_size": 10, "pad_vocab_size_multiple": 8, "ssm_cfg": {}}`
 		wideD = `{"model_type": "mamba", "hidden_size": 1048576, "num_hidden_layers": 1, "vocab_size": 16}`
 	)
-	for _, base := range []struct{ arch, json string }{{NameMamba, hf}, {NameDenseMamba, dm}, {NameMamba, orig}} {
-		if _, err := ParseConfig(base.arch, []byte(base.json)); err != nil {
-			t.Fatalf("base config %s: %v", base.json, err)
-		}
-	}
-	for _, tc := range []struct {
-		arch, base, path string
-		values           []string
-		field            string // the field the error names; path when empty
-	}{
-		{NameMamba, hf, "vocab_size", []string{"0", "-1", "2147483648", "1e3"}, ""},
-		{NameMamba, hf, "hidden_size", []string{"0", "-8", "1048577", "9223372036854775807", `"8"`}, ""},
-		{NameMamba, hf, "num_hidden_layers", []string{"0", "65537"}, ""},
-		{NameMamba, hf, "state_size", []string{"0", "65537"}, ""},
-		{NameMamba, hf, "conv_kernel", []string{"0", "-4", "1025"}, ""},
-		{NameMamba, hf, "expand", []string{"0", "-2", "1025"}, ""},
-		{NameMamba, wideD, "expand", []string{"8"}, ""}, // expand*hidden_size > 2^22
-		{NameMamba, hf, "intermediate_size", []string{"0", "7", "-16"}, ""},
-		{NameMamba, hf, "time_step_rank", []string{"0", "-1", "1048577", `"big"`}, ""},
-		{NameMamba, hf, "layer_norm_epsilon", []string{"0", "-1e-5", "2", "1e-50", "1e999"}, ""},
-		{NameMamba, hf, "pad_vocab_size_multiple", []string{"-8", "1048577"}, ""},
-		{NameMamba, hf, "time_step_min", []string{"-5", "0", "1e-60", "1e39", "1e999"}, ""},
-		{NameMamba, hf, "time_step_max", []string{"0.0001", "-1", "1e39"}, ""},
-		{NameMamba, hf, "time_step_floor", []string{"-1e-4", "1e39"}, ""},
-		{NameMamba, hf, "time_step_scale", []string{"0", "-1", "1e39"}, ""},
-		{NameMamba, hf, "hidden_act", []string{`"relu"`, `"gelu"`}, ""},
-		{NameMamba, hf, "model_type", []string{`"bogus"`}, ""},
-		{NameMamba, hf, "dense", []string{`{"m": 1}`}, "dense.m"},
-		{NameMamba, hf, "dense_target", []string{`"y"`}, ""},
-		{NameMamba, hf, "initializer_range", []string{"-0.1", `"x"`}, ""},
-		{NameMamba, hf, "dropout", []string{"1", "-0.5"}, ""},
-		{NameDenseMamba, dm, "dense.m", []string{"-1", "65537"}, ""},
-		{NameDenseMamba, dm, "dense.projection", []string{`"conv"`}, ""},
-		{NameDenseMamba, dm, "dense.gate", []string{`"sigmoid"`}, ""},
-		{NameDenseMamba, dm, "dense.gate_ratio", []string{"-1", "0", "1048577"}, ""},
-		{NameDenseMamba, dm, "dense.fusion", []string{`"mul"`}, ""},
-		{NameDenseMamba, dm, "dense.norm", []string{`"layernorm"`}, ""},
-		{NameDenseMamba, dm, "dense_target", []string{`"y"`, `"h"`}, ""}, // h with the default rmsnorm
+	modeltest.CheckFieldDomains(t,
+		modeltest.Domain(NameMamba, hf, "vocab_size", "0", "-1", "2147483648", "1e3"),
+		modeltest.Domain(NameMamba, hf, "hidden_size", "0", "-8", "1048577", "9223372036854775807", `"8"`),
+		modeltest.Domain(NameMamba, hf, "num_hidden_layers", "0", "65537"),
+		modeltest.Domain(NameMamba, hf, "state_size", "0", "65537"),
+		modeltest.Domain(NameMamba, hf, "conv_kernel", "0", "-4", "1025"),
+		modeltest.Domain(NameMamba, hf, "expand", "0", "-2", "1025"),
+		modeltest.Domain(NameMamba, wideD, "expand", "8"), // expand*hidden_size > 2^22
+		modeltest.Domain(NameMamba, hf, "intermediate_size", "0", "7", "-16"),
+		modeltest.Domain(NameMamba, hf, "time_step_rank", "0", "-1", "1048577", `"big"`),
+		modeltest.Domain(NameMamba, hf, "layer_norm_epsilon", "0", "-1e-5", "2", "1e-50", "1e999"),
+		modeltest.Domain(NameMamba, hf, "pad_vocab_size_multiple", "-8", "1048577"),
+		modeltest.Domain(NameMamba, hf, "time_step_min", "-5", "0", "1e-60", "1e39", "1e999"),
+		modeltest.Domain(NameMamba, hf, "time_step_max", "0.0001", "-1", "1e39"),
+		modeltest.Domain(NameMamba, hf, "time_step_floor", "-1e-4", "1e39"),
+		modeltest.Domain(NameMamba, hf, "time_step_scale", "0", "-1", "1e39"),
+		modeltest.Domain(NameMamba, hf, "hidden_act", `"relu"`, `"gelu"`),
+		modeltest.Domain(NameMamba, hf, "model_type", `"bogus"`),
+		modeltest.Domain(NameMamba, hf, "dense", `{"m": 1}`).Naming("dense.m"),
+		modeltest.Domain(NameMamba, hf, "dense_target", `"y"`),
+		modeltest.Domain(NameMamba, hf, "initializer_range", "-0.1", `"x"`),
+		modeltest.Domain(NameMamba, hf, "dropout", "1", "-0.5"),
+		modeltest.Domain(NameDenseMamba, dm, "dense.m", "-1", "65537"),
+		modeltest.Domain(NameDenseMamba, dm, "dense.projection", `"conv"`),
+		modeltest.Domain(NameDenseMamba, dm, "dense.gate", `"sigmoid"`),
+		modeltest.Domain(NameDenseMamba, dm, "dense.gate_ratio", "-1", "0", "1048577"),
+		modeltest.Domain(NameDenseMamba, dm, "dense.fusion", `"mul"`),
+		modeltest.Domain(NameDenseMamba, dm, "dense.norm", `"layernorm"`),
+		modeltest.Domain(NameDenseMamba, dm, "dense_target", `"y"`, `"h"`), // h with the default rmsnorm
 		// The state-spaces form names its own fields.
-		{NameMamba, orig, "d_model", []string{"0", "1048577"}, ""},
-		{NameMamba, orig, "n_layer", []string{"0", "-1"}, ""},
-		{NameMamba, orig, "vocab_size", []string{"0", "2147483647"}, ""}, // the second overflows when padded
-		{NameMamba, orig, "pad_vocab_size_multiple", []string{"0", "-8", "1048577"}, ""},
-		{NameMamba, orig, "norm_epsilon", []string{"0", "-1", "3"}, ""},
-		{NameMamba, orig, "ssm_cfg.d_state", []string{"0", "-16"}, ""},
-		{NameMamba, orig, "ssm_cfg.d_conv", []string{"0", "2000"}, ""},
-		{NameMamba, orig, "ssm_cfg.expand", []string{"0", "-2"}, ""},
-		{NameMamba, orig, "ssm_cfg.dt_rank", []string{"0", "-3", `"many"`}, ""},
-		{NameMamba, orig, "ssm_cfg.dt_min", []string{"-5", "0"}, ""},
-		{NameMamba, orig, "ssm_cfg.dt_max", []string{"0.0001", "-1"}, ""},
-		{NameMamba, orig, "ssm_cfg.dt_init_floor", []string{"-1"}, ""},
-		{NameMamba, orig, "ssm_cfg.dt_scale", []string{"0", "-2"}, ""},
-	} {
-		want := tc.field
-		if want == "" {
-			want = tc.path
-		}
-		for _, v := range tc.values {
-			data := modeltest.WithField(t, tc.base, tc.path, v)
-			_, err := ParseConfig(tc.arch, data)
-			if !errors.Is(err, api.ErrConfig) || !strings.Contains(err.Error(), want) {
-				t.Errorf("%s = %s: got %v, want an invalid config error naming %s", tc.path, v, err, want)
-			}
-		}
-	}
+		modeltest.Domain(NameMamba, orig, "d_model", "0", "1048577"),
+		modeltest.Domain(NameMamba, orig, "n_layer", "0", "-1"),
+		modeltest.Domain(NameMamba, orig, "vocab_size", "0", "2147483647"), // the second overflows when padded
+		modeltest.Domain(NameMamba, orig, "pad_vocab_size_multiple", "0", "-8", "1048577"),
+		modeltest.Domain(NameMamba, orig, "norm_epsilon", "0", "-1", "3"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.d_state", "0", "-16"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.d_conv", "0", "2000"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.expand", "0", "-2"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.dt_rank", "0", "-3", `"many"`),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.dt_min", "-5", "0"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.dt_max", "0.0001", "-1"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.dt_init_floor", "-1"),
+		modeltest.Domain(NameMamba, orig, "ssm_cfg.dt_scale", "0", "-2"),
+	)
 	// The example of the issue: the error names the first field.
 	_, err := ParseConfig(NameMamba, []byte(`{"hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8,
 		"time_step_min": -5, "time_step_max": -1}`))
@@ -123,25 +100,7 @@ func TestValidateNonFinite(t *testing.T) {
 // TestCommittedConfigsValidate checks that the defaults and every
 // committed config.json of a Mamba model still parse.
 func TestCommittedConfigsValidate(t *testing.T) {
-	for _, arch := range []string{NameMamba, NameDenseMamba} {
-		if err := DefaultConfig(arch).Validate(); err != nil {
-			t.Errorf("default %s: %v", arch, err)
-		}
-	}
-	files, _ := filepath.Glob(filepath.Join("testdata", "*", "config.json"))
-	bench, _ := filepath.Glob(filepath.Join("..", "..", "bench", "configs", "mamba*.json"))
-	if len(files) == 0 {
-		t.Fatal("no fixture configs")
-	}
-	for _, f := range append(files, bench...) {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ParseConfig(NameMamba, data); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
-	}
+	modeltest.CheckCommittedConfigs(t, []string{NameMamba, NameDenseMamba}, "mamba*.json", func(string) string { return NameMamba })
 }
 
 // TestRandomConfigsInitFinite draws small valid configurations, time steps

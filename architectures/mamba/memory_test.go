@@ -31,17 +31,7 @@ func estimateConfigs() map[string]*Config {
 			out[fmt.Sprintf("densemamba-%s-m%d", target, m)] = c
 		}
 	}
-	knobs := []func(*dense.Config){
-		func(d *dense.Config) { d.Projection = dense.ProjLinear },
-		func(d *dense.Config) { d.Gate = dense.GateLinear },
-		func(d *dense.Config) { d.Gate = dense.GateNone },
-		func(d *dense.Config) { d.Fusion = dense.FuseConcat },
-		func(d *dense.Config) { d.Norm = dense.NormNone },
-		func(d *dense.Config) {
-			d.Projection, d.Gate, d.Fusion = dense.ProjLinear, dense.GateLinear, dense.FuseConcat
-		},
-	}
-	for i, k := range knobs {
+	for i, k := range modeltest.DenseKnobs() {
 		c := tinyConfig(NameDenseMamba, TargetX)
 		c.NumHiddenLayers, c.Dense.M = 4, 2
 		k(&c.Dense)
@@ -60,20 +50,10 @@ func estimateConfigs() map[string]*Config {
 // parameters, for the defaults and the small configurations, and against
 // mamba-130m's published count without building it.
 func TestEstimateParameters(t *testing.T) {
-	b := cpu.New(api.BackendOptions{Threads: 1})
 	cfgs := estimateConfigs()
 	cfgs["default-mamba"] = DefaultConfig(NameMamba)
 	cfgs["default-densemamba"] = DefaultConfig(NameDenseMamba)
-	for name, c := range cfgs {
-		if err := c.Validate(); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		m, err := New(c, b, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		modeltest.CheckParameterCount(t, name, m, c.EstimateMemory())
-	}
+	modeltest.CheckParameterCounts(t, cfgs, cpu.New(api.BackendOptions{Threads: 1}))
 	if got := mamba130m().EstimateMemory().Parameters; got != 129_135_360 {
 		t.Errorf("mamba-130m: %d parameters, want 129,135,360", got)
 	}
@@ -108,13 +88,7 @@ func TestEstimateSaturates(t *testing.T) {
 		c.ConvKernel, c.IntermediateSize, c.TimeStepRank, c.Dense.M = pick(), pick(), pick(), pick()
 		c.Dense.GateRatio = pick()
 		c.DenseTarget = []string{TargetX, TargetH, "?"}[r.IntN(3)]
-		e := c.EstimateMemory()
-		for _, v := range []int64{e.Parameters, e.WeightBytes, e.StateBytes, e.Forward.Fixed, e.Forward.PerSequence,
-			e.Forward.PerToken, e.Train.Fixed, e.Train.PerSequence, e.Train.PerToken, e.ForwardBytes(pick(), pick())} {
-			if v < 0 {
-				t.Fatalf("negative estimate for %+v: %+v", c, e)
-			}
-		}
+		modeltest.CheckEstimateNonNegative(t, fmt.Sprintf("%+v", *c), c.EstimateMemory(), pick(), pick())
 	}
 }
 

@@ -122,9 +122,9 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 			inProj:  nn.NewLinear(mx.Sub("in_proj"), D, 2*E, nn.FanInUniform(D), bias),
 			conv:    nn.NewCausalConv1d(mx.Sub("conv1d"), E, K, nn.FanInUniform(K), convBias),
 			xProj:   nn.NewLinear(mx.Sub("x_proj"), E, R+2*N, nn.FanInUniform(E), nil),
-			dtProj:  nn.NewLinear(mx.Sub("dt_proj"), R, E, nn.MambaDtProjWeight(R, float64(c.TimeStepScale)), nn.MambaDtBias(float64(c.TimeStepMin), float64(c.TimeStepMax), float64(c.TimeStepFloor))),
-			aLog:    mx.Param("A_log", nn.MambaALog(), E, N),
-			d:       mx.Param("D", nn.MambaD(), E),
+			dtProj:  nn.NewLinear(mx.Sub("dt_proj"), R, E, initDtProjWeight(R, float64(c.TimeStepScale)), initDtBias(float64(c.TimeStepMin), float64(c.TimeStepMax), float64(c.TimeStepFloor))),
+			aLog:    mx.Param("A_log", initALog(), E, N),
+			d:       mx.Param("D", nn.Ones(), E),
 			outProj: nn.NewLinear(mx.Sub("out_proj"), E, D, nn.Scaled(nn.FanInUniform(E), 1/math.Sqrt(float64(max(c.NumHiddenLayers, 1)))), bias),
 		}
 		if c.Dense.M > 0 && i > 0 {

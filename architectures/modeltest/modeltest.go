@@ -1,7 +1,12 @@
 // Package modeltest holds the checks every architecture's tests run on its
-// models, as backends/backendtest does for backends: the recurrent forms
-// against the parallel one, allocation-free decoding, and the helpers that
-// compare logits and read reference fixtures.
+// configs and models, as backends/backendtest does for backends: config
+// parsing (the fields' domains, the committed configs, fuzzing), the
+// memory estimates against the parameters and the allocations, the
+// recurrent forms against the parallel one, allocation-free decoding, a
+// save and load round trip, and parity with a reference implementation's
+// recorded logits, loss and gradients. The checks that build models take
+// their configs as data and build them with the registered architecture
+// the config names, as checkpoint.LoadModel does.
 package modeltest
 
 import (

@@ -3,7 +3,6 @@
 package retnet
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -14,15 +13,8 @@ import (
 // TestStepAllocatesNothing checks that a decode step allocates nothing once
 // the state's buffers exist, for every variant, with one and two threads.
 func TestStepAllocatesNothing(t *testing.T) {
-	for name, cfg := range variants() {
-		for _, threads := range []int{1, 2} {
-			m, err := New(cfg, cpu.New(api.BackendOptions{Threads: threads}), 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			modeltest.CheckStepAllocs(t, fmt.Sprintf("%s, %d threads", name, threads), m, 2)
-		}
-	}
+	modeltest.CheckStepsAllocateNothing(t, variants(),
+		cpu.New(api.BackendOptions{Threads: 1}), cpu.New(api.BackendOptions{Threads: 2}))
 }
 
 // TestEstimateBoundsAllocations checks that the estimates bound what
@@ -33,15 +25,7 @@ func TestEstimateBoundsAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures allocations of several passes")
 	}
-	b := cpu.New(api.BackendOptions{Threads: 2})
-	cfgs := estimateConfigs()
-	for _, name := range []string{"retnet", "retnet-tied-scaled", "denseretnet-m0", "denseretnet-m2",
-		"denseretnet-m4-5layers", "denseretnet-pad-tied", "denseretnet-knobs5"} {
-		c := cfgs[name]
-		m, err := New(c, b, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		modeltest.MeasureMemory(t, m, c.EstimateMemory(), 2, 64).CheckTight(t, name, 4)
-	}
+	modeltest.CheckEstimatesBound(t, estimateConfigs(), cpu.New(api.BackendOptions{Threads: 2}),
+		"retnet", "retnet-tied-scaled", "denseretnet-m0", "denseretnet-m2",
+		"denseretnet-m4-5layers", "denseretnet-pad-tied", "denseretnet-knobs5")
 }

@@ -13,45 +13,13 @@ import (
 	"github.com/densessm/densessm/checkpoint"
 )
 
-// sameLogits checks that two models give bit-identical parallel logits.
-func sameLogits(t *testing.T, want, got api.Model) {
-	t.Helper()
-	ctx := context.Background()
-	ids := [][]int32{{1, 5, 9, 2, 7, 0, 3}}
-	w, err := want.Forward(ctx, ids, api.Form{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := got.Forward(ctx, ids, api.Form{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wv, gv := api.Float32s(w), api.Float32s(g)
-	for i := range wv {
-		if wv[i] != gv[i] {
-			t.Fatalf("logit %d: %g, want %g", i, gv[i], wv[i])
-		}
-	}
-}
-
+// TestSaveLoadRoundTrip saves every variant and loads it back: the same
+// architecture, the same logits.
 func TestSaveLoadRoundTrip(t *testing.T) {
-	ctx := context.Background()
 	b := cpu.New(api.BackendOptions{Threads: 1})
 	for name, cfg := range variants() {
 		t.Run(name, func(t *testing.T) {
-			m := newTestModel(t, cfg, b, 3)
-			dir := t.TempDir()
-			if err := checkpoint.SaveModel(ctx, dir, m); err != nil {
-				t.Fatal(err)
-			}
-			loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := loaded.Config().ArchName(); got != cfg.ModelType {
-				t.Errorf("loaded as %q", got)
-			}
-			sameLogits(t, m, loaded)
+			modeltest.CheckSaveLoad(t, newTestModel(t, cfg, b, 3), b)
 		})
 	}
 }
@@ -103,7 +71,7 @@ func TestLoadTorchscaleNames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sameLogits(t, m, loaded)
+			modeltest.SameLogits(t, m, loaded)
 		})
 	}
 }
@@ -127,7 +95,7 @@ func TestLoadOfficialConfig(t *testing.T) {
 	if got := loaded.Config().ArchName(); got != NameDenseRetNet {
 		t.Errorf("loaded as %q", got)
 	}
-	sameLogits(t, m, loaded)
+	modeltest.SameLogits(t, m, loaded)
 }
 
 func TestNewUninitialized(t *testing.T) {

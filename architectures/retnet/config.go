@@ -218,13 +218,13 @@ func ParseConfig(arch string, data []byte) (*Config, error) {
 	)
 	switch {
 	case isTorchscale(raw):
-		c, err = parseTorchscale(raw)
+		c, err = parseTorchscale(data)
 		names = torchscaleNames
 	case isOfficialDense(raw):
-		c, err = parseOfficial(raw)
+		c, err = parseOfficial(data)
 		names = officialNames
 	default:
-		c, err = parseOwn(arch, raw)
+		c, err = parseOwn(arch, data, raw)
 	}
 	if err != nil {
 		return nil, err
@@ -281,25 +281,22 @@ func isOfficialDense(raw map[string]json.RawMessage) bool {
 	return qk && vf
 }
 
-// strictUnmarshal decodes the fields of raw into dst, reporting a value of
-// the wrong type as an error wrapping api.ErrConfig.
-func strictUnmarshal(form string, raw map[string]json.RawMessage, dst any) error {
-	whole, err := json.Marshal(raw)
-	if err == nil {
-		err = json.Unmarshal(whole, dst)
-	}
-	if err != nil {
+// strictUnmarshal decodes the config.json data into dst, reporting a value
+// of the wrong type as an error wrapping api.ErrConfig.
+func strictUnmarshal(form string, data []byte, dst any) error {
+	if err := json.Unmarshal(data, dst); err != nil {
 		return fmt.Errorf("retnet config (%s form): %v: %w", form, err, api.ErrConfig)
 	}
 	return nil
 }
 
-// parseOwn reads the toolkit's own form. Absent fields take DefaultConfig's
-// values, except dense_v_gate_ratio, which defaults to dense.gate_ratio.
-func parseOwn(arch string, raw map[string]json.RawMessage) (*Config, error) {
+// parseOwn reads the toolkit's own form from the config.json data, whose
+// fields are raw. Absent fields take DefaultConfig's values, except
+// dense_v_gate_ratio, which defaults to dense.gate_ratio.
+func parseOwn(arch string, data []byte, raw map[string]json.RawMessage) (*Config, error) {
 	c := DefaultConfig(arch)
 	c.ModelType, c.DenseVGateRatio = "", 0
-	if err := strictUnmarshal("toolkit", raw, c); err != nil {
+	if err := strictUnmarshal("toolkit", data, c); err != nil {
 		return nil, err
 	}
 	if c.ModelType == "" {
@@ -346,9 +343,9 @@ func newTorchscaleConfig() torchscaleConfig {
 }
 
 // parseTorchscale reads torchscale's RetNetConfig form.
-func parseTorchscale(raw map[string]json.RawMessage) (*Config, error) {
+func parseTorchscale(data []byte) (*Config, error) {
 	o := newTorchscaleConfig()
-	if err := strictUnmarshal("torchscale", raw, &o); err != nil {
+	if err := strictUnmarshal("torchscale", data, &o); err != nil {
 		return nil, err
 	}
 	if o.ModelType != "" && o.ModelType != NameRetNet {
@@ -409,9 +406,9 @@ type officialConfig struct {
 }
 
 // parseOfficial reads the official DenseSSM config.
-func parseOfficial(raw map[string]json.RawMessage) (*Config, error) {
+func parseOfficial(data []byte) (*Config, error) {
 	o := officialConfig{NumAttentionHeads: 32, NumHiddenLayers: 32, RMSNormEps: 1e-6, VocabSize: 32000, HiddenSize: 4096}
-	if err := strictUnmarshal("DenseSSM", raw, &o); err != nil {
+	if err := strictUnmarshal("DenseSSM", data, &o); err != nil {
 		return nil, err
 	}
 	if o.DenseBlockLayers == nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,85 +29,59 @@ func TestConfigDomains(t *testing.T) {
 		ownR = `{"model_type": "retnet", "hidden_size": 8, "query_key_dim": 8, "value_dim": 16, "num_attention_heads": 2,
 			"num_hidden_layers": 1, "vocab_size": 10, "ffn_dim": 12}`
 	)
-	for _, base := range []struct{ arch, json string }{
-		{NameRetNet, ts}, {NameDenseRetNet, off}, {NameDenseRetNet, own}, {NameRetNet, ownR},
-	} {
-		if _, err := ParseConfig(base.arch, []byte(base.json)); err != nil {
-			t.Fatalf("base config %s: %v", base.json, err)
-		}
-	}
-	for _, tc := range []struct {
-		arch, base, path string
-		values           []string
-		field            string // the field the error names; path when empty
-	}{
+	modeltest.CheckFieldDomains(t,
 		// torchscale's RetNetConfig names.
-		{NameRetNet, ts, "decoder_embed_dim", []string{"0", "-8", "1048578", "6", `"8"`}, ""},
-		{NameRetNet, ts, "decoder_value_embed_dim", []string{"0", "7", "4194306"}, ""},
-		{NameRetNet, ts, "decoder_retention_heads", []string{"0", "21"}, ""},
-		{NameRetNet, ts, "decoder_ffn_embed_dim", []string{"0", "-1", "4194305"}, ""},
-		{NameRetNet, ts, "decoder_retention_heads", []string{"3"}, "decoder_embed_dim"}, // 8 does not split into 3 heads
-		{NameRetNet, ts, "decoder_layers", []string{"0", "65537"}, ""},
-		{NameRetNet, ts, "layernorm_eps", []string{"0", "-1e-6", "1.5", "1e-60", "1e999"}, ""},
-		{NameRetNet, ts, "vocab_size", []string{"-1", "0", "2147483648"}, ""},
-		{NameRetNet, ts, "activation_fn", []string{`"relu"`}, ""},
-		{NameRetNet, ts, "dropout", []string{"1", "-0.1", "2"}, ""},
-		{NameRetNet, ts, "activation_dropout", []string{"1.5"}, ""},
-		{NameRetNet, ts, "drop_path_rate", []string{"-1"}, ""},
+		modeltest.Domain(NameRetNet, ts, "decoder_embed_dim", "0", "-8", "1048578", "6", `"8"`),
+		modeltest.Domain(NameRetNet, ts, "decoder_value_embed_dim", "0", "7", "4194306"),
+		modeltest.Domain(NameRetNet, ts, "decoder_retention_heads", "0", "21"),
+		modeltest.Domain(NameRetNet, ts, "decoder_ffn_embed_dim", "0", "-1", "4194305"),
+		modeltest.Domain(NameRetNet, ts, "decoder_retention_heads", "3").Naming("decoder_embed_dim"), // 8 does not split into 3 heads
+		modeltest.Domain(NameRetNet, ts, "decoder_layers", "0", "65537"),
+		modeltest.Domain(NameRetNet, ts, "layernorm_eps", "0", "-1e-6", "1.5", "1e-60", "1e999"),
+		modeltest.Domain(NameRetNet, ts, "vocab_size", "-1", "0", "2147483648"),
+		modeltest.Domain(NameRetNet, ts, "activation_fn", `"relu"`).Wrapping(api.ErrUnsupported),
+		modeltest.Domain(NameRetNet, ts, "dropout", "1", "-0.1", "2"),
+		modeltest.Domain(NameRetNet, ts, "activation_dropout", "1.5"),
+		modeltest.Domain(NameRetNet, ts, "drop_path_rate", "-1"),
 		// The official DenseSSM config's names.
-		{NameDenseRetNet, off, "hidden_size", []string{"0", "1048577"}, ""},
-		{NameDenseRetNet, off, "query_key_dim", []string{"0", "6", "4194306"}, ""},
-		{NameDenseRetNet, off, "num_attention_heads", []string{"0", "22"}, ""},
-		{NameDenseRetNet, off, "num_hidden_layers", []string{"0", "70000"}, ""},
-		{NameDenseRetNet, off, "rms_norm_eps", []string{"0", "-1", "1e300"}, ""},
-		{NameDenseRetNet, off, "v_factor", []string{"0", "-2", "1.3", "1e30"}, ""},
-		{NameDenseRetNet, off, "v_factor", []string{"0.125"}, "v_factor*hidden_size"}, // a width of 1 for 2 heads
-		{NameDenseRetNet, off, "dense_block_layers", []string{"-1", "65537"}, ""},
-		{NameDenseRetNet, off, "intermediate_k_select_scale", []string{"0", "2.5", "1e999"}, ""},
-		{NameDenseRetNet, off, "intermediate_v_select_scale", []string{"-4", "1048577"}, ""},
-		{NameDenseRetNet, off, "vocab_size", []string{"0", "2147483648"}, ""},
-		{NameDenseRetNet, off, "pad_token_id", []string{"10", "-1", `"x"`}, ""},
-		{NameDenseRetNet, off, "initializer_range", []string{"-0.02"}, ""},
-		{NameDenseRetNet, off, "dropout", []string{"1"}, ""},
+		modeltest.Domain(NameDenseRetNet, off, "hidden_size", "0", "1048577"),
+		modeltest.Domain(NameDenseRetNet, off, "query_key_dim", "0", "6", "4194306"),
+		modeltest.Domain(NameDenseRetNet, off, "num_attention_heads", "0", "22"),
+		modeltest.Domain(NameDenseRetNet, off, "num_hidden_layers", "0", "70000"),
+		modeltest.Domain(NameDenseRetNet, off, "rms_norm_eps", "0", "-1", "1e300"),
+		modeltest.Domain(NameDenseRetNet, off, "v_factor", "0", "-2", "1.3", "1e30"),
+		modeltest.Domain(NameDenseRetNet, off, "v_factor", "0.125").Naming("v_factor*hidden_size"), // a width of 1 for 2 heads
+		modeltest.Domain(NameDenseRetNet, off, "dense_block_layers", "-1", "65537"),
+		modeltest.Domain(NameDenseRetNet, off, "intermediate_k_select_scale", "0", "2.5", "1e999"),
+		modeltest.Domain(NameDenseRetNet, off, "intermediate_v_select_scale", "-4", "1048577"),
+		modeltest.Domain(NameDenseRetNet, off, "vocab_size", "0", "2147483648"),
+		modeltest.Domain(NameDenseRetNet, off, "pad_token_id", "10", "-1", `"x"`),
+		modeltest.Domain(NameDenseRetNet, off, "initializer_range", "-0.02"),
+		modeltest.Domain(NameDenseRetNet, off, "dropout", "1"),
 		// The toolkit's own names.
-		{NameDenseRetNet, own, "vocab_size", []string{"0"}, ""},
-		{NameDenseRetNet, own, "hidden_size", []string{"-1"}, ""},
-		{NameDenseRetNet, own, "num_hidden_layers", []string{"0"}, ""},
-		{NameDenseRetNet, own, "num_attention_heads", []string{"0", "21", "-2"}, ""},
-		{NameDenseRetNet, own, "query_key_dim", []string{"0", "6", "4194306"}, ""},
-		{NameDenseRetNet, own, "value_dim", []string{"0", "15", "4194306"}, ""},
-		{NameDenseRetNet, own, "ffn_dim", []string{"8", "-1"}, ""},
-		{NameDenseRetNet, own, "rms_norm_eps", []string{"0", "2"}, ""},
-		{NameDenseRetNet, own, "pad_token_id", []string{"-1", "10"}, ""},
-		{NameDenseRetNet, own, "dense.m", []string{"-1", "65537"}, ""},
-		{NameDenseRetNet, own, "dense.projection", []string{`"conv"`, `""`}, ""},
-		{NameDenseRetNet, own, "dense.gate", []string{`"sigmoid"`}, ""},
-		{NameDenseRetNet, own, "dense.gate_ratio", []string{"0", "-1", "1048577"}, ""},
-		{NameDenseRetNet, own, "dense.fusion", []string{`"mul"`}, ""},
-		{NameDenseRetNet, own, "dense.norm", []string{`"layernorm"`}, ""},
-		{NameDenseRetNet, own, "dense_v_gate_ratio", []string{"0", "-1", "1048577"}, ""},
-		{NameDenseRetNet, own, "dense", []string{`{"m": 0, "projection": "identity", "gate": "none", "fusion": "concat", "norm": "none"}`}, "dense.m"},
-		{NameDenseRetNet, own, "model_type", []string{`"retnet"`}, ""},
-		{NameRetNet, ownR, "query_key_dim", []string{"16"}, ""},
-		{NameRetNet, ownR, "ffn_dim", []string{"0"}, ""},
-		{NameRetNet, ownR, "dense", []string{`{"m": 1}`}, ""},
-		{NameRetNet, ownR, "dense_v_gate_ratio", []string{"4"}, ""},
-	} {
-		want := tc.field
-		if want == "" {
-			want = tc.path
-		}
-		for _, v := range tc.values {
-			data := modeltest.WithField(t, tc.base, tc.path, v)
-			_, err := ParseConfig(tc.arch, data)
-			if !errors.Is(err, api.ErrConfig) && !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), want) {
-				t.Errorf("%s = %s: got %v, want an error naming %s", tc.path, v, err, want)
-			}
-			if !errors.Is(err, api.ErrConfig) && tc.path != "activation_fn" {
-				t.Errorf("%s = %s: %v does not wrap api.ErrConfig", tc.path, v, err)
-			}
-		}
-	}
+		modeltest.Domain(NameDenseRetNet, own, "vocab_size", "0"),
+		modeltest.Domain(NameDenseRetNet, own, "hidden_size", "-1"),
+		modeltest.Domain(NameDenseRetNet, own, "num_hidden_layers", "0"),
+		modeltest.Domain(NameDenseRetNet, own, "num_attention_heads", "0", "21", "-2"),
+		modeltest.Domain(NameDenseRetNet, own, "query_key_dim", "0", "6", "4194306"),
+		modeltest.Domain(NameDenseRetNet, own, "value_dim", "0", "15", "4194306"),
+		modeltest.Domain(NameDenseRetNet, own, "ffn_dim", "8", "-1"),
+		modeltest.Domain(NameDenseRetNet, own, "rms_norm_eps", "0", "2"),
+		modeltest.Domain(NameDenseRetNet, own, "pad_token_id", "-1", "10"),
+		modeltest.Domain(NameDenseRetNet, own, "dense.m", "-1", "65537"),
+		modeltest.Domain(NameDenseRetNet, own, "dense.projection", `"conv"`, `""`),
+		modeltest.Domain(NameDenseRetNet, own, "dense.gate", `"sigmoid"`),
+		modeltest.Domain(NameDenseRetNet, own, "dense.gate_ratio", "0", "-1", "1048577"),
+		modeltest.Domain(NameDenseRetNet, own, "dense.fusion", `"mul"`),
+		modeltest.Domain(NameDenseRetNet, own, "dense.norm", `"layernorm"`),
+		modeltest.Domain(NameDenseRetNet, own, "dense_v_gate_ratio", "0", "-1", "1048577"),
+		modeltest.Domain(NameDenseRetNet, own, "dense", `{"m": 0, "projection": "identity", "gate": "none", "fusion": "concat", "norm": "none"}`).Naming("dense.m"),
+		modeltest.Domain(NameDenseRetNet, own, "model_type", `"retnet"`),
+		modeltest.Domain(NameRetNet, ownR, "query_key_dim", "16"),
+		modeltest.Domain(NameRetNet, ownR, "ffn_dim", "0"),
+		modeltest.Domain(NameRetNet, ownR, "dense", `{"m": 1}`),
+		modeltest.Domain(NameRetNet, ownR, "dense_v_gate_ratio", "4"),
+	)
 }
 
 // TestValidateNonFinite checks the values JSON cannot hold but Go callers
@@ -126,29 +99,12 @@ func TestValidateNonFinite(t *testing.T) {
 // TestCommittedConfigsValidate checks that the defaults and every
 // committed config.json of a RetNet or DenseRetNet model still parse.
 func TestCommittedConfigsValidate(t *testing.T) {
-	for _, arch := range []string{NameRetNet, NameDenseRetNet} {
-		if err := DefaultConfig(arch).Validate(); err != nil {
-			t.Errorf("default %s: %v", arch, err)
+	modeltest.CheckCommittedConfigs(t, []string{NameRetNet, NameDenseRetNet}, "*retnet*.json", func(path string) string {
+		if strings.Contains(filepath.Base(filepath.Dir(path)), "retnet-h") {
+			return NameRetNet
 		}
-	}
-	files, _ := filepath.Glob(filepath.Join("testdata", "*", "config.json"))
-	bench, _ := filepath.Glob(filepath.Join("..", "..", "bench", "configs", "*retnet*.json"))
-	if len(files) == 0 {
-		t.Fatal("no fixture configs")
-	}
-	for _, f := range append(files, bench...) {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		arch := NameDenseRetNet
-		if strings.Contains(filepath.Base(filepath.Dir(f)), "retnet-h") {
-			arch = NameRetNet
-		}
-		if _, err := ParseConfig(arch, data); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
-	}
+		return NameDenseRetNet
+	})
 }
 
 // TestRandomConfigsInitFinite draws small valid configurations and checks

@@ -25,17 +25,7 @@ func estimateConfigs() map[string]*Config {
 	pad := tinyConfig(NameDenseRetNet, 2)
 	pad.PadTokenID, pad.TieWordEmbeddings = new(int), true
 	out["denseretnet-pad-tied"] = pad
-	knobs := []func(*dense.Config){
-		func(d *dense.Config) { d.Projection = dense.ProjLinear },
-		func(d *dense.Config) { d.Gate = dense.GateLinear },
-		func(d *dense.Config) { d.Gate = dense.GateNone },
-		func(d *dense.Config) { d.Fusion = dense.FuseConcat },
-		func(d *dense.Config) { d.Norm = dense.NormNone },
-		func(d *dense.Config) {
-			d.Projection, d.Gate, d.Fusion = dense.ProjLinear, dense.GateLinear, dense.FuseConcat
-		},
-	}
-	for i, k := range knobs {
+	for i, k := range modeltest.DenseKnobs() {
 		c := tinyConfig(NameDenseRetNet, 2)
 		c.NumHiddenLayers = 4
 		k(&c.Dense)
@@ -50,20 +40,10 @@ func estimateConfigs() map[string]*Config {
 // TestEstimateParameters checks the parameter count against the models'
 // parameters, for the defaults and the small configurations.
 func TestEstimateParameters(t *testing.T) {
-	b := cpu.New(api.BackendOptions{Threads: 1})
 	cfgs := estimateConfigs()
 	cfgs["default-retnet"] = DefaultConfig(NameRetNet)
 	cfgs["default-denseretnet"] = DefaultConfig(NameDenseRetNet)
-	for name, c := range cfgs {
-		if err := c.Validate(); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		m, err := New(c, b, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		modeltest.CheckParameterCount(t, name, m, c.EstimateMemory())
-	}
+	modeltest.CheckParameterCounts(t, cfgs, cpu.New(api.BackendOptions{Threads: 1}))
 }
 
 // TestEstimateSaturates checks that absurd and invalid configurations give
@@ -87,12 +67,6 @@ func TestEstimateSaturates(t *testing.T) {
 		c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads = pick(), pick(), pick(), pick()
 		c.QueryKeyDim, c.ValueDim, c.FFNDim, c.Dense.M = pick(), pick(), pick(), pick()
 		c.Dense.GateRatio, c.DenseVGateRatio = pick(), pick()
-		e := c.EstimateMemory()
-		for _, v := range []int64{e.Parameters, e.WeightBytes, e.StateBytes, e.Forward.Fixed, e.Forward.PerSequence,
-			e.Forward.PerToken, e.Forward.PerTokenPair, e.Train.PerToken, e.ForwardBytes(pick(), pick())} {
-			if v < 0 {
-				t.Fatalf("negative estimate for %+v: %+v", c, e)
-			}
-		}
+		modeltest.CheckEstimateNonNegative(t, fmt.Sprintf("%+v", *c), c.EstimateMemory(), pick(), pick())
 	}
 }
