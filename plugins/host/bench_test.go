@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -16,22 +17,39 @@ import (
 // decode step and to a 1024-token forward pass: the same model in process
 // and through densessm-backend-cpu, timed in alternating rounds (timings on
 // a shared machine drift by tens of percent within minutes), reported as
-// the medians of each and of the differences. The model has mamba-130m's
+// the medians of each and of the differences. "narrow" has mamba-130m's
 // vocabulary (50,280: the logits that cross, 201 KB per step and 206 MB
 // per forward) and one narrow layer, so that the transport is large next
-// to the model's own work. Run with -benchtime 1x: one run is the whole
-// measurement.
+// to the model's own work; "mamba-130m" is the whole model
+// (bench/configs/mamba-130m.json), on 2 threads. Run with -benchtime 1x:
+// one run is the whole measurement.
 func BenchmarkPluginOverhead(b *testing.B) {
 	p := openPlugin(b, "densessm-backend-cpu", testOptions(b))
+	b.Run("narrow", func(b *testing.B) {
+		overhead(b, p, []byte(`{"vocab_size": 50280, "hidden_size": 64, "num_hidden_layers": 1, "state_size": 8}`), 1, 7, 200)
+	})
+	b.Run("mamba-130m", func(b *testing.B) {
+		cfg, err := os.ReadFile("../../bench/configs/mamba-130m.json")
+		if err != nil {
+			b.Fatal(err)
+		}
+		overhead(b, p, cfg, 2, 5, 20)
+	})
+}
+
+// overhead times a mamba model of cfgJSON in process and in p, in rounds
+// alternating which goes first, each round steps decode steps and one
+// forward of 1024 tokens.
+func overhead(b *testing.B, p *Plugin, cfgJSON []byte, threads, rounds, steps int) {
 	arch, err := api.LookupArchitecture("mamba")
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := arch.ParseConfig([]byte(`{"vocab_size": 50280, "hidden_size": 64, "num_hidden_layers": 1, "state_size": 8}`))
+	cfg, err := arch.ParseConfig(cfgJSON)
 	if err != nil {
 		b.Fatal(err)
 	}
-	o := api.BuildOptions{BackendOptions: api.BackendOptions{Threads: 1}, Seed: 1}
+	o := api.BuildOptions{BackendOptions: api.BackendOptions{Threads: threads}, Seed: 1}
 	local, err := arch.New(b.Context(), cfg, o)
 	if err != nil {
 		b.Fatal(err)
@@ -53,11 +71,10 @@ func BenchmarkPluginOverhead(b *testing.B) {
 	for i := range ids {
 		ids[i] = int32(i * 31 % 50280)
 	}
-	const steps = 200 // per round
 	var step, fwd [2][]float64
 	var rpc []float64 // a bare gRPC round trip (Describe)
 	for b.Loop() {
-		for round := range 7 {
+		for round := range rounds {
 			start := time.Now()
 			for range steps {
 				err := p.call(b.Context(), "describe", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
@@ -68,7 +85,7 @@ func BenchmarkPluginOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			rpc = append(rpc, float64(time.Since(start).Microseconds())/steps)
+			rpc = append(rpc, float64(time.Since(start).Microseconds())/float64(steps))
 			for k := range 2 {
 				i := (k + round) % 2 // alternate which goes first
 				start := time.Now()
@@ -77,12 +94,12 @@ func BenchmarkPluginOverhead(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				step[i] = append(step[i], float64(time.Since(start).Microseconds())/steps)
+				step[i] = append(step[i], float64(time.Since(start).Microseconds())/float64(steps))
 				start = time.Now()
 				if _, err := models[i].Forward(b.Context(), [][]int32{ids}, api.Form{}); err != nil {
 					b.Fatal(err)
 				}
-				fwd[i] = append(fwd[i], float64(time.Since(start).Milliseconds()))
+				fwd[i] = append(fwd[i], float64(time.Since(start).Microseconds())/1000)
 			}
 		}
 	}
@@ -100,6 +117,11 @@ func BenchmarkPluginOverhead(b *testing.B) {
 	b.ReportMetric(median(fwd[0]), "fwd1024-inprocess-ms")
 	b.ReportMetric(median(fwd[1]), "fwd1024-plugin-ms")
 	b.ReportMetric(median(diff(fwd)), "fwd1024-added-ms")
+	rel := diff(fwd)
+	for i := range rel {
+		rel[i] = 100 * rel[i] / fwd[0][i]
+	}
+	b.ReportMetric(median(rel), "fwd1024-added-%")
 }
 
 func median(v []float64) float64 {
