@@ -121,6 +121,15 @@ type DirLoader interface {
 	LoadDir(ctx context.Context, dir string, opts DirLoadOptions) (Model, error)
 }
 
+// DirSaver is a model that saves itself into a directory where it lives (a
+// plugin's model: its process writes the files, rather than sending every
+// weight to the host). checkpoint.SaveModel hands such models over to it.
+type DirSaver interface {
+	// SaveDir writes config.json and model.safetensors, the weights stored
+	// as storage, into dir.
+	SaveDir(ctx context.Context, dir string, storage DType) error
+}
+
 // DirLoadOptions are the options of a checkpoint load that are data.
 type DirLoadOptions struct {
 	Build          BuildOptions

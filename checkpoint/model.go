@@ -253,10 +253,15 @@ func SaveModel(ctx context.Context, dir string, model api.Model) error {
 // SaveModelAs is SaveModel with the weights stored as storage: F32, or
 // F16 or BF16 (rounded to nearest even; the loader widens them back to the
 // parameters' F32), for a smaller file.
+//
+// A model that saves itself (api.DirSaver: a plugin's) is handed dir.
 func SaveModelAs(ctx context.Context, dir string, model api.Model, storage api.DType) (err error) {
 	defer api.Recover(&err)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save model %s: %w", dir, err)
+	}
+	if ds, ok := model.(api.DirSaver); ok {
+		return ds.SaveDir(ctx, dir, storage)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save model: %w", err)

@@ -8,10 +8,13 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/checkpoint"
 	"github.com/densessm/densessm/generate"
 	"github.com/densessm/densessm/train"
 )
@@ -183,6 +186,27 @@ func Check(t *testing.T, want, got api.Model) {
 		t.Fatal(err)
 	}
 	sameParams(t, "written", want, got)
+
+	// Saving: the same files (a plugin's model writes them itself).
+	dirs := [2]string{t.TempDir(), t.TempDir()}
+	for i, m := range []api.Model{want, got} {
+		if err := checkpoint.SaveModelAs(ctx, dirs[i], m, api.BF16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{checkpoint.ConfigFileName, checkpoint.SingleFileName} {
+		w, err := os.ReadFile(filepath.Join(dirs[0], name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := os.ReadFile(filepath.Join(dirs[1], name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(w, g) {
+			t.Errorf("saved %s differs", name)
+		}
+	}
 }
 
 func sameParams(t *testing.T, what string, want, got api.Model) {

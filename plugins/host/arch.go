@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 
 	"google.golang.org/grpc"
 
@@ -96,7 +97,11 @@ func (a *Architecture) New(ctx context.Context, cfg api.Config, opts api.BuildOp
 // LoadDir loads a model directory in the plugin's process, which maps the
 // weights itself.
 func (a *Architecture) LoadDir(ctx context.Context, dir string, opts api.DirLoadOptions) (api.Model, error) {
-	req := &pb.LoadRequest{Dir: dir, Arch: a.name, Build: buildOptions(opts.Build), AllowExtra: opts.AllowExtra, AllowNonfinite: opts.AllowNonFinite}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	req := &pb.LoadRequest{Dir: abs, Arch: a.name, Build: buildOptions(opts.Build), AllowExtra: opts.AllowExtra, AllowNonfinite: opts.AllowNonFinite}
 	var info *pb.ModelInfo
 	gen, err := a.p.callGen(ctx, 0, "load "+dir, func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {
 		info, err = c.Load(ctx, req, o...)

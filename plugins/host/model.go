@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -39,6 +40,7 @@ type Model struct {
 var (
 	_ api.Model        = (*Model)(nil)
 	_ api.TrainStepper = (*Model)(nil)
+	_ api.DirSaver     = (*Model)(nil)
 )
 
 func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (*Model, error) {
@@ -477,6 +479,19 @@ func (m *Model) SetOptimizerState(ctx context.Context, cfg api.OptimizerConfig, 
 	}
 	return m.call(ctx, "set optimizer state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
 		_, err := c.SetOptimizerState(ctx, &pb.OptimizerStateMessage{Model: m.id, OptimizerJson: opt, Steps: s.Steps, Arrow: enc}, o...)
+		return err
+	})
+}
+
+// SaveDir has the plugin write the model into dir (a path on this
+// machine, which the plugin's process shares).
+func (m *Model) SaveDir(ctx context.Context, dir string, storage api.DType) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("save model %s: %w", dir, err)
+	}
+	return m.call(ctx, "save "+dir, func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		_, err := c.Save(ctx, &pb.SaveRequest{Model: m.id, Dir: abs, Dtype: storage.String()}, o...)
 		return err
 	})
 }

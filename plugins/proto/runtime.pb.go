@@ -1393,6 +1393,67 @@ func (x *Logits) GetLen() int64 {
 	return 0
 }
 
+type SaveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
+	Dir   string                 `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	// The safetensors dtype of the weights ("F32", "BF16", "F16").
+	Dtype         string `protobuf:"bytes,3,opt,name=dtype,proto3" json:"dtype,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveRequest) Reset() {
+	*x = SaveRequest{}
+	mi := &file_runtime_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveRequest) ProtoMessage() {}
+
+func (x *SaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveRequest.ProtoReflect.Descriptor instead.
+func (*SaveRequest) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SaveRequest) GetModel() uint64 {
+	if x != nil {
+		return x.Model
+	}
+	return 0
+}
+
+func (x *SaveRequest) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *SaveRequest) GetDtype() string {
+	if x != nil {
+		return x.Dtype
+	}
+	return ""
+}
+
 type TrainStepRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -1409,7 +1470,7 @@ type TrainStepRequest struct {
 
 func (x *TrainStepRequest) Reset() {
 	*x = TrainStepRequest{}
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1482,7 @@ func (x *TrainStepRequest) String() string {
 func (*TrainStepRequest) ProtoMessage() {}
 
 func (x *TrainStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1495,7 @@ func (x *TrainStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepRequest.ProtoReflect.Descriptor instead.
 func (*TrainStepRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{22}
+	return file_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TrainStepRequest) GetModel() uint64 {
@@ -1482,7 +1543,7 @@ type TrainStepResponse struct {
 
 func (x *TrainStepResponse) Reset() {
 	*x = TrainStepResponse{}
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1555,7 @@ func (x *TrainStepResponse) String() string {
 func (*TrainStepResponse) ProtoMessage() {}
 
 func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1568,7 @@ func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepResponse.ProtoReflect.Descriptor instead.
 func (*TrainStepResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{23}
+	return file_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TrainStepResponse) GetLoss() float64 {
@@ -1536,7 +1597,7 @@ type OptimizerStateMessage struct {
 
 func (x *OptimizerStateMessage) Reset() {
 	*x = OptimizerStateMessage{}
-	mi := &file_runtime_proto_msgTypes[24]
+	mi := &file_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1609,7 @@ func (x *OptimizerStateMessage) String() string {
 func (*OptimizerStateMessage) ProtoMessage() {}
 
 func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[24]
+	mi := &file_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1622,7 @@ func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OptimizerStateMessage.ProtoReflect.Descriptor instead.
 func (*OptimizerStateMessage) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{24}
+	return file_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OptimizerStateMessage) GetModel() uint64 {
@@ -1692,7 +1753,11 @@ const file_runtime_proto_rawDesc = "" +
 	"\x02fd\x18\x03 \x01(\x03R\x02fd\"0\n" +
 	"\x06Logits\x12\x14\n" +
 	"\x05arrow\x18\x01 \x01(\fR\x05arrow\x12\x10\n" +
-	"\x03len\x18\x02 \x01(\x03R\x03len\"\x96\x01\n" +
+	"\x03len\x18\x02 \x01(\x03R\x03len\"K\n" +
+	"\vSaveRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
+	"\x05dtype\x18\x03 \x01(\tR\x05dtype\"\x96\x01\n" +
 	"\x10TrainStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x18\n" +
 	"\abatches\x18\x02 \x03(\fR\abatches\x12%\n" +
@@ -1706,7 +1771,8 @@ const file_runtime_proto_rawDesc = "" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12%\n" +
 	"\x0eoptimizer_json\x18\x02 \x01(\fR\roptimizerJson\x12\x14\n" +
 	"\x05steps\x18\x03 \x01(\x03R\x05steps\x12\x14\n" +
-	"\x05arrow\x18\x04 \x03(\fR\x05arrow2\xf4\t\n" +
+	"\x05arrow\x18\x04 \x03(\fR\x05arrow2\xb8\n" +
+	"\n" +
 	"\aRuntime\x12U\n" +
 	"\bDescribe\x12#.densessm.plugin.v1.DescribeRequest\x1a$.densessm.plugin.v1.DescribeResponse\x12T\n" +
 	"\vParseConfig\x12!.densessm.plugin.v1.ConfigRequest\x1a\".densessm.plugin.v1.ConfigResponse\x12H\n" +
@@ -1724,7 +1790,8 @@ const file_runtime_proto_rawDesc = "" +
 	"\tFreeState\x12\x1c.densessm.plugin.v1.StateRef\x1a\x19.densessm.plugin.v1.Empty\x12X\n" +
 	"\tTrainStep\x12$.densessm.plugin.v1.TrainStepRequest\x1a%.densessm.plugin.v1.TrainStepResponse\x12Y\n" +
 	"\x0eOptimizerState\x12\x1c.densessm.plugin.v1.ModelRef\x1a).densessm.plugin.v1.OptimizerStateMessage\x12Y\n" +
-	"\x11SetOptimizerState\x12).densessm.plugin.v1.OptimizerStateMessage\x1a\x19.densessm.plugin.v1.Empty\x12A\n" +
+	"\x11SetOptimizerState\x12).densessm.plugin.v1.OptimizerStateMessage\x1a\x19.densessm.plugin.v1.Empty\x12B\n" +
+	"\x04Save\x12\x1f.densessm.plugin.v1.SaveRequest\x1a\x19.densessm.plugin.v1.Empty\x12A\n" +
 	"\x06Unload\x12\x1c.densessm.plugin.v1.ModelRef\x1a\x19.densessm.plugin.v1.EmptyB,Z*github.com/densessm/densessm/plugins/protob\x06proto3"
 
 var (
@@ -1739,7 +1806,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 	return file_runtime_proto_rawDescData
 }
 
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: densessm.plugin.v1.Empty
 	(*DescribeRequest)(nil),       // 1: densessm.plugin.v1.DescribeRequest
@@ -1763,9 +1830,10 @@ var file_runtime_proto_goTypes = []any{
 	(*StepRequest)(nil),           // 19: densessm.plugin.v1.StepRequest
 	(*Chunk)(nil),                 // 20: densessm.plugin.v1.Chunk
 	(*Logits)(nil),                // 21: densessm.plugin.v1.Logits
-	(*TrainStepRequest)(nil),      // 22: densessm.plugin.v1.TrainStepRequest
-	(*TrainStepResponse)(nil),     // 23: densessm.plugin.v1.TrainStepResponse
-	(*OptimizerStateMessage)(nil), // 24: densessm.plugin.v1.OptimizerStateMessage
+	(*SaveRequest)(nil),           // 22: densessm.plugin.v1.SaveRequest
+	(*TrainStepRequest)(nil),      // 23: densessm.plugin.v1.TrainStepRequest
+	(*TrainStepResponse)(nil),     // 24: densessm.plugin.v1.TrainStepResponse
+	(*OptimizerStateMessage)(nil), // 25: densessm.plugin.v1.OptimizerStateMessage
 }
 var file_runtime_proto_depIdxs = []int32{
 	5,  // 0: densessm.plugin.v1.BuildRequest.build:type_name -> densessm.plugin.v1.BuildOptions
@@ -1785,28 +1853,30 @@ var file_runtime_proto_depIdxs = []int32{
 	19, // 14: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
 	17, // 15: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
 	17, // 16: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
-	22, // 17: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
+	23, // 17: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
 	10, // 18: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
-	24, // 19: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
-	10, // 20: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
-	2,  // 21: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
-	4,  // 22: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
-	9,  // 23: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
-	9,  // 24: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
-	12, // 25: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
-	0,  // 26: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
-	20, // 27: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
-	17, // 28: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
-	20, // 29: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
-	21, // 30: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
-	0,  // 31: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
-	0,  // 32: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
-	23, // 33: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
-	24, // 34: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
-	0,  // 35: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
-	0,  // 36: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
-	21, // [21:37] is the sub-list for method output_type
-	5,  // [5:21] is the sub-list for method input_type
+	25, // 19: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
+	22, // 20: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
+	10, // 21: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
+	2,  // 22: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
+	4,  // 23: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
+	9,  // 24: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
+	9,  // 25: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
+	12, // 26: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
+	0,  // 27: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
+	20, // 28: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
+	17, // 29: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
+	20, // 30: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
+	21, // 31: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
+	0,  // 32: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
+	0,  // 33: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
+	24, // 34: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
+	25, // 35: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
+	0,  // 36: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
+	0,  // 37: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
+	0,  // 38: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
+	22, // [22:39] is the sub-list for method output_type
+	5,  // [5:22] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1823,7 +1893,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -52,6 +52,7 @@ const (
 	Runtime_TrainStep_FullMethodName         = "/densessm.plugin.v1.Runtime/TrainStep"
 	Runtime_OptimizerState_FullMethodName    = "/densessm.plugin.v1.Runtime/OptimizerState"
 	Runtime_SetOptimizerState_FullMethodName = "/densessm.plugin.v1.Runtime/SetOptimizerState"
+	Runtime_Save_FullMethodName              = "/densessm.plugin.v1.Runtime/Save"
 	Runtime_Unload_FullMethodName            = "/densessm.plugin.v1.Runtime/Unload"
 )
 
@@ -95,6 +96,9 @@ type RuntimeClient interface {
 	OptimizerState(ctx context.Context, in *ModelRef, opts ...grpc.CallOption) (*OptimizerStateMessage, error)
 	// SetOptimizerState replaces the optimizer's state.
 	SetOptimizerState(ctx context.Context, in *OptimizerStateMessage, opts ...grpc.CallOption) (*Empty, error)
+	// Save writes the model into a directory (config.json and
+	// model.safetensors in the given dtype), from the plugin's process.
+	Save(ctx context.Context, in *SaveRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Unload releases a model and its states.
 	Unload(ctx context.Context, in *ModelRef, opts ...grpc.CallOption) (*Empty, error)
 }
@@ -275,6 +279,16 @@ func (c *runtimeClient) SetOptimizerState(ctx context.Context, in *OptimizerStat
 	return out, nil
 }
 
+func (c *runtimeClient) Save(ctx context.Context, in *SaveRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Runtime_Save_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runtimeClient) Unload(ctx context.Context, in *ModelRef, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
@@ -325,6 +339,9 @@ type RuntimeServer interface {
 	OptimizerState(context.Context, *ModelRef) (*OptimizerStateMessage, error)
 	// SetOptimizerState replaces the optimizer's state.
 	SetOptimizerState(context.Context, *OptimizerStateMessage) (*Empty, error)
+	// Save writes the model into a directory (config.json and
+	// model.safetensors in the given dtype), from the plugin's process.
+	Save(context.Context, *SaveRequest) (*Empty, error)
 	// Unload releases a model and its states.
 	Unload(context.Context, *ModelRef) (*Empty, error)
 	mustEmbedUnimplementedRuntimeServer()
@@ -381,6 +398,9 @@ func (UnimplementedRuntimeServer) OptimizerState(context.Context, *ModelRef) (*O
 }
 func (UnimplementedRuntimeServer) SetOptimizerState(context.Context, *OptimizerStateMessage) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetOptimizerState not implemented")
+}
+func (UnimplementedRuntimeServer) Save(context.Context, *SaveRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Save not implemented")
 }
 func (UnimplementedRuntimeServer) Unload(context.Context, *ModelRef) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Unload not implemented")
@@ -662,6 +682,24 @@ func _Runtime_SetOptimizerState_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_Save_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).Save(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_Save_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).Save(ctx, req.(*SaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Runtime_Unload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ModelRef)
 	if err := dec(in); err != nil {
@@ -738,6 +776,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetOptimizerState",
 			Handler:    _Runtime_SetOptimizerState_Handler,
+		},
+		{
+			MethodName: "Save",
+			Handler:    _Runtime_Save_Handler,
 		},
 		{
 			MethodName: "Unload",

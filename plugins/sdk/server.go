@@ -561,6 +561,19 @@ func (s *server) SetOptimizerState(ctx context.Context, req *pb.OptimizerStateMe
 	return &pb.Empty{}, st.SetOptimizerState(ctx, cfg, api.OptimizerState{Steps: req.Steps, Tensors: tensors})
 }
 
+func (s *server) Save(ctx context.Context, req *pb.SaveRequest) (*pb.Empty, error) {
+	dt, err := api.ParseDType(req.Dtype)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	return &pb.Empty{}, checkpoint.SaveModelAs(ctx, req.Dir, m.m, dt)
+}
+
 func (s *server) Unload(_ context.Context, req *pb.ModelRef) (*pb.Empty, error) {
 	s.mu.Lock()
 	m, ok := s.models[req.Model]
