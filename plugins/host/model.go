@@ -43,12 +43,19 @@ var (
 	_ api.DirSaver     = (*Model)(nil)
 )
 
-func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (*Model, error) {
-	cfg, err := hostConfig(pi.Arch, pi.ConfigJson, int(pi.Vocab))
-	if err != nil {
+// newModel is the host's view of a model the plugin built and described;
+// a description it cannot use unloads the model again.
+func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (_ *Model, err error) {
+	m := &Model{p: p, gen: gen, id: pi.Model}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if m.cfg, err = hostConfig(pi.Arch, pi.ConfigJson, int(pi.Vocab)); err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", p, err)
 	}
-	m := &Model{p: p, gen: gen, id: pi.Model, cfg: cfg, host: cpu.New(api.BackendOptions{Threads: 1})}
+	m.host = cpu.New(api.BackendOptions{Threads: 1})
 	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable}
 	for _, mode := range pi.Modes {
 		m.info.Modes = append(m.info.Modes, api.Mode(mode))
@@ -61,6 +68,9 @@ func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (*Model, error) {
 		shape := make(api.Shape, len(q.Shape))
 		for i, d := range q.Shape {
 			shape[i] = int(d)
+		}
+		if err := shape.Validate(); err != nil {
+			return nil, fmt.Errorf("plugin %s: parameter %s: %w", p, q.Name, err)
 		}
 		m.params = append(m.params, api.ParamInfo{Name: q.Name, DType: dt, Shape: shape})
 	}
