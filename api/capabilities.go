@@ -10,6 +10,11 @@ import (
 // place. Code that needs one asks for it by these names (or reads
 // Model.Info, which reports the model's as data so that a proxy for a
 // model in another process can answer).
+//
+// Backends have optional capabilities too: KernelNamer below, and the
+// fused model-family kernels ConvKernels, ScanKernels, RotaryKernels and
+// RetentionKernels (fused.go), for which package nn falls back to
+// references composed of Kernels ops when a backend lacks them.
 
 // LocalModel is a model whose parameters are tensors of this process
 // (Info().Local): the built-in architectures on an in-process backend.

@@ -153,7 +153,12 @@ func (f RetentionForm) String() string {
 	return "retention?"
 }
 
-// Kernels is the op set every backend implements. Conventions:
+// Kernels is the op set every backend implements. The model-family
+// kernels (the Mamba convolution and scan, rotary positions, retention) are
+// not part of it: they are the optional fused-kernel interfaces of
+// fused.go, which package nn replaces with references composed of Kernels
+// ops when a backend lacks them. Conventions, for Kernels and the fused
+// kernels alike:
 //
 //   - Destination first: the caller allocates every output (so that a decode
 //     step can reuse buffers and allocate nothing). Outputs never alias
@@ -249,51 +254,4 @@ type Kernels interface {
 	// GatherGrad sets dtable [V,D] to zero and then adds each row of dy
 	// [S..., D] into the row its id names (the scatter-add gradient).
 	GatherGrad(dtable, ids, dy Tensor)
-
-	// CausalConv1d computes the depthwise causal convolution of Mamba
-	// (specs/models.md §1 step 2) with channels last: x, dst [B,T,C],
-	// w [C,K], bias [C] or nil, prev [B,K-1,C] the K-1 inputs before t = 0
-	// (oldest first), or nil for zeros:
-	//	dst[b,t,c] = bias[c] + sum_{k<K} w[c,k] * xx[b, t+k, c]
-	// where xx is prev followed by x along the time axis.
-	CausalConv1d(dst, x, w, bias, prev Tensor)
-	// CausalConv1dGrad sets the gradients dx [B,T,C], dw [C,K], dbias [C]
-	// and dprev [B,K-1,C] from dy [B,T,C]; any of them may be nil. dprev
-	// may be asked for when prev is nil (the gradient at the zero context).
-	CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy Tensor)
-
-	// SelectiveScan runs the Mamba recurrence (see ScanArgs) for each batch
-	// row, with the injection of DenseMamba's target "h" (specs/models.md
-	// §4):
-	//	h_t[e,n]  = exp(Delta_t[e] A[e,n]) h'_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
-	//	h'_t[e,n] = h_t[e,n] + Inject_t[e,n]     (h'_t = h_t when Inject is nil)
-	//	y_t[e]    = sum_n h'_t[e,n] Cm_t[n] + D[e] X_t[e]
-	// with h'_{-1} = H0: the state carried from token to token, and read by
-	// y, is the injected one. It sets y [B,T,E]; when hT is not nil, the
-	// final carried state hT = h'_{T-1} [B,E,N] (H0, or zeros, when T = 0);
-	// and when hs is not nil, every token's state before injection, hs
-	// [B,T,E,N] with hs[b,t] = h_t (what a DenseMamba layer hands on to the
-	// layers after it).
-	SelectiveScan(y, hT, hs Tensor, in ScanArgs)
-	// SelectiveScanGrad sets the gradients of the scan's inputs from dy
-	// [B,T,E] and the gradients arriving at the other outputs: dhT [B,E,N]
-	// at hT and dhs [B,T,E,N] at hs, either nil for zero.
-	SelectiveScanGrad(g ScanGrads, in ScanArgs, dy, dhT, dhs Tensor)
-
-	// Rotary rotates interleaved pairs of the last axis of x [..., T, d]
-	// (d even) by position: the pair (2i, 2i+1) of row t becomes
-	// (a cos φ - b sin φ, b cos φ + a sin φ) with φ = float32(offset+t) *
-	// theta[i] (a float32 product, as torchscale computes it) and theta
-	// [d/2]. inverse rotates by -φ, which is the gradient. dst may be x.
-	Rotary(dst, x Tensor, theta []float32, offset int, inverse bool)
-
-	// Retention computes retention in the given form (see RetentionArgs):
-	// o [B,H,T,dv] and, for the chunkwise and recurrent forms when sT is not
-	// nil, the state after the last token, sT [B,H,dk,dv]. sT may be in.S0:
-	// the state is then advanced in place (a decode step does, to read and
-	// write its state once).
-	Retention(form RetentionForm, o, sT Tensor, in RetentionArgs)
-	// RetentionGrad sets the gradients of Retention's inputs from do and,
-	// for the chunkwise and recurrent forms, dsT (nil for zero).
-	RetentionGrad(form RetentionForm, g RetentionGrads, in RetentionArgs, do, dsT Tensor)
 }

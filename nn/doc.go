@@ -28,6 +28,18 @@
 // an error with api.Recover. A Tape is not safe for concurrent use, and two
 // tapes running Backward at once must not share parameters.
 //
+// # Fused kernels and references
+//
+// The model-family ops (CausalConv1d, SelectiveScan, Rotary, Retention)
+// call the backend's fused kernels when it implements the optional
+// interfaces api.ConvKernels, api.ScanKernels, api.RotaryKernels and
+// api.RetentionKernels, and otherwise references composed of api.Kernels
+// ops, which compute the same functions up to rounding and get their
+// gradients from the tape; a backend with Kernels alone runs every model.
+// Decode steps, which write into their own buffers outside any tape, call
+// the same kernels through CausalConv1dInto, SelectiveScanInto, RotaryInto
+// and RetentionInto.
+//
 // # Parameters and layers
 //
 // Params is an ordered collection of named parameters; a Scope builds names

@@ -71,9 +71,10 @@ func TestMLPGraph(t *testing.T) {
 
 // TestScanGraph: a Mamba mixer block (specs/models.md §1) with a residual
 // and an output head.
-func TestScanGraph(t *testing.T) {
+func TestScanGraph(t *testing.T) { forSequenceBackends(t, testScanGraph) }
+
+func testScanGraph(t *testing.T, b api.Backend) {
 	const bs, tl, d, e, n, k, rank, v = 2, 4, 4, 6, 3, 3, 2, 5
-	b := newBackend()
 	p := NewParams(b, 200)
 	root := p.Scope().Sub("layers").Index(0)
 	norm := NewRMSNorm(root.Sub("norm"), d, 1e-5)
@@ -139,9 +140,10 @@ func TestScanGraph(t *testing.T) {
 // constant, since the backward pass lets no gradient through them. The
 // forms differ by one positive scalar per row, which the group norm removes
 // up to its eps, so all give nearly the same loss.
-func TestRetentionGraph(t *testing.T) {
+func TestRetentionGraph(t *testing.T) { forSequenceBackends(t, testRetentionGraph) }
+
+func testRetentionGraph(t *testing.T, b api.Backend) {
 	const bs, tl, h, dk, dhv, d, v = 2, 5, 2, 4, 3, 8, 5
-	b := newBackend()
 	p := NewParams(b, 300)
 	root := p.Scope().Sub("layers").Index(0)
 	norm := NewRMSNorm(root.Sub("retention_layer_norm"), d, 1e-6)

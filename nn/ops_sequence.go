@@ -27,7 +27,9 @@ func shapeOf(v *Var) api.Shape {
 //
 //	y[b,t,c] = bias[c] + sum_{k<K} w[c,k] * xx[b,t+k,c],  xx = prev ++ x
 //
-// so w[c,K-1] multiplies the current token.
+// so w[c,K-1] multiplies the current token. It runs the backend's fused
+// kernel when the backend implements api.ConvKernels, else a reference
+// composed of api.Kernels ops (see reference.go).
 func (t *Tape) CausalConv1d(x, w, bias, prev *Var) *Var {
 	xs, ws := x.Shape(), w.Shape()
 	ok := len(xs) == 3 && len(ws) == 2 && ws[0] == xs[2] && ws[1] >= 1 &&
@@ -37,11 +39,15 @@ func (t *Tape) CausalConv1d(x, w, bias, prev *Var) *Var {
 		api.Panicf(api.ErrShape, "nn.CausalConv1d: x %v, w %v, bias %v, prev %v (want [B,T,C], [C,K], [C], [B,K-1,C])",
 			xs, ws, shapeOf(bias), shapeOf(prev))
 	}
+	k, fused := t.b.(api.ConvKernels)
+	if !fused {
+		return t.asOneOp([]*Var{x, w, bias, prev}, t.causalConv1dRef(x, w, bias, prev))[0]
+	}
 	y := t.alloc(xs...)
-	t.b.CausalConv1d(y, x.value, w.value, value(bias), value(prev))
+	k.CausalConv1d(y, x.value, w.value, value(bias), value(prev))
 	return t.op(y, []*Var{x, w, bias, prev}, func(dy api.Tensor) {
 		sx, sw, sb, sp := t.sink(x), t.sink(w), t.sink(bias), t.sink(prev)
-		t.b.CausalConv1dGrad(sx.dst(), sw.dst(), sb.dst(), sp.dst(), x.value, w.value, value(prev), dy)
+		k.CausalConv1dGrad(sx.dst(), sw.dst(), sb.dst(), sp.dst(), x.value, w.value, value(prev), dy)
 		sx.flush()
 		sw.flush()
 		sb.flush()
@@ -62,7 +68,7 @@ type ScanVars struct {
 }
 
 // SelectiveScan runs the Mamba recurrence with DenseMamba's optional state
-// injection (api.Kernels.SelectiveScan):
+// injection (api.ScanKernels.SelectiveScan):
 //
 //	h_t[e,n]  = exp(Delta_t[e] A[e,n]) h'_{t-1}[e,n] + Delta_t[e] Bm_t[n] X_t[e]
 //	h'_t[e,n] = h_t[e,n] + Inject_t[e,n]     (h'_t = h_t without Inject)
@@ -71,7 +77,9 @@ type ScanVars struct {
 // with h'_{-1} = H0. It returns y [B,T,E]; when withState, the final carried
 // state hT = h'_{T-1} [B,E,N]; and when withStates, every token's state
 // before injection, hs [B,T,E,N] (the outputs not asked for are nil). All
-// three are differentiable.
+// three are differentiable. It runs the backend's fused kernel when the
+// backend implements api.ScanKernels, else a reference composed of
+// api.Kernels ops (see reference.go).
 func (t *Tape) SelectiveScan(in ScanVars, withState, withStates bool) (y, hT, hs *Var) {
 	xs := in.X.Shape()
 	if len(xs) != 3 || len(in.A.Shape()) != 2 {
@@ -88,6 +96,12 @@ func (t *Tape) SelectiveScan(in ScanVars, withState, withStates bool) (y, hT, hs
 			xs, in.Delta.Shape(), in.A.Shape(), in.Bm.Shape(), in.Cm.Shape(), shapeOf(in.D), shapeOf(in.H0),
 			shapeOf(in.Inject))
 	}
+	k, fused := t.b.(api.ScanKernels)
+	if !fused {
+		y, hT, hs = t.selectiveScanRef(in, withState, withStates)
+		outs := t.asOneOp([]*Var{in.X, in.Delta, in.A, in.Bm, in.Cm, in.D, in.H0, in.Inject}, y, hT, hs)
+		return outs[0], outs[1], outs[2]
+	}
 	args := api.ScanArgs{X: in.X.value, Delta: in.Delta.value, A: in.A.value, Bm: in.Bm.value,
 		Cm: in.Cm.value, D: value(in.D), H0: value(in.H0), Inject: value(in.Inject)}
 	// values holds y, then hT and hs when asked for; iT and iS are their
@@ -103,7 +117,7 @@ func (t *Tape) SelectiveScan(in ScanVars, withState, withStates bool) (y, hT, hs
 		hsv = t.alloc(bsz, tl, e, n)
 		iS, values = len(values), append(values, hsv)
 	}
-	t.b.SelectiveScan(values[0], hv, hsv, args)
+	k.SelectiveScan(values[0], hv, hsv, args)
 	ins := []*Var{in.X, in.Delta, in.A, in.Bm, in.Cm, in.D, in.H0, in.Inject}
 	outs := t.opN(values, ins, func(dys []api.Tensor) {
 		dy := dys[0]
@@ -123,7 +137,7 @@ func (t *Tape) SelectiveScan(in ScanVars, withState, withStates bool) (y, hT, hs
 		}
 		g := api.ScanGrads{X: sinks[0].dst(), Delta: sinks[1].dst(), A: sinks[2].dst(), Bm: sinks[3].dst(),
 			Cm: sinks[4].dst(), D: sinks[5].dst(), H0: sinks[6].dst(), Inject: sinks[7].dst()}
-		t.b.SelectiveScanGrad(g, args, dy, dhT, dhs)
+		k.SelectiveScanGrad(g, args, dy, dhT, dhs)
 		for _, s := range sinks {
 			s.flush()
 		}
@@ -141,22 +155,34 @@ func (t *Tape) SelectiveScan(in ScanVars, withState, withStates bool) (y, hT, hs
 // Rotary rotates interleaved pairs of the last axis of x [..., T, d] by
 // position (torchscale's xpos without scaling): the pair (2i, 2i+1) of row t
 // becomes (a cos φ - b sin φ, b cos φ + a sin φ) with φ = (offset+t) *
-// theta[i], theta [d/2].
+// theta[i], theta [d/2] (api.RotaryKernels.Rotary). It runs the backend's
+// fused kernel when the backend implements api.RotaryKernels, else a
+// reference composed of api.Kernels ops (see reference.go).
 func (t *Tape) Rotary(x *Var, theta []float32, offset int) *Var {
+	checkRotary(x, theta)
 	xs := x.Shape()
-	if len(xs) < 2 || xs[len(xs)-1] != 2*len(theta) {
-		api.Panicf(api.ErrShape, "nn.Rotary: input %v with %d angles (want [..., T, 2*%d])", xs, len(theta), len(theta))
+	k, fused := t.b.(api.RotaryKernels)
+	if !fused {
+		return t.asOneOp([]*Var{x}, t.rotaryRef(x, theta, offset, false))[0]
 	}
 	y := t.alloc(xs...)
-	t.b.Rotary(y, x.value, theta, offset, false)
+	k.Rotary(y, x.value, theta, offset, false)
 	return t.op(y, []*Var{x}, func(dy api.Tensor) {
 		s := t.sink(x)
 		if s == nil {
 			return
 		}
-		t.b.Rotary(s.dst(), dy, theta, offset, true) // a rotation's gradient is the inverse rotation
+		k.Rotary(s.dst(), dy, theta, offset, true) // a rotation's gradient is the inverse rotation
 		s.flush()
 	})
+}
+
+// checkRotary panics unless x [..., T, d] has d = 2*len(theta).
+func checkRotary(x *Var, theta []float32) {
+	xs := x.Shape()
+	if len(xs) < 2 || xs[len(xs)-1] != 2*len(theta) {
+		api.Panicf(api.ErrShape, "nn.Rotary: input %v with %d angles (want [..., T, 2*%d])", xs, len(theta), len(theta))
+	}
 }
 
 // RetentionVars are the inputs of Retention, as api.RetentionArgs but as
@@ -177,11 +203,13 @@ type RetentionVars struct {
 	Chunk       int
 }
 
-// Retention computes retention in the given form (api.Kernels.Retention):
+// Retention computes retention in the given form (api.RetentionKernels.Retention):
 // it returns o [B,H,T,dv] and, when withState (chunkwise and recurrent forms
 // only), the state after the last token sT [B,H,dk,dv] (else nil); both are
 // differentiable. The parallel form's row normalisation passes no gradient
-// through its denominator, as in torchscale.
+// through its denominator, as in torchscale. It runs the backend's fused
+// kernel when the backend implements api.RetentionKernels, else a reference
+// composed of api.Kernels ops (see reference.go).
 func (t *Tape) Retention(form api.RetentionForm, in RetentionVars, withState bool) (o, sT *Var) {
 	qs, vs := in.Q.Shape(), in.V.Shape()
 	if len(qs) != 4 || len(vs) != 4 {
@@ -200,9 +228,15 @@ func (t *Tape) Retention(form api.RetentionForm, in RetentionVars, withState boo
 			api.Panicf(api.ErrShape, "nn.Retention: the parallel form takes no state and no offset")
 		}
 	case api.RetentionChunkwise, api.RetentionRecurrent:
-		// The kernel checks the offset and the chunk size.
+		// The kernel, or the reference, checks the offset and the chunk size.
 	default:
 		api.Panicf(api.ErrUnsupported, "nn.Retention: form %v", form)
+	}
+	k, fused := t.b.(api.RetentionKernels)
+	if !fused {
+		o, sT = t.retentionRef(form, in, withState)
+		outs := t.asOneOp([]*Var{in.Q, in.K, in.V, in.S0}, o, sT)
+		return outs[0], outs[1]
 	}
 	args := api.RetentionArgs{Q: in.Q.value, K: in.K.value, V: in.V.value, S0: value(in.S0),
 		Gamma: in.Gamma, Offset: in.Offset, Chunk: in.Chunk}
@@ -212,7 +246,7 @@ func (t *Tape) Retention(form api.RetentionForm, in RetentionVars, withState boo
 		state = t.alloc(bsz, h, dk, dv)
 		values = append(values, state)
 	}
-	t.b.Retention(form, values[0], state, args)
+	k.Retention(form, values[0], state, args)
 	ins := []*Var{in.Q, in.K, in.V, in.S0}
 	outs := t.opN(values, ins, func(dys []api.Tensor) {
 		do := dys[0]
@@ -225,7 +259,7 @@ func (t *Tape) Retention(form api.RetentionForm, in RetentionVars, withState boo
 		}
 		sq, sk, sv, s0 := t.sink(in.Q), t.sink(in.K), t.sink(in.V), t.sink(in.S0)
 		g := api.RetentionGrads{Q: sq.dst(), K: sk.dst(), V: sv.dst(), S0: s0.dst()}
-		t.b.RetentionGrad(form, g, args, do, dsT)
+		k.RetentionGrad(form, g, args, do, dsT)
 		sq.flush()
 		sk.flush()
 		sv.flush()

@@ -233,8 +233,9 @@ func TestEmbeddingGrad(t *testing.T) {
 	})
 }
 
-func TestCausalConv1dGrad(t *testing.T) {
-	b := newBackend()
+func TestCausalConv1dGrad(t *testing.T) { forSequenceBackends(t, testCausalConv1dGrad) }
+
+func testCausalConv1dGrad(t *testing.T, b api.Backend) {
 	r := newRand(9)
 	const bs, tl, c, k = 2, 5, 3, 4
 	x := leaf(b, r, -1, 1, bs, tl, c)
@@ -273,8 +274,9 @@ func (s ScanVars) named() []named {
 		{"Inject", s.Inject}}
 }
 
-func TestSelectiveScanGrad(t *testing.T) {
-	b := newBackend()
+func TestSelectiveScanGrad(t *testing.T) { forSequenceBackends(t, testSelectiveScanGrad) }
+
+func testSelectiveScanGrad(t *testing.T, b api.Backend) {
 	const bs, tl, e, n = 2, 5, 3, 4
 	r := newRand(10)
 	wy, wh, ws := constant(b, r, bs, tl, e), constant(b, r, bs, e, n), constant(b, r, bs, tl, e, n)
@@ -343,8 +345,9 @@ func TestSelectiveScanGrad(t *testing.T) {
 	})
 }
 
-func TestRotaryGrad(t *testing.T) {
-	b := newBackend()
+func TestRotaryGrad(t *testing.T) { forSequenceBackends(t, testRotaryGrad) }
+
+func testRotaryGrad(t *testing.T, b api.Backend) {
 	r := newRand(14)
 	x := leaf(b, r, -1, 1, 2, 5, 6)
 	w := constant(b, r, 2, 5, 6)
@@ -382,8 +385,9 @@ func (in RetentionVars) named() []named {
 	return out
 }
 
-func TestRetentionGrad(t *testing.T) {
-	b := newBackend()
+func TestRetentionGrad(t *testing.T) { forSequenceBackends(t, testRetentionGrad) }
+
+func testRetentionGrad(t *testing.T, b api.Backend) {
 	r := newRand(15)
 	wo, ws := constant(b, r, 2, 2, 5, 3), constant(b, r, 2, 2, 4, 3)
 	t.Run("parallel", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/modeltest"
+	"github.com/densessm/densessm/backends/backendtest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -21,7 +22,9 @@ const (
 
 // TestParityTransformers loads each model that transformers saved under
 // testdata/ and checks the parallel logits, the recurrent logits, the loss
-// and every parameter's gradient against transformers' own results.
+// and every parameter's gradient against transformers' own results, on the
+// CPU backend's fused kernels and on nn's references of them
+// (backendtest.KernelsOnly).
 func TestParityTransformers(t *testing.T) {
 	dirs, err := filepath.Glob(filepath.Join("testdata", "*", "reference.safetensors"))
 	if err != nil {
@@ -32,16 +35,19 @@ func TestParityTransformers(t *testing.T) {
 	}
 	for _, file := range dirs {
 		dir := filepath.Dir(file)
-		t.Run(filepath.Base(dir), func(t *testing.T) { checkParity(t, dir) })
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			b := cpu.New(api.BackendOptions{Threads: 2})
+			t.Run("fused", func(t *testing.T) { checkParity(t, dir, b) })
+			t.Run("reference", func(t *testing.T) { checkParity(t, dir, backendtest.KernelsOnly(b)) })
+		})
 	}
 }
 
 // checkParity checks the model in dir against the reference.safetensors
 // that scripts/make_mamba_fixtures.py recorded from transformers'
-// MambaForCausalLM beside it.
-func checkParity(t *testing.T, dir string) {
+// MambaForCausalLM beside it, on backend b.
+func checkParity(t *testing.T, dir string, b api.Backend) {
 	ctx := context.Background()
-	b := cpu.New(api.BackendOptions{Threads: 2})
 	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatal(err)

@@ -198,7 +198,7 @@ func (m *Model) mixerStep(st *State, i int, l *layer) {
 		convBias = l.conv.Bias.Value()
 	}
 	conv := st.conv[i]
-	b.CausalConv1d(sb.xc3, sb.x3, sb.convW[i], convBias, conv)
+	nn.CausalConv1dInto(b, sb.xc3, sb.x3, sb.convW[i], convBias, conv)
 	if K >= 2 { // conv state <- [conv[:,1:]; x]
 		b.Slice(sb.shift, conv, 1, 1)
 		b.SetSlice(conv, sb.shift, 1, 0)
@@ -246,7 +246,7 @@ func (m *Model) mixerStep(st *State, i int, l *layer) {
 	b.Unary(api.OpSoftplus, sb.delta, sb.delta)
 	b.Unary(api.OpExp, sb.a, l.aLog.Value())
 	b.Unary(api.OpNeg, sb.a, sb.a)
-	b.SelectiveScan(sb.y3, sb.hNext, states, api.ScanArgs{
+	nn.SelectiveScanInto(b, sb.y3, sb.hNext, states, api.ScanArgs{
 		X: xs3, Delta: sb.delta3, A: sb.a, Bm: sb.bm, Cm: sb.cm, D: l.d.Value(), H0: st.ssm[i], Inject: inject,
 	})
 	st.ssm[i], sb.hNext = sb.hNext, st.ssm[i]

@@ -3,8 +3,9 @@
 // parsing (the fields' domains, the committed configs, fuzzing), the
 // memory estimates against the parameters and the allocations, the
 // recurrent forms against the parallel one, allocation-free decoding, a
-// save and load round trip, and parity with a reference implementation's
-// recorded logits, loss and gradients. The checks that build models take
+// save and load round trip, parity with a reference implementation's
+// recorded logits, loss and gradients, and the same model on two backends
+// (nn's reference kernels against a backend's fused ones). The checks that build models take
 // their configs as data and build them with the registered architecture
 // the config names, as checkpoint.LoadModel does.
 package modeltest

@@ -13,6 +13,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/architectures/modeltest"
+	"github.com/densessm/densessm/backends/backendtest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -52,20 +53,24 @@ type chunkwiseForwarder interface {
 // TestParityReference loads each fixture model with checkpoint.LoadModel and
 // checks its parallel, chunkwise and recurrent logits, its loss and every
 // parameter's gradient against torchscale (retnet-*) or the PyTorch
-// reference of the official DenseSSM code (denseretnet-*).
+// reference of the official DenseSSM code (denseretnet-*), on the CPU
+// backend's fused kernels and on nn's references of them
+// (backendtest.KernelsOnly).
 func TestParityReference(t *testing.T) {
 	for _, fx := range parityFixtures {
 		t.Run(fx.dir, func(t *testing.T) {
-			checkParity(t, filepath.Join("testdata", fx.dir), filepath.Join("testdata", fx.ref), fx.arch)
+			dir, ref := filepath.Join("testdata", fx.dir), filepath.Join("testdata", fx.ref)
+			b := cpu.New(api.BackendOptions{Threads: 1})
+			t.Run("fused", func(t *testing.T) { checkParity(t, dir, ref, fx.arch, b) })
+			t.Run("reference", func(t *testing.T) { checkParity(t, dir, ref, fx.arch, backendtest.KernelsOnly(b)) })
 		})
 	}
 }
 
 // checkParity checks the model in dir, which must load as arch, against
-// refDir/reference.safetensors.
-func checkParity(t *testing.T, dir, refDir, arch string) {
+// refDir/reference.safetensors, on backend b.
+func checkParity(t *testing.T, dir, refDir, arch string, b api.Backend) {
 	ctx := context.Background()
-	b := cpu.New(api.BackendOptions{Threads: 1})
 	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
 	if err != nil {
 		t.Fatal(err)

@@ -242,10 +242,10 @@ func (m *Model) fuseStep(dst api.Tensor, i int, link *dense.Link, scr *dense.Ste
 // (weight gn, nil for none) into sb.on.
 func (m *Model) retainStep(st *State, i int, gn *nn.Var) {
 	b, sb := m.b, st.step
-	b.Rotary(sb.q4, sb.q4, m.theta, st.pos, false)
-	b.Rotary(sb.k4, sb.k4, m.theta, st.pos, false)
+	nn.RotaryInto(b, sb.q4, sb.q4, m.theta, st.pos, false)
+	nn.RotaryInto(b, sb.k4, sb.k4, m.theta, st.pos, false)
 	// The state advances in place: it is read and written once.
-	b.Retention(api.RetentionRecurrent, sb.o, st.s[i], api.RetentionArgs{
+	nn.RetentionInto(b, api.RetentionRecurrent, sb.o, st.s[i], api.RetentionArgs{
 		Q: sb.q4, K: sb.k4, V: sb.v4, S0: st.s[i], Gamma: m.gamma, Offset: st.pos,
 	})
 	var w api.Tensor

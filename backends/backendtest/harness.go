@@ -11,6 +11,14 @@
 // float64 reference to RelTol in the max-norm sense (max |got-want| over
 // max |want|), loosened only where an op says why; a gradient kernel matches
 // finite differences to GradTol.
+//
+// The groups of the optional fused kernels (conv1d*, scan*, rotary*,
+// retention*: api.ConvKernels, api.ScanKernels, api.RotaryKernels,
+// api.RetentionKernels) run only on a backend that implements their
+// interface, and are skipped on one that does not: there package nn runs
+// its references, composed of api.Kernels, which nn's tests check against
+// the CPU backend's fused kernels. KernelsOnly hides a backend's fused
+// kernels, to run models on those references.
 package backendtest
 
 import (
@@ -40,6 +48,51 @@ var cases []suiteCase
 func register(name string, run func(t *testing.T, b api.Backend)) {
 	cases = append(cases, suiteCase{name, run})
 }
+
+// The backends the fused-kernel groups take: a Backend with one of the
+// optional interfaces.
+type (
+	convBackend interface {
+		api.Backend
+		api.ConvKernels
+	}
+	scanBackend interface {
+		api.Backend
+		api.ScanKernels
+	}
+	rotaryBackend interface {
+		api.Backend
+		api.RotaryKernels
+	}
+	retentionBackend interface {
+		api.Backend
+		api.RetentionKernels
+	}
+)
+
+// registerFused adds a group of tests of the fused-kernel interface iface
+// (named for the skip message), which B adds to api.Backend: the group runs
+// on a backend that implements it and is skipped on one that does not.
+func registerFused[B api.Backend](name, iface string, run func(t *testing.T, b B)) {
+	register(name, func(t *testing.T, b api.Backend) {
+		fb, ok := b.(B)
+		if !ok {
+			t.Skipf("backend %q does not implement api.%s (nn runs its reference instead)", b.Name(), iface)
+		}
+		run(t, fb)
+	})
+}
+
+// KernelsOnly returns b with only the methods of api.Backend: the optional
+// fused kernels b implements (api.ConvKernels, api.ScanKernels,
+// api.RotaryKernels, api.RetentionKernels) are out of reach of a type
+// assertion, so that package nn runs its references on it. The tensors are
+// b's own.
+func KernelsOnly(b api.Backend) api.Backend { return kernelsOnly{b} }
+
+// kernelsOnly embeds the interface value, whose method set is api.Backend's
+// alone.
+type kernelsOnly struct{ api.Backend }
 
 // Run runs every registered group as a subtest against b.
 func Run(t *testing.T, b api.Backend) {

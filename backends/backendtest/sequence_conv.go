@@ -8,9 +8,9 @@ import (
 )
 
 func init() {
-	register("conv1d", seqTestConv)
-	register("conv1d_grad", seqTestConvGrad)
-	register("conv1d_misuse", seqTestConvMisuse)
+	registerFused("conv1d", "ConvKernels", seqTestConv)
+	registerFused("conv1d_grad", "ConvKernels", seqTestConvGrad)
+	registerFused("conv1d_misuse", "ConvKernels", seqTestConvMisuse)
 }
 
 // seqConvCase is one CausalConv1d configuration: x [B,T,C], w [C,K], and
@@ -87,7 +87,7 @@ func seqConvRef(c seqConvCase, x, w, bias, prev []float64) []float64 {
 }
 
 // seqTestConv checks CausalConv1d against seqConvRef.
-func seqTestConv(t *testing.T, be api.Backend) {
+func seqTestConv(t *testing.T, be convBackend) {
 	for i, c := range seqConvCases {
 		runSub(t, c.String(), func(t *testing.T) {
 			d := seqConvInputs(c, 100+uint64(i))
@@ -101,7 +101,7 @@ func seqTestConv(t *testing.T, be api.Backend) {
 
 // seqTestConvGrad checks CausalConv1dGrad against finite differences of
 // seqConvRef.
-func seqTestConvGrad(t *testing.T, be api.Backend) {
+func seqTestConvGrad(t *testing.T, be convBackend) {
 	for i, c := range seqConvCases {
 		runSub(t, c.String(), func(t *testing.T) {
 			d := seqConvInputs(c, 200+uint64(i))
@@ -138,7 +138,7 @@ func seqTestConvGrad(t *testing.T, be api.Backend) {
 }
 
 // seqTestConvMisuse checks that mismatched shapes panic with ErrShape.
-func seqTestConvMisuse(t *testing.T, be api.Backend) {
+func seqTestConvMisuse(t *testing.T, be convBackend) {
 	const B, T, C, K = 2, 5, 3, 4
 	x, w, bias := be.Alloc(api.F32, B, T, C), be.Alloc(api.F32, C, K), be.Alloc(api.F32, C)
 	prev, dst := be.Alloc(api.F32, B, K-1, C), be.Alloc(api.F32, B, T, C)

@@ -9,9 +9,9 @@ import (
 )
 
 func init() {
-	register("retention", seqTestRetention)
-	register("retention_forms", seqTestRetentionForms)
-	register("retention_misuse", seqTestRetentionMisuse)
+	registerFused("retention", "RetentionKernels", seqTestRetention)
+	registerFused("retention_forms", "RetentionKernels", seqTestRetentionForms)
+	registerFused("retention_misuse", "RetentionKernels", seqTestRetentionMisuse)
 }
 
 // seqRetCase is one retention configuration: Q, K [B,H,T,dk], V [B,H,T,dv]
@@ -69,7 +69,7 @@ func seqRetInputs(c seqRetCase, seed uint64, scale float64, withS0 bool) seqRetD
 }
 
 // seqRetArgs uploads the inputs of one case.
-func seqRetArgs(be api.Backend, c seqRetCase, d seqRetData, offset, chunk int) api.RetentionArgs {
+func seqRetArgs(be retentionBackend, c seqRetCase, d seqRetData, offset, chunk int) api.RetentionArgs {
 	return api.RetentionArgs{
 		Q:      upload(be, d.q, c.B, c.H, c.T, c.dk),
 		K:      upload(be, d.k, c.B, c.H, c.T, c.dk),
@@ -166,7 +166,7 @@ func seqRetParallelRef(c seqRetCase, q, k, v, den []float64) (o, used []float64)
 
 // seqRetRun runs one form on the backend and returns o and, when withST,
 // sT (nil otherwise).
-func seqRetRun(be api.Backend, form api.RetentionForm, c seqRetCase, in api.RetentionArgs, withST bool) (o, sT []float64) {
+func seqRetRun(be retentionBackend, form api.RetentionForm, c seqRetCase, in api.RetentionArgs, withST bool) (o, sT []float64) {
 	oT := seqGarbage(be, c.B, c.H, c.T, c.dv)
 	sTT := seqGarbageIf(be, withST, c.B, c.H, c.dk, c.dv)
 	be.Retention(form, oT, sTT, in)
@@ -205,7 +205,7 @@ var seqRetOffsets = []struct {
 }{{0, false}, {9, true}, {1000, true}}
 
 // seqTestRetention checks each form against its float64 reference.
-func seqTestRetention(t *testing.T, be api.Backend) {
+func seqTestRetention(t *testing.T, be retentionBackend) {
 	for i, c := range seqRetCases {
 		runSub(t, c.String()+"/parallel", func(t *testing.T) {
 			d := seqRetInputs(c, 1000+uint64(i), 1, false)
@@ -290,7 +290,7 @@ func seqRowRMSNormalize(v []float64, w int) []float64 {
 // seqTestRetentionForms checks the forms against each other: chunkwise
 // equals recurrent, a sequence split over calls equals one call, and
 // parallel equals recurrent up to a per-row scale.
-func seqTestRetentionForms(t *testing.T, be api.Backend) {
+func seqTestRetentionForms(t *testing.T, be retentionBackend) {
 	c := seqRetCases[0]
 	// The chunkwise form equals the recurrent one (both carry rounding
 	// errors bounded by RelTol against the reference, hence 2*RelTol).
@@ -362,7 +362,7 @@ func seqTestRetentionForms(t *testing.T, be api.Backend) {
 
 // seqRetContinue runs form over consecutive pieces of the sequence (sizes
 // summing to T), each call continuing from the previous call's state.
-func seqRetContinue(be api.Backend, form api.RetentionForm, chunk int, c seqRetCase, d seqRetData, offset int, pieces []int) (o, sT []float64) {
+func seqRetContinue(be retentionBackend, form api.RetentionForm, chunk int, c seqRetCase, d seqRetData, offset int, pieces []int) (o, sT []float64) {
 	forms := make([]api.RetentionForm, len(pieces))
 	for j := range forms {
 		forms[j] = form
@@ -373,7 +373,7 @@ func seqRetContinue(be api.Backend, form api.RetentionForm, chunk int, c seqRetC
 // seqRetPieces runs piece j of the sequence with forms[j], starting at
 // offset from d.s0 and handing each call's sT to the next as S0; it returns
 // the joined o and the last sT.
-func seqRetPieces(be api.Backend, forms []api.RetentionForm, chunk int, c seqRetCase, d seqRetData, offset int, pieces []int) (o, sT []float64) {
+func seqRetPieces(be retentionBackend, forms []api.RetentionForm, chunk int, c seqRetCase, d seqRetData, offset int, pieces []int) (o, sT []float64) {
 	var outs [][]float64
 	s0, start := d.s0, 0
 	for j, n := range pieces {
@@ -393,7 +393,7 @@ func seqRetPieces(be api.Backend, forms []api.RetentionForm, chunk int, c seqRet
 }
 
 // seqTestRetentionMisuse checks that mismatched shapes panic with ErrShape.
-func seqTestRetentionMisuse(t *testing.T, be api.Backend) {
+func seqTestRetentionMisuse(t *testing.T, be retentionBackend) {
 	c := seqRetCase{B: 2, H: 3, T: 5, dk: 4, dv: 3, gamma: seqRetNetGammas}
 	good := func() api.RetentionArgs {
 		return seqRetArgs(be, c, seqRetInputs(c, 1700, 1, true), 2, 2)

@@ -8,12 +8,12 @@ import (
 )
 
 func init() {
-	register("retention_grad", seqTestRetentionGrad)
+	registerFused("retention_grad", "RetentionKernels", seqTestRetentionGrad)
 }
 
 // seqTestRetentionGrad checks RetentionGrad in each form against finite
 // differences of the float64 references.
-func seqTestRetentionGrad(t *testing.T, be api.Backend) {
+func seqTestRetentionGrad(t *testing.T, be retentionBackend) {
 	for i, c := range seqRetCases {
 		// Parallel form. The row denominators are held at their unperturbed
 		// values, as the kernel passes no gradient through them; on the
@@ -76,7 +76,7 @@ func seqTestRetentionGrad(t *testing.T, be api.Backend) {
 // seqRetCheckGrads runs RetentionGrad with every gradient output requested,
 // then with each alone (so that a kernel that needs a sibling output to be
 // non-nil is caught), and compares each with want (Q, K, V, S0 order).
-func seqRetCheckGrads(t *testing.T, be api.Backend, form api.RetentionForm, c seqRetCase, in api.RetentionArgs, do, dsT api.Tensor, want [][]float64) {
+func seqRetCheckGrads(t *testing.T, be retentionBackend, form api.RetentionForm, c seqRetCase, in api.RetentionArgs, do, dsT api.Tensor, want [][]float64) {
 	t.Helper()
 	full := func() api.RetentionGrads {
 		return api.RetentionGrads{

@@ -9,8 +9,8 @@ import (
 )
 
 func init() {
-	register("rotary", seqTestRotary)
-	register("rotary_misuse", seqTestRotaryMisuse)
+	registerFused("rotary", "RotaryKernels", seqTestRotary)
+	registerFused("rotary_misuse", "RotaryKernels", seqTestRotaryMisuse)
 }
 
 // seqRotaryCase is one Rotary configuration: x has shape Lead ++ [T, d].
@@ -86,7 +86,7 @@ func seqRotaryRef(c seqRotaryCase, x []float64, theta []float32, inverse bool) [
 
 // seqTestRotary checks Rotary and its inverse against seqRotaryRef, in
 // place and not, inverse(rotate(x)) == x, and the inverse as the gradient.
-func seqTestRotary(t *testing.T, be api.Backend) {
+func seqTestRotary(t *testing.T, be rotaryBackend) {
 	for i, c := range seqRotaryCases {
 		runSub(t, c.String(), func(t *testing.T) {
 			shape := c.shape()
@@ -123,7 +123,7 @@ func seqTestRotary(t *testing.T, be api.Backend) {
 }
 
 // seqTestRotaryMisuse checks that mismatched shapes panic with ErrShape.
-func seqTestRotaryMisuse(t *testing.T, be api.Backend) {
+func seqTestRotaryMisuse(t *testing.T, be rotaryBackend) {
 	x := be.Alloc(api.F32, 2, 7, 4)
 	for _, m := range []struct {
 		what string

@@ -9,9 +9,9 @@ import (
 )
 
 func init() {
-	register("scan", seqTestScan)
-	register("scan_grad", seqTestScanGrad)
-	register("scan_misuse", seqTestScanMisuse)
+	registerFused("scan", "ScanKernels", seqTestScan)
+	registerFused("scan_grad", "ScanKernels", seqTestScanGrad)
+	registerFused("scan_misuse", "ScanKernels", seqTestScanMisuse)
 }
 
 // seqScanCase is one SelectiveScan configuration: X [B,T,E], A [E,N], and
@@ -130,7 +130,7 @@ func seqScanArgs(be api.Backend, c seqScanCase, d seqScanData) api.ScanArgs {
 
 // seqTestScan checks SelectiveScan against seqScanRef, with every output
 // and with y alone.
-func seqTestScan(t *testing.T, be api.Backend) {
+func seqTestScan(t *testing.T, be scanBackend) {
 	for i, c := range seqScanCases {
 		runSub(t, c.String(), func(t *testing.T) {
 			d := seqScanInputs(c, 400+uint64(i))
@@ -151,7 +151,7 @@ func seqTestScan(t *testing.T, be api.Backend) {
 
 // seqTestScanGrad checks SelectiveScanGrad against finite differences of
 // seqScanRef, with and without dhT and dhs.
-func seqTestScanGrad(t *testing.T, be api.Backend) {
+func seqTestScanGrad(t *testing.T, be scanBackend) {
 	for i, c := range seqScanCases {
 		for _, up := range []struct{ dhT, dhs bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
 			runSub(t, fmt.Sprintf("%v_dhT%t_dhs%t", c, up.dhT, up.dhs), func(t *testing.T) {
@@ -210,7 +210,7 @@ func seqTestScanGrad(t *testing.T, be api.Backend) {
 var seqScanNames = []string{"dX", "dDelta", "dA", "dBm", "dCm", "dD", "dH0", "dInject"}
 
 // seqTestScanMisuse checks that mismatched shapes panic with ErrShape.
-func seqTestScanMisuse(t *testing.T, be api.Backend) {
+func seqTestScanMisuse(t *testing.T, be scanBackend) {
 	c := seqScanCase{B: 2, T: 5, E: 3, N: 4, d: true, h0: true, inj: true}
 	good := func() api.ScanArgs { return seqScanArgs(be, c, seqScanInputs(c, 700)) }
 	y, hT := be.Alloc(api.F32, c.B, c.T, c.E), be.Alloc(api.F32, c.B, c.E, c.N)

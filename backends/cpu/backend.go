@@ -38,7 +38,15 @@ type Backend struct {
 	budget int64
 }
 
-var _ api.Backend = (*Backend)(nil)
+// The CPU backend implements every fused-kernel interface, so nn never
+// falls back to its references on it.
+var (
+	_ api.Backend          = (*Backend)(nil)
+	_ api.ConvKernels      = (*Backend)(nil)
+	_ api.ScanKernels      = (*Backend)(nil)
+	_ api.RotaryKernels    = (*Backend)(nil)
+	_ api.RetentionKernels = (*Backend)(nil)
+)
 
 // New returns a CPU backend using opts.Threads goroutines (GOMAXPROCS when
 // 0 or less) and opts.MaxMemory as its memory budget (when 0: the memory

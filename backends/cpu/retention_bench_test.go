@@ -51,7 +51,7 @@ func newRetBench(be api.Backend, r *rand.Rand, B, H, T, dk, dv, chunk, offset in
 
 // forward runs the kernel of form, with the final state for the stateful
 // forms.
-func (rb *retBench) forward(be api.Backend, form api.RetentionForm) {
+func (rb *retBench) forward(be *cpu.Backend, form api.RetentionForm) {
 	var sT api.Tensor
 	if form != api.RetentionParallel {
 		sT = rb.sT
@@ -61,7 +61,7 @@ func (rb *retBench) forward(be api.Backend, form api.RetentionForm) {
 
 // backward runs the gradient of form, with a gradient at the final state
 // for the stateful forms.
-func (rb *retBench) backward(be api.Backend, form api.RetentionForm) {
+func (rb *retBench) backward(be *cpu.Backend, form api.RetentionForm) {
 	var dsT api.Tensor
 	if form != api.RetentionParallel {
 		dsT = rb.sT

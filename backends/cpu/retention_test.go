@@ -139,7 +139,7 @@ func retParRef(c retCase, in [][]float64, dens []float64) (o, used []float64) {
 }
 
 // retRun runs the kernel and returns o and, for the stateful forms, sT.
-func retRun(b api.Backend, form api.RetentionForm, c retCase, in [][]float64, chunk int) (o, sT []float64) {
+func retRun(b *cpu.Backend, form api.RetentionForm, c retCase, in [][]float64, chunk int) (o, sT []float64) {
 	ot := seqNaN(b, c.B, c.H, c.T, c.dv)
 	var st api.Tensor
 	if form != api.RetentionParallel {
