@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/densessm/densessm/plugins/sdk" // what the plugins link: a change rebuilds this test
 )
 
 // buildPlugins builds the example third-party plugin (hgrn, a module of
@@ -17,6 +19,17 @@ func buildPlugins(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds plugins")
+	}
+	// The sources the plugins are built from, read so that go test's
+	// cache knows the results depend on them (sdk is linked by this test
+	// binary: the blank import below).
+	for _, src := range []string{"../../plugins/examples/hgrn", "../../plugins/examples/hgrn/cmd/densessm-plugin-hgrn", "../densessm-backend-cpu"} {
+		files, _ := filepath.Glob(filepath.Join(src, "*.go"))
+		for _, f := range files {
+			if _, err := os.ReadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	dir := t.TempDir()
 	for _, b := range []struct{ moduleDir, pkg string }{

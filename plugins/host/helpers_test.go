@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	_ "github.com/densessm/densessm/plugins/sdk" // what the plugins link: a change rebuilds this test
 )
 
 // plugins holds the plugin binaries the tests build once.
@@ -35,6 +37,12 @@ func pluginDir(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("builds plugin binaries")
 	}
+	// The plugins' own sources, read so that go test's cache knows the
+	// results depend on them (the rest of what they link, the test binary
+	// links too: sdk, through the blank import below).
+	for _, dir := range []string{"../../cmd/densessm-backend-cpu", "internal/faultplugin"} {
+		readSources(t, dir)
+	}
 	plugins.once.Do(func() {
 		dir, err := os.MkdirTemp("", "densessm-plugins-")
 		if err != nil {
@@ -57,6 +65,20 @@ func pluginDir(t testing.TB) string {
 		t.Fatal(plugins.err)
 	}
 	return plugins.dir
+}
+
+// readSources reads the .go files of dir.
+func readSources(t testing.TB, dir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("sources of %s: %v", dir, err)
+	}
+	for _, f := range files {
+		if _, err := os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 type buildError struct {

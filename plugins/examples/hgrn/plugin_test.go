@@ -1,6 +1,7 @@
 package hgrn_test
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/densessm/densessm/plugins/host"
 
 	_ "github.com/densessm/densessm/plugins/examples/hgrn"
+	_ "github.com/densessm/densessm/plugins/sdk" // what the plugin links
 )
 
 // TestThroughThePlugin builds the plugin and checks that an hgrn model
@@ -18,6 +20,11 @@ import (
 func TestThroughThePlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the plugin")
+	}
+	// The plugin's main, read so that go test's cache knows the result
+	// depends on it (the package and the SDK it links, this test links).
+	if _, err := os.ReadFile("cmd/densessm-plugin-hgrn/main.go"); err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "densessm-plugin-hgrn")
