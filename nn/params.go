@@ -178,3 +178,37 @@ func (s Scope) Backend() api.Backend { return s.p.b }
 func (s Scope) Param(name string, init Init, shape ...int) *Var {
 	return s.p.add(s.Name(name), init, shape)
 }
+
+// ModelParams gives a model whose parameters are a Params the parameter
+// methods of api.LocalModel and api.Trainable (Backend, Parameters,
+// Params, ReadParams, WriteParams, Grads, ZeroGrad): a model embeds it.
+type ModelParams struct{ p *Params }
+
+// NewModelParams returns the parameter methods of p.
+func NewModelParams(p *Params) ModelParams { return ModelParams{p: p} }
+
+// Backend returns the backend holding the parameters.
+func (m ModelParams) Backend() api.Backend { return m.p.Backend() }
+
+// Parameters returns every parameter under its checkpoint name.
+func (m ModelParams) Parameters() []api.Parameter { return m.p.Parameters() }
+
+// Params describes every parameter.
+func (m ModelParams) Params() []api.ParamInfo { return api.ParamInfos(m.p.Parameters()) }
+
+// ReadParams returns the values of the named parameters (all when names
+// is empty).
+func (m ModelParams) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
+	return api.ReadParameters(ctx, m.p.Parameters(), names)
+}
+
+// WriteParams overwrites parameters.
+func (m ModelParams) WriteParams(ctx context.Context, values []api.HostTensor) error {
+	return api.WriteParameters(ctx, m.p.Parameters(), values)
+}
+
+// Grads returns the accumulated gradients, named as Parameters.
+func (m ModelParams) Grads() []api.Parameter { return m.p.Grads() }
+
+// ZeroGrad sets every gradient to zero.
+func (m ModelParams) ZeroGrad() { m.p.ZeroGrad() }

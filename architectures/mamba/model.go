@@ -61,13 +61,14 @@ func (a architecture) config(cfg api.Config) (*Config, error) {
 // Model is a Mamba or DenseMamba language model. It implements
 // api.Trainable.
 type Model struct {
-	cfg    *Config
-	b      api.Backend
-	params *nn.Params
-	embed  *nn.Embedding
-	layers []*layer
-	normF  *nn.RMSNorm
-	lmHead *nn.Var // [V, D]; nil when tied to the embedding
+	cfg            *Config
+	b              api.Backend
+	params         *nn.Params
+	nn.ModelParams // Backend, Parameters, Params, ReadParams, WriteParams, Grads, ZeroGrad
+	embed          *nn.Embedding
+	layers         []*layer
+	normF          *nn.RMSNorm
+	lmHead         *nn.Var // [V, D]; nil when tied to the embedding
 }
 
 var _ api.Trainable = (*Model)(nil)
@@ -100,7 +101,7 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 		return nil, err
 	}
 	c := *cfg
-	m := &Model{cfg: &c, b: b, params: params}
+	m := &Model{cfg: &c, b: b, params: params, ModelParams: nn.NewModelParams(params)}
 	D, E, N, R, K := c.HiddenSize, c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
 	eps := float32(c.LayerNormEpsilon)
 	var bias nn.Init
@@ -142,37 +143,11 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 // Config returns the model's configuration.
 func (m *Model) Config() api.Config { return m.cfg }
 
-// Backend returns the backend holding the parameters.
-func (m *Model) Backend() api.Backend { return m.b }
-
-// Parameters returns every parameter under its Hugging Face name.
-func (m *Model) Parameters() []api.Parameter { return m.params.Parameters() }
-
-// Grads returns the accumulated gradients, named as Parameters.
-func (m *Model) Grads() []api.Parameter { return m.params.Grads() }
-
-// ZeroGrad sets every gradient to zero.
-func (m *Model) ZeroGrad() { m.params.ZeroGrad() }
-
 // Info reports the model's capabilities: the parallel and recurrent modes,
 // trainable, in process.
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
 		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
-}
-
-// Params describes every parameter.
-func (m *Model) Params() []api.ParamInfo { return api.ParamInfos(m.Parameters()) }
-
-// ReadParams returns the values of the named parameters (all when names
-// is empty).
-func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
-	return api.ReadParameters(ctx, m.Parameters(), names)
-}
-
-// WriteParams overwrites parameters.
-func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error {
-	return api.WriteParameters(ctx, m.Parameters(), values)
 }
 
 // Close does nothing: the parameters are Go memory.

@@ -84,17 +84,18 @@ func (a architecture) RecognizesConfig(configJSON []byte) bool {
 // Model is a RetNet or DenseRetNet language model. It implements
 // api.Trainable.
 type Model struct {
-	cfg        *Config
-	b          api.Backend
-	params     *nn.Params
-	embed      *nn.Embedding
-	layers     []*layer
-	norm       *nn.RMSNorm
-	head       *nn.Var   // [V,d]; nil when tied to the embedding
-	theta      []float32 // rotation angles [dk/2]
-	gamma      []float32 // decay per head
-	kScale     float32   // dk^-0.5
-	embedScale float32   // sqrt(d) or 1
+	cfg            *Config
+	b              api.Backend
+	params         *nn.Params
+	nn.ModelParams // Backend, Parameters, Params, ReadParams, WriteParams, Grads, ZeroGrad
+	embed          *nn.Embedding
+	layers         []*layer
+	norm           *nn.RMSNorm
+	head           *nn.Var   // [V,d]; nil when tied to the embedding
+	theta          []float32 // rotation angles [dk/2]
+	gamma          []float32 // decay per head
+	kScale         float32   // dk^-0.5
+	embedScale     float32   // sqrt(d) or 1
 }
 
 var _ api.Trainable = (*Model)(nil)
@@ -141,7 +142,7 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 		pad := *c.PadTokenID
 		c.PadTokenID = &pad
 	}
-	m := &Model{cfg: &c, b: b, params: params, embedScale: 1}
+	m := &Model{cfg: &c, b: b, params: params, ModelParams: nn.NewModelParams(params), embedScale: 1}
 	H, dk := c.NumAttentionHeads, c.KeyHeadDim()
 	m.theta = nn.RotaryTheta(dk)
 	for h := range H {
@@ -259,20 +260,6 @@ func (m *Model) padZeroed(init nn.Init) nn.Init {
 // Config returns the model's configuration.
 func (m *Model) Config() api.Config { return m.cfg }
 
-// Backend returns the backend holding the parameters.
-func (m *Model) Backend() api.Backend { return m.b }
-
-// Parameters returns every parameter under its checkpoint name (torchscale's
-// with the "decoder." prefix for RetNet, the official code's for
-// DenseRetNet).
-func (m *Model) Parameters() []api.Parameter { return m.params.Parameters() }
-
-// Grads returns the accumulated gradients, named as Parameters.
-func (m *Model) Grads() []api.Parameter { return m.params.Grads() }
-
-// ZeroGrad sets every gradient to zero.
-func (m *Model) ZeroGrad() { m.params.ZeroGrad() }
-
 // CheckpointAliases lets torchscale checkpoints load without the "decoder."
 // prefix, as a RetNetDecoder's own state_dict names its tensors.
 func (m *Model) CheckpointAliases(name string) []string {
@@ -295,20 +282,6 @@ type pass struct {
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
 		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
-}
-
-// Params describes every parameter.
-func (m *Model) Params() []api.ParamInfo { return api.ParamInfos(m.Parameters()) }
-
-// ReadParams returns the values of the named parameters (all when names
-// is empty).
-func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
-	return api.ReadParameters(ctx, m.Parameters(), names)
-}
-
-// WriteParams overwrites parameters.
-func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error {
-	return api.WriteParameters(ctx, m.Parameters(), values)
 }
 
 // Close does nothing: the parameters are Go memory.

@@ -41,13 +41,14 @@ func (architecture) New(ctx context.Context, cfg api.Config, opts api.BuildOptio
 // Model is an HGRN language model (see the package documentation for the
 // maths). It implements api.Trainable.
 type Model struct {
-	cfg    *Config
-	b      api.Backend
-	params *nn.Params
-	embed  *nn.Embedding
-	layers []*layer
-	norm   *nn.RMSNorm
-	lmHead *nn.Var // [V, D]; nil when tied to the embedding
+	cfg            *Config
+	b              api.Backend
+	params         *nn.Params
+	nn.ModelParams // Backend, Parameters, Params, ReadParams, WriteParams, Grads, ZeroGrad
+	embed          *nn.Embedding
+	layers         []*layer
+	norm           *nn.RMSNorm
+	lmHead         *nn.Var // [V, D]; nil when tied to the embedding
 }
 
 var _ api.Trainable = (*Model)(nil)
@@ -80,7 +81,7 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 		return nil, err
 	}
 	c := *cfg
-	m := &Model{cfg: &c, b: params.Backend(), params: params}
+	m := &Model{cfg: &c, b: params.Backend(), params: params, ModelParams: nn.NewModelParams(params)}
 	D, I, L := c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers
 	eps := float32(c.RMSNormEps)
 	proj := nn.FanInUniform(D)
@@ -120,45 +121,11 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 // Config returns the model's configuration.
 func (m *Model) Config() api.Config { return m.cfg }
 
-// Backend returns the backend holding the parameters.
-func (m *Model) Backend() api.Backend { return m.b }
-
-// Parameters returns every parameter under its checkpoint name (see the
-// package documentation), in a fixed order.
-func (m *Model) Parameters() []api.Parameter { return m.params.Parameters() }
-
-// Grads returns the accumulated gradients, named as Parameters.
-func (m *Model) Grads() []api.Parameter { return m.params.Grads() }
-
-// ZeroGrad sets every gradient to zero.
-func (m *Model) ZeroGrad() { m.params.ZeroGrad() }
-
 // Info reports the model's capabilities: the parallel, chunkwise and
 // recurrent forms, trainable, in process.
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: Name, Backend: m.b.Name(), Threads: m.b.Threads(),
 		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
-}
-
-// Params describes every parameter.
-func (m *Model) Params() []api.ParamInfo { return api.ParamInfos(m.Parameters()) }
-
-// ReadParams returns the values of the named parameters (all of them when
-// names is empty).
-func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTensor, error) {
-	out, err := api.ReadParameters(ctx, m.Parameters(), names)
-	if err != nil {
-		return nil, fmt.Errorf("hgrn: %w", err)
-	}
-	return out, nil
-}
-
-// WriteParams overwrites parameters with values of their dtype and shape.
-func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error {
-	if err := api.WriteParameters(ctx, m.Parameters(), values); err != nil {
-		return fmt.Errorf("hgrn: %w", err)
-	}
-	return nil
 }
 
 // Close does nothing: the parameters are Go memory.
