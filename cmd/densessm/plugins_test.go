@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -95,11 +96,28 @@ func TestPluginArchitecture(t *testing.T) {
 	os.WriteFile(cfg, []byte(`{"hidden_size": 16, "num_hidden_layers": 2, "intermediate_size": 32, "dense_m": 1}`), 0o644)
 	run := filepath.Join(t.TempDir(), "run")
 	pluginCLI(t, dir, "train", "--arch", "hgrn", "--data", data, "--tokenizer", tok, "--model-config", cfg,
-		"--steps", "4", "--batch-size", "2", "--seq-len", "16", "--eval-every", "2", "--out", run)
+		"--steps", "4", "--batch-size", "2", "--seq-len", "16", "--eval-every", "2", "--checkpoint-every", "2", "--threads", "1", "--out", run)
 	var state struct{ Step int }
 	raw, err := os.ReadFile(filepath.Join(run, "checkpoints", "step-00000004", "trainer_state.json"))
 	if err != nil || json.Unmarshal(raw, &state) != nil || state.Step != 4 {
 		t.Fatalf("checkpoint after training: %v, %s", err, raw)
+	}
+	// Resuming from step 2 in the plugin (weights loaded there, the
+	// optimizer's state sent back) ends where the straight run did.
+	resumed := filepath.Join(t.TempDir(), "resumed")
+	if out, err := exec.Command("cp", "-r", run, resumed).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	if err := os.RemoveAll(filepath.Join(resumed, "checkpoints", "step-00000004")); err != nil {
+		t.Fatal(err)
+	}
+	pluginCLI(t, dir, "train", "--steps", "4", "--out", resumed, "--resume")
+	for _, f := range []string{"model.safetensors", "optimizer.safetensors"} {
+		a, errA := os.ReadFile(filepath.Join(run, "checkpoints", "step-00000004", f))
+		b, errB := os.ReadFile(filepath.Join(resumed, "checkpoints", "step-00000004", f))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("step 4's %s after resuming through the plugin differs from the straight run's (%v, %v)", f, errA, errB)
+		}
 	}
 	if out := pluginCLI(t, dir, "generate", "--model", run, "--max-tokens", "8", "--seed", "1", "func"); !strings.HasPrefix(out, "func") {
 		t.Errorf("generate with the plugin's model: %q", out)
