@@ -113,7 +113,6 @@ type Trainer struct {
 	stepper api.TrainStepper
 	cfg     Config
 	src     Source
-	opt     *Optimizer
 
 	// Eval, if set, returns the validation batches (a fresh iteration on
 	// each call).

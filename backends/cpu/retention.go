@@ -141,14 +141,6 @@ func (h *retHead) qRow(t int) []float32 { return h.q[t*h.dk : (t+1)*h.dk] }
 func (h *retHead) kRow(t int) []float32 { return h.k[t*h.dk : (t+1)*h.dk] }
 func (h *retHead) vRow(t int) []float32 { return h.v[t*h.dv : (t+1)*h.dv] }
 
-// retAxpy32 adds alpha*x to dst.
-func retAxpy32(dst []float32, alpha float32, x []float32) {
-	x = x[:len(dst)]
-	for i := range dst {
-		dst[i] += alpha * x[i]
-	}
-}
-
 // retScaleRows sets row i of dst to f[i] times row i of src, for len(f)
 // rows of the given width, rounding each product to float32, and returns
 // the rows of dst it set.
