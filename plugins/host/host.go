@@ -248,11 +248,11 @@ func (p *Plugin) stopLocked(kill bool) {
 }
 
 // pid returns the process id of generation gen of the plugin's process
-// (0 when another generation, or none, runs).
+// (0 when another generation, or none, runs, or it has exited).
 func (p *Plugin) pid(gen int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.client == nil || p.gen != gen {
+	if p.client == nil || p.gen != gen || p.client.Exited() {
 		return 0
 	}
 	if rc := p.client.ReattachConfig(); rc != nil {
@@ -340,12 +340,15 @@ func (p *Plugin) call(ctx context.Context, what string, f func(context.Context, 
 // callGen is call for a request on something that lives in generation gen
 // of the process (0: any); it returns the generation that answered.
 func (p *Plugin) callGen(ctx context.Context, gen int, what string, f func(context.Context, pb.RuntimeClient, ...grpc.CallOption) error) (int, error) {
+	if gen != 0 && p.pid(gen) == 0 { // do not start a process just to say so
+		return 0, fmt.Errorf("plugin %s: %s: the plugin process it lived in has exited: %w", p, what, api.ErrNotFound)
+	}
 	c, now, err := p.conn()
 	if err != nil {
 		return 0, err
 	}
 	if gen != 0 && gen != now {
-		return 0, fmt.Errorf("plugin %s: %s: the plugin process it lived in has exited (restarted since): %w", p, what, api.ErrNotFound)
+		return 0, fmt.Errorf("plugin %s: %s: the plugin process it lived in has exited: %w", p, what, api.ErrNotFound)
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
