@@ -86,3 +86,17 @@ func RunChunks(ctx context.Context, ids [][]int32, chunk int, prefill func(ctx c
 	}
 	return out, nil
 }
+
+// PrefillForms implements Model.Prefill in every form for a model whose
+// parallel form continues from a state (prefill, which advances s): the
+// chunkwise form runs it a block of f.Chunk tokens at a time (RunChunks),
+// the recurrent form steps (RunRecurrent). f must be valid.
+func PrefillForms(ctx context.Context, m Model, s State, ids [][]int32, f Form, prefill func(ctx context.Context, ids [][]int32) (Tensor, error)) (Tensor, error) {
+	switch f.Mode {
+	case Recurrent:
+		return RunRecurrent(ctx, m, s, ids)
+	case Chunkwise:
+		return RunChunks(ctx, ids, f.Chunk, prefill)
+	}
+	return prefill(ctx, ids)
+}

@@ -188,15 +188,9 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 	if err != nil {
 		return nil, err
 	}
-	switch f.Mode {
-	case api.Recurrent:
-		return api.RunRecurrent(ctx, m, s, ids)
-	case api.Chunkwise:
-		return api.RunChunks(ctx, ids, f.Chunk, func(ctx context.Context, ids [][]int32) (api.Tensor, error) {
-			return m.prefill(ctx, st, ids)
-		})
-	}
-	return m.prefill(ctx, st, ids)
+	return api.PrefillForms(ctx, m, s, ids, f, func(ctx context.Context, ids [][]int32) (api.Tensor, error) {
+		return m.prefill(ctx, st, ids)
+	})
 }
 
 // prefill is the parallel form continued from st.
