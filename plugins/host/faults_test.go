@@ -160,6 +160,7 @@ func TestLockAccepts(t *testing.T) {
 	if p.Desc.Name != "cpu" || p.pid(p.gen) == 0 {
 		t.Errorf("described %+v, pid %d", p.Desc, p.pid(p.gen))
 	}
+	t.Logf("large results read from the plugin's memory: %v", p.remote)
 }
 
 // TestCatalogRegisters: Discover and Register make the fault plugin's

@@ -15,6 +15,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -176,8 +177,9 @@ type Plugin struct {
 	// Desc is what the plugin said it serves when it was opened.
 	Desc Description
 
-	opts Options
-	sum  []byte // pinned SHA-256, nil when not locked
+	opts   Options
+	sum    []byte // pinned SHA-256, nil when not locked
+	remote bool   // this host can read the plugin's memory (see wire.Probe)
 
 	mu     sync.Mutex
 	client *plugin.Client
@@ -213,6 +215,10 @@ func Open(ctx context.Context, path string, opts Options) (*Plugin, error) {
 	if p.Desc.Name == "" {
 		p.Close()
 		return nil, fmt.Errorf("plugin %s: describes itself with no name: %w", path, api.ErrCorrupt)
+	}
+	if desc.ProbeAddr != 0 && desc.ProbeLen == int64(len(wire.Probe)) {
+		buf := make([]byte, len(wire.Probe))
+		p.remote = readRemote(p.pid(p.gen), desc.ProbeAddr, buf) == nil && bytes.Equal(buf, wire.Probe)
 	}
 	return p, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc"
 
@@ -161,6 +162,25 @@ func (m *Model) WriteParams(ctx context.Context, values []api.HostTensor) error 
 	return nil
 }
 
+// readRemote reads logits of at most max bytes from the plugin's memory
+// into a new tensor.
+func (m *Model) readRemote(r *pb.RemoteTensor, max int64) (api.Tensor, error) {
+	shape := make(api.Shape, len(r.Shape))
+	for i, d := range r.Shape {
+		shape[i] = int(d)
+	}
+	if err := shape.Validate(); err != nil || r.Dtype != api.F32.String() || r.Bytes != 4*int64(shape.NumElements()) || r.Bytes > max {
+		return nil, fmt.Errorf("logits of %d bytes, %s %v, in the plugin's memory (at most %d): %w", r.Bytes, r.Dtype, r.Shape, max, api.ErrCorrupt)
+	}
+	data := make([]float32, shape.NumElements())
+	if len(data) > 0 {
+		if err := readRemote(m.p.pid(m.gen), r.Addr, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*len(data))); err != nil {
+			return nil, err
+		}
+	}
+	return m.host.WrapFloat32s(data, shape...), nil
+}
+
 // errUseFile stops reading chunks when the plugin sent a memfd instead.
 var errUseFile = errors.New("the result is in a file")
 
@@ -189,7 +209,7 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Ten
 	}
 	var out api.Tensor
 	err = m.call(ctx, "forward", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles}, o...)
+		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote}, o...)
 		if err != nil {
 			return err
 		}
@@ -204,13 +224,19 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Ten
 // length. The stream may not be longer than the logits of ids need.
 func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids [][]int32) (api.Tensor, int, error) {
 	n := 0
-	size := wire.StreamSize(int64(len(ids)) * int64(len(ids[0])) * int64(m.cfg.Vocab()) * 4)
+	logits := int64(len(ids)) * int64(len(ids[0])) * int64(m.cfg.Vocab()) * 4
+	size := wire.StreamSize(logits)
+	var remote *pb.RemoteTensor
 	h, err := wire.ReadTensorStream(func() ([]byte, error) {
 		c, err := stream.Recv()
 		if err != nil {
 			return nil, err
 		}
 		n = int(c.Len)
+		if c.Remote != nil {
+			remote = c.Remote
+			return nil, errUseFile
+		}
 		if c.Fd > 0 {
 			if m.result == nil {
 				if m.result, err = m.p.openFile(m.gen, int(c.Fd)); err != nil {
@@ -221,6 +247,10 @@ func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids 
 		}
 		return c.Data, nil
 	}, size)
+	if errors.Is(err, errUseFile) && remote != nil { // the logits are in the plugin's memory
+		t, err := m.readRemote(remote, logits)
+		return t, n, err
+	}
 	if errors.Is(err, errUseFile) { // the whole stream is at the start of the model's memfd
 		h, err = wire.ReadTensor(io.NewSectionReader(m.result, 0, size), size)
 	}
@@ -298,7 +328,7 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 	}
 	var out api.Tensor
 	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles}, o...)
+		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote}, o...)
 		if err != nil {
 			return err
 		}

@@ -41,3 +41,23 @@ func (p *Plugin) openFile(gen, fd int) (*os.File, error) {
 	}
 	return os.Open(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
 }
+
+// readRemote copies len(dst) bytes at addr in the memory of process pid
+// into dst (process_vm_readv: the host is the plugin's parent, which the
+// kernel lets read its memory).
+func readRemote(pid int, addr uint64, dst []byte) error {
+	for len(dst) > 0 {
+		local := []unix.Iovec{{Base: &dst[0]}}
+		local[0].SetLen(len(dst))
+		n, err := unix.ProcessVMReadv(pid, local, []unix.RemoteIovec{{Base: uintptr(addr), Len: len(dst)}}, 0)
+		if err != nil {
+			return fmt.Errorf("reading the plugin's memory: %w", err)
+		}
+		if n <= 0 {
+			return fmt.Errorf("reading the plugin's memory: %d bytes: %w", n, api.ErrCorrupt)
+		}
+		dst = dst[n:]
+		addr += uint64(n)
+	}
+	return nil
+}

@@ -119,8 +119,13 @@ type DescribeResponse struct {
 	Backends      []string               `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
 	// The module version of densessm the plugin was built with.
 	DensessmVersion string `protobuf:"bytes,5,opt,name=densessm_version,json=densessmVersion,proto3" json:"densessm_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// On Linux, the address and length of a known string in the plugin's
+	// memory: a host that can read it (process_vm_readv) may ask for large
+	// results to be read straight from the plugin's memory (Chunk.remote).
+	ProbeAddr     uint64 `protobuf:"varint,6,opt,name=probe_addr,json=probeAddr,proto3" json:"probe_addr,omitempty"`
+	ProbeLen      int64  `protobuf:"varint,7,opt,name=probe_len,json=probeLen,proto3" json:"probe_len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -186,6 +191,20 @@ func (x *DescribeResponse) GetDensessmVersion() string {
 		return x.DensessmVersion
 	}
 	return ""
+}
+
+func (x *DescribeResponse) GetProbeAddr() uint64 {
+	if x != nil {
+		return x.ProbeAddr
+	}
+	return 0
+}
+
+func (x *DescribeResponse) GetProbeLen() int64 {
+	if x != nil {
+		return x.ProbeLen
+	}
+	return 0
 }
 
 type ConfigRequest struct {
@@ -928,7 +947,9 @@ type ForwardRequest struct {
 	Ids  []byte `protobuf:"bytes,2,opt,name=ids,proto3" json:"ids,omitempty"`
 	Form *Form  `protobuf:"bytes,3,opt,name=form,proto3" json:"form,omitempty"`
 	// The host can read a memfd of the plugin's (see Chunk.fd).
-	Shared        bool `protobuf:"varint,4,opt,name=shared,proto3" json:"shared,omitempty"`
+	Shared bool `protobuf:"varint,4,opt,name=shared,proto3" json:"shared,omitempty"`
+	// The host can read the plugin's memory (see Chunk.remote).
+	Remote        bool `protobuf:"varint,5,opt,name=remote,proto3" json:"remote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -987,6 +1008,13 @@ func (x *ForwardRequest) GetForm() *Form {
 func (x *ForwardRequest) GetShared() bool {
 	if x != nil {
 		return x.Shared
+	}
+	return false
+}
+
+func (x *ForwardRequest) GetRemote() bool {
+	if x != nil {
+		return x.Remote
 	}
 	return false
 }
@@ -1133,6 +1161,7 @@ type PrefillRequest struct {
 	Ids           []byte                 `protobuf:"bytes,3,opt,name=ids,proto3" json:"ids,omitempty"`
 	Form          *Form                  `protobuf:"bytes,4,opt,name=form,proto3" json:"form,omitempty"`
 	Shared        bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
+	Remote        bool                   `protobuf:"varint,6,opt,name=remote,proto3" json:"remote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1198,6 +1227,13 @@ func (x *PrefillRequest) GetForm() *Form {
 func (x *PrefillRequest) GetShared() bool {
 	if x != nil {
 		return x.Shared
+	}
+	return false
+}
+
+func (x *PrefillRequest) GetRemote() bool {
+	if x != nil {
+		return x.Remote
 	}
 	return false
 }
@@ -1279,11 +1315,15 @@ type Chunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
 	Len   int64                  `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
-	// On Linux, when the request asked for it: a memfd in the plugin's
-	// process that holds the whole stream (the host reads
-	// /proc/PID/fd/FD); no data follows. The plugin keeps it until the
-	// model's next request.
-	Fd            int64 `protobuf:"varint,3,opt,name=fd,proto3" json:"fd,omitempty"`
+	// On Linux, when the request asked for it: the model's memfd in the
+	// plugin's process, which holds the whole stream from its start (the
+	// host reads /proc/PID/fd/FD; the plugin rewrites it at the model's next
+	// large result); no data follows.
+	Fd int64 `protobuf:"varint,3,opt,name=fd,proto3" json:"fd,omitempty"`
+	// When the request asked for it: the tensor in the plugin's memory, for
+	// the host to read (process_vm_readv); kept until the model's next
+	// request. No data follows.
+	Remote        *RemoteTensor `protobuf:"bytes,4,opt,name=remote,proto3" json:"remote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1339,6 +1379,81 @@ func (x *Chunk) GetFd() int64 {
 	return 0
 }
 
+func (x *Chunk) GetRemote() *RemoteTensor {
+	if x != nil {
+		return x.Remote
+	}
+	return nil
+}
+
+type RemoteTensor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addr          uint64                 `protobuf:"varint,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Bytes         int64                  `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Dtype         string                 `protobuf:"bytes,3,opt,name=dtype,proto3" json:"dtype,omitempty"`
+	Shape         []int64                `protobuf:"varint,4,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoteTensor) Reset() {
+	*x = RemoteTensor{}
+	mi := &file_runtime_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoteTensor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoteTensor) ProtoMessage() {}
+
+func (x *RemoteTensor) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoteTensor.ProtoReflect.Descriptor instead.
+func (*RemoteTensor) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RemoteTensor) GetAddr() uint64 {
+	if x != nil {
+		return x.Addr
+	}
+	return 0
+}
+
+func (x *RemoteTensor) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *RemoteTensor) GetDtype() string {
+	if x != nil {
+		return x.Dtype
+	}
+	return ""
+}
+
+func (x *RemoteTensor) GetShape() []int64 {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
 type Logits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// An Arrow IPC stream with one float32 column "logits".
@@ -1351,7 +1466,7 @@ type Logits struct {
 
 func (x *Logits) Reset() {
 	*x = Logits{}
-	mi := &file_runtime_proto_msgTypes[21]
+	mi := &file_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1478,7 @@ func (x *Logits) String() string {
 func (*Logits) ProtoMessage() {}
 
 func (x *Logits) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[21]
+	mi := &file_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1491,7 @@ func (x *Logits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logits.ProtoReflect.Descriptor instead.
 func (*Logits) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{21}
+	return file_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Logits) GetArrow() []byte {
@@ -1405,7 +1520,7 @@ type SaveRequest struct {
 
 func (x *SaveRequest) Reset() {
 	*x = SaveRequest{}
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1532,7 @@ func (x *SaveRequest) String() string {
 func (*SaveRequest) ProtoMessage() {}
 
 func (x *SaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1545,7 @@ func (x *SaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveRequest.ProtoReflect.Descriptor instead.
 func (*SaveRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{22}
+	return file_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SaveRequest) GetModel() uint64 {
@@ -1470,7 +1585,7 @@ type TrainStepRequest struct {
 
 func (x *TrainStepRequest) Reset() {
 	*x = TrainStepRequest{}
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1597,7 @@ func (x *TrainStepRequest) String() string {
 func (*TrainStepRequest) ProtoMessage() {}
 
 func (x *TrainStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1610,7 @@ func (x *TrainStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepRequest.ProtoReflect.Descriptor instead.
 func (*TrainStepRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{23}
+	return file_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TrainStepRequest) GetModel() uint64 {
@@ -1543,7 +1658,7 @@ type TrainStepResponse struct {
 
 func (x *TrainStepResponse) Reset() {
 	*x = TrainStepResponse{}
-	mi := &file_runtime_proto_msgTypes[24]
+	mi := &file_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1670,7 @@ func (x *TrainStepResponse) String() string {
 func (*TrainStepResponse) ProtoMessage() {}
 
 func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[24]
+	mi := &file_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1683,7 @@ func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepResponse.ProtoReflect.Descriptor instead.
 func (*TrainStepResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{24}
+	return file_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TrainStepResponse) GetLoss() float64 {
@@ -1597,7 +1712,7 @@ type OptimizerStateMessage struct {
 
 func (x *OptimizerStateMessage) Reset() {
 	*x = OptimizerStateMessage{}
-	mi := &file_runtime_proto_msgTypes[25]
+	mi := &file_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1724,7 @@ func (x *OptimizerStateMessage) String() string {
 func (*OptimizerStateMessage) ProtoMessage() {}
 
 func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[25]
+	mi := &file_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1737,7 @@ func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OptimizerStateMessage.ProtoReflect.Descriptor instead.
 func (*OptimizerStateMessage) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{25}
+	return file_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OptimizerStateMessage) GetModel() uint64 {
@@ -1659,13 +1774,16 @@ const file_runtime_proto_rawDesc = "" +
 	"\n" +
 	"\rruntime.proto\x12\x12densessm.plugin.v1\"\a\n" +
 	"\x05Empty\"\x11\n" +
-	"\x0fDescribeRequest\"\xad\x01\n" +
+	"\x0fDescribeRequest\"\xe9\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12$\n" +
 	"\rarchitectures\x18\x03 \x03(\tR\rarchitectures\x12\x1a\n" +
 	"\bbackends\x18\x04 \x03(\tR\bbackends\x12)\n" +
-	"\x10densessm_version\x18\x05 \x01(\tR\x0fdensessmVersion\"D\n" +
+	"\x10densessm_version\x18\x05 \x01(\tR\x0fdensessmVersion\x12\x1d\n" +
+	"\n" +
+	"probe_addr\x18\x06 \x01(\x04R\tprobeAddr\x12\x1b\n" +
+	"\tprobe_len\x18\a \x01(\x03R\bprobeLen\"D\n" +
 	"\rConfigRequest\x12\x12\n" +
 	"\x04arch\x18\x01 \x01(\tR\x04arch\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
@@ -1720,12 +1838,13 @@ const file_runtime_proto_rawDesc = "" +
 	"\x05arrow\x18\x02 \x03(\fR\x05arrow\"0\n" +
 	"\x04Form\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\x05R\x04mode\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\x03R\x05chunk\"~\n" +
+	"\x05chunk\x18\x02 \x01(\x03R\x05chunk\"\x96\x01\n" +
 	"\x0eForwardRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x10\n" +
 	"\x03ids\x18\x02 \x01(\fR\x03ids\x12,\n" +
 	"\x04form\x18\x03 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
-	"\x06shared\x18\x04 \x01(\bR\x06shared\"=\n" +
+	"\x06shared\x18\x04 \x01(\bR\x06shared\x12\x16\n" +
+	"\x06remote\x18\x05 \x01(\bR\x06remote\"=\n" +
 	"\x0fNewStateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\"\x97\x01\n" +
@@ -1735,22 +1854,29 @@ const file_runtime_proto_rawDesc = "" +
 	"\tlogits_fd\x18\x03 \x01(\x03R\blogitsFd\x12!\n" +
 	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\x12\x1f\n" +
 	"\vstep_socket\x18\x05 \x01(\tR\n" +
-	"stepSocket\"\x94\x01\n" +
+	"stepSocket\"\xac\x01\n" +
 	"\x0ePrefillRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
 	"\x03ids\x18\x03 \x01(\fR\x03ids\x12,\n" +
 	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
-	"\x06shared\x18\x05 \x01(\bR\x06shared\"c\n" +
+	"\x06shared\x18\x05 \x01(\bR\x06shared\x12\x16\n" +
+	"\x06remote\x18\x06 \x01(\bR\x06remote\"c\n" +
 	"\vStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
 	"\x03ids\x18\x03 \x03(\x05R\x03ids\x12\x16\n" +
-	"\x06shared\x18\x04 \x01(\bR\x06shared\"=\n" +
+	"\x06shared\x18\x04 \x01(\bR\x06shared\"w\n" +
 	"\x05Chunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\x03R\x03len\x12\x0e\n" +
-	"\x02fd\x18\x03 \x01(\x03R\x02fd\"0\n" +
+	"\x02fd\x18\x03 \x01(\x03R\x02fd\x128\n" +
+	"\x06remote\x18\x04 \x01(\v2 .densessm.plugin.v1.RemoteTensorR\x06remote\"d\n" +
+	"\fRemoteTensor\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\x04R\x04addr\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x14\n" +
+	"\x05dtype\x18\x03 \x01(\tR\x05dtype\x12\x14\n" +
+	"\x05shape\x18\x04 \x03(\x03R\x05shape\"0\n" +
 	"\x06Logits\x12\x14\n" +
 	"\x05arrow\x18\x01 \x01(\fR\x05arrow\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\x03R\x03len\"K\n" +
@@ -1806,7 +1932,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 	return file_runtime_proto_rawDescData
 }
 
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: densessm.plugin.v1.Empty
 	(*DescribeRequest)(nil),       // 1: densessm.plugin.v1.DescribeRequest
@@ -1829,11 +1955,12 @@ var file_runtime_proto_goTypes = []any{
 	(*PrefillRequest)(nil),        // 18: densessm.plugin.v1.PrefillRequest
 	(*StepRequest)(nil),           // 19: densessm.plugin.v1.StepRequest
 	(*Chunk)(nil),                 // 20: densessm.plugin.v1.Chunk
-	(*Logits)(nil),                // 21: densessm.plugin.v1.Logits
-	(*SaveRequest)(nil),           // 22: densessm.plugin.v1.SaveRequest
-	(*TrainStepRequest)(nil),      // 23: densessm.plugin.v1.TrainStepRequest
-	(*TrainStepResponse)(nil),     // 24: densessm.plugin.v1.TrainStepResponse
-	(*OptimizerStateMessage)(nil), // 25: densessm.plugin.v1.OptimizerStateMessage
+	(*RemoteTensor)(nil),          // 21: densessm.plugin.v1.RemoteTensor
+	(*Logits)(nil),                // 22: densessm.plugin.v1.Logits
+	(*SaveRequest)(nil),           // 23: densessm.plugin.v1.SaveRequest
+	(*TrainStepRequest)(nil),      // 24: densessm.plugin.v1.TrainStepRequest
+	(*TrainStepResponse)(nil),     // 25: densessm.plugin.v1.TrainStepResponse
+	(*OptimizerStateMessage)(nil), // 26: densessm.plugin.v1.OptimizerStateMessage
 }
 var file_runtime_proto_depIdxs = []int32{
 	5,  // 0: densessm.plugin.v1.BuildRequest.build:type_name -> densessm.plugin.v1.BuildOptions
@@ -1841,45 +1968,46 @@ var file_runtime_proto_depIdxs = []int32{
 	8,  // 2: densessm.plugin.v1.ModelInfo.params:type_name -> densessm.plugin.v1.ParamInfo
 	14, // 3: densessm.plugin.v1.ForwardRequest.form:type_name -> densessm.plugin.v1.Form
 	14, // 4: densessm.plugin.v1.PrefillRequest.form:type_name -> densessm.plugin.v1.Form
-	1,  // 5: densessm.plugin.v1.Runtime.Describe:input_type -> densessm.plugin.v1.DescribeRequest
-	3,  // 6: densessm.plugin.v1.Runtime.ParseConfig:input_type -> densessm.plugin.v1.ConfigRequest
-	6,  // 7: densessm.plugin.v1.Runtime.Build:input_type -> densessm.plugin.v1.BuildRequest
-	7,  // 8: densessm.plugin.v1.Runtime.Load:input_type -> densessm.plugin.v1.LoadRequest
-	11, // 9: densessm.plugin.v1.Runtime.ReadParams:input_type -> densessm.plugin.v1.ParamsRequest
-	13, // 10: densessm.plugin.v1.Runtime.WriteParams:input_type -> densessm.plugin.v1.WriteParamsRequest
-	15, // 11: densessm.plugin.v1.Runtime.Forward:input_type -> densessm.plugin.v1.ForwardRequest
-	16, // 12: densessm.plugin.v1.Runtime.NewState:input_type -> densessm.plugin.v1.NewStateRequest
-	18, // 13: densessm.plugin.v1.Runtime.Prefill:input_type -> densessm.plugin.v1.PrefillRequest
-	19, // 14: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
-	17, // 15: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
-	17, // 16: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
-	23, // 17: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
-	10, // 18: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
-	25, // 19: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
-	22, // 20: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
-	10, // 21: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
-	2,  // 22: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
-	4,  // 23: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
-	9,  // 24: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
-	9,  // 25: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
-	12, // 26: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
-	0,  // 27: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
-	20, // 28: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
-	17, // 29: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
-	20, // 30: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
-	21, // 31: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
-	0,  // 32: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
-	0,  // 33: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
-	24, // 34: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
-	25, // 35: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
-	0,  // 36: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
-	0,  // 37: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
-	0,  // 38: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
-	22, // [22:39] is the sub-list for method output_type
-	5,  // [5:22] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	21, // 5: densessm.plugin.v1.Chunk.remote:type_name -> densessm.plugin.v1.RemoteTensor
+	1,  // 6: densessm.plugin.v1.Runtime.Describe:input_type -> densessm.plugin.v1.DescribeRequest
+	3,  // 7: densessm.plugin.v1.Runtime.ParseConfig:input_type -> densessm.plugin.v1.ConfigRequest
+	6,  // 8: densessm.plugin.v1.Runtime.Build:input_type -> densessm.plugin.v1.BuildRequest
+	7,  // 9: densessm.plugin.v1.Runtime.Load:input_type -> densessm.plugin.v1.LoadRequest
+	11, // 10: densessm.plugin.v1.Runtime.ReadParams:input_type -> densessm.plugin.v1.ParamsRequest
+	13, // 11: densessm.plugin.v1.Runtime.WriteParams:input_type -> densessm.plugin.v1.WriteParamsRequest
+	15, // 12: densessm.plugin.v1.Runtime.Forward:input_type -> densessm.plugin.v1.ForwardRequest
+	16, // 13: densessm.plugin.v1.Runtime.NewState:input_type -> densessm.plugin.v1.NewStateRequest
+	18, // 14: densessm.plugin.v1.Runtime.Prefill:input_type -> densessm.plugin.v1.PrefillRequest
+	19, // 15: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
+	17, // 16: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
+	17, // 17: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
+	24, // 18: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
+	10, // 19: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
+	26, // 20: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
+	23, // 21: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
+	10, // 22: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
+	2,  // 23: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
+	4,  // 24: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
+	9,  // 25: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
+	9,  // 26: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
+	12, // 27: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
+	0,  // 28: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
+	20, // 29: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
+	17, // 30: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
+	20, // 31: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
+	22, // 32: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
+	0,  // 33: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
+	0,  // 34: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
+	25, // 35: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
+	26, // 36: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
+	0,  // 37: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
+	0,  // 38: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
+	0,  // 39: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
+	23, // [23:40] is the sub-list for method output_type
+	6,  // [6:23] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_runtime_proto_init() }
@@ -1893,7 +2021,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -43,6 +44,7 @@ type served struct {
 	states  map[uint64]*state
 	next    uint64
 	result  *os.File // the memfd large results are written into, reused
+	keep    []byte   // a large result the host reads from this process's memory, until its next request
 }
 
 // state is a recurrent state and the memory its Step logits are shared
@@ -139,6 +141,8 @@ func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeRes
 		Name: s.p.Name, Version: s.p.Version,
 		Architectures: s.p.Architectures, Backends: s.p.backends(),
 		DensessmVersion: moduleVersion(),
+		ProbeAddr:       uint64(uintptr(unsafe.Pointer(unsafe.SliceData(wire.Probe)))),
+		ProbeLen:        int64(len(wire.Probe)),
 	}, nil
 }
 
@@ -268,6 +272,7 @@ func (s *server) model(id uint64) (*served, error) {
 		return nil, fmt.Errorf("model %d: %w", id, api.ErrNotFound)
 	}
 	m.mu.Lock()
+	m.keep = nil // the host has read it: it asks for nothing else before
 	return m, nil
 }
 
@@ -343,8 +348,16 @@ const sharedResult = 1 << 20
 // the start of the model's result memfd when the host can read it and the
 // tensor is large (the memfd is reused, so that its pages are not
 // allocated and freed at each call), else in chunks.
-func (m *served) streamLogits(stream grpc.ServerStreamingServer[pb.Chunk], t api.Tensor, n int, shared bool) error {
+func (m *served) streamLogits(stream grpc.ServerStreamingServer[pb.Chunk], t api.Tensor, n int, shared, remote bool) error {
 	h := hostLogits(t)
+	if remote && len(h.Data) >= sharedResult {
+		m.keep = h.Data
+		r := &pb.RemoteTensor{Addr: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(h.Data)))), Bytes: int64(len(h.Data)), Dtype: h.DType.String()}
+		for _, d := range h.Shape {
+			r.Shape = append(r.Shape, int64(d))
+		}
+		return stream.Send(&pb.Chunk{Remote: r, Len: int64(n)})
+	}
 	if shared && len(h.Data) >= sharedResult {
 		if m.result == nil {
 			m.result = newResultFile()
@@ -381,7 +394,7 @@ func (s *server) Forward(req *pb.ForwardRequest, stream grpc.ServerStreamingServ
 	if err != nil {
 		return err
 	}
-	return m.streamLogits(stream, t, 0, req.Shared)
+	return m.streamLogits(stream, t, 0, req.Shared, req.Remote)
 }
 
 func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.StateRef, error) {
@@ -420,7 +433,7 @@ func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServ
 	if err != nil {
 		return err
 	}
-	return m.streamLogits(stream, t, st.Len(), req.Shared)
+	return m.streamLogits(stream, t, st.Len(), req.Shared, req.Remote)
 }
 
 func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, error) {

@@ -55,6 +55,11 @@ const Window = 16 << 20
 // Buffer is the size of both sides' socket write and read buffers.
 const Buffer = 1 << 20
 
+// Probe is the string a plugin tells the host the address of (Describe):
+// a host that can read it from the plugin's memory (process_vm_readv) may
+// have large results read from there directly, without a copy in between.
+var Probe = []byte("densessm: a host may read this process's memory")
+
 // GRPCPlugin serves (Impl set) or dials the Runtime service.
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
