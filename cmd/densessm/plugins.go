@@ -77,7 +77,8 @@ var plugins struct {
 
 // discoverPlugins finds the plugins and registers their architectures and
 // backends, once per process; plugins that fail to start are reported on
-// stderr and skipped. It returns the catalog.
+// stderr and skipped. It returns the catalog, or the error of a plugin
+// folder that could not be read.
 func discoverPlugins(cmd *cobra.Command) (*host.Catalog, error) {
 	plugins.once.Do(func() {
 		catalog, err := host.Discover(cmd.Context(), host.Options{Log: cmd.ErrOrStderr()})
@@ -85,8 +86,7 @@ func discoverPlugins(cmd *cobra.Command) (*host.Catalog, error) {
 		plugins.catalog, plugins.err = catalog, err
 		plugins.mu.Unlock()
 		if plugins.err != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: %v\n", plugins.err)
-			return
+			return // plugins list reports it; elsewhere a name not found says where plugins are looked for
 		}
 		for _, err := range plugins.catalog.Failed {
 			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: skipped: %s\n", oneLine(err.Error()))
@@ -166,11 +166,10 @@ requests; docs/plugins.md shows how to write one.`,
 		Short: "List the plugins found, with what each serves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			catalog, err := host.Discover(cmd.Context(), host.Options{Log: cmd.ErrOrStderr()})
+			catalog, err := discoverPlugins(cmd)
 			if err != nil {
 				return err
 			}
-			defer catalog.Close()
 			return writePlugins(cmd.OutOrStdout(), catalog, asJSON)
 		},
 	}
