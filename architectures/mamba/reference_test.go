@@ -10,15 +10,6 @@ import (
 	"github.com/densessm/densessm/backends/cpu"
 )
 
-// Tolerances of the models on nn's reference kernels against the fused
-// kernels of the CPU backend (modeltest.CheckSameModel): both compute the
-// same functions in float32 and differ by rounding alone (measured: logits
-// and loss within 1e-6, gradients within 1e-5).
-const (
-	refLogitsTol = 1e-5
-	refGradTol   = 1e-4
-)
-
 // TestReferenceKernels checks every variant on the CPU backend with its
 // fused kernels hidden (backendtest.KernelsOnly), where nn runs its
 // references of CausalConv1d and SelectiveScan in the parallel form and in
@@ -38,7 +29,7 @@ func TestReferenceKernels(t *testing.T) {
 				t.Fatal(err)
 			}
 			ids := modeltest.RandomIDs(rand.New(rand.NewPCG(1, 2)), 2, 24, cfg.VocabSize)
-			modeltest.CheckSameModel(t, want, got, ids, 15, []api.Form{{Mode: api.Chunkwise, Chunk: 5}}, refLogitsTol, refGradTol)
+			modeltest.CheckSameModel(t, want, got, ids, 15, []api.Form{{Mode: api.Chunkwise, Chunk: 5}}, modeltest.ReferenceLogitsTol, modeltest.ReferenceGradTol)
 		})
 	}
 }

@@ -10,6 +10,15 @@ import (
 	"github.com/densessm/densessm/api"
 )
 
+// Tolerances of a model on nn's reference kernels against the same model
+// on a backend's fused kernels (CheckSameModel): both compute the same
+// functions in float32 and differ by rounding alone (measured: logits and
+// loss within 4e-6, gradients within 1e-5).
+const (
+	ReferenceLogitsTol = 1e-5
+	ReferenceGradTol   = 1e-4
+)
+
 // CheckSameModel checks that got computes what want computes, within tol
 // by RelErr on the logits and gradTol on the gradients: the same model with
 // the same parameters on two backends, as the CPU backend (fused kernels)

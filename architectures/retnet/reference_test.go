@@ -10,14 +10,6 @@ import (
 	"github.com/densessm/densessm/backends/cpu"
 )
 
-// Tolerances of the models on nn's reference kernels against the fused
-// kernels of the CPU backend (modeltest.CheckSameModel): both compute the
-// same functions in float32 and differ by rounding alone.
-const (
-	refLogitsTol = 1e-5
-	refGradTol   = 1e-4
-)
-
 // TestReferenceKernels checks every variant on the CPU backend with its
 // fused kernels hidden (backendtest.KernelsOnly), where nn runs its
 // references of Rotary and Retention in every form and in decode steps,
@@ -33,7 +25,7 @@ func TestReferenceKernels(t *testing.T) {
 			ids := modeltest.RandomIDs(rand.New(rand.NewPCG(1, 2)), 2, 24, cfg.VocabSize)
 			forms := []api.Form{{Mode: api.Chunkwise, Chunk: 1}, {Mode: api.Chunkwise, Chunk: 4}, {Mode: api.Chunkwise},
 				{Mode: api.Recurrent}}
-			modeltest.CheckSameModel(t, want, got, ids, 15, forms, refLogitsTol, refGradTol)
+			modeltest.CheckSameModel(t, want, got, ids, 15, forms, modeltest.ReferenceLogitsTol, modeltest.ReferenceGradTol)
 		})
 	}
 }
