@@ -26,7 +26,7 @@ PYREF_DEP = pyref
 endif
 FUZZTIME ?= 5m
 
-.PHONY: test fmt-check vet unit race purego proto build bench fuzz fixtures mamba-fixtures retnet-fixtures tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
 ## that run goroutines, and the CPU backend without assembly)
@@ -152,6 +152,17 @@ $(PYREF_STAMP): scripts/requirements-pyref.txt
 bench-train: $(PYREF_DEP)
 	go build -o /tmp/densessm-bench-train ./cmd/densessm
 	$(PYTHON) bench/train_compare.py --densessm /tmp/densessm-bench-train --python $(PYTHON)
+
+## experiment: the dense-vs-base experiment (experiments/dense-vs-base/config.yaml): 45 training
+## runs, speed and memory of each model, the tables and loss curves written into
+## docs/experiments/dense-vs-base.md. Resumable: rerun it to go on after an interruption
+## (the runs live in ~/.cache/densessm/dense-vs-base; EXPERIMENT_ARGS passes options).
+experiment:
+	$(GO) run ./experiments/dense-vs-base --doc docs/experiments/dense-vs-base.md $(EXPERIMENT_ARGS)
+
+## experiment-quick: the same program on tiny models (about a minute; `make test` runs it as TestQuick)
+experiment-quick:
+	$(GO) run ./experiments/dense-vs-base --quick $(EXPERIMENT_ARGS)
 
 ## default-model: train the embedded default model from scratch (defaultmodel/train.yaml, about an
 ## hour on 2 cores) and write it into defaultmodel/model in bfloat16. The run lives in
