@@ -16,6 +16,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/densessm/densessm/internal/atomicfile"
+	"github.com/densessm/densessm/internal/lossplot"
 	"github.com/densessm/densessm/train"
 )
 
@@ -150,7 +151,7 @@ func plotLoss(metricsPath, pngPath string) error {
 			return err
 		}
 		raw.Color = gray
-		smooth, err := plotter.NewLine(movingMean(trainXY, max(1, len(trainXY)/50)))
+		smooth, err := plotter.NewLine(lossplot.MovingMean(trainXY, max(1, len(trainXY)/50)))
 		if err != nil {
 			return err
 		}
@@ -183,17 +184,3 @@ var (
 	red  = color.RGBA{R: 200, G: 30, B: 30, A: 255}
 	gray = color.RGBA{R: 190, G: 190, B: 190, A: 255}
 )
-
-// movingMean returns the mean of each point's y and the w-1 before it.
-func movingMean(xy plotter.XYs, w int) plotter.XYs {
-	out := make(plotter.XYs, len(xy))
-	var sum float64
-	for i, p := range xy {
-		sum += p.Y
-		if i >= w {
-			sum -= xy[i-w].Y
-		}
-		out[i] = plotter.XY{X: p.X, Y: sum / float64(min(i+1, w))}
-	}
-	return out
-}

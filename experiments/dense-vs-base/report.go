@@ -16,6 +16,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/densessm/densessm/internal/atomicfile"
+	"github.com/densessm/densessm/internal/lossplot"
 )
 
 // markers returns the lines around the section of a doc that the report
@@ -216,7 +217,7 @@ func (r *report) plot(path string, g group, size string) error {
 					val = append(val, plotter.XY{X: float64(m.Step) * tokensPerStep, Y: *m.ValLoss})
 				}
 			}
-			train = movingMean(train, max(1, len(train)/25))
+			train = lossplot.MovingMean(train, max(1, len(train)/25))
 			if len(train) > 0 {
 				yMax = max(yMax, train[len(train)/8].Y)
 			}
@@ -261,20 +262,6 @@ var palette = []color.Color{
 	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
 	color.RGBA{R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
 	color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
-}
-
-// movingMean smooths a curve with a trailing window of w points.
-func movingMean(xy plotter.XYs, w int) plotter.XYs {
-	out := make(plotter.XYs, len(xy))
-	sum := 0.0
-	for i, p := range xy {
-		sum += p.Y
-		if i >= w {
-			sum -= xy[i-w].Y
-		}
-		out[i] = plotter.XY{X: p.X, Y: sum / float64(min(i+1, w))}
-	}
-	return out
 }
 
 func mean(xs []float64) float64 {
