@@ -264,7 +264,7 @@ func (r *runner) runAll(ctx context.Context, specs []spec, jobs int) ([]result, 
 					results[i] = res
 					how := "done before"
 					if !cached {
-						how = fmt.Sprintf("%s", time.Since(start).Round(time.Second))
+						how = time.Since(start).Round(time.Second).String()
 					}
 					fmt.Fprintf(r.log, "[%d/%d] %s (%s): held-out loss %.4f, mc acc %.3f\n",
 						finished, len(specs), specs[i].ID(), how, res.HeldOut.NLL, res.MC.Acc)
