@@ -42,16 +42,18 @@ type stats struct {
 	nll, ppl, acc, accNorm  []float64
 	trainSeconds, trainLoss []float64
 	tokens                  int64
+	nllBySeed               map[uint64]float64 // the held-out loss of each seed's run
 }
 
 func (r *report) stats(size, row string) *stats {
-	s := &stats{}
+	s := &stats{nllBySeed: map[uint64]float64{}}
 	for _, res := range r.results {
 		if res.Size != size || res.Row != row {
 			continue
 		}
 		s.n++
 		s.nll = append(s.nll, res.HeldOut.NLL)
+		s.nllBySeed[res.Seed] = res.HeldOut.NLL
 		s.ppl = append(s.ppl, res.HeldOut.Perplexity)
 		s.acc = append(s.acc, res.MC.Acc)
 		s.accNorm = append(s.accNorm, res.MC.AccNorm)
@@ -107,15 +109,15 @@ func (r *report) markdown(figDir, figLink string) (string, error) {
 	}
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	w("\nSeeds: %s per row. Mean ± sample standard deviation over the seeds; Δ is the difference of the means from the group's first row, ± its standard error (√(s₁²/n₁ + s₂²/n₂)), and Δ/σ divides it by the first row's seed-to-seed standard deviation.\n", joinInts(r.exp.Seeds))
+	w("\nSeeds: %s per row. Mean ± sample standard deviation over the seeds; Δ is the difference of the means from the group's first row, ± its standard error (√(s₁²/n₁ + s₂²/n₂)), and Δ/σ divides it by the first row's seed-to-seed standard deviation. A seed sets both the initial weights and the order of the training batches, so runs of one seed saw the same batches: paired Δ is the mean of the per-seed differences from the first row, ± its standard error (their standard deviation / √n), which leaves out the noise of the data order.\n", joinInts(r.exp.Seeds))
 	for _, g := range r.exp.Groups {
 		for _, s := range r.exp.Sizes {
 			if !g.inSize(s.Name) || r.stats(s.Name, g.Rows[0]).n == 0 {
 				continue
 			}
 			w("\n### %s, size %s\n\n", g.Title, s.Name)
-			w("| model | parameters (trained) | matched by | held-out loss (nats/token) | perplexity | Δ loss | Δ/σ | MC acc | MC acc_norm |\n")
-			w("|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+			w("| model | parameters (trained) | matched by | held-out loss (nats/token) | perplexity | Δ loss | Δ/σ | paired Δ | MC acc | MC acc_norm |\n")
+			w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 			ref := r.stats(s.Name, g.Rows[0])
 			for _, name := range g.Rows {
 				st := r.stats(s.Name, name)
@@ -123,8 +125,17 @@ func (r *report) markdown(figDir, figLink string) (string, error) {
 					continue
 				}
 				sh := r.shapes[runKey(s.Name, name)]
-				delta, ratio := "", ""
+				delta, ratio, paired := "", "", ""
 				if name != g.Rows[0] {
+					var ds []float64
+					for seed, x := range st.nllBySeed {
+						if y, ok := ref.nllBySeed[seed]; ok {
+							ds = append(ds, x-y)
+						}
+					}
+					if len(ds) > 0 {
+						paired = fmt.Sprintf("%+.4f ± %.4f", mean(ds), math.Sqrt(variance(ds)/float64(len(ds))))
+					}
 					d := mean(st.nll) - mean(ref.nll)
 					se := math.Sqrt(variance(st.nll)/float64(st.n) + variance(ref.nll)/float64(ref.n))
 					delta = fmt.Sprintf("%+.4f ± %.4f", d, se)
@@ -136,8 +147,8 @@ func (r *report) markdown(figDir, figLink string) (string, error) {
 				if matched == "" {
 					matched = "—"
 				}
-				w("| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s |\n", name, thousands(sh.Parameters), thousands(sh.Trained), matched,
-					pm(st.nll, 4), pm(st.ppl, 2), delta, ratio, pm(st.acc, 3), pm(st.accNorm, 3))
+				w("| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, thousands(sh.Parameters), thousands(sh.Trained), matched,
+					pm(st.nll, 4), pm(st.ppl, 2), delta, ratio, paired, pm(st.acc, 3), pm(st.accNorm, 3))
 			}
 			w("\n| model | training tok/s | training peak RSS | decode tok/s | decode peak RSS | training wall time per run |\n")
 			w("|---|---:|---:|---:|---:|---:|\n")
