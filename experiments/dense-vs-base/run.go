@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,8 +46,9 @@ type result struct {
 	// Steps and Tokens are the optimizer updates and the tokens trained on.
 	Steps  int   `json:"steps"`
 	Tokens int64 `json:"tokens"`
-	// TrainSeconds is the wall time of the training command(s), which ran
-	// beside the other --jobs; TrainPeakRSS its peak resident memory.
+	// TrainSeconds is the wall time of the training command (of its last
+	// part, for a run that was resumed), which ran beside the other --jobs;
+	// TrainPeakRSS its peak resident memory.
 	TrainSeconds float64 `json:"train_seconds"`
 	TrainPeakRSS int64   `json:"train_peak_rss"`
 	// FinalTrainLoss is the mean training loss over the last tenth of the
@@ -102,12 +104,11 @@ func (r *runner) runDir(s spec) string {
 // experiment's training flags, the data, the tokenizer, the architecture,
 // the seed and the model's config.json.
 func (r *runner) trainConfig(s spec) map[string]any {
-	c := map[string]any{}
-	for k, v := range r.exp.Train {
-		c[k] = v
+	c := maps.Clone(r.exp.Train)
+	if c == nil {
+		c = map[string]any{}
 	}
-	row := r.exp.row(s.Row)
-	c["arch"] = row.Arch
+	c["arch"] = r.exp.row(s.Row).Arch
 	c["model"] = r.shapes[runKey(s.Size, s.Row)].Model
 	c["seed"] = s.Seed
 	c["tokenizer"] = r.exp.Tokenizer
