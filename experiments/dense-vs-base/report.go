@@ -203,6 +203,15 @@ func (r *report) plot(path string, g group, size string) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s, size %s", g.Title, size)
 	p.X.Label.Text = "tokens"
+	p.X.Tick.Marker = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+		ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+		for i := range ticks {
+			if ticks[i].Label != "" {
+				ticks[i].Label = thousands(int(ticks[i].Value))
+			}
+		}
+		return ticks
+	})
 	p.Y.Label.Text = "loss (nats/token)"
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
