@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.SetOutput(stdout)
 	fs.BoolVar(&o.quick, "quick", false, "the smoke test: quick.yaml's tiny models on a small corpus, about a minute")
 	fs.StringVar(&o.config, "config", "", "experiment file (default: experiments/dense-vs-base/config.yaml, or quick.yaml with --quick)")
-	fs.StringVar(&o.out, "out", "", "directory of the runs, resumable (default: ~/.cache/densessm/dense-vs-base[-quick])")
+	fs.StringVar(&o.out, "out", "", "directory of the runs, resumable (default: ~/.cache/densessm/dense-vs-base, or dense-vs-base-NAME for an experiment file NAME.yaml other than config.yaml)")
 	fs.StringVar(&o.bin, "densessm", "", "densessm executable to run (default: build ./cmd/densessm into OUT/bin)")
 	fs.IntVar(&o.jobs, "jobs", 0, "training runs at a time (default: cores / the experiment's threads)")
 	fs.StringVar(&o.only, "only", "", "run only the runs whose ID SIZE/ROW/seedN matches this pattern (path.Match), e.g. 's/retnet/seed1'")
@@ -130,7 +130,11 @@ func experimentMain(ctx context.Context, o options, root string, log io.Writer) 
 		if err != nil {
 			return err
 		}
-		o.out = filepath.Join(home, ".cache", "densessm", "dense-vs-base"+map[bool]string{true: "-quick"}[o.quick])
+		dir := "dense-vs-base"
+		if stem := strings.TrimSuffix(filepath.Base(o.config), filepath.Ext(o.config)); stem != "config" {
+			dir += "-" + stem
+		}
+		o.out = filepath.Join(home, ".cache", "densessm", dir)
 	}
 	if o.jobs <= 0 {
 		o.jobs = max(1, runtime.NumCPU()/exp.Threads)
@@ -173,48 +177,45 @@ func experimentMain(ctx context.Context, o options, root string, log io.Writer) 
 		return err
 	}
 	// The runs --only selects are run; the report has every finished one.
-	var specs, others []spec
+	var all, selected []spec
 	for _, s := range exp.Sizes {
 		for _, row := range exp.Rows {
+			if !row.inSize(s.Name) {
+				continue
+			}
 			for _, seed := range exp.Seeds {
 				sp := spec{Size: s.Name, Row: row.Name, Seed: seed}
-				if !row.inSize(s.Name) {
-					continue
-				}
 				ok, err := path.Match(o.only, sp.ID())
 				if err != nil {
 					return fmt.Errorf("--only: %w", err)
 				}
+				all = append(all, sp)
 				if o.only == "" || ok {
-					specs = append(specs, sp)
-				} else {
-					others = append(others, sp)
+					selected = append(selected, sp)
 				}
 			}
 		}
 	}
-	if len(specs) == 0 {
+	if len(selected) == 0 {
 		return fmt.Errorf("--only %q matches no run", o.only)
 	}
-	fmt.Fprintf(log, "%d runs, %d at a time, in %s\n", len(specs), o.jobs, o.out)
-	results, err := r.runAll(ctx, specs, o.jobs)
+	fmt.Fprintf(log, "%d runs, %d at a time, in %s\n", len(selected), o.jobs, o.out)
+	ran, err := r.runAll(ctx, selected, o.jobs)
 	if err != nil {
 		return err
 	}
-	for _, sp := range others {
-		res, ok, err := r.finished(sp)
-		if err != nil {
-			return err
+	var results []result
+	for _, sp := range all {
+		res, ok := ran[sp.ID()]
+		if !ok {
+			if res, ok, err = r.finished(sp); err != nil {
+				return err
+			}
 		}
 		if ok {
 			results = append(results, res)
 		}
 	}
-	order := map[string]int{}
-	for i, sp := range append(slices.Clone(specs), others...) {
-		order[sp.ID()] = i
-	}
-	slices.SortFunc(results, func(a, b result) int { return order[a.ID] - order[b.ID] })
 	benches := map[string]benchResult{}
 	for _, sp := range results {
 		k := runKey(sp.Size, sp.Row)
@@ -235,12 +236,13 @@ func experimentMain(ctx context.Context, o options, root string, log io.Writer) 
 	return nil
 }
 
-// runAll runs specs jobs at a time; the first error stops the others
-// (each interrupted run saves a checkpoint to resume from).
-func (r *runner) runAll(ctx context.Context, specs []spec, jobs int) ([]result, error) {
+// runAll runs specs jobs at a time and returns their results by ID; the
+// first error stops the others (each interrupted run saves a checkpoint to
+// resume from).
+func (r *runner) runAll(ctx context.Context, specs []spec, jobs int) (map[string]result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	results := make([]result, len(specs))
+	results := make(map[string]result, len(specs))
 	var (
 		mu       sync.Mutex
 		finished int
@@ -261,7 +263,7 @@ func (r *runner) runAll(ctx context.Context, specs []spec, jobs int) ([]result, 
 					}
 				} else {
 					finished++
-					results[i] = res
+					results[specs[i].ID()] = res
 					how := "done before"
 					if !cached {
 						how = time.Since(start).Round(time.Second).String()

@@ -55,6 +55,20 @@ func TestQuick(t *testing.T) {
 		t.Errorf("second run: %d runs done before, want 30:\n%s", n, log.String())
 	}
 
+	// Runs made with other settings are not taken for the experiment's.
+	changed := t.TempDir()
+	for _, f := range []string{"config.yaml", "quick.yaml"} {
+		raw, err := os.ReadFile(filepath.Join("experiments/dense-vs-base", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(changed, f), bytes.Replace(raw, []byte("steps: 6"), []byte("steps: 7"), 1), 0o644)
+	}
+	err = run(ctx, []string{"--config", filepath.Join(changed, "quick.yaml"), "--out", out}, &log)
+	if err == nil || !strings.Contains(err.Error(), "was started with other settings") {
+		t.Errorf("changed settings over finished runs: error %v", err)
+	}
+
 	// A run that lost its result finishes through densessm train --resume.
 	id := "s/denseretnet/seed1"
 	dir := filepath.Join(out, "runs", filepath.FromSlash(id))

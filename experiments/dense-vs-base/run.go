@@ -132,8 +132,7 @@ func (r *runner) run(ctx context.Context, s spec) (res result, done bool, err er
 		return res, false, err
 	}
 	cfgPath := filepath.Join(dir, "experiment-train.json")
-	cfg := r.trainConfig(s)
-	if err := writeOrCompare(cfgPath, cfg); err != nil {
+	if err := writeOrCompare(cfgPath, r.trainConfig(s)); err != nil {
 		return res, false, err
 	}
 	res = result{ID: s.ID(), Size: s.Size, Row: s.Row, Seed: s.Seed}
@@ -168,13 +167,17 @@ func (r *runner) run(ctx context.Context, s spec) (res result, done bool, err er
 	return res, false, writeJSON(resPath, res)
 }
 
-// finished returns the result of a run done before, if there is one.
+// finished returns the result of a run done before, if there is one and
+// it was made with the settings the experiment asks for now.
 func (r *runner) finished(s spec) (res result, ok bool, err error) {
 	path := filepath.Join(r.runDir(s), "result.json")
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return res, false, nil
 	} else if err != nil {
+		return res, false, err
+	}
+	if err := writeOrCompare(filepath.Join(r.runDir(s), "experiment-train.json"), r.trainConfig(s)); err != nil {
 		return res, false, err
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
