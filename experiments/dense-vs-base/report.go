@@ -189,9 +189,10 @@ func (r *report) markdown(figDir, figLink string) (string, error) {
 	if len(r.results) > 0 {
 		w("\nThe commands of run %s (every run's are in its result.json):\n\n```sh\n%s\n```\n", r.results[0].ID, strings.Join(r.results[0].Commands, "\n"))
 	}
-	for _, bn := range r.benches {
-		w("\nSpeed and memory, e.g. of %s/%s:\n\n```sh\n%s\n```\n", bn.Size, bn.Row, strings.Join(bn.Commands, "\n"))
-		break
+	if len(r.results) > 0 {
+		if bn, ok := r.benches[runKey(r.results[0].Size, r.results[0].Row)]; ok {
+			w("\nThe speed and memory of %s/%s:\n\n```sh\n%s\n```\n", bn.Size, bn.Row, strings.Join(bn.Commands, "\n"))
+		}
 	}
 	return b.String(), nil
 }
