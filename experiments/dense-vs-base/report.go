@@ -38,11 +38,10 @@ type report struct {
 
 // stats are one row's results at one size over its seeds.
 type stats struct {
-	n                       int
-	nll, ppl, acc, accNorm  []float64
-	trainSeconds, trainLoss []float64
-	tokens                  int64
-	nllBySeed               map[uint64]float64 // the held-out loss of each seed's run
+	n                      int
+	nll, ppl, acc, accNorm []float64
+	trainSeconds           []float64
+	nllBySeed              map[uint64]float64 // the held-out loss of each seed's run
 }
 
 func (r *report) stats(size, row string) *stats {
@@ -58,8 +57,6 @@ func (r *report) stats(size, row string) *stats {
 		s.acc = append(s.acc, res.MC.Acc)
 		s.accNorm = append(s.accNorm, res.MC.AccNorm)
 		s.trainSeconds = append(s.trainSeconds, res.TrainSeconds)
-		s.trainLoss = append(s.trainLoss, res.FinalTrainLoss)
-		s.tokens = res.Tokens
 	}
 	return s
 }
