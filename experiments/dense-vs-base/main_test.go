@@ -161,7 +161,7 @@ func ptr(p *float64) any {
 // TestExperimentFiles checks the committed experiment files and the
 // parameter matching they ask for.
 func TestExperimentFiles(t *testing.T) {
-	for _, f := range []string{"config.yaml", "quick.yaml", "long.yaml"} {
+	for _, f := range []string{"config.yaml", "quick.yaml", "long.yaml", "lr1e-3.yaml"} {
 		e, err := readExperiment(f)
 		if err != nil {
 			t.Fatal(err)
