@@ -153,7 +153,7 @@ bench-train: $(PYREF_DEP)
 	go build -o /tmp/densessm-bench-train ./cmd/densessm
 	$(PYTHON) bench/train_compare.py --densessm /tmp/densessm-bench-train --python $(PYTHON)
 
-## experiment: the dense-vs-base experiment (experiments/dense-vs-base/config.yaml): 45 training
+## experiment: the dense-vs-base experiment (experiments/dense-vs-base/config.yaml; 1 h 24 min here): 45 training
 ## runs, speed and memory of each model, the tables and loss curves written into
 ## docs/experiments/dense-vs-base.md. Resumable: rerun it to go on after an interruption
 ## (the runs live in ~/.cache/densessm/dense-vs-base; EXPERIMENT_ARGS passes options).
