@@ -87,7 +87,7 @@ fuzz:
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzEncodeReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./architectures/mamba -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./architectures/retnet -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
-	$(GO) test ./cmd/densessm -run '^$$' -fuzz '^FuzzParseIDs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./internal/cli -run '^$$' -fuzz '^FuzzParseIDs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./data -run '^$$' -fuzz '^FuzzOpenTokens$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./data -run '^$$' -fuzz '^FuzzJSONL$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./data -run '^$$' -fuzz '^FuzzArrow$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x

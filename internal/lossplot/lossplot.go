@@ -1,5 +1,5 @@
 // Package lossplot holds what the plots of loss curves share: the training
-// run's loss.png (cmd/densessm) and the experiment's figures
+// run's loss.png (densessm train, internal/cli) and the experiment's figures
 // (experiments/dense-vs-base).
 package lossplot
 

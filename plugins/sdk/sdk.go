@@ -105,8 +105,8 @@ func Serve(p Plugin) {
 }
 
 // gcPercent is a plugin process's GOGC unless the environment sets one:
-// the densessm CLI's setting (cmd/densessm explains it), since a model's
-// weights are most of the live heap here too.
+// the densessm CLI's setting (GCPercent in internal/cli explains it),
+// since a model's weights are most of the live heap here too.
 const gcPercent = 25
 
 // NewGRPCServer is the gRPC server of a plugin process: messages up to

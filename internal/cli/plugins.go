@@ -1,8 +1,9 @@
-package main
+package cli
 
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -67,39 +68,99 @@ func findArchitecture(cmd *cobra.Command, name string) error {
 	return err
 }
 
-// plugins is the catalog of this process's plugins, discovered once.
+// plugins is the catalog of this process's plugins, discovered once, and
+// the Main and Execute calls running, which the plugin processes serve.
 var plugins struct {
-	once    sync.Once
-	mu      sync.Mutex // guards catalog against stopPlugins on a signal
+	discover sync.Mutex // held while the plugins are discovered
+	found    bool       // discovery has completed (guarded by discover)
+
+	mu      sync.Mutex // guards what follows; stopPlugins holds it
 	catalog *host.Catalog
 	err     error
+	active  int // Main and Execute calls running
+
+	logMu sync.Mutex // guards logs; held while a plugin's log is written
+	logs  []*logSink // the stderr of the calls running, in the order they started
+}
+
+// logSink is the stderr of a running call, for the plugins' logs.
+type logSink struct{ w io.Writer }
+
+// pluginLog is where the plugin processes' logs go: the stderr of the
+// most recently started call still running, or nowhere.
+type pluginLog struct{}
+
+func (pluginLog) Write(p []byte) (int, error) {
+	plugins.logMu.Lock()
+	defer plugins.logMu.Unlock()
+	if n := len(plugins.logs); n > 0 {
+		return plugins.logs[n-1].w.Write(p)
+	}
+	return len(p), nil
+}
+
+// beginPlugins counts a Main or Execute call as running, with stderr for
+// the plugins' logs, and returns what ends it: when no other call runs,
+// that stops the plugin processes (the catalog stays: a later call starts
+// them again as it needs them).
+func beginPlugins(stderr io.Writer) (end func()) {
+	sink := &logSink{w: stderr}
+	plugins.logMu.Lock()
+	plugins.logs = append(plugins.logs, sink)
+	plugins.logMu.Unlock()
+	plugins.mu.Lock()
+	plugins.active++
+	plugins.mu.Unlock()
+	return func() {
+		plugins.logMu.Lock()
+		plugins.logs = slices.DeleteFunc(plugins.logs, func(s *logSink) bool { return s == sink })
+		plugins.logMu.Unlock()
+		plugins.mu.Lock()
+		defer plugins.mu.Unlock()
+		if plugins.active--; plugins.active == 0 && plugins.catalog != nil {
+			plugins.catalog.Close()
+		}
+	}
 }
 
 // discoverPlugins finds the plugins and registers their architectures and
-// backends, once per process; plugins that fail to start are reported on
-// stderr and skipped. It returns the catalog, or the error of a plugin
-// folder that could not be read.
+// backends, once per process (again when a discovery was cut short by its
+// command's context); plugins that fail to start are reported on stderr
+// and skipped. It returns the catalog, or the error of a plugin folder
+// that could not be read.
 func discoverPlugins(cmd *cobra.Command) (*host.Catalog, error) {
-	plugins.once.Do(func() {
-		catalog, err := host.Discover(cmd.Context(), host.Options{Log: cmd.ErrOrStderr()})
+	plugins.discover.Lock()
+	defer plugins.discover.Unlock()
+	if !plugins.found {
+		ctx := cmd.Context()
+		catalog, err := host.Discover(ctx, host.Options{Log: pluginLog{}})
+		if ctx.Err() != nil { // stopping: leave the discovery to the next command
+			if catalog != nil {
+				catalog.Close()
+			}
+			return nil, fmt.Errorf("plugins: %w", ctx.Err())
+		}
 		plugins.mu.Lock()
 		plugins.catalog, plugins.err = catalog, err
 		plugins.mu.Unlock()
-		if plugins.err != nil {
-			return // plugins list reports it; elsewhere a name not found says where plugins are looked for
+		plugins.found = true
+		if err != nil {
+			return nil, err // plugins list reports it; elsewhere a name not found says where plugins are looked for
 		}
-		for _, err := range plugins.catalog.Failed {
+		for _, err := range catalog.Failed {
 			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: skipped: %s\n", oneLine(err.Error()))
 		}
-		for _, err := range plugins.catalog.Register() {
+		for _, err := range catalog.Register() {
 			fmt.Fprintf(cmd.ErrOrStderr(), "densessm: skipped: %s\n", oneLine(err.Error()))
 		}
-	})
+	}
+	plugins.mu.Lock()
+	defer plugins.mu.Unlock()
 	return plugins.catalog, plugins.err
 }
 
-// stopPlugins stops the plugin processes this command started (the
-// catalog stays: a later command in the same process starts them again).
+// stopPlugins stops every plugin process (the catalog stays: a later
+// command in the same process starts them again).
 func stopPlugins() {
 	plugins.mu.Lock()
 	defer plugins.mu.Unlock()

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -173,7 +173,7 @@ func loadModel(cmd *cobra.Command, dir, arch string, threads, tokens int, flags 
 		CheckConfig:    func(cfg api.Config) error { return checkModelMemory(cmd, cfg, tokens) },
 		Progress: func(done, total int64) {
 			if bar == nil && total >= 64<<20 {
-				bar = newProgress(cmd.ErrOrStderr(), total, "loading", true)
+				bar = newProgress(cmd, total, "loading", true)
 			}
 			bar.set(done)
 		},

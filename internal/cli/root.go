@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -9,14 +9,27 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at release time with -ldflags "-X main.version=v1.2.3".
+// version is set at release time with
+// -ldflags "-X github.com/densessm/densessm/internal/cli.version=v1.2.3".
 var version = "dev"
+
+// Version returns what densessm version prints, without the newline:
+// "densessm VERSION (GO-VERSION GOOS/GOARCH)". VERSION is the one set at
+// link time, else the module's version when built with go install
+// MODULE@VERSION, else "dev".
+func Version() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return fmt.Sprintf("densessm %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "densessm",
 		Short:         "Train, evaluate and run state-space language models (Mamba, RetNet, DenseSSM)",
-		SilenceErrors: true, // run prints the error once, on one line
+		SilenceErrors: true, // Main prints the error once, on one line; Execute returns it
 		SilenceUsage:  true,
 	}
 	root.PersistentFlags().String("max-memory", "", "memory budget, e.g. 8GiB (default: the memory available); work estimated to need more is refused before it starts")
@@ -28,11 +41,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			Short: "Print the version of densessm and of the Go toolchain that built it",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				v := version
-				if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					v = bi.Main.Version
-				}
-				_, err := fmt.Fprintf(cmd.OutOrStdout(), "densessm %s (%s %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), Version())
 				return err
 			},
 		},

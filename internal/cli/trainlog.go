@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/spf13/cobra"
 
 	"github.com/densessm/densessm/internal/atomicfile"
 	"github.com/densessm/densessm/internal/lossplot"
@@ -74,15 +76,15 @@ type trainReporter struct {
 	haveVal      bool
 }
 
-func newTrainReporter(w io.Writer, steps, from, every int) *trainReporter {
-	r := &trainReporter{w: w, steps: steps, every: every, start: time.Now(), startStep: from}
-	r.bar = newProgress(w, int64(steps), "training", false)
+func newTrainReporter(cmd *cobra.Command, steps, from, every int) *trainReporter {
+	r := &trainReporter{w: cmd.ErrOrStderr(), steps: steps, every: every, start: time.Now(), startStep: from}
+	r.bar = newProgress(cmd, int64(steps), "training", false)
 	r.bar.set(int64(from))
 	return r
 }
 
 func (r *trainReporter) step(s train.StepMetrics) {
-	if r.bar != nil {
+	if r.bar.drawn() {
 		desc := fmt.Sprintf("loss %.4f", s.Loss)
 		if r.haveVal {
 			desc += fmt.Sprintf(" val %.4f", r.lastVal)
@@ -101,16 +103,14 @@ func (r *trainReporter) step(s train.StepMetrics) {
 
 func (r *trainReporter) eval(e train.EvalMetrics) {
 	r.lastVal, r.haveVal = e.Loss, true
-	if r.bar == nil {
+	if !r.bar.drawn() {
 		r.printf("step %d validation loss %.4f (%d tokens)", e.Step, e.Loss, e.Tokens)
 	}
 }
 
 // printf prints a line, above the bar when there is one.
 func (r *trainReporter) printf(format string, args ...any) {
-	if r.bar != nil {
-		r.bar.bar.Clear()
-	}
+	r.bar.clear()
 	fmt.Fprintf(r.w, format+"\n", args...)
 }
 

@@ -1,7 +1,6 @@
-package main
+package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 
@@ -72,12 +71,11 @@ run that would not fit is refused.`,
 			if !m.Info().Supports(form) {
 				return fmt.Errorf("--mode %s: %s models have no such form: %w", form, m.Config().ArchName(), api.ErrUnsupported)
 			}
-			ctx := cmd.Context()
 			return dst.write(func(w io.Writer) error {
 				if _, err := w.Write(npyHeader(len(ids), V)); err != nil {
 					return err
 				}
-				return writeLogits(ctx, w, m, ids, mode, chunk, cmd.ErrOrStderr())
+				return writeLogits(cmd, w, m, ids, mode, chunk)
 			})
 		},
 	}
@@ -99,8 +97,10 @@ run that would not fit is refused.`,
 
 // writeLogits runs m over ids in the given form and writes the logits'
 // rows to w as float32s as they are computed. The chunkwise and recurrent
-// forms show their progress on stderr when that is a terminal.
-func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mode string, chunk int, stderr io.Writer) error {
+// forms show their progress on stderr when that is a terminal (and as
+// events under Execute).
+func writeLogits(cmd *cobra.Command, w io.Writer, m api.Model, ids []int32, mode string, chunk int) error {
+	ctx := cmd.Context()
 	switch mode {
 	case "parallel":
 		t, err := m.Forward(ctx, [][]int32{ids}, api.Form{})
@@ -115,7 +115,7 @@ func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mod
 		}
 		defer s.Close()
 		window := chunkWindow(chunk)
-		bar := newProgress(stderr, int64(len(ids)), "tokens", false)
+		bar := newProgress(cmd, int64(len(ids)), "tokens", false)
 		defer bar.done()
 		for from := 0; from < len(ids); from += window {
 			to := min(from+window, len(ids))
@@ -135,7 +135,7 @@ func writeLogits(ctx context.Context, w io.Writer, m api.Model, ids []int32, mod
 			return err
 		}
 		defer s.Close()
-		bar := newProgress(stderr, int64(len(ids)), "tokens", false)
+		bar := newProgress(cmd, int64(len(ids)), "tokens", false)
 		defer bar.done()
 		for _, id := range ids {
 			bar.add(1)

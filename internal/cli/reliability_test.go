@@ -1,4 +1,4 @@
-package main
+package cli
 
 // The guarantees of docs/reliability.md, tested: bad input gives one line
 // on stderr, a non-zero status and no file; outputs are validated before
@@ -38,7 +38,7 @@ const mainEnv = "DENSESSM_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -562,13 +562,15 @@ func TestKill9KeepsPreviousFile(t *testing.T) {
 // stderr is a terminal and that nothing is written otherwise.
 func TestProgressOnlyOnTerminal(t *testing.T) {
 	var w strings.Builder
-	if p := newProgress(&w, 100, "work", false); p != nil {
+	cmd := &cobra.Command{}
+	cmd.SetErr(&w)
+	if p := newProgress(cmd, 100, "work", false); p != nil {
 		t.Fatal("a progress bar on a non-terminal")
 	}
 	old := isTerminal
 	isTerminal = func(any) bool { return true }
 	defer func() { isTerminal = old }()
-	p := newProgress(&w, 100, "work", false)
+	p := newProgress(cmd, 100, "work", false)
 	p.set(50)
 	p.done()
 	if !strings.Contains(w.String(), "work") || !strings.Contains(w.String(), "50%") {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -44,7 +44,7 @@ architecture reads; without it the architecture's small default is used.`,
 				return err
 			}
 			build.Seed = seed
-			spin := newSpinner(cmd.ErrOrStderr(), "initialising")
+			spin := newSpinner(cmd, "initialising")
 			m, err := a.New(cmd.Context(), cfg, build)
 			spin.done()
 			if err != nil {
@@ -54,7 +54,7 @@ architecture reads; without it the architecture's small default is used.`,
 			if err := cmd.Context().Err(); err != nil {
 				return err
 			}
-			spin = newSpinner(cmd.ErrOrStderr(), "saving")
+			spin = newSpinner(cmd, "saving")
 			defer spin.done()
 			return checkpoint.SaveModel(cmd.Context(), out, m)
 		},

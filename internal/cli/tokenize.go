@@ -1,9 +1,8 @@
-package main
+package cli
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -72,7 +71,7 @@ Qwen2, NeoX, and those densessm trains). Others read the whole input first
 					size = st.Size()
 				}
 			}
-			bar := newProgress(cmd.ErrOrStderr(), size, "tokenizing", true)
+			bar := newProgress(cmd, size, "tokenizing", true)
 			defer bar.done()
 			n := 0
 			var line []byte
@@ -157,7 +156,7 @@ $(go env GOROOT)/src.`,
 				VocabSize: vocab, MinFrequency: minFreq, SpecialTokens: special,
 				Progress: func(done, total int) {
 					if bar == nil {
-						bar = newProgress(cmd.ErrOrStderr(), int64(total), "merges", false)
+						bar = newProgress(cmd, int64(total), "merges", false)
 					}
 					bar.set(int64(done))
 				},
@@ -172,7 +171,7 @@ $(go env GOROOT)/src.`,
 				}
 				paths = []string{filepath.Join(root, "src")}
 			}
-			files, err := feedCorpus(cmd.Context(), tr, paths, cmd.ErrOrStderr())
+			files, err := feedCorpus(cmd, tr, paths)
 			if err != nil {
 				return err
 			}
@@ -222,7 +221,8 @@ const feedBatch = 32 << 20
 // at most 16 MiB), a batch at a time so that memory holds the word counts
 // and one batch rather than the corpus, and returns how many files it fed.
 // A progress bar counts the bytes read.
-func feedCorpus(ctx context.Context, tr *tokenizer.Trainer, paths []string, stderr io.Writer) (int, error) {
+func feedCorpus(cmd *cobra.Command, tr *tokenizer.Trainer, paths []string) (int, error) {
+	ctx := cmd.Context()
 	type file struct {
 		path string
 		size int64
@@ -252,7 +252,7 @@ func feedCorpus(ctx context.Context, tr *tokenizer.Trainer, paths []string, stde
 			return 0, fmt.Errorf("read corpus: %w", err)
 		}
 	}
-	bar := newProgress(stderr, total, "reading corpus", true)
+	bar := newProgress(cmd, total, "reading corpus", true)
 	defer bar.done()
 	var batch []string
 	fed, size := 0, 0

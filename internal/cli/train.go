@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"crypto/sha256"
@@ -217,22 +217,25 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	}
 	fmt.Fprintf(stderr, "training %s (%d parameters) for %d steps of %d×%d×%d tokens on %d threads, from step %d\n",
 		run.Arch, params, cfg.Steps, cfg.Accum, cfg.BatchSize, cfg.SeqLen, m.Info().Threads, tr.Step())
-	rep := newTrainReporter(stderr, cfg.Steps, tr.Step(), o.logEvery)
+	rep := newTrainReporter(cmd, cfg.Steps, tr.Step(), o.logEvery)
 	tr.OnStep = func(s train.StepMetrics) {
 		metrics.write(s)
 		rep.step(s)
+		emitEvent(ctx, Event{Kind: EventStep, Step: &s})
 	}
 	tr.OnEval = func(e train.EvalMetrics) {
 		metrics.write(e)
 		rep.eval(e)
+		emitEvent(ctx, Event{Kind: EventEval, Eval: &e})
 	}
 	tr.OnCheckpoint = func(step int, dir string) {
 		metrics.flush()
 		if err := plotLoss(filepath.Join(o.out, metricsFile), filepath.Join(o.out, lossPlotFile)); err != nil {
 			rep.printf("note: loss plot not drawn: %v", err)
 		}
+		emitEvent(ctx, Event{Kind: EventCheckpoint, Checkpoint: &CheckpointSaved{Step: step, Dir: dir}})
 	}
-	extendInterruptGrace(saveGrace)
+	extendInterruptGrace(ctx, saveGrace)
 	err = tr.Run(ctx)
 	rep.done()
 	var intr *train.Interrupted
@@ -262,7 +265,7 @@ func tokenizedCorpus(cmd *cobra.Command, dir string, run runSettings, tok *token
 	bo := data.BuildOptions{Tokenizer: tok, TokenizerHash: hex.EncodeToString(sum[:]), Separator: int32(tok.Special().EOS), ValFraction: run.ValFraction}
 	dd := filepath.Join(dir, dataDir)
 	if _, ok := data.UpToDate(dd, corpus, bo); !ok {
-		bar := newProgress(cmd.ErrOrStderr(), corpus.Bytes(), "tokenizing", true)
+		bar := newProgress(cmd, corpus.Bytes(), "tokenizing", true)
 		bo.Progress = func(done, _ int64) { bar.set(done) }
 		start := time.Now()
 		stats, err := data.Build(cmd.Context(), corpus, dd, bo)
@@ -303,7 +306,7 @@ func trainModel(cmd *cobra.Command, o *trainFlags, run runSettings, a api.Archit
 			return nil, "", fmt.Errorf("--resume: %w", err)
 		}
 	} else {
-		spin := newSpinner(cmd.ErrOrStderr(), "initialising")
+		spin := newSpinner(cmd, "initialising")
 		build.Seed = int64(run.Trainer.Seed)
 		m, err = a.New(cmd.Context(), cfg, build)
 		spin.done()
@@ -489,7 +492,7 @@ func trainTokenizer(cmd *cobra.Command, c *data.Corpus, vocab int) ([]byte, erro
 		VocabSize: vocab, MinFrequency: 2, SpecialTokens: []string{"<|endoftext|>"},
 		Progress: func(done, total int) {
 			if bar == nil {
-				bar = newProgress(stderr, int64(total), "tokenizer merges", false)
+				bar = newProgress(cmd, int64(total), "tokenizer merges", false)
 			}
 			bar.set(int64(done))
 		},
@@ -498,7 +501,7 @@ func trainTokenizer(cmd *cobra.Command, c *data.Corpus, vocab int) ([]byte, erro
 		return nil, fmt.Errorf("--vocab-size: %w", err)
 	}
 	start := time.Now()
-	read := newProgress(stderr, c.Bytes(), "reading corpus", true)
+	read := newProgress(cmd, c.Bytes(), "reading corpus", true)
 	var batch []string
 	size := 0
 	err = c.DocumentsProgress(ctx, func(doc string) error {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, status int) {
 func runCLIInput(t *testing.T, stdin string, args ...string) (stdout, stderr string, status int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	status = run(args, strings.NewReader(stdin), &out, &errb)
+	status = Main(args, strings.NewReader(stdin), &out, &errb)
 	return out.String(), errb.String(), status
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func buildPlugins(t *testing.T) string {
 	// The sources the plugins are built from, read so that go test's
 	// cache knows the results depend on them (sdk is linked by this test
 	// binary: the blank import below).
-	for _, src := range []string{"../../plugins/examples/hgrn", "../../plugins/examples/hgrn/cmd/densessm-plugin-hgrn", "../densessm-backend-cpu"} {
+	for _, src := range []string{"../../plugins/examples/hgrn", "../../plugins/examples/hgrn/cmd/densessm-plugin-hgrn", "../../cmd/densessm-backend-cpu"} {
 		files, _ := filepath.Glob(filepath.Join(src, "*.go"))
 		for _, f := range files {
 			if _, err := os.ReadFile(f); err != nil {
@@ -35,7 +35,7 @@ func buildPlugins(t *testing.T) string {
 	dir := t.TempDir()
 	for _, b := range []struct{ moduleDir, pkg string }{
 		{"../../plugins/examples/hgrn", "./cmd/densessm-plugin-hgrn"},
-		{".", "../densessm-backend-cpu"},
+		{".", "../../cmd/densessm-backend-cpu"},
 	} {
 		c := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), b.pkg)
 		c.Dir = b.moduleDir

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -96,7 +96,7 @@ prints them as JSON.`,
 				}
 				return printPerplexity(cmd, p.Result(), jsonOut)
 			}
-			bar := newProgress(cmd.ErrOrStderr(), corpus.Bytes(), "scoring", true)
+			bar := newProgress(cmd, corpus.Bytes(), "scoring", true)
 			eos := int32(tok.Special().EOS)
 			var fed int64
 			errEnough := errors.New("enough tokens")
@@ -163,7 +163,7 @@ func scoreTokens(cmd *cobra.Command, p *eval.Perplexity, tf *data.Tokens, maxTok
 	if maxTokens > 0 {
 		n = min(n, maxTokens)
 	}
-	bar := newProgress(cmd.ErrOrStderr(), n, "tokens", false)
+	bar := newProgress(cmd, n, "tokens", false)
 	defer bar.done()
 	buf := make([]int32, 1<<16)
 	for off := int64(0); off < n; {
@@ -233,7 +233,7 @@ example task for the default model.`,
 			if cmd.Flags().Changed("delimiter") {
 				opts.Delimiter = &delimiter
 			}
-			bar := newProgress(cmd.ErrOrStderr(), int64(len(examples)), "examples", false)
+			bar := newProgress(cmd, int64(len(examples)), "examples", false)
 			r, err := eval.ScoreMC(cmd.Context(), m, tok, examples, opts, func(done, _ int) { bar.set(int64(done)) })
 			bar.done()
 			if err != nil {
