@@ -169,6 +169,18 @@ type IgnoredCheckpointNames interface {
 	IgnoresCheckpointTensor(name string) bool
 }
 
+// ForwardIntoModel is a Model whose parallel form writes its logits into a
+// tensor the caller allocated, instead of a new one: the Python binding
+// hands it memory outside the Go heap, which NumPy then owns without a
+// copy.
+type ForwardIntoModel interface {
+	Model
+	// ForwardInto computes Forward(ctx, ids, Form{}) into dst, an F32
+	// tensor [B,T,V] on the model's backend; after an error dst holds
+	// nothing meaningful.
+	ForwardInto(ctx context.Context, dst Tensor, ids [][]int32) error
+}
+
 // HostFloat32s is a tensor whose float32 elements are host memory the
 // caller may read and write directly (the CPU backend's F32 tensors).
 type HostFloat32s interface {

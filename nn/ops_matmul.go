@@ -113,3 +113,18 @@ func (t *Tape) Linear(x, w, bias *Var) *Var {
 		}
 	})
 }
+
+// LinearInto computes x w^T into dst [..., out] on b, off any tape (no
+// gradient): the last layer of an inference pass whose output the caller
+// allocated (api.ForwardIntoModel). x is [..., in], w is [out, in].
+func LinearInto(b api.Backend, dst, x, w api.Tensor) {
+	xs, ws := x.Shape(), w.Shape()
+	if len(xs) < 1 || len(ws) != 2 || xs[len(xs)-1] != ws[1] {
+		api.Panicf(api.ErrShape, "nn.LinearInto: input %v, weight %v (want [..., in] and [out, in])", xs, ws)
+	}
+	rows, in, out := xs[:len(xs)-1].NumElements(), ws[1], ws[0]
+	if !dst.Shape().Equal(append(slices.Clone(xs[:len(xs)-1]), out)) {
+		api.Panicf(api.ErrShape, "nn.LinearInto: output %v for input %v and weight %v", dst.Shape(), xs, ws)
+	}
+	b.MatMul(b.Reshape(dst, rows, out), b.Reshape(x, rows, in), w, false, true, 1, 0)
+}

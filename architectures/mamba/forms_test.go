@@ -58,6 +58,7 @@ func TestFormsAgree(t *testing.T) {
 			}
 			l := &modeltest.Logits{Want: api.Float32s(par), B: B, T: T, V: cfg.VocabSize, Tol: 1e-5}
 			modeltest.CheckRecurrentForms(t, m, ids, split, l)
+			modeltest.CheckForwardInto(t, m, ids, l.Want)
 			t.Logf("largest relative difference from the parallel form: %.3g", l.Worst)
 		})
 	}

@@ -231,9 +231,44 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 	return float64(value), nil
 }
 
+// ForwardInto implements api.ForwardIntoModel: the parallel form's logits
+// written into dst [B,T,V].
+func (m *Model) ForwardInto(ctx context.Context, dst api.Tensor, ids [][]int32) (err error) {
+	defer api.Recover(&err)
+	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
+	if err != nil {
+		return fmt.Errorf("mamba: %w", err)
+	}
+	h, err := m.hidden(ctx, nn.NewInferenceTape(m.b), tok, nil)
+	if err != nil {
+		return err
+	}
+	nn.LinearInto(m.b, dst, h.Value(), m.head().Value())
+	return nil
+}
+
 // run computes the logits [B,T,V] for ids [B,T] on tape t, continuing from
 // and updating st when it is not nil.
 func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
+	h, err := m.hidden(ctx, t, ids, st)
+	if err != nil {
+		return nil, err
+	}
+	return t.Linear(h, m.head(), nil), nil
+}
+
+// head returns the output projection [V,D]: lm_head, or the embedding when
+// they are tied.
+func (m *Model) head() *nn.Var {
+	if m.lmHead == nil {
+		return m.embed.Weight
+	}
+	return m.lmHead
+}
+
+// hidden computes the final normed hidden states [B,T,D] for ids [B,T] on
+// tape t (see run).
+func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
 	c := m.cfg
 	h := m.embed.Forward(t, ids) // [B,T,D]
 	var linked []*nn.Var         // DenseMamba: the layers' own x' or states, nearest last
@@ -250,12 +285,7 @@ func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) 
 		}
 		h = t.Add(h, out)
 	}
-	h = m.normF.Forward(t, h)
-	head := m.lmHead
-	if head == nil {
-		head = m.embed.Weight
-	}
-	return t.Linear(h, head, nil), nil
+	return m.normF.Forward(t, h), nil
 }
 
 // mixer computes layer i's mixer on u [B,T,D] (already normed). prev holds

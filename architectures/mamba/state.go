@@ -175,11 +175,7 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tenso
 		b.Binary(api.OpAdd, sb.h, sb.h, sb.out)
 	}
 	b.RMSNorm(sb.u, sb.h, m.normF.Weight.Value(), m.normF.Eps)
-	head := m.lmHead
-	if head == nil {
-		head = m.embed.Weight
-	}
-	b.MatMul(sb.logits, sb.u, head.Value(), false, true, 1, 0)
+	b.MatMul(sb.logits, sb.u, m.head().Value(), false, true, 1, 0)
 	st.pos++
 	return sb.logits, nil
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -126,6 +127,35 @@ func CheckRecurrentForms(t testing.TB, m api.Model, ids [][]int32, split int, l 
 	steps("prefill+steps", s, split)
 	if s.Len() != l.T {
 		t.Errorf("state length %d after prefill and steps, want %d", s.Len(), l.T)
+	}
+}
+
+// CheckForwardInto checks that an api.ForwardIntoModel writes into a
+// destination exactly the parallel form's logits want (bit for bit, every
+// element: the destination starts as NaN), and that a destination of the
+// wrong shape is an ErrShape error, not a panic.
+func CheckForwardInto(t testing.TB, m api.Model, ids [][]int32, want []float32) {
+	t.Helper()
+	fm, ok := m.(api.ForwardIntoModel)
+	if !ok {
+		t.Fatalf("%s models do not implement api.ForwardIntoModel", m.Config().ArchName())
+	}
+	b := m.(api.LocalModel).Backend()
+	B, T, V := len(ids), len(ids[0]), m.Config().Vocab()
+	dst := b.Alloc(api.F32, B, T, V)
+	b.Fill(dst, float32(math.NaN()))
+	if err := fm.ForwardInto(context.Background(), dst, ids); err != nil {
+		t.Fatal(err)
+	}
+	got := api.Float32s(dst)
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("ForwardInto: element %d = %g, Forward gave %g", i, got[i], want[i])
+		}
+	}
+	err := fm.ForwardInto(context.Background(), b.Alloc(api.F32, B, T, V+1), ids)
+	if !errors.Is(err, api.ErrShape) {
+		t.Errorf("ForwardInto with a [%d,%d,%d] destination: %v, want ErrShape", B, T, V+1, err)
 	}
 }
 

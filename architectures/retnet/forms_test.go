@@ -148,5 +148,6 @@ func checkForms(t *testing.T, ctx context.Context, cfg *Config, tol float64) {
 		}
 	}
 	modeltest.CheckRecurrentForms(t, m, ids, split, l)
+	modeltest.CheckForwardInto(t, m, ids, l.Want)
 	t.Logf("largest relative difference from the parallel form: %.3g", l.Worst)
 }

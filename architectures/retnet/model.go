@@ -275,6 +275,7 @@ type pass struct {
 	form  api.RetentionForm
 	chunk int
 	st    *State
+	out   api.Tensor // the logits' destination, when the caller gave one
 }
 
 // Info reports the model's capabilities: every mode, trainable, in
@@ -302,6 +303,14 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.T
 		return api.ForwardWith(ctx, m, ids, f)
 	}
 	return m.infer(ctx, ids, pass{form: api.RetentionParallel})
+}
+
+// ForwardInto implements api.ForwardIntoModel: the parallel form's logits
+// written into dst [B,T,V].
+func (m *Model) ForwardInto(ctx context.Context, dst api.Tensor, ids [][]int32) (err error) {
+	defer api.Recover(&err)
+	_, err = m.infer(ctx, ids, pass{form: api.RetentionParallel, out: dst})
+	return err
 }
 
 // chunkOf returns the chunk size of a chunkwise form.
@@ -382,6 +391,9 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 		}
 		p.st.pos += tok.Shape()[1]
 	}
+	if p.out != nil {
+		return p.out, nil
+	}
 	return out.Value(), nil
 }
 
@@ -410,7 +422,7 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 }
 
 // run computes the logits [B,T,V] for ids [B,T] (flat: the same ids as a
-// slice) on tape t in p's form. With p.st it starts from the State's
+// slice) on tape t in p's form (into p.out, returning nil, when it is set). With p.st it starts from the State's
 // retention states and position and returns each layer's final state,
 // without changing the State.
 func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, flat []int32, p pass) (*nn.Var, []*nn.Var, error) {
@@ -444,6 +456,10 @@ func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, flat []int3
 	head := m.head
 	if head == nil {
 		head = m.embed.Weight
+	}
+	if p.out != nil {
+		nn.LinearInto(m.b, p.out, h.Value(), head.Value())
+		return nil, states, nil
 	}
 	return t.Linear(h, head, nil), states, nil
 }
