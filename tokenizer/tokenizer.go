@@ -112,6 +112,13 @@ func (t *Tokenizer) EncodeRaw(text string, offsets bool) (_ *Encoding, err error
 // longest sequence (the file's "BatchLongest" padding) pads to the longest
 // of the batch, as Hugging Face's encode_batch does.
 func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
+	return t.EncodeBatchWith(texts, true)
+}
+
+// EncodeBatchWith is EncodeBatch with or without the post-processor's
+// special tokens (addSpecial), as Hugging Face's encode_batch with
+// add_special_tokens.
+func (t *Tokenizer) EncodeBatchWith(texts []string, addSpecial bool) ([][]int, error) {
 	out := make([][]int, len(texts))
 	workers := min(runtime.GOMAXPROCS(0), len(texts))
 	var next atomic.Int64
@@ -127,7 +134,7 @@ func (t *Tokenizer) EncodeBatch(texts []string) ([][]int, error) {
 				if i >= len(texts) {
 					return
 				}
-				e, err := t.encode(texts[i], true, false, false)
+				e, err := t.encode(texts[i], addSpecial, false, false)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
