@@ -29,6 +29,20 @@ func ReadConfigJSON(path string) ([]byte, error) {
 	return text, err
 }
 
+// ModelType returns the model_type of a config.json (path as for
+// ReadConfigJSON), or "" when it has none or cannot be read (LoadModel
+// then says what is wrong): what a loader looks at to find a plugin's
+// architecture before it loads.
+func ModelType(path string) string {
+	_, fields, err := readConfig(path)
+	if err != nil {
+		return ""
+	}
+	var name string
+	json.Unmarshal(fields["model_type"], &name)
+	return name
+}
+
 // readConfig is ReadConfigJSON that also returns the fields the check
 // parsed, so that a loader parses config.json once.
 func readConfig(path string) ([]byte, configFields, error) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -128,20 +127,6 @@ func readConfig(a api.Architecture, configFile string) (api.Config, error) {
 	return cfg, nil
 }
 
-// modelType returns the model_type of dir's config.json ("" when it has
-// none or cannot be read: LoadModel reports that).
-func modelType(dir string) string {
-	raw, err := checkpoint.ReadConfigJSON(dir)
-	if err != nil {
-		return ""
-	}
-	var head struct {
-		ModelType string `json:"model_type"`
-	}
-	json.Unmarshal(raw, &head)
-	return head.ModelType
-}
-
 // loadModel loads the model directory dir for a command that will run it
 // over tokens tokens in a parallel form (0: recurrent only), refusing it
 // before allocation when it would not fit in memory, with a progress bar
@@ -160,7 +145,7 @@ func loadModel(cmd *cobra.Command, dir, arch string, threads, tokens int, flags 
 		if err := findArchitecture(cmd, arch); err != nil {
 			return nil, fmt.Errorf("--arch: %w", err)
 		}
-	} else if name := modelType(dir); name != "" {
+	} else if name := checkpoint.ModelType(dir); name != "" {
 		findArchitecture(cmd, name) // a plugin's; LoadModel says what is wrong
 	}
 	var bar *progress

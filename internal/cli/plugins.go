@@ -33,39 +33,13 @@ func architecture(cmd *cobra.Command, name string) (api.Architecture, error) {
 // findBackend makes sure the backend name is registered, discovering the
 // plugins when it is not built in.
 func findBackend(cmd *cobra.Command, name string) error {
-	known := func() bool {
-		for _, e := range api.BackendList() {
-			if e.Name == name {
-				return true
-			}
-		}
-		return false
-	}
-	if known() {
-		return nil
-	}
-	if discoverPlugins(cmd); known() {
-		return nil
-	}
-	var names []string
-	for _, e := range api.BackendList() {
-		names = append(names, e.Name)
-	}
-	return fmt.Errorf("backend %q (known: %v; plugins are looked for on %s and in %s): %w", name, names, host.PathEnv, host.UserDir(), api.ErrNotFound)
+	return host.FindBackend(name, func() { discoverPlugins(cmd) })
 }
 
 // findArchitecture makes sure the architecture name (empty: nothing to
 // find) is registered, discovering the plugins when it is not built in.
 func findArchitecture(cmd *cobra.Command, name string) error {
-	if name == "" {
-		return nil
-	}
-	if _, err := api.LookupArchitecture(name); err == nil {
-		return nil
-	}
-	discoverPlugins(cmd)
-	_, err := api.LookupArchitecture(name)
-	return err
+	return host.FindArchitecture(name, func() { discoverPlugins(cmd) })
 }
 
 // plugins is the catalog of this process's plugins, discovered once, and

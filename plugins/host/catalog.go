@@ -76,3 +76,38 @@ func (c *Catalog) Close() {
 		p.Close()
 	}
 }
+
+// FindBackend makes sure the backend name is registered: built in, or
+// served by a plugin, calling discover (which finds and registers the
+// plugins) when it is not known yet. The error lists the known backends
+// and says where plugins are looked for.
+func FindBackend(name string, discover func()) error {
+	known := func() bool {
+		return slices.ContainsFunc(api.BackendList(), func(e api.BackendEntry) bool { return e.Name == name })
+	}
+	if known() {
+		return nil
+	}
+	if discover(); known() {
+		return nil
+	}
+	var names []string
+	for _, e := range api.BackendList() {
+		names = append(names, e.Name)
+	}
+	return fmt.Errorf("backend %q (known: %v; plugins are looked for on %s and in %s): %w", name, names, PathEnv, UserDir(), api.ErrNotFound)
+}
+
+// FindArchitecture makes sure the architecture name (empty: nothing to
+// find) is registered, calling discover when it is not built in.
+func FindArchitecture(name string, discover func()) error {
+	if name == "" {
+		return nil
+	}
+	if _, err := api.LookupArchitecture(name); err == nil {
+		return nil
+	}
+	discover()
+	_, err := api.LookupArchitecture(name)
+	return err
+}
