@@ -1,0 +1,256 @@
+"""Models: loading, logits, recurrent states and text generation."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator, Mapping, Sequence, overload
+
+import numpy as np
+
+from . import _bridge as b
+from ._bridge import Error, go
+from .tokenizer import Tokenizer
+
+__all__ = ["Model", "State", "load", "default_model", "init", "architectures", "backends"]
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise Error(f"threads={threads!r}: want None (every core) or a count >= 1")
+    return threads
+
+
+def load(path: str | os.PathLike, backend: str = "cpu", threads: int | None = None, *,
+         arch: str = "", tokenizer: str | os.PathLike | None = None) -> "Model":
+    """Loads a model directory: config.json, weights (safetensors, sharded or
+    not, or pytorch_model.bin) and tokenizer.json when there is one.
+
+    backend: "cpu", or a backend a plugin serves; threads: worker threads
+    (None: every core); arch: the architecture when config.json does not
+    name it; tokenizer: a tokenizer.json to use instead of the directory's.
+    """
+    h = b.call(go.LoadModel, os.fspath(path), arch, os.fspath(tokenizer) if tokenizer else "", backend,
+               _threads(threads))
+    return Model(h)
+
+
+def default_model(backend: str = "cpu", threads: int | None = None) -> "Model":
+    """The model built into densessm: a 2.3M-parameter DenseMamba trained on
+    the Go standard library's source, with its tokenizer. It writes Go."""
+    return Model(b.call(go.DefaultModel, backend, _threads(threads)))
+
+
+def init(arch: str, config: Mapping[str, Any] | None = None, seed: int = 0, backend: str = "cpu",
+         threads: int | None = None) -> "Model":
+    """A new model of architecture arch with random weights from seed.
+
+    config holds config.json fields (None: the architecture's small default
+    configuration). The model has no tokenizer: use logits and states, or
+    save it and train it with densessm.train.
+    """
+    return Model(b.call(go.InitModel, arch, json.dumps(dict(config or {})), backend, int(seed), _threads(threads)))
+
+
+def architectures() -> list[str]:
+    """The architecture names, built in and served by plugins."""
+    return [e["name"] for e in json.loads(go.Architectures())]
+
+
+def backends() -> list[str]:
+    """The compute backends, built in and served by plugins."""
+    return [e["name"] for e in json.loads(go.Backends())]
+
+
+class Model:
+    """A language model. Use load, default_model or init to get one.
+
+    Calls on one model run one at a time (calls from several threads wait
+    their turn); each releases the GIL while Go computes. Close it (or use
+    it as a context manager) to free its memory at once; arrays it returned
+    stay valid, as they own their memory.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._h = handle
+        self._info: dict | None = None
+
+    @property
+    def info(self) -> dict:
+        """arch, vocab_size, parameters, backend, threads, modes, config..."""
+        if self._info is None:
+            self._info = json.loads(b.call(self._h.Info))
+        return self._info
+
+    @property
+    def arch(self) -> str:
+        return self.info["arch"]
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of logits per token."""
+        return self.info["vocab_size"]
+
+    @property
+    def config(self) -> dict:
+        """The model's config.json fields."""
+        return self.info["config"]
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer (Error when it has none)."""
+        return Tokenizer(b.call(self._h.Tokenizer))
+
+    def __repr__(self) -> str:
+        try:
+            i = self.info
+            return f"<densessm.Model {i['arch']} {i['parameters']:,} parameters on {i['backend']}>"
+        except Error:
+            return "<densessm.Model closed>"
+
+    def logits(self, ids: Any, mode: str = "parallel", chunk: int = 0) -> np.ndarray:
+        """The float32 logits of token ids: [T, V] for a sequence, [B, T, V]
+        for a batch of B sequences of equal length (a 2-D list or array).
+
+        mode: "parallel" (the training form), "chunkwise" (blocks of chunk
+        tokens; 0 is the model's default) or "recurrent"; they agree to
+        about 1e-5. The array is not a copy: it views memory Go allocated
+        outside its heap, freed when the last reference to it goes.
+        """
+        arr, shape = b.ids_array(ids)
+        if len(shape) not in (1, 2) or arr.null_count or len(arr) == 0:
+            raise Error(f"ids of shape {shape}: want a non-empty sequence or batch of sequences")
+        batch = shape[0] if len(shape) == 2 else 1
+        inp, out = b.CArray.of(arr), b.CArray()
+        try:
+            job = b.call(self._h.Logits, *inp.addrs, batch, mode, int(chunk), *out.addrs)
+            b.drive(job)
+            flat = out.take()
+        finally:
+            inp.release()
+            out.release()
+        return b.float_array(flat, (*shape, self.vocab_size))
+
+    def new_state(self, batch: int = 1) -> "State":
+        """An empty recurrent state for batch sequences."""
+        return State(b.call(self._h.NewState, int(batch)), self, batch)
+
+    @overload
+    def generate(self, prompt: str, **options: Any) -> str: ...
+
+    @overload
+    def generate(self, prompt: Sequence[str], **options: Any) -> list[str]: ...
+
+    def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 0.8,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.0,
+                 seed: int | None = None, stop: Sequence[str] | str | None = None,
+                 eos: Sequence[int] | None = None, ignore_eos: bool = False) -> str | list[str]:
+        """Continues a prompt (or each of a list of prompts, decoded together
+        as one batch) and returns the new text, without the prompt.
+
+        Sampling as `densessm generate` and Hugging Face transformers do it:
+        repetition penalty, temperature (0: greedy), top-k, top-p, min-p, in
+        that order. A sequence ends at the tokenizer's end-of-text token (or
+        one of eos), at a stop string (left out), or after max_new_tokens
+        tokens. seed=None draws one at random.
+        """
+        prompts, single = _prompts(prompt)
+        job = self._start_generate(prompts, False, max_new_tokens=max_new_tokens, temperature=temperature,
+                                   top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
+                                   seed=seed, stop=stop, eos=eos, ignore_eos=ignore_eos)
+        texts = b.drive(job)["texts"]
+        return texts[0] if single else texts
+
+    def stream(self, prompt: str | Sequence[str], **options: Any) -> Iterator[Any]:
+        """generate, yielding text as it is decoded: pieces (str) for one
+        prompt, (index, piece) pairs for a list of prompts. Each piece is
+        final (UTF-8 characters and stop strings are never split). Leaving
+        the loop early stops the generation."""
+        prompts, single = _prompts(prompt)
+        job = self._start_generate(prompts, True, **options)
+        for ev in b.events(job):
+            if "text" in ev:
+                yield ev["text"] if single else (ev["seq"], ev["text"])
+
+    def _start_generate(self, prompts: list[str], stream: bool, **o: Any) -> Any:
+        opts = {k: v for k, v in o.items() if v is not None}
+        if isinstance(opts.get("stop"), str):
+            opts["stop"] = [opts["stop"]]
+        for k in ("stop", "eos"):
+            if k in opts:
+                opts[k] = list(opts[k])
+        return b.call(self._h.Generate, json.dumps(prompts), json.dumps(opts), stream)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes config.json, model.safetensors (float32) and, when the
+        model has one, tokenizer.json into the directory path."""
+        b.call(self._h.Save, os.fspath(path))
+
+    def close(self) -> None:
+        """Frees the model's memory now (also its plugin's); later calls
+        raise Error."""
+        b.call(self._h.Close)
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _prompts(prompt: str | Sequence[str]) -> tuple[list[str], bool]:
+    if isinstance(prompt, str):
+        return [prompt], True
+    prompts = list(prompt)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise Error("prompt: want a string or a non-empty list of strings")
+    return prompts, False
+
+
+class State:
+    """A recurrent state: what a model has seen of batch sequences, in
+    memory that does not grow with them. Feed tokens with step (one per
+    sequence) or prefill (many)."""
+
+    def __init__(self, handle: Any, model: Model, batch: int) -> None:
+        self._h, self._model, self.batch = handle, model, batch
+
+    def __len__(self) -> int:
+        """The number of tokens seen (per sequence)."""
+        return b.call(self._h.Len)
+
+    def step(self, ids: int | Sequence[int]) -> np.ndarray:
+        """Feeds one token per sequence and returns the next-token logits:
+        [V] for an int (a state of one sequence), [B, V] for a list."""
+        scalar = np.ndim(ids) == 0
+        out = b.CArray()
+        try:
+            b.go_ids(np.atleast_1d(ids), self._h.Step, *out.addrs)
+            flat = out.take()
+        finally:
+            out.release()
+        shape = (self._model.vocab_size,) if scalar else (self.batch, self._model.vocab_size)
+        return b.float_array(flat, shape)
+
+    def prefill(self, ids: Any, mode: str = "parallel", chunk: int = 0) -> np.ndarray:
+        """Feeds a run of tokens (a sequence, or [B, T] for B sequences) and
+        returns their logits ([T, V] or [B, T, V]), as Model.logits does,
+        continuing from and updating the state."""
+        arr, shape = b.ids_array(ids)
+        if len(shape) not in (1, 2) or len(arr) == 0:
+            raise Error(f"ids of shape {shape}: want a non-empty sequence or batch of sequences")
+        inp, out = b.CArray.of(arr), b.CArray()
+        try:
+            job = b.call(self._h.Prefill, *inp.addrs, mode, int(chunk), *out.addrs)
+            b.drive(job)
+            flat = out.take()
+        finally:
+            inp.release()
+            out.release()
+        return b.float_array(flat, (*shape, self._model.vocab_size))
+
+    def close(self) -> None:
+        """Frees the state now."""
+        b.call(self._h.Close)

@@ -1,0 +1,366 @@
+package pybind
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/backends/cpu"
+	"github.com/densessm/densessm/checkpoint"
+	"github.com/densessm/densessm/defaultmodel"
+	"github.com/densessm/densessm/internal/sysmem"
+)
+
+// Model is a loaded model with its tokenizer (nil for a model made with
+// InitModel, or a directory without tokenizer.json). Calls on one Model
+// run one at a time; calls from several Python threads wait their turn.
+type Model struct {
+	mu     sync.Mutex
+	m      api.Model  // nil once closed
+	tok    *Tokenizer // set once, never changed
+	source string     // the directory, the default model's name or "init"
+}
+
+// buildOptions returns the options that build a model on backend with
+// threads workers (0: every core), finding a plugin's backend when it is
+// not built in.
+func buildOptions(backend string, threads int) (api.BuildOptions, error) {
+	if threads < 0 {
+		return api.BuildOptions{}, fmt.Errorf("threads=%d: want 0 (every core) or more: %w", threads, api.ErrConfig)
+	}
+	o := api.BuildOptions{Backend: backend, BackendOptions: api.BackendOptions{Threads: threads}}
+	if err := o.BackendOptions.Validate(); err != nil {
+		return api.BuildOptions{}, fmt.Errorf("threads: %w", err)
+	}
+	if err := findBackend(o.BackendName()); err != nil {
+		return api.BuildOptions{}, err
+	}
+	return o, nil
+}
+
+// checkFits refuses a model whose weights and a parallel pass over tokens
+// tokens would not fit in the memory available, before allocation.
+func checkFits(cfg api.Config, tokens int) error {
+	est, ok := api.EstimateMemory(cfg)
+	if !ok {
+		return nil
+	}
+	avail, ok := sysmem.Available()
+	if need := est.InferenceBytes(1, tokens); ok && need > avail {
+		return fmt.Errorf("a %s model of %d parameters needs about %s, more than the %s available: %w",
+			cfg.ArchName(), est.Parameters, sysmem.Format(need), sysmem.Format(avail), api.ErrOutOfMemory)
+	}
+	return nil
+}
+
+// LoadModel loads the model directory dir (config.json, safetensors or
+// PyTorch weights, and tokenizer.json when there is one) on backend with
+// threads workers (0: every core). arch names the architecture when
+// config.json does not; tokenizerPath, when not empty, replaces the
+// directory's tokenizer.json.
+func LoadModel(dir, arch, tokenizerPath, backend string, threads int) (_ *Model, err error) {
+	defer api.Recover(&err)
+	if st, err := os.Stat(dir); err != nil {
+		return nil, err
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("%s: not a directory (want config.json beside the weights): %w", dir, api.ErrConfig)
+	}
+	build, err := buildOptions(backend, threads)
+	if err != nil {
+		return nil, err
+	}
+	if arch != "" {
+		if err := findArchitecture(arch); err != nil {
+			return nil, err
+		}
+	} else if name := checkpoint.ModelType(dir); name != "" {
+		findArchitecture(name) // a plugin's; LoadModel says what is wrong
+	}
+	tok, err := modelTokenizer(dir, tokenizerPath)
+	if err != nil {
+		return nil, err
+	}
+	m, err := checkpoint.LoadModel(context.Background(), dir, checkpoint.LoadOptions{
+		Build:       build,
+		Arch:        arch,
+		CheckConfig: func(cfg api.Config) error { return checkFits(cfg, 512) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newModel(m, tok, dir)
+}
+
+// DefaultModel returns the model built into densessm (a small DenseMamba
+// trained on Go source) with its tokenizer.
+func DefaultModel(backend string, threads int) (_ *Model, err error) {
+	defer api.Recover(&err)
+	build, err := buildOptions(backend, threads)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := defaultmodel.TokenizerJSON()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := TokenizerFromJSON(string(raw))
+	if err != nil {
+		return nil, err
+	}
+	m, err := defaultmodel.Load(context.Background(), checkpoint.LoadOptions{Build: build})
+	if err != nil {
+		return nil, err
+	}
+	return newModel(m, tok, defaultmodel.Name)
+}
+
+// InitModel builds a new model of architecture arch with random weights
+// from seed. configJSON holds config.json fields ("" or "{}": the
+// architecture's small default configuration; fields not given keep
+// their defaults where the architecture's parser allows it).
+func InitModel(arch, configJSON, backend string, seed int64, threads int) (_ *Model, err error) {
+	defer api.Recover(&err)
+	build, err := buildOptions(backend, threads)
+	if err != nil {
+		return nil, err
+	}
+	if err := findArchitecture(arch); err != nil {
+		return nil, err
+	}
+	a, err := api.ArchitectureOn(arch, build.BackendName())
+	if err != nil {
+		return nil, err
+	}
+	cfg := a.DefaultConfig()
+	if configJSON != "" && configJSON != "{}" {
+		if cfg, err = a.ParseConfig([]byte(configJSON)); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	if err := checkFits(cfg, 512); err != nil {
+		return nil, err
+	}
+	build.Seed = seed
+	m, err := a.New(context.Background(), cfg, build)
+	if err != nil {
+		return nil, err
+	}
+	return newModel(m, nil, "init")
+}
+
+func newModel(m api.Model, tok *Tokenizer, source string) (*Model, error) {
+	if tok != nil && tok.VocabSize() > m.Config().Vocab() {
+		m.Close()
+		return nil, fmt.Errorf("the tokenizer has %d tokens and the model only %d logits: is it the model's tokenizer? %w", tok.VocabSize(), m.Config().Vocab(), api.ErrConfig)
+	}
+	return &Model{m: m, tok: tok, source: source}, nil
+}
+
+// errClosed is the error of a call on a closed model or state.
+var errClosed = errors.New("closed")
+
+// use runs f with the model, one call at a time, or returns errClosed.
+func (m *Model) use(f func(api.Model) error) (err error) {
+	defer api.Recover(&err)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		return fmt.Errorf("model: %w", errClosed)
+	}
+	return f(m.m)
+}
+
+// modelInfo is what Info returns, as JSON.
+type modelInfo struct {
+	Arch      string          `json:"arch"`
+	Source    string          `json:"source"`
+	Vocab     int             `json:"vocab_size"`
+	Params    int64           `json:"parameters"`
+	Backend   string          `json:"backend"`
+	Threads   int             `json:"threads"`
+	Plugin    string          `json:"plugin,omitempty"`
+	Modes     []string        `json:"modes"`
+	Trainable bool            `json:"trainable"`
+	Config    json.RawMessage `json:"config"`
+	Tokenizer bool            `json:"has_tokenizer"`
+}
+
+// Info returns, as JSON, the model's architecture, vocabulary size,
+// parameter count, backend, forms and config.json fields.
+func (m *Model) Info() (string, error) {
+	var out []byte
+	err := m.use(func(am api.Model) error {
+		info := am.Info()
+		cfg, err := json.Marshal(am.Config())
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		mi := modelInfo{
+			Arch: info.Arch, Source: m.source, Vocab: am.Config().Vocab(), Backend: info.Backend,
+			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Config: cfg,
+			Modes: []string{}, Tokenizer: m.tok != nil,
+		}
+		for _, p := range am.Params() {
+			mi.Params += int64(p.Shape.NumElements())
+		}
+		for _, mode := range info.Modes {
+			mi.Modes = append(mi.Modes, mode.String())
+		}
+		out, err = json.Marshal(mi)
+		return err
+	})
+	return string(out), err
+}
+
+// Tokenizer returns the model's tokenizer.
+func (m *Model) Tokenizer() (*Tokenizer, error) {
+	if m.tok == nil {
+		return nil, fmt.Errorf("this model has no tokenizer (load one with Tokenizer.from_file): %w", api.ErrNotFound)
+	}
+	return m.tok, nil
+}
+
+// Save writes the model into dir as config.json and model.safetensors (in
+// float32), and its tokenizer as tokenizer.json when it has one; each file
+// is written atomically.
+func (m *Model) Save(dir string) error {
+	return m.use(func(am api.Model) error {
+		if err := checkpoint.SaveModel(context.Background(), dir, am); err != nil {
+			return err
+		}
+		if m.tok == nil {
+			return nil
+		}
+		return m.tok.Save(filepath.Join(dir, "tokenizer.json"))
+	})
+}
+
+// Close releases the model's memory (and its plugin's, for a plugin
+// model). Later calls fail; closing twice does nothing. Arrays returned
+// earlier stay valid: they own their memory.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		return nil
+	}
+	err := m.m.Close()
+	m.m = nil
+	return err
+}
+
+// Logits starts a job that runs the model over the token ids in the Arrow
+// array at idsArray/idsSchema (int32 or int64, batch sequences of equal
+// length laid end to end) in mode ("parallel", "chunkwise" with chunk
+// tokens per block, 0 for the model's default, or "recurrent") and, when
+// it succeeds, exports the float32 logits [batch, T, V] (flat, C order)
+// into the Arrow structs at outArray/outSchema. The ids are read before
+// Logits returns.
+func (m *Model) Logits(idsArray, idsSchema int64, batch int, mode string, chunk int, outArray, outSchema int64) (*Job, error) {
+	ids, err := importIDs(cArray{idsArray, idsSchema}, "ids")
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := splitBatch(ids, batch)
+	if err != nil {
+		return nil, err
+	}
+	form := api.Form{Chunk: chunk}
+	if form.Mode, err = api.ParseMode(mode); err != nil {
+		return nil, err
+	}
+	if chunk < 0 {
+		return nil, fmt.Errorf("chunk=%d: want 0 (the model's default) or more: %w", chunk, api.ErrConfig)
+	}
+	out := cArray{outArray, outSchema}
+	if err := out.check("logits"); err != nil {
+		return nil, err
+	}
+	return startJob(func(ctx context.Context, _ func(any)) (any, error) {
+		return nil, m.use(func(am api.Model) error {
+			if !am.Info().Supports(form.Mode) {
+				return fmt.Errorf("mode %s: %s models have no such form: %w", form.Mode, am.Config().ArchName(), api.ErrUnsupported)
+			}
+			buf, err := forward(ctx, am, seqs, form)
+			if err != nil {
+				return err
+			}
+			buf.export(out)
+			return nil
+		})
+	}), nil
+}
+
+// splitBatch cuts ids into batch sequences of equal length.
+func splitBatch(ids []int32, batch int) ([][]int32, error) {
+	if batch < 1 || len(ids) == 0 || len(ids)%batch != 0 {
+		return nil, fmt.Errorf("%d ids in %d sequences: want at least one id and sequences of equal length: %w", len(ids), batch, api.ErrShape)
+	}
+	T := len(ids) / batch
+	seqs := make([][]int32, batch)
+	for b := range seqs {
+		seqs[b] = ids[b*T : (b+1)*T : (b+1)*T]
+	}
+	return seqs, nil
+}
+
+// forward returns m's logits for seqs in form f in C memory. The parallel
+// form of a CPU model that implements api.ForwardIntoModel writes them
+// there directly; other models' logits are copied once.
+func forward(ctx context.Context, m api.Model, seqs [][]int32, f api.Form) (*cFloat32s, error) {
+	B, T, V := len(seqs), len(seqs[0]), m.Config().Vocab()
+	if err := checkIDs(seqs, V); err != nil {
+		return nil, err
+	}
+	if err := checkOutput(B*T, V); err != nil {
+		return nil, err
+	}
+	buf := newCFloat32s(B * T * V)
+	if fm, ok := m.(api.ForwardIntoModel); ok && f.Mode == api.Parallel {
+		if lm, ok := m.(api.LocalModel); ok {
+			if b, ok := lm.Backend().(*cpu.Backend); ok {
+				if err := fm.ForwardInto(ctx, b.WrapFloat32s(buf.data, B, T, V), seqs); err != nil {
+					buf.release()
+					return nil, err
+				}
+				return buf, nil
+			}
+		}
+	}
+	t, err := m.Forward(ctx, seqs, f)
+	if err != nil {
+		buf.release()
+		return nil, err
+	}
+	t.Backend().Download(buf.bytes(), t)
+	return buf, nil
+}
+
+// checkIDs refuses ids outside the vocabulary with a message naming the
+// first one.
+func checkIDs(seqs [][]int32, vocab int) error {
+	for b, s := range seqs {
+		for i, id := range s {
+			if id < 0 || int(id) >= vocab {
+				return fmt.Errorf("id %d (sequence %d, position %d): the model has %d tokens: %w", id, b, i, vocab, api.ErrOutOfRange)
+			}
+		}
+	}
+	return nil
+}
+
+// checkOutput refuses logits of rows × vocab float32s that would not fit
+// in the memory available.
+func checkOutput(rows, vocab int) error {
+	need := int64(rows) * int64(vocab) * 4
+	if avail, ok := sysmem.Available(); ok && need > avail {
+		return fmt.Errorf("logits of %d × %d float32s need %s, more than the %s available: %w",
+			rows, vocab, sysmem.Format(need), sysmem.Format(avail), api.ErrOutOfMemory)
+	}
+	return nil
+}

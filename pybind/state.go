@@ -1,0 +1,130 @@
+package pybind
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/densessm/densessm/api"
+)
+
+// State is a model's recurrent state for batch sequences: the tokens seen
+// so far, summarised in memory that does not grow with them. It uses its
+// model's lock, and fails once the model is closed.
+type State struct {
+	model *Model
+	s     api.State // nil once closed
+	batch int
+}
+
+// NewState returns an empty state for batch sequences.
+func (m *Model) NewState(batch int) (*State, error) {
+	var st *State
+	err := m.use(func(am api.Model) error {
+		if batch < 1 {
+			return fmt.Errorf("batch=%d: want at least 1: %w", batch, api.ErrConfig)
+		}
+		s, err := am.NewState(batch)
+		if err != nil {
+			return err
+		}
+		st = &State{model: m, s: s, batch: batch}
+		return nil
+	})
+	return st, err
+}
+
+// use runs f with the model and the state, or returns errClosed.
+func (s *State) use(f func(api.Model, api.State) error) error {
+	return s.model.use(func(am api.Model) error {
+		if s.s == nil {
+			return fmt.Errorf("state: %w", errClosed)
+		}
+		return f(am, s.s)
+	})
+}
+
+// Len returns the number of tokens the state has seen (per sequence).
+func (s *State) Len() (int, error) {
+	n := 0
+	err := s.use(func(_ api.Model, st api.State) error {
+		n = st.Len()
+		return nil
+	})
+	return n, err
+}
+
+// Step feeds one token per sequence (the Arrow array at idsArray/idsSchema
+// holds batch ids) and exports the next-token logits [batch, V] into the
+// Arrow structs at outArray/outSchema.
+func (s *State) Step(idsArray, idsSchema, outArray, outSchema int64) error {
+	ids, err := importIDs(cArray{idsArray, idsSchema}, "ids")
+	if err != nil {
+		return err
+	}
+	out := cArray{outArray, outSchema}
+	if err := out.check("logits"); err != nil {
+		return err
+	}
+	return s.use(func(am api.Model, st api.State) error {
+		if len(ids) != s.batch {
+			return fmt.Errorf("%d ids for a state of %d sequences: want one per sequence: %w", len(ids), s.batch, api.ErrShape)
+		}
+		if err := checkIDs([][]int32{ids}, am.Config().Vocab()); err != nil {
+			return err
+		}
+		t, err := am.Step(context.Background(), st, ids)
+		if err != nil {
+			return err
+		}
+		exportTensor(t, out)
+		return nil
+	})
+}
+
+// Prefill starts a job that runs batch sequences of equal length (laid
+// end to end in the Arrow array at idsArray/idsSchema) through the model
+// from the state in mode (see Model.Logits), leaves the state after them,
+// and exports the logits [batch, T, V] into outArray/outSchema.
+func (s *State) Prefill(idsArray, idsSchema int64, mode string, chunk int, outArray, outSchema int64) (*Job, error) {
+	ids, err := importIDs(cArray{idsArray, idsSchema}, "ids")
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := splitBatch(ids, s.batch)
+	if err != nil {
+		return nil, err
+	}
+	form := api.Form{Chunk: chunk}
+	if form.Mode, err = api.ParseMode(mode); err != nil {
+		return nil, err
+	}
+	out := cArray{outArray, outSchema}
+	if err := out.check("logits"); err != nil {
+		return nil, err
+	}
+	return startJob(func(ctx context.Context, _ func(any)) (any, error) {
+		return nil, s.use(func(am api.Model, st api.State) error {
+			if err := checkIDs(seqs, am.Config().Vocab()); err != nil {
+				return err
+			}
+			t, err := am.Prefill(ctx, st, seqs, form)
+			if err != nil {
+				return err
+			}
+			exportTensor(t, out)
+			return nil
+		})
+	}), nil
+}
+
+// Close releases the state; closing twice does nothing.
+func (s *State) Close() error {
+	s.model.mu.Lock()
+	defer s.model.mu.Unlock()
+	if s.s == nil {
+		return nil
+	}
+	err := s.s.Close()
+	s.s = nil
+	return err
+}

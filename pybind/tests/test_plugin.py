@@ -1,0 +1,46 @@
+"""Plugin architectures and backends from Python (the example HGRN plugin
+and the CPU backend served out of process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ROOT, run_python
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("plugins")
+    subprocess.run(["go", "build", "-o", str(d) + "/", "./cmd/densessm-plugin-hgrn"],
+                   cwd=ROOT / "plugins" / "examples" / "hgrn", check=True)
+    subprocess.run(["go", "build", "-o", str(d) + "/", "./cmd/densessm-backend-cpu"], cwd=ROOT, check=True)
+    return d
+
+
+def test_plugin_architecture_and_backend(plugin_dir, tmp_path):
+    code = """
+import json, densessm, numpy as np
+out = {"archs": densessm.architectures(), "backends": densessm.backends()}
+m = densessm.init("hgrn", seed=1)
+l = m.logits([1, 2, 3, 4])
+s = m.new_state()
+steps = np.stack([s.step(i) for i in [1, 2, 3, 4]])
+out["hgrn"] = [m.info["plugin"], list(l.shape), float(np.abs(l - steps).max())]
+local = densessm.default_model(threads=1).generate("func main() {", max_new_tokens=20, seed=4)
+remote = densessm.default_model(backend="cpu-plugin", threads=1)
+out["cpu-plugin"] = [remote.info["backend"], remote.generate("func main() {", max_new_tokens=20, seed=4) == local]
+print(json.dumps(out))
+"""
+    home = tmp_path / "home"
+    home.mkdir()
+    r = run_python(code, env={"DENSESSM_PLUGIN_PATH": str(plugin_dir), "HOME": str(home),
+                              "XDG_CONFIG_HOME": str(home / ".config")}, timeout=180)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "hgrn" in out["archs"] and "cpu-plugin" in out["backends"]
+    plugin, shape, diff = out["hgrn"]
+    assert plugin and shape[0] == 4 and diff < 1e-4
+    assert out["cpu-plugin"] == ["cpu-plugin", True]
