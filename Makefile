@@ -25,12 +25,19 @@ PYTHON = $(PYREF)/bin/python
 PYREF_DEP = pyref
 endif
 FUZZTIME ?= 5m
+# PYVENV: the virtual environment `make python-test` and `make wheel` build
+# the Python package (pybind/) into, from pybind/requirements-dev.txt (exact
+# pins; ~150 MB). Outside the repository, like PYREF; remove it to start
+# afresh. PYVENV_BASE is the Python it is made from.
+PYVENV ?= $(HOME)/.cache/densessm/pyvenv
+PYVENV_BASE ?= python3
+PYVENV_STAMP = $(PYVENV)/.densessm-requirements.txt
 
-.PHONY: test fmt-check vet unit race purego proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
-## that run goroutines, and the CPU backend without assembly)
-test: fmt-check vet unit race purego
+## that run goroutines, the CPU backend without assembly, and the Python package's tests)
+test: fmt-check vet unit race purego python-test
 
 fmt-check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -49,7 +56,7 @@ unit:
 ## log-softmax, the trainer's checkpoints) under the race detector, their short tests
 race:
 	$(GO) test -race -short ./backends/cpu ./tokenizer ./data ./eval ./generate ./train ./internal/atomicfile
-	$(GO) test -race ./plugins/host
+	$(GO) test -race ./plugins/host ./pybind
 
 ## proto: regenerate the plugin protocol's Go code (needs protoc: apt-get install protobuf-compiler;
 ## the generators are pinned in tools/go.mod)
@@ -60,6 +67,38 @@ proto:
 
 purego:
 	$(GO) test -tags purego ./backends/cpu
+
+## python-test: install the Python package from pybind/ into PYVENV with pip (building the
+## extension with gopy and the Go toolchain) and run its pytest suite (pybind/tests)
+python-test: python-install
+	'$(PYVENV)/bin/pytest' -q -p no:cacheprovider --rootdir pybind pybind/tests
+
+python-install: pyvenv
+	'$(PYVENV)/bin/python' -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps --force-reinstall ./pybind
+
+## wheel: build the Python package's wheel into dist/, tagged manylinux for this machine's glibc
+## (the extension links libc only; see docs/python.md)
+wheel: pyvenv
+	rm -rf dist/densessm-*.whl
+	'$(PYVENV)/bin/python' -m pip wheel --disable-pip-version-check -q --no-build-isolation --no-deps -w dist ./pybind
+	glibc=$$('$(PYVENV)/bin/python' -c 'import platform; print(platform.libc_ver()[1].replace(".", "_"))'); \
+	'$(PYVENV)/bin/python' -m wheel tags --remove --platform-tag manylinux_$${glibc}_$$(uname -m) dist/densessm-*.whl
+	@ls dist/densessm-*.whl
+
+## bench-python: what crossing from Python costs (a trivial call, logits of 1024×50280 into NumPy
+## against the same forward in Go) and encode_batch against Hugging Face tokenizers (a few minutes)
+bench-python: python-install
+	'$(PYVENV)/bin/python' bench/python_overhead.py $(BENCH_PYTHON_ARGS)
+
+## pyvenv: the virtual environment of python-test and wheel (PYVENV), from pybind/requirements-dev.txt
+pyvenv: $(PYVENV_STAMP)
+
+$(PYVENV_STAMP): pybind/requirements-dev.txt
+	@set -e; \
+	if [ ! -x '$(PYVENV)/bin/python' ]; then $(PYVENV_BASE) -m venv '$(PYVENV)'; fi; \
+	rm -f '$@'; \
+	'$(PYVENV)/bin/python' -m pip install --disable-pip-version-check -q -r $<; \
+	cp $< '$@'
 
 build:
 	$(GO) build -o bin/densessm ./cmd/densessm
