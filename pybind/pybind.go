@@ -22,7 +22,10 @@ func init() {
 }
 
 // Version returns what `densessm version` prints.
-func Version() string { return cli.Version() }
+func Version() string { return version() }
+
+// version reads the build information once.
+var version = sync.OnceValue(cli.Version)
 
 // registered is an entry of Architectures and Backends.
 type registered struct {

@@ -99,7 +99,10 @@ class CArray:
 def ids_array(ids: Any) -> tuple[pa.Array, tuple[int, ...]]:
     """Token ids (int, list, nested lists, NumPy array) as a flat int32
     Arrow array (no copy for a C-contiguous int32 array) and their shape."""
-    a = np.asarray(ids)
+    try:
+        a = np.asarray(ids)
+    except ValueError as e:  # ragged nested lists
+        raise Error(f"ids: the sequences of a batch must have the same length ({e})") from None
     if a.dtype.kind not in "iu" and a.size > 0:
         raise Error(f"ids: want integers, got {a.dtype}")
     if a.dtype != np.int32:

@@ -78,7 +78,8 @@ def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-m = densessm.default_model(threads=2)
+m = densessm.init("mamba", {"vocab_size": 4096, "hidden_size": 16, "num_hidden_layers": 1, "state_size": 4,
+                            "expand": 2, "time_step_rank": 2}, seed=1, threads=2)
 ids = np.arange(256) % 4096
 for _ in range(100):
     m.logits(ids)
