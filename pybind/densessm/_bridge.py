@@ -6,6 +6,7 @@ of the package sees Python values and densessm.Error only.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import threading
@@ -129,20 +130,14 @@ def float_array(arr: pa.Array, shape: tuple[int, ...]) -> np.ndarray:
 
 def drive(job: Any, on_event: Callable[[dict], None] | None = None) -> Any:
     """Waits for a Go job, handing its events to on_event, and returns its
-    result. Ctrl-C cancels the job, waits for it to stop, and re-raises
-    KeyboardInterrupt; an error of the job raises Error."""
-    try:
-        while True:
-            r = json.loads(call(job.Poll, POLL_MS))
+    result. Ctrl-C (or an exception from on_event) cancels the job, waits
+    for it to stop, and propagates; an error of the job raises Error."""
+    with contextlib.closing(events(job)) as evs:
+        for ev in evs:
+            if ev["kind"] == "result":
+                return ev["result"]
             if on_event is not None:
-                for ev in r["events"]:
-                    on_event(ev)
-            if r["done"]:
-                timing.seconds = r.get("seconds", 0.0)
-                return r.get("result")
-    except BaseException:
-        stop(job)
-        raise
+                on_event(ev)
 
 
 def events(job: Any) -> Iterator[dict]:
@@ -154,6 +149,7 @@ def events(job: Any) -> Iterator[dict]:
             r = json.loads(call(job.Poll, POLL_MS))
             yield from r["events"]
             if r["done"]:
+                timing.seconds = r.get("seconds", 0.0)
                 yield {"kind": "result", "result": r.get("result")}
                 return
     finally:

@@ -24,14 +24,14 @@ def run(*args: str, progress: Progress | None = None) -> str:
     if not all(isinstance(a, str) for a in args):
         raise Error("run: want string arguments")
     job = b.call(go.Run, json.dumps(list(args)))
+    return b.drive(job, progress or _print_log)["stdout"]
 
-    def on_event(ev: dict) -> None:
-        if progress is not None:
-            progress(ev)
-        elif ev["kind"] == "log":
-            print(ev["line"], file=sys.stderr, flush=True)
 
-    return b.drive(job, on_event)["stdout"]
+def _print_log(ev: dict) -> None:
+    """The events' default handler: the lines the command prints for
+    people go to sys.stderr."""
+    if ev["kind"] == "log":
+        print(ev["line"], file=sys.stderr, flush=True)
 
 
 def flags(options: Mapping[str, Any]) -> list[str]:
@@ -92,10 +92,7 @@ def train(config: str | os.PathLike | None = None, *, out: str | os.PathLike, re
             summary["steps"], summary["loss"] = ev.get("step"), ev.get("loss")
         elif ev["kind"] == "eval":
             summary["val_loss"] = ev.get("val_loss")
-        if progress is not None:
-            progress(ev)
-        elif ev["kind"] == "log":
-            print(ev["line"], file=sys.stderr, flush=True)
+        (progress or _print_log)(ev)
 
     run(*args, progress=on_event)
     return summary
