@@ -33,7 +33,7 @@ PYVENV ?= $(HOME)/.cache/densessm/pyvenv
 PYVENV_BASE ?= python3
 PYVENV_STAMP = $(PYVENV)/.densessm-requirements.txt
 
-.PHONY: test fmt-check vet unit race purego python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
 ## that run goroutines, the CPU backend without assembly, and the Python package's tests)
@@ -107,9 +107,17 @@ build:
 bench:
 	$(GO) test ./backends/cpu -run '^$$' -bench 'MatMul' -benchtime 5x
 
-## bench-compare: densessm side by side with OpenBLAS, a memory-bandwidth probe and PyTorch (~7 min)
+## bench-compare: densessm side by side with OpenBLAS, a memory-bandwidth probe, PyTorch and llama.cpp
+## (~7 min without llama.cpp, 37 min with it on a shared 2-core Zen 3; the first run builds llama.cpp,
+## as `make llamacpp` does; BENCH_COMPARE_ARGS passes options, e.g. '--no-llamacpp' or '--pp4096')
 bench-compare: $(PYREF_DEP)
-	PYTHON='$(PYTHON)' bash bench/compare.sh
+	PYTHON='$(PYTHON)' bash bench/compare.sh $(BENCH_COMPARE_ARGS)
+
+## llamacpp: build llama.cpp's llama-bench from the pinned llama-cpp-python sdist and convert the random
+## mamba-130m of bench/torch_models.py to GGUF f32, bf16 and q8_0 (bench/llamacpp.sh), in LLAMACPP_DIR
+## (default ~/.cache/densessm/llamacpp); 6.5 min and 77 MB the first time, then it does nothing
+llamacpp: $(PYREF_DEP)
+	PYTHON='$(PYTHON)' bash bench/llamacpp.sh
 
 ## bench-models: prefill and decode tokens/s of mamba-130m- and DenseRetNet-350M-shaped models
 ## (at GOGC 25 unless GOGC is set, as the densessm command runs)

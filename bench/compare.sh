@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# compare.sh: measure densessm side by side with OpenBLAS and PyTorch on this
-# CPU (issue 6) and print a table of ratios. See bench/compare.py for what is
-# measured; the full run takes about 7 minutes on 2 cores.
+# compare.sh: measure densessm side by side with OpenBLAS, PyTorch and
+# llama.cpp on this CPU (issues 6 and 15) and print tables of ratios. See
+# bench/compare.py for what is measured; the run takes about 7 minutes on 2
+# cores without llama.cpp, and took 37 with it on a 2-core Zen 3 that another
+# benchmark shared.
 #
 #   bench/compare.sh [--threads 1,2] [--json-out results.jsonl] [--quick]
+#                    [--parts gemm,models,train,llamacpp] [--no-llamacpp]
+#                    [--pp4096] [--llama-bench-args '--repack 0']
+#                    [--dtypes f32,bf16,q8] [--model-rounds N] [--llama-reps N]
+#
+# llama.cpp: bench/llamacpp.sh builds llama-bench from the pinned
+# llama-cpp-python sdist and converts the random mamba-130m (and the
+# mamba-10m of --quick) to GGUF, once, in ~/.cache/densessm/llamacpp
+# (LLAMACPP_DIR); the first run downloads 77 MB and builds for about 6
+# minutes. --no-llamacpp (or --parts without llamacpp) skips it; when it
+# fails, the llama.cpp rows are skipped with its message.
 #
 # Needs: Go, gcc, Debian's OpenBLAS (apt-get install -y libopenblas-dev; the
 # OpenBLAS part is skipped with a message when it is missing), and a Python
@@ -52,7 +64,35 @@ else
 	sed 's/^/  /' "$work/gcc.log" >&2
 fi
 
+# llama.cpp, unless --no-llamacpp or a --parts without it says otherwise.
+want_llamacpp=1
+args=()
+prev=""
+for a in "$@"; do
+	case $a in
+	--no-llamacpp) want_llamacpp=0; continue ;;
+	--parts=*) [[ ${a#--parts=} == *llamacpp* ]] || want_llamacpp=0 ;;
+	*) [[ $prev == --parts && $a != *llamacpp* ]] && want_llamacpp=0 ;;
+	esac
+	args+=("$a")
+	prev=$a
+done
+llamacpp=""
+llamacpp_skipped=""
+if [[ $want_llamacpp == 1 ]]; then
+	if out=$(PYTHON="$python" bash "$root/bench/llamacpp.sh" "$root/bench/configs/mamba-130m.json" \
+		"$root/bench/configs/mamba-10m.json"); then
+		llamacpp=$(tail -n 1 <<<"$out")
+	else
+		llamacpp_skipped="bench/llamacpp.sh failed; its message is above"
+		echo "compare.sh: $llamacpp_skipped, so the llama.cpp rows are skipped" >&2
+	fi
+else
+	llamacpp_skipped="--no-llamacpp or --parts"
+fi
+
 coretype=${OPENBLAS_CORETYPE:-$(detect_coretype)}
 echo "OPENBLAS_CORETYPE=${coretype:-unset (OpenBLAS detects)}" >&2
 "$python" "$root/bench/compare.py" --densessm "$work/densessm" --sgemm "$sgemm" --membw "$work/membw" \
-	--python "$python" --coretype "$coretype" "$@"
+	--python "$python" --coretype "$coretype" --llamacpp "$llamacpp" --llamacpp-skipped "$llamacpp_skipped" \
+	${args[@]+"${args[@]}"}

@@ -17,9 +17,12 @@ train_tokens_per_s, train_loss), measured the same way:
 Models:
   mamba        transformers' MambaForCausalLM from a Hugging Face config.json
                (bench/configs/mamba-130m.json, mamba-10m.json), on its
-               torch-only path: the script refuses to run when mamba_ssm,
-               causal_conv1d or kernels is importable. Decode goes through
-               its cache (conv and SSM states).
+               torch-only path: the script refuses to run when mamba_ssm or
+               causal_conv1d is importable, and switches off the Hub kernels
+               of the `kernels` package (USE_HUB_KERNELS=0, read when
+               transformers is imported; transformers 5.25 requires kernels,
+               5.24 does not), refusing when USE_HUB_KERNELS was set on.
+               Decode goes through its cache (conv and SSM states).
   denseretnet  scripts/denseretnet_reference.py's DenseRetNetForCausalLM (the
                official DenseSSM model re-stated), from the toolkit's
                denseretnet config form (bench/configs/denseretnet-350m.json).
@@ -30,7 +33,11 @@ Usage (PYTHON: the environment `make pyref` builds, ~/.cache/densessm/pyref/bin/
   $PYTHON bench/torch_models.py --arch mamba \
       --config bench/configs/mamba-130m.json --prefill 512 --decode 32 --threads 1
 
-Requirements: torch (tested with 2.15.0), transformers (tested with 5.24.0);
+With --save DIR (mamba) it also writes the random model as save_pretrained
+does (config.json, model.safetensors), for bench/llamacpp.sh to convert.
+
+Requirements: torch (tested with 2.15.0), transformers (tested with 5.24.0,
+the pin of scripts/requirements-pyref.txt, and 5.25.0 with kernels 0.19.1);
 scripts/requirements-pyref.txt pins both.
 """
 
@@ -42,6 +49,12 @@ import statistics
 import sys
 import time
 
+# transformers reads this when it is imported: with the `kernels` package
+# installed it would otherwise replace Mamba's torch functions with kernels
+# fetched from the Hugging Face Hub (decorators in
+# transformers.integrations.hub_kernels).
+os.environ.setdefault("USE_HUB_KERNELS", "0")
+
 import torch
 import torch.nn.functional as F
 
@@ -49,11 +62,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def require_torch_path():
-    """Exit when an optimised Mamba kernel package could replace transformers' torch path."""
-    for pkg in ("mamba_ssm", "causal_conv1d", "kernels"):
+    """Exit when an optimised Mamba kernel could replace transformers' torch path: mamba_ssm or
+    causal_conv1d importable, or the Hub kernels of the `kernels` package switched on."""
+    for pkg in ("mamba_ssm", "causal_conv1d"):
         if importlib.util.find_spec(pkg) is not None:
             sys.exit(f"torch_models.py: {pkg} is importable: it would replace transformers' "
                      "torch-only Mamba path; use a venv without it")
+    if importlib.util.find_spec("kernels") is not None:
+        from transformers.integrations import hub_kernels
+
+        enabled = getattr(hub_kernels, "_kernels_enabled", True)  # a bool in 5.24, a function in 5.25
+        if enabled() if callable(enabled) else enabled:
+            sys.exit("torch_models.py: kernels is importable and USE_HUB_KERNELS="
+                     f"{os.environ.get('USE_HUB_KERNELS')} switches its Hub kernels on: they would replace "
+                     "transformers' torch-only Mamba path; unset USE_HUB_KERNELS or set it to 0")
 
 
 class MambaRunner:
@@ -156,6 +178,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--train-warmup", type=int, default=1,
                     help="untimed training steps before the timed ones (0 where one step takes minutes)")
+    ap.add_argument("--save", default="",
+                    help="also save the random model here (mamba: config.json and model.safetensors, "
+                         "as save_pretrained writes them; bench/llamacpp.sh converts it to GGUF)")
     args = ap.parse_args()
     if min(args.reps, args.threads, args.train_batch, args.train_seq) < 1 \
             or min(args.prefill, args.decode, args.train_warmup) < 0:
@@ -167,6 +192,10 @@ def main():
     with open(args.config) as f:
         runner = RUNNERS[args.arch](json.load(f))
     model = runner.model.float().eval()
+    if args.save:
+        if args.arch != "mamba":
+            sys.exit("torch_models.py: --save is for --arch mamba")
+        model.save_pretrained(args.save, safe_serialization=True)
     params = list(model.parameters())
     rep = {
         "arch": args.arch, "framework": f"torch {torch.__version__}",
