@@ -64,13 +64,14 @@ type Backend interface {
 	// same element count (no copy; writes through one are seen in the other).
 	Reshape(t Tensor, shape ...int) Tensor
 	// Upload copies little-endian raw elements into dst;
-	// len(src) == dst.Shape().NumElements() * dst.DType().Size().
+	// len(src) == dst.DType().Bytes(dst.Shape().NumElements()).
 	Upload(dst Tensor, src []byte)
 	// Download copies src's elements, little-endian, into dst;
-	// len(dst) == src.Shape().NumElements() * src.DType().Size().
+	// len(dst) == src.DType().Bytes(src.Shape().NumElements()).
 	Download(dst []byte, src Tensor)
-	// Free releases t's memory now instead of at garbage collection. t must
-	// not be used afterwards. It is a no-op on backends backed by Go memory.
+	// Free releases t's memory now instead of at garbage collection (the
+	// CPU backend keeps large F32 buffers for its next allocations). t, and
+	// every view of it made by Reshape, must not be used afterwards.
 	Free(t Tensor)
 
 	Kernels

@@ -83,6 +83,7 @@ func RunChunks(ctx context.Context, ids [][]int32, chunk int, prefill func(ctx c
 			out = be.Alloc(F32, len(ids), T, logits.Shape()[2])
 		}
 		be.SetSlice(out, logits, 1, from)
+		be.Free(logits) // a block's logits are copied: its backend may reuse them
 	}
 	return out, nil
 }

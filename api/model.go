@@ -60,6 +60,34 @@ type BuildOptions struct {
 	// loader that overwrites every parameter skips the random draw. What the
 	// configuration determines (rotary angles, decays) is set as always.
 	Zeros bool
+	// Weights is the storage of the weight matrices (those of the linear
+	// layers, the embeddings and the output head): F32 (also the zero
+	// value), or BF16 or Q8_0 for inference in less memory and, since
+	// decoding is bound by the bytes it reads, faster. Products still
+	// accumulate in float32; norms, convolutions and the SSM and retention
+	// parameters stay F32, and so does a matrix Q8_0 cannot hold (columns
+	// not a multiple of Q8Block). A model with low-precision weights does
+	// not train (Info.Trainable is false).
+	Weights DType
+}
+
+// WeightDType returns the storage Weights selects: F32 when unset.
+func (o BuildOptions) WeightDType() DType {
+	if o.Weights == Invalid {
+		return F32
+	}
+	return o.Weights
+}
+
+// CheckWeights returns an error wrapping ErrUnsupported unless d is a
+// storage of weight matrices BuildOptions.Weights takes (Invalid, F32,
+// BF16, Q8_0).
+func CheckWeights(d DType) error {
+	switch d {
+	case Invalid, F32, BF16, Q8_0:
+		return nil
+	}
+	return fmt.Errorf("weights in %s: want F32, BF16 or Q8_0: %w", d, ErrUnsupported)
 }
 
 // BackendName returns the name of the backend the options select.
@@ -158,7 +186,7 @@ type ParamInfo struct {
 
 // HostTensor is a tensor's elements in host memory, little-endian, with its
 // name, dtype and shape: how parameter values and optimizer state cross
-// process boundaries. len(Data) == Shape.NumElements() * DType.Size().
+// process boundaries. len(Data) == DType.Bytes(Shape.NumElements()).
 type HostTensor struct {
 	Name  string
 	DType DType
@@ -187,6 +215,9 @@ type Info struct {
 	// Local reports that the parameters are tensors of this process: the
 	// model implements LocalModel.
 	Local bool
+	// Weights is the storage of the weight matrices (BuildOptions.Weights):
+	// F32, BF16 or Q8_0; Invalid from a model that does not say.
+	Weights DType
 }
 
 // Supports reports whether Forward and Prefill accept mode m.

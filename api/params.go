@@ -40,7 +40,7 @@ func ReadParameters(ctx context.Context, ps []Parameter, names []string) (_ []Ho
 			return nil, err
 		}
 		t := p.Value
-		out[i] = HostTensor{Name: p.Name, DType: t.DType(), Shape: t.Shape().Clone(), Data: make([]byte, t.Shape().NumElements()*t.DType().Size())}
+		out[i] = HostTensor{Name: p.Name, DType: t.DType(), Shape: t.Shape().Clone(), Data: make([]byte, t.DType().Bytes(t.Shape().NumElements()))}
 		t.Backend().Download(out[i].Data, t)
 	}
 	return out, nil
@@ -61,7 +61,7 @@ func WriteParameters(ctx context.Context, ps []Parameter, values []HostTensor) (
 		if v.DType != t.DType() {
 			return fmt.Errorf("parameter %q is %s, value is %s: %w", v.Name, t.DType(), v.DType, ErrDType)
 		}
-		if !v.Shape.Equal(t.Shape()) || len(v.Data) != t.Shape().NumElements()*t.DType().Size() {
+		if !v.Shape.Equal(t.Shape()) || len(v.Data) != t.DType().Bytes(t.Shape().NumElements()) {
 			return fmt.Errorf("parameter %q has shape %v, value has %v (%d bytes): %w", v.Name, t.Shape(), v.Shape, len(v.Data), ErrShape)
 		}
 	}

@@ -32,10 +32,14 @@ type TensorInfo struct {
 	// tensor whose elements are not contiguous in the file (a transposed or
 	// strided view of its storage), which Open copies into memory.
 	Offset int64
-	// Size is the number of bytes, Shape.NumElements() * DType.Size().
+	// Size is the number of bytes, DType.Bytes(Shape.NumElements()). For
+	// a Q8_0 tensor (see WeightsKey) Offset and Size are those of its
+	// 8-bit values, as its blocks would take them: its scales are stored
+	// apart.
 	Size int64
 
-	file int // index of File in Checkpoint.files
+	file        int   // index of File in Checkpoint.files
+	scaleOffset int64 // of a Q8_0 tensor's scales in File
 }
 
 // Checkpoint is an open checkpoint: one safetensors or PyTorch file, or the
@@ -92,7 +96,7 @@ func OpenBytes(name string, data []byte) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newCheckpoint(name, []*file{{path: name, data: data, header: h, copies: copies}}), nil
+	return newCheckpoint(name, []*file{{path: name, data: data, header: h, copies: copies}}).pairQ8()
 }
 
 func openSingle(path string) (*Checkpoint, error) {
@@ -100,7 +104,7 @@ func openSingle(path string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newCheckpoint(path, []*file{f}), nil
+	return newCheckpoint(path, []*file{f}).pairQ8()
 }
 
 // newCheckpoint gathers the tensors of files, which must have distinct
@@ -123,6 +127,26 @@ func newCheckpoint(path string, files []*file) *Checkpoint {
 		c.byName[t.Name] = i
 	}
 	return c
+}
+
+// pairQ8 reads each Q8_0 matrix of a checkpoint whose metadata says its
+// weights are "q8" (WeightsKey) as one tensor (see pairQ8). On error it
+// closes c.
+func (c *Checkpoint) pairQ8() (*Checkpoint, error) {
+	if c.metadata[WeightsKey] != api.WeightName(api.Q8_0) {
+		return c, nil
+	}
+	tensors, err := pairQ8(c.tensors, c.byName)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.tensors = tensors
+	clear(c.byName)
+	for i, t := range c.tensors {
+		c.byName[t.Name] = i
+	}
+	return c, nil
 }
 
 // Path returns the file Open read: the weights file or the index.
@@ -233,7 +257,7 @@ func (c *Checkpoint) Close() error {
 // decodable reports whether api.DecodeFloat32 reads dtype d.
 func decodable(d api.DType) bool {
 	switch d {
-	case api.F32, api.F16, api.BF16, api.F64, api.I32, api.I64:
+	case api.F32, api.F16, api.BF16, api.F64, api.I32, api.I64, api.Q8_0:
 		return true
 	}
 	return false
@@ -256,9 +280,18 @@ func (c *converter) convert(to, from api.DType, raw []byte) ([]byte, error) {
 	if to == from {
 		return raw, nil
 	}
-	n := len(raw) / from.Size()
+	var n int
+	if from == api.Q8_0 {
+		n = len(raw) / api.Q8BlockBytes * api.Q8Block
+	} else {
+		n = len(raw) / from.Size()
+	}
+	size := to.Bytes(n)
+	if size < 0 {
+		return nil, fmt.Errorf("convert %d values to %s: %w", n, to, api.ErrShape)
+	}
 	c.f32 = slices.Grow(c.f32[:0], n)[:n]
-	c.raw = slices.Grow(c.raw[:0], n*to.Size())[:n*to.Size()]
+	c.raw = slices.Grow(c.raw[:0], size)[:size]
 	if err := api.DecodeFloat32(c.f32, from, raw); err != nil {
 		return nil, err
 	}

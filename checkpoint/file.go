@@ -65,10 +65,14 @@ func openFile(path string) (_ *file, err error) {
 }
 
 // bytes returns the stored bytes of t, aliasing the file's memory (or the
-// materialised copy of a strided PyTorch tensor).
+// materialised copy of a strided PyTorch tensor); the blocks of a Q8_0
+// tensor are assembled into a new slice.
 func (f *file) bytes(t TensorInfo) []byte {
 	if t.Offset < 0 {
 		return f.copies[t.Name]
+	}
+	if t.DType == api.Q8_0 {
+		return q8Blocks(f.data, t)
 	}
 	return f.data[t.Offset : t.Offset+t.Size]
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // countNonFinite returns how many of the little-endian elements in raw, of
-// dtype d, are NaN and how many are infinite. Dtypes without such values
+// dtype d, are NaN and how many are infinite (for Q8_0: the elements of
+// blocks whose scale is). Dtypes without such values
 // (the integer ones) give zero counts. It reads each element once and
 // allocates nothing; bytes without a non-finite value are skipped 32 at a
 // time with a few word operations.
@@ -21,6 +22,13 @@ func countNonFinite(d api.DType, raw []byte) (nan, inf int) {
 		return scanNonFinite(raw, 2, 0x7f80, 0x007f)
 	case api.F64:
 		return scanNonFinite(raw, 8, 0x7ff00000_00000000, 0x000fffff_ffffffff)
+	case api.Q8_0:
+		// Only the scales can be non-finite; each counts for its block.
+		for b := 0; b+api.Q8BlockBytes <= len(raw); b += api.Q8BlockBytes {
+			n, i := countEach(raw[b:b+2], 2, 0x7c00, 0x03ff)
+			nan, inf = nan+n*api.Q8Block, inf+i*api.Q8Block
+		}
+		return nan, inf
 	}
 	return 0, 0
 }

@@ -21,6 +21,7 @@ func FuzzOpen(f *testing.F) {
 	for _, v := range corruptVariants(f) {
 		f.Add(v.data)
 	}
+	f.Add(q8Fixture(f))
 	write := reusableFile(f, "fuzz.safetensors")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := write(t, data)
@@ -48,7 +49,7 @@ func readAll(t *testing.T, path string) {
 	defer c.Close()
 	for _, info := range c.Tensors() {
 		raw, err := c.Raw(info.Name)
-		if err != nil || int64(len(raw)) != info.Size || info.Size != int64(info.Shape.NumElements()*info.DType.Size()) {
+		if err != nil || int64(len(raw)) != info.Size || info.Size != int64(info.DType.Bytes(info.Shape.NumElements())) {
 			t.Fatalf("%q: %d raw bytes, Size %d, %s%v: %v", info.Name, len(raw), info.Size, info.DType, info.Shape, err)
 		}
 		vals, err := c.Float32s(info.Name)

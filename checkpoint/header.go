@@ -304,6 +304,9 @@ func layout(file string, entries []rawEntry, dataStart, dataSize int64) ([]Tenso
 	tensors := make([]TensorInfo, len(entries))
 	for i, e := range entries {
 		dt, err := api.ParseDType(e.dtype)
+		if err == nil && dt.Block() != 1 {
+			err = fmt.Errorf("dtype %q is not a safetensors dtype: %w", e.dtype, api.ErrUnsupported)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("safetensors %s: tensor %q: %w", file, e.name, err)
 		}

@@ -71,7 +71,7 @@ func openIndex(path string) (_ *Checkpoint, err error) {
 		slices.Sort(missing)
 		return nil, tensorCorruptf(path, missing[0], "the index places it in %s, which does not hold it (%d such tensors)", weightMap[missing[0]], len(missing))
 	}
-	return c, nil
+	return c.pairQ8()
 }
 
 // decodeIndex parses an index file and returns its weight map (tensor name

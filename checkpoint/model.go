@@ -35,7 +35,9 @@ func DefaultIgnoresCheckpointTensor(name string) bool {
 // LoadOptions tune LoadModel.
 type LoadOptions struct {
 	// Build says which backend the model is built on (and with how many
-	// threads); its Seed and Zeros are ignored.
+	// threads) and how its weights are stored; its Seed and Zeros are
+	// ignored. Weights left unset take the storage the file's metadata
+	// names (WeightsKey: Q8_0 for a file of Q8_0 weights), else F32.
 	Build api.BuildOptions
 	// Arch forces the architecture; empty means: the registered architecture
 	// named by config.json's model_type, else the one that recognises the
@@ -157,10 +159,18 @@ func loadModel(ctx context.Context, dir string, arch api.Architecture, cfgJSON [
 	if dl, ok := arch.(api.DirLoader); ok {
 		return dl.LoadDir(ctx, dir, api.DirLoadOptions{Build: opts.Build, AllowExtra: opts.AllowExtra, AllowNonFinite: opts.AllowNonFinite})
 	}
+	ck, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
 	// Every parameter is loaded below (a missing one is an error), so
 	// drawing random initial values would be wasted.
 	build := opts.Build
 	build.Zeros = true
+	if build.Weights == api.Invalid {
+		build.Weights = ck.WeightDType()
+	}
 	m, err := arch.New(ctx, cfg, build)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
@@ -170,11 +180,6 @@ func loadModel(ctx context.Context, dir string, arch api.Architecture, cfgJSON [
 		m.Close()
 		return nil, fmt.Errorf("model %s: architecture %s built a model outside this process without loading directories: %w", dir, arch.Name(), api.ErrUnsupported)
 	}
-	ck, err := open()
-	if err != nil {
-		return nil, err
-	}
-	defer ck.Close()
 	params := model.Parameters()
 	aliases := map[string]bool{} // names the model knows for its parameters
 	if al, ok := model.(api.NameAliases); ok {
@@ -252,7 +257,10 @@ func SaveModel(ctx context.Context, dir string, model api.Model) error {
 
 // SaveModelAs is SaveModel with the weights stored as storage: F32, or
 // F16 or BF16 (rounded to nearest even; the loader widens them back to the
-// parameters' F32), for a smaller file.
+// parameters' F32), for a smaller file. Parameters stored in BF16 or Q8_0
+// (a model built with api.BuildOptions.Weights) keep their dtype, Q8_0
+// ones as a pair of tensors (see WeightsKey), which LoadModel reads back
+// into Q8_0 weights without quantizing them again.
 //
 // A model that saves itself (api.DirSaver: a plugin's) is handed dir.
 func SaveModelAs(ctx context.Context, dir string, model api.Model, storage api.DType) (err error) {
@@ -274,11 +282,17 @@ func SaveModelAs(ctx context.Context, dir string, model api.Model, storage api.D
 	if err != nil {
 		return fmt.Errorf("save model %s: %w", dir, err)
 	}
-	tensors := make([]NamedTensor, len(values))
-	for i, v := range values {
-		if tensors[i], err = FromHost(v, storage); err != nil {
+	tensors := make([]NamedTensor, 0, len(values))
+	for _, v := range values { // Write stores Q8_0 tensors as pairs
+		st := storage
+		if v.DType == api.BF16 || v.DType == api.Q8_0 {
+			st = v.DType
+		}
+		t, err := FromHost(v, st)
+		if err != nil {
 			return fmt.Errorf("save model %s: %w", dir, err)
 		}
+		tensors = append(tensors, t)
 	}
 	if err := Write(ctx, filepath.Join(dir, SingleFileName), tensors, map[string]string{"format": "pt"}); err != nil {
 		return err

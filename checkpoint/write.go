@@ -31,7 +31,7 @@ type NamedTensor struct {
 func FromParameter(p api.Parameter, storage api.DType) (_ NamedTensor, err error) {
 	defer api.Recover(&err)
 	t := p.Value
-	raw := make([]byte, t.Shape().NumElements()*t.DType().Size())
+	raw := make([]byte, t.DType().Bytes(t.Shape().NumElements()))
 	t.Backend().Download(raw, t)
 	return FromHost(api.HostTensor{Name: p.Name, DType: t.DType(), Shape: t.Shape().Clone(), Data: raw}, storage)
 }
@@ -77,12 +77,33 @@ const writeChunk = 4 << 20
 // ctx is checked before each 4 MiB of data: once it is done, Write stops
 // and returns an error wrapping ctx.Err(), with path untouched.
 //
+// A Q8_0 tensor is stored as its values and its scales (see WeightsKey),
+// and the metadata then says so.
+//
 // Invalid input gives an error before anything is written: a duplicate name
 // or the reserved name "__metadata__" (wrapping api.ErrCorrupt), an invalid
 // dtype (api.ErrDType), an invalid shape or a data length that does not match
 // it (api.ErrShape).
 func Write(ctx context.Context, path string, tensors []NamedTensor, metadata map[string]string) (err error) {
-	sorted := slices.Clone(tensors)
+	sorted := make([]NamedTensor, 0, len(tensors))
+	for _, t := range tensors {
+		if t.DType != api.Q8_0 {
+			sorted = append(sorted, t)
+			continue
+		}
+		if err := checkQ8Tensor(t); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		q, d := splitQ8(t)
+		sorted = append(sorted, q, d)
+		if metadata[WeightsKey] != api.WeightName(api.Q8_0) {
+			metadata = maps.Clone(metadata)
+			if metadata == nil {
+				metadata = map[string]string{}
+			}
+			metadata[WeightsKey] = api.WeightName(api.Q8_0)
+		}
+	}
 	slices.SortFunc(sorted, func(a, b NamedTensor) int { return strings.Compare(a.Name, b.Name) })
 	head, err := encodeHeader(sorted, metadata)
 	if err != nil {

@@ -12,7 +12,8 @@ import (
 
 // maxPrefillWindow is the most prompt tokens one Prefill call takes;
 // Prefill continues the state exactly, so a long prompt goes through in
-// windows and only one window's logits are held at a time.
+// windows and only one window's activations and logits are held at a
+// time (see PrefillLast).
 const maxPrefillWindow = 512
 
 // maxPrefillLogits bounds the logits of one prefill window, B·T·V values
@@ -25,7 +26,8 @@ const maxPrefillLogits = 1 << 26
 //
 // Without padding, which a state-space model cannot mask: the first L0
 // tokens of every prompt, L0 being the shortest prompt's length, go through
-// one batched Prefill (in windows of at most 512 tokens); then the batch
+// one batched Prefill (in windows of at most 512 tokens, computing only
+// the last position's logits: see PrefillLast); then the batch
 // advances in lockstep with Step, a sequence still inside its prompt
 // feeding its next prompt token and one past it feeding the token it last
 // sampled. A sequence ends at one of o.EOS or after o.MaxTokens tokens; one
@@ -164,29 +166,18 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 		return nil, fmt.Errorf("new state for %d sequences: %w", B, err)
 	}
 
-	// Prefill the common length.
+	// Prefill the common length: only the last position's logits are
+	// needed.
 	var rows logitRows
-	var logits []float32 // [B*V]: the rows to sample from
-	window := min(maxPrefillWindow, max(1, maxPrefillLogits/(B*V)))
-	ids := make([][]int32, B)
-	for pos := 0; pos < L0; {
-		if err := ctx.Err(); err != nil {
-			return out, fmt.Errorf("prefill at token %d: %w", pos, err)
-		}
-		n := min(window, L0-pos)
-		for b := range ids {
-			ids[b] = prompts[b][pos : pos+n]
-		}
-		t, err := m.Prefill(ctx, st, ids, api.Form{Mode: api.Chunkwise})
-		if err != nil {
-			return out, fmt.Errorf("prefill tokens %d to %d: %w", pos, pos+n, err)
-		}
-		if pos += n; pos == L0 {
-			if logits, err = rows.last(t, B, n, V); err != nil {
-				return out, fmt.Errorf("prefill: %w", err)
-			}
-		}
+	t, err := prefillLast(ctx, m, st, prompts, L0)
+	if err != nil {
+		return out, err
 	}
+	logits, err := rows.copied(t, B, V) // [B*V]: the rows to sample from
+	if err != nil {
+		return out, fmt.Errorf("prefill: %w", err)
+	}
+	t.Backend().Free(t)
 
 	// Step in lockstep. fed counts the tokens each sequence has consumed
 	// (the same for all); logits are those after the last one.

@@ -15,7 +15,7 @@ type hostTensor api.HostFloat32s
 type logitRows struct {
 	raw []byte    // a download of a tensor not in host memory
 	all []float32 // its values
-	buf []float32 // rows copied out of a prefill's logits, [B*V]
+	buf []float32 // a prefill's last logits, copied, [B*V]
 }
 
 // values returns the F32 values of t, of shape want: the tensor's own
@@ -43,17 +43,15 @@ func (r *logitRows) step(t api.Tensor, B, V int) ([]float32, error) {
 	return r.values(t, B, V)
 }
 
-// last returns the logits [B*V] of the last position of a prefill's
-// logits [B,T,V], copied out of the tensor.
-func (r *logitRows) last(t api.Tensor, B, T, V int) ([]float32, error) {
-	all, err := r.values(t, B, T, V)
+// copied returns a copy of the logits [B*V] of t [B,V], in reused
+// buffers: t may be freed afterwards.
+func (r *logitRows) copied(t api.Tensor, B, V int) ([]float32, error) {
+	all, err := r.values(t, B, V)
 	if err != nil {
 		return nil, err
 	}
 	r.buf = grow(r.buf, B*V)
-	for b := range B {
-		copy(r.buf[b*V:(b+1)*V], all[(b*T+T-1)*V:])
-	}
+	copy(r.buf, all)
 	return r.buf, nil
 }
 

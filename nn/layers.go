@@ -14,10 +14,10 @@ type Linear struct {
 }
 
 // NewLinear creates a Linear layer's parameters in scope s: the weight
-// [out, in] filled by wInit and, when bInit is not nil, the bias [out] filled
+// [out, in] (a Scope.Matrix) filled by wInit and, when bInit is not nil, the bias [out] filled
 // by bInit.
 func NewLinear(s Scope, in, out int, wInit, bInit Init) *Linear {
-	l := &Linear{Weight: s.Param("weight", wInit, out, in)}
+	l := &Linear{Weight: s.Matrix("weight", wInit, out, in)}
 	if bInit != nil {
 		l.Bias = s.Param("bias", bInit, out)
 	}
@@ -32,10 +32,10 @@ type Embedding struct {
 	Weight *Var // [V, D]
 }
 
-// NewEmbedding creates an embedding table [vocab, dim] in scope s, filled by
-// init.
+// NewEmbedding creates an embedding table [vocab, dim] (a Scope.Matrix) in
+// scope s, filled by init.
 func NewEmbedding(s Scope, vocab, dim int, init Init) *Embedding {
-	return &Embedding{Weight: s.Param("weight", init, vocab, dim)}
+	return &Embedding{Weight: s.Matrix("weight", init, vocab, dim)}
 }
 
 // Forward maps I32 ids [S...] to their rows [S..., D].

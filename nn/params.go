@@ -2,6 +2,7 @@ package nn
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
@@ -14,13 +15,14 @@ import (
 // ("backbone.layers.0.mixer.in_proj.weight"). It is not safe for concurrent
 // use.
 type Params struct {
-	ctx    context.Context
-	b      api.Backend
-	seed   int64
-	uninit bool // parameters are allocated (zero) and their Init is not run
-	names  []string
-	vars   []*Var
-	index  map[string]int
+	ctx     context.Context
+	b       api.Backend
+	seed    int64
+	uninit  bool      // parameters are allocated (zero) and their Init is not run
+	weights api.DType // the storage of Matrix parameters; F32 when Invalid
+	names   []string
+	vars    []*Var
+	index   map[string]int
 }
 
 // NewParams returns an empty collection whose parameters live on b and are
@@ -34,6 +36,17 @@ func NewParams(b api.Backend, seed int64) *Params {
 // that building a large model can be interrupted. It returns p.
 func (p *Params) WithContext(ctx context.Context) *Params {
 	p.ctx = ctx
+	return p
+}
+
+// WithWeights makes the weight matrices created later (Scope.Matrix: the
+// weights of Linear layers, embeddings and output heads) be stored in d
+// (F32, BF16 or Q8_0) where their shape allows it: Q8_0 needs a number of
+// columns that is a multiple of api.Q8Block, and a matrix that does not
+// have it stays F32. Low-precision weights serve inference only: the
+// tape's gradients need F32. It returns p.
+func (p *Params) WithWeights(d api.DType) *Params {
+	p.weights = d
 	return p
 }
 
@@ -102,10 +115,39 @@ func (p *Params) ZeroGrad() {
 	}
 }
 
+// Weights returns the storage WithWeights set: F32 when not set.
+func (p *Params) Weights() api.DType {
+	if p.weights == api.Invalid {
+		return api.F32
+	}
+	return p.weights
+}
+
+// CheckTrainable returns an error wrapping api.ErrUnsupported when p's
+// weights are not F32: the gradients of low-precision weights are not
+// computed.
+func CheckTrainable(p *Params) error {
+	if w := p.Weights(); w != api.F32 {
+		return fmt.Errorf("the weights are %s: training needs F32 weights (load the model without low-precision weights): %w", api.WeightName(w), api.ErrUnsupported)
+	}
+	return nil
+}
+
+// WeightDType returns the dtype of a rows x cols weight matrix created by
+// Scope.Matrix (see WithWeights).
+func (p *Params) WeightDType(rows, cols int) api.DType {
+	switch d := p.weights; {
+	case d == api.BF16, d == api.Q8_0 && cols%api.Q8Block == 0:
+		return d
+	}
+	return api.F32
+}
+
 // add registers a new parameter under name, initialised by init from a
 // generator seeded with the collection's seed and name (or zero, for an
-// uninitialised collection).
-func (p *Params) add(name string, init Init, shape []int) *Var {
+// uninitialised collection), stored as dtype (initialised in F32 and
+// converted).
+func (p *Params) add(name string, init Init, shape []int, dtype api.DType) *Var {
 	if _, dup := p.index[name]; dup {
 		api.Panicf(api.ErrInternal, "nn: parameter %q created twice", name)
 	}
@@ -117,11 +159,16 @@ func (p *Params) add(name string, init Init, shape []int) *Var {
 	}
 	var value api.Tensor
 	if p.uninit {
-		value = p.b.Alloc(api.F32, shape...)
+		value = p.b.Alloc(dtype, shape...)
 	} else {
 		data := make([]float32, api.Shape(shape).NumElements())
 		init(data, api.Shape(shape), paramRand(p.seed, name))
 		value = api.FromFloat32s(p.b, data, shape...)
+		if dtype != api.F32 {
+			low := p.b.Alloc(dtype, shape...)
+			p.b.Convert(low, value)
+			value = low
+		}
 	}
 	v := NewVar(value, true)
 	p.index[name] = len(p.vars)
@@ -176,7 +223,16 @@ func (s Scope) Backend() api.Backend { return s.p.b }
 // Param creates the parameter name in this scope with the given shape,
 // filled by init. It panics when a parameter of that full name exists.
 func (s Scope) Param(name string, init Init, shape ...int) *Var {
-	return s.p.add(s.Name(name), init, shape)
+	return s.p.add(s.Name(name), init, shape, api.F32)
+}
+
+// Matrix creates the weight matrix name [rows, cols] in this scope, filled
+// by init: a parameter stored in the dtype the collection gives weights
+// (see Params.WithWeights), whose value is used only as the weight of
+// x W^T products (Tape.Linear, LinearInto) and the table of Gather
+// (Tape.Embedding).
+func (s Scope) Matrix(name string, init Init, rows, cols int) *Var {
+	return s.p.add(s.Name(name), init, []int{rows, cols}, s.p.WeightDType(rows, cols))
 }
 
 // ModelParams gives a model whose parameters are a Params the parameter

@@ -17,6 +17,16 @@ type Var struct {
 	requiresGrad bool
 	tape         *Tape  // nil for leaves
 	gen          uint64 // the tape generation that made this Var
+
+	// Storage ownership, for Tape.Release (release.go). A Var whose value
+	// its op allocated owns that storage. Any other op output (a view made
+	// by Reshape, say) may share storage with its op's inputs: shares
+	// lists those of them that belong to the same tape (their owners, for
+	// inputs that are views themselves), so that keeping the view keeps
+	// them.
+	shares   []*Var
+	released bool // the tape freed the value
+	pinned   bool // scratch mark of Release
 }
 
 // NewVar returns a leaf Var holding value. A leaf with requiresGrad set
@@ -27,8 +37,12 @@ func NewVar(value api.Tensor, requiresGrad bool) *Var {
 }
 
 // Value returns the tensor the Var holds. The caller must not write into the
-// value of a Var that a recording tape may still differentiate through.
-func (v *Var) Value() api.Tensor { return v.value }
+// value of a Var that a recording tape may still differentiate through. It
+// panics (api.ErrInternal) when Tape.Release has freed the value.
+func (v *Var) Value() api.Tensor {
+	v.checkLive()
+	return v.value
+}
 
 // Shape returns the shape of the value.
 func (v *Var) Shape() api.Shape { return v.value.Shape() }
@@ -75,6 +89,12 @@ type Tape struct {
 	record bool
 	nodes  []node
 	gen    uint64
+
+	// Release's bookkeeping (release.go), kept from the first Mark on.
+	tracking   bool
+	inBackward bool         // Backward is running: allocations are its closures' temporaries
+	fresh      []api.Tensor // tensors allocated since the last op's outputs were made
+	owned      []*Var       // the op outputs whose values the tape allocated, oldest first
 }
 
 // NewTape returns a tape on b that records ops for Backward.
@@ -120,6 +140,8 @@ func (t *Tape) Backward(loss *Var) {
 	s := t.sink(loss)
 	t.b.Fill(s.dst(), 1)
 	s.flush()
+	t.inBackward = true
+	defer func() { t.inBackward = false }()
 	for i := len(t.nodes) - 1; i >= 0; i-- {
 		n := t.nodes[i]
 		dys := make([]api.Tensor, len(n.outs))
@@ -159,6 +181,9 @@ func (t *Tape) opN(values []api.Tensor, ins []*Var, backward func(dys []api.Tens
 	for i, v := range values {
 		outs[i] = &Var{value: v, requiresGrad: need, tape: t, gen: t.gen}
 	}
+	if t.tracking {
+		t.own(outs, ins)
+	}
 	if need {
 		t.nodes = append(t.nodes, node{outs: outs, backward: backward})
 	}
@@ -186,8 +211,16 @@ func (t *Tape) needGrad(ins ...*Var) bool {
 	return need
 }
 
-// alloc returns a new zero-filled F32 tensor on the tape's backend.
-func (t *Tape) alloc(shape ...int) api.Tensor { return t.b.Alloc(api.F32, shape...) }
+// alloc returns a new zero-filled F32 tensor on the tape's backend. While
+// the tape tracks storage (Mark), the next op that returns it as an output
+// owns it.
+func (t *Tape) alloc(shape ...int) api.Tensor {
+	y := t.b.Alloc(api.F32, shape...)
+	if t.tracking && !t.inBackward {
+		t.fresh = append(t.fresh, y)
+	}
+	return y
+}
 
 // gradSink is where one gradient contribution to a Var is written. Gradient
 // kernels overwrite their outputs, so when the Var already holds a gradient

@@ -29,11 +29,17 @@ type Model struct {
 // buildOptions returns the options that build a model on backend with
 // threads workers (0: every core), finding a plugin's backend when it is
 // not built in.
-func buildOptions(backend string, threads int) (api.BuildOptions, error) {
+func buildOptions(backend, weights string, threads int) (api.BuildOptions, error) {
 	if threads < 0 {
 		return api.BuildOptions{}, fmt.Errorf("threads=%d: want 0 (every core) or more: %w", threads, api.ErrConfig)
 	}
 	o := api.BuildOptions{Backend: backend, BackendOptions: api.BackendOptions{Threads: threads}}
+	if weights != "" {
+		var err error
+		if o.Weights, err = api.ParseWeightDType(weights); err != nil {
+			return api.BuildOptions{}, fmt.Errorf("weights=%q: want \"f32\", \"bf16\" or \"q8\": %w", weights, api.ErrConfig)
+		}
+	}
 	if err := o.BackendOptions.Validate(); err != nil {
 		return api.BuildOptions{}, fmt.Errorf("threads: %w", err)
 	}
@@ -60,17 +66,18 @@ func checkFits(cfg api.Config, tokens int) error {
 
 // LoadModel loads the model directory dir (config.json, safetensors or
 // PyTorch weights, and tokenizer.json when there is one) on backend with
-// threads workers (0: every core). arch names the architecture when
-// config.json does not; tokenizerPath, when not empty, replaces the
-// directory's tokenizer.json.
-func LoadModel(dir, arch, tokenizerPath, backend string, threads int) (_ *Model, err error) {
+// threads workers (0: every core), its weight matrices stored as weights
+// says ("f32", "bf16", "q8"; "": as the file stores them). arch names the
+// architecture when config.json does not; tokenizerPath, when not empty,
+// replaces the directory's tokenizer.json.
+func LoadModel(dir, arch, tokenizerPath, backend, weights string, threads int) (_ *Model, err error) {
 	defer api.Recover(&err)
 	if st, err := os.Stat(dir); err != nil {
 		return nil, err
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("%s: not a directory (want config.json beside the weights): %w", dir, api.ErrConfig)
 	}
-	build, err := buildOptions(backend, threads)
+	build, err := buildOptions(backend, weights, threads)
 	if err != nil {
 		return nil, err
 	}
@@ -97,10 +104,10 @@ func LoadModel(dir, arch, tokenizerPath, backend string, threads int) (_ *Model,
 }
 
 // DefaultModel returns the model built into densessm (a small DenseMamba
-// trained on Go source) with its tokenizer.
-func DefaultModel(backend string, threads int) (_ *Model, err error) {
+// trained on Go source) with its tokenizer; weights as for LoadModel.
+func DefaultModel(backend, weights string, threads int) (_ *Model, err error) {
 	defer api.Recover(&err)
-	build, err := buildOptions(backend, threads)
+	build, err := buildOptions(backend, weights, threads)
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +127,13 @@ func DefaultModel(backend string, threads int) (_ *Model, err error) {
 }
 
 // InitModel builds a new model of architecture arch with random weights
-// from seed. configJSON holds config.json fields ("" or "{}": the
+// from seed, stored as weights says (see LoadModel; low-precision weights
+// do not train). configJSON holds config.json fields ("" or "{}": the
 // architecture's small default configuration; fields not given keep
 // their defaults where the architecture's parser allows it).
-func InitModel(arch, configJSON, backend string, seed int64, threads int) (_ *Model, err error) {
+func InitModel(arch, configJSON, backend, weights string, seed int64, threads int) (_ *Model, err error) {
 	defer api.Recover(&err)
-	build, err := buildOptions(backend, threads)
+	build, err := buildOptions(backend, weights, threads)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +194,7 @@ type modelInfo struct {
 	Plugin    string          `json:"plugin,omitempty"`
 	Modes     []string        `json:"modes"`
 	Trainable bool            `json:"trainable"`
+	Weights   string          `json:"weights"`
 	Config    json.RawMessage `json:"config"`
 	Tokenizer bool            `json:"has_tokenizer"`
 }
@@ -202,7 +211,7 @@ func (m *Model) Info() (string, error) {
 		}
 		mi := modelInfo{
 			Arch: info.Arch, Source: m.source, Vocab: am.Config().Vocab(), Backend: info.Backend,
-			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Config: cfg,
+			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Weights: api.WeightName(info.Weights), Config: cfg,
 			Modes: []string{}, Tokenizer: m.tok != nil,
 		}
 		for _, p := range am.Params() {

@@ -126,7 +126,7 @@ func TestGenerateOptions(t *testing.T) {
 func newMamba(tb testing.TB, vocab, hidden, threads int) *Model {
 	tb.Helper()
 	cfg := fmt.Sprintf(`{"model_type":"mamba","vocab_size":%d,"hidden_size":%d,"num_hidden_layers":2,"state_size":8,"expand":2,"time_step_rank":4}`, vocab, hidden)
-	m, err := InitModel("mamba", cfg, "cpu", 1, threads)
+	m, err := InitModel("mamba", cfg, "cpu", "", 1, threads)
 	if err != nil {
 		tb.Fatal(err)
 	}

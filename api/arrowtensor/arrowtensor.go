@@ -117,6 +117,9 @@ func meta(field arrow.Field, arr arrow.Array) (api.Shape, api.DType, error) {
 		if err != nil {
 			return nil, api.Invalid, err
 		}
+		if d.Block() != 1 {
+			return nil, api.Invalid, fmt.Errorf("a %s tensor does not cross as Arrow: %w", d, api.ErrUnsupported)
+		}
 		dtype = d
 	} else {
 		for _, d := range []api.DType{api.F32, api.F64, api.F16, api.I32, api.I64, api.U8, api.I8} {

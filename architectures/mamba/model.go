@@ -39,14 +39,17 @@ func (a architecture) New(ctx context.Context, cfg api.Config, opts api.BuildOpt
 	if err != nil {
 		return nil, err
 	}
+	if err := api.CheckWeights(opts.Weights); err != nil {
+		return nil, fmt.Errorf("%s: %w", a.name, err)
+	}
 	b, err := opts.OpenBackend()
 	if err != nil {
 		return nil, err
 	}
 	if opts.Zeros {
-		return build(c, nn.NewUninitializedParams(b))
+		return build(c, nn.NewUninitializedParams(b).WithWeights(opts.WeightDType()))
 	}
-	return build(c, nn.NewParams(b, opts.Seed).WithContext(ctx))
+	return build(c, nn.NewParams(b, opts.Seed).WithContext(ctx).WithWeights(opts.WeightDType()))
 }
 
 // config returns cfg as this architecture's configuration.
@@ -135,7 +138,7 @@ func build(cfg *Config, params *nn.Params) (_ *Model, err error) {
 	}
 	m.normF = nn.NewRMSNorm(bb.Sub("norm_f"), D, eps)
 	if !c.TieWordEmbeddings {
-		m.lmHead = root.Param("lm_head.weight", nn.Normal(0.02), c.VocabSize, D)
+		m.lmHead = root.Matrix("lm_head.weight", nn.Normal(0.02), c.VocabSize, D)
 	}
 	return m, nil
 }
@@ -147,7 +150,8 @@ func (m *Model) Config() api.Config { return m.cfg }
 // trainable, in process.
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
-		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
+		Modes:     []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent},
+		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights()}
 }
 
 // Close does nothing: the parameters are Go memory.
@@ -212,6 +216,9 @@ func (m *Model) prefill(ctx context.Context, st *State, ids [][]int32) (api.Tens
 // gradient to every parameter's.
 func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, err error) {
 	defer api.Recover(&err)
+	if err := nn.CheckTrainable(m.params); err != nil {
+		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
+	}
 	tok, _, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
 	if err != nil {
 		return 0, fmt.Errorf("mamba: %w", err)
@@ -221,6 +228,7 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 		return 0, fmt.Errorf("mamba: %w", err)
 	}
 	t := nn.NewTape(m.b)
+	mark := t.Mark()
 	logits, err := m.run(ctx, t, tok, nil)
 	if err != nil {
 		return 0, err
@@ -228,6 +236,7 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 	loss := t.CrossEntropy(logits, targets)
 	value := api.Float32s(loss.Value())[0]
 	t.Backward(loss)
+	t.Release(mark) // the step's activations, for the next step to reuse
 	return float64(value), nil
 }
 
@@ -239,7 +248,10 @@ func (m *Model) ForwardInto(ctx context.Context, dst api.Tensor, ids [][]int32) 
 	if err != nil {
 		return fmt.Errorf("mamba: %w", err)
 	}
-	h, err := m.hidden(ctx, nn.NewInferenceTape(m.b), tok, nil)
+	t := nn.NewInferenceTape(m.b)
+	mark := t.Mark()
+	defer t.Release(mark)
+	h, err := m.hidden(ctx, t, tok, nil)
 	if err != nil {
 		return err
 	}
@@ -247,14 +259,80 @@ func (m *Model) ForwardInto(ctx context.Context, dst api.Tensor, ids [][]int32) 
 	return nil
 }
 
-// run computes the logits [B,T,V] for ids [B,T] on tape t, continuing from
-// and updating st when it is not nil.
-func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
-	h, err := m.hidden(ctx, t, ids, st)
+// PrefillLast is Prefill returning only the logits of the last position
+// of each sequence, [B,V] (what a decoder samples from): the final norm and
+// the output projection run on that row alone, so a long prompt costs
+// neither [B,T,V] logits nor the products that make them. The chunkwise
+// form runs the parallel scan a block of f.Chunk tokens at a time (the
+// whole sequence when 0), freeing each block's activations before the
+// next, so its memory grows with the block, not the sequence; the
+// recurrent form steps.
+func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
+	defer api.Recover(&err)
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("mamba: %w", err)
+	}
+	st, err := m.ownState(s, len(ids))
 	if err != nil {
 		return nil, err
 	}
-	return t.Linear(h, m.head(), nil), nil
+	T := len(ids[0])
+	if T == 0 {
+		return nil, fmt.Errorf("mamba: prefill of no tokens has no last logits: %w", api.ErrShape)
+	}
+	if f.Mode == api.Recurrent {
+		return nn.StepLast(ctx, m, s, ids)
+	}
+	chunk := T
+	if f.Mode == api.Chunkwise && f.Chunk > 0 {
+		chunk = min(f.Chunk, T)
+	}
+	block := make([][]int32, len(ids))
+	for from := 0; ; from += chunk {
+		n := min(chunk, T-from)
+		for b, seq := range ids {
+			if len(seq) != T {
+				return nil, fmt.Errorf("mamba: sequence %d has %d tokens, sequence 0 has %d: %w", b, len(seq), T, api.ErrShape)
+			}
+			block[b] = seq[from : from+n]
+		}
+		tok, _, err := tokens.Batch(m.b, block, m.cfg.VocabSize)
+		if err != nil {
+			return nil, fmt.Errorf("mamba: %w", err)
+		}
+		t := nn.NewInferenceTape(m.b)
+		mark := t.Mark()
+		h, err := m.residual(ctx, t, tok, st)
+		if err != nil {
+			t.Release(mark)
+			return nil, err
+		}
+		st.pos += n
+		if from+n == T {
+			last := m.normF.Forward(t, t.Slice(h, 1, n-1, 1)) // [B,1,D]
+			out := t.Linear(last, m.head(), nil)              // [B,1,V]
+			t.Release(mark, out)
+			return m.b.Reshape(out.Value(), len(ids), m.cfg.VocabSize), nil
+		}
+		t.Release(mark)
+	}
+}
+
+// run computes the logits [B,T,V] for ids [B,T] on tape t, continuing from
+// and updating st when it is not nil.
+//
+// On an inference tape it frees its intermediates as it goes (each layer's
+// when the layer is done, nn.Tape.Release): only the logits stay.
+func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
+	mark := t.Mark()
+	h, err := m.hidden(ctx, t, ids, st)
+	if err != nil {
+		t.Release(mark)
+		return nil, err
+	}
+	out := t.Linear(h, m.head(), nil)
+	t.Release(mark, out)
+	return out, nil
 }
 
 // head returns the output projection [V,D]: lm_head, or the embedding when
@@ -269,7 +347,21 @@ func (m *Model) head() *nn.Var {
 // hidden computes the final normed hidden states [B,T,D] for ids [B,T] on
 // tape t (see run).
 func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
+	h, err := m.residual(ctx, t, ids, st)
+	if err != nil {
+		return nil, err
+	}
+	return m.normF.Forward(t, h), nil
+}
+
+// residual computes the residual stream after the last layer [B,T,D] for
+// ids [B,T] on tape t (see run), before the final norm. It frees each
+// layer's intermediates once the layer is done, keeping the stream and
+// what DenseMamba's later layers read (on a recording tape nothing is
+// freed); the caller releases what remains.
+func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
 	c := m.cfg
+	mark := t.Mark()
 	h := m.embed.Forward(t, ids) // [B,T,D]
 	var linked []*nn.Var         // DenseMamba: the layers' own x' or states, nearest last
 	for i, l := range m.layers {
@@ -284,8 +376,9 @@ func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *Stat
 			}
 		}
 		h = t.Add(h, out)
+		t.Release(mark, append(linked, h)...)
 	}
-	return m.normF.Forward(t, h), nil
+	return h, nil
 }
 
 // mixer computes layer i's mixer on u [B,T,D] (already normed). prev holds
@@ -296,9 +389,14 @@ func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *Stat
 func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State) (out, own *nn.Var) {
 	c := m.cfg
 	E, N, R, K := c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
+	// On an inference tape the mixer frees what it no longer needs at
+	// three points, so that it holds a few [B,T,E] tensors at a time
+	// rather than all of its own (the layer's caller frees the rest).
+	mark := t.Mark()
 	xz := l.inProj.Forward(t, u) // [B,T,2E]
 	x := t.Slice(xz, -1, 0, E)
 	z := t.Slice(xz, -1, E, E)
+	t.Release(mark, x, z)
 	var convPrev, h0 *nn.Var
 	if st != nil {
 		convPrev = nn.NewVar(st.conv[i], false)
@@ -311,6 +409,7 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 		T := all.Shape()[1]
 		m.b.Copy(st.conv[i], t.Slice(all, 1, T-(K-1), K-1).Value())
 	}
+	t.Release(mark, z, xs)
 	targetH := c.Dense.M > 0 && c.DenseTarget == TargetH
 	if c.Dense.M > 0 && !targetH {
 		own = xs
@@ -328,6 +427,7 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 	cm := t.Slice(dbc, -1, R+N, N)
 	delta := t.Unary(api.OpSoftplus, l.dtProj.Forward(t, dt))
 	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
+	t.Release(mark, z, xs, own, inject, delta, a, bm, cm)
 	y, hT, hs := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0, Inject: inject}, st != nil, targetH)
 	if st != nil {
 		m.b.Copy(st.ssm[i], hT.Value())
@@ -335,6 +435,7 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 	if targetH {
 		own = hs
 	}
+	t.Release(mark, z, y, own)
 	y = t.Mul(y, t.Unary(api.OpSilu, z))
 	return l.outProj.Forward(t, y), own
 }

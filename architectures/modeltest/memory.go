@@ -9,14 +9,19 @@ import (
 )
 
 // build builds the model of cfg with the architecture its ArchName names,
-// its parameters drawn from seed.
-func build(t testing.TB, cfg api.Config, b api.Backend, seed int64) api.LocalModel {
+// its parameters drawn from seed, its weights stored in weights (F32 when
+// none is given).
+func build(t testing.TB, cfg api.Config, b api.Backend, seed int64, weights ...api.DType) api.LocalModel {
 	t.Helper()
 	a, err := api.LookupArchitecture(cfg.ArchName())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := a.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: seed})
+	opts := api.BuildOptions{On: b, Seed: seed}
+	if len(weights) > 0 {
+		opts.Weights = weights[0]
+	}
+	m, err := a.New(t.Context(), cfg, opts)
 	if err != nil {
 		t.Fatalf("%s: %v", cfg.ArchName(), err)
 	}
@@ -78,13 +83,15 @@ func CheckEstimateNonNegative(t testing.TB, what string, e api.MemoryEstimate, b
 }
 
 // CheckStepsAllocateNothing builds the model of each of cfgs on each of
-// the backends and checks that its decode steps of two sequences allocate
+// the backends, with F32, BF16 and Q8_0 weights, and checks that its decode steps of two sequences allocate
 // nothing (CheckStepAllocs). Run it only without the race detector.
 func CheckStepsAllocateNothing[C api.Config](t *testing.T, cfgs map[string]C, backends ...api.Backend) {
 	t.Helper()
 	for name, c := range cfgs {
 		for _, b := range backends {
-			CheckStepAllocs(t, fmt.Sprintf("%s, %d threads", name, b.Threads()), build(t, c, b, 1), 2)
+			for _, w := range []api.DType{api.F32, api.BF16, api.Q8_0} {
+				CheckStepAllocs(t, fmt.Sprintf("%s, %s weights, %d threads", name, api.WeightName(w), b.Threads()), build(t, c, b, 1, w), 2)
+			}
 		}
 	}
 }

@@ -20,12 +20,15 @@ func denseRetNet350M() *Config {
 	return c
 }
 
-func benchModel(b *testing.B, threads int) *Model {
-	m, err := New(denseRetNet350M(), cpu.New(api.BackendOptions{Threads: threads}), 1)
+// benchModel builds the DenseRetNet-350M shape on threads with its weight
+// matrices stored in weights.
+func benchModel(b *testing.B, threads int, weights api.DType) *Model {
+	m, err := architecture{NameDenseRetNet}.New(b.Context(), denseRetNet350M(),
+		api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: threads}), Seed: 1, Weights: weights})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m
+	return m.(*Model)
 }
 
 // BenchmarkPrefill reports prefill tokens/s of a 512-token sequence in the
@@ -41,7 +44,7 @@ func BenchmarkPrefill(b *testing.B) {
 		for _, form := range []string{"parallel", "chunkwise"} {
 			b.Run("350M/"+form+"/T=512/threads="+strconv.Itoa(threads), func(b *testing.B) {
 				if m == nil {
-					m = benchModel(b, threads)
+					m = benchModel(b, threads, api.F32)
 				}
 				b.ResetTimer()
 				for b.Loop() {
@@ -61,24 +64,34 @@ func BenchmarkPrefill(b *testing.B) {
 	}
 }
 
-// BenchmarkDecode reports decode tokens/s (one sequence, one token a step).
+// BenchmarkDecode reports decode tokens/s (one sequence, one token a step)
+// with the weight matrices in F32, BF16 and Q8_0.
 func BenchmarkDecode(b *testing.B) {
-	for _, threads := range []int{1, 2} {
-		b.Run("350M/threads="+strconv.Itoa(threads), func(b *testing.B) {
-			m := benchModel(b, threads)
-			ctx := context.Background()
-			s, _ := m.NewState(1)
-			ids := []int32{17}
-			if _, err := m.Step(ctx, s, ids); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := m.Step(ctx, s, ids); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-		})
+	for _, w := range []api.DType{api.F32, api.BF16, api.Q8_0} {
+		for _, threads := range []int{1, 2} {
+			b.Run("350M/"+api.WeightName(w)+"/threads="+strconv.Itoa(threads), func(b *testing.B) {
+				benchDecode(b, benchModel(b, threads, w))
+			})
+		}
 	}
+}
+
+// benchDecode times Steps of one sequence after a first one.
+func benchDecode(b *testing.B, m *Model) {
+	ctx := context.Background()
+	s, err := m.NewState(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := []int32{17}
+	if _, err := m.Step(ctx, s, ids); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.Step(ctx, s, ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

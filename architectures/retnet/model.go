@@ -46,14 +46,17 @@ func (a architecture) New(ctx context.Context, cfg api.Config, opts api.BuildOpt
 	if err != nil {
 		return nil, err
 	}
+	if err := api.CheckWeights(opts.Weights); err != nil {
+		return nil, fmt.Errorf("%s: %w", a.name, err)
+	}
 	b, err := opts.OpenBackend()
 	if err != nil {
 		return nil, err
 	}
 	if opts.Zeros {
-		return build(c, nn.NewUninitializedParams(b))
+		return build(c, nn.NewUninitializedParams(b).WithWeights(opts.WeightDType()))
 	}
-	return build(c, nn.NewParams(b, opts.Seed).WithContext(ctx))
+	return build(c, nn.NewParams(b, opts.Seed).WithContext(ctx).WithWeights(opts.WeightDType()))
 }
 
 // config returns cfg as this architecture's configuration.
@@ -195,7 +198,7 @@ func (m *Model) newRetNet() {
 	}
 	m.norm = nn.NewRMSNorm(dec.Sub("layer_norm"), d, eps)
 	if !c.TieWordEmbeddings {
-		m.head = dec.Sub("output_projection").Param("weight", nn.Normal(std), c.VocabSize, d)
+		m.head = dec.Sub("output_projection").Matrix("weight", nn.Normal(std), c.VocabSize, d)
 	}
 }
 
@@ -240,7 +243,7 @@ func (m *Model) newDenseRetNet() {
 	}
 	m.norm = nn.NewRMSNorm(mod.Sub("norm"), d, eps)
 	if !c.TieWordEmbeddings {
-		m.head = root.Sub("lm_head").Param("weight", init, c.VocabSize, d)
+		m.head = root.Sub("lm_head").Matrix("weight", init, c.VocabSize, d)
 	}
 }
 
@@ -276,13 +279,15 @@ type pass struct {
 	chunk int
 	st    *State
 	out   api.Tensor // the logits' destination, when the caller gave one
+	last  bool       // only the last position's logits [B,1,V]
 }
 
 // Info reports the model's capabilities: every mode, trainable, in
 // process.
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
-		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
+		Modes:     []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent},
+		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights()}
 }
 
 // Close does nothing: the parameters are Go memory.
@@ -375,14 +380,19 @@ func (m *Model) PrefillChunkwise(ctx context.Context, s api.State, ids [][]int32
 }
 
 // infer runs p on an inference tape and, when p carries a State, commits
-// the layers' final retention states and advances its position.
+// the layers' final retention states and advances its position. Every
+// intermediate tensor is freed by the time it returns (nn.Tape.Release):
+// only the logits stay.
 func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, error) {
 	tok, flat, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
-	out, states, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, flat, p)
+	t := nn.NewInferenceTape(m.b)
+	mark := t.Mark()
+	out, states, err := m.run(ctx, t, tok, flat, p)
 	if err != nil {
+		t.Release(mark)
 		return nil, err
 	}
 	if p.st != nil {
@@ -391,10 +401,46 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 		}
 		p.st.pos += tok.Shape()[1]
 	}
+	t.Release(mark, out)
 	if p.out != nil {
 		return p.out, nil
 	}
 	return out.Value(), nil
+}
+
+// PrefillLast is Prefill returning only the logits of the last position
+// of each sequence, [B,V] (what a decoder samples from): the final norm and
+// the output projection run on that row alone, so a long prompt costs
+// neither [B,T,V] logits nor the products that make them, and each layer's
+// intermediates are freed when the layer is done. The memory of the
+// chunkwise form still grows with the sequence (the activations between
+// layers, [B,T,d]); feed a long prompt a window at a time (see
+// PrefillChunkwise) to bound it by the window.
+func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
+	defer api.Recover(&err)
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
+	}
+	st, err := m.ownState(s, len(ids))
+	if err != nil {
+		return nil, err
+	}
+	T := len(ids[0])
+	if T == 0 {
+		return nil, fmt.Errorf("%s: prefill of no tokens has no last logits: %w", m.cfg.ModelType, api.ErrShape)
+	}
+	chunk := T
+	switch f.Mode {
+	case api.Recurrent:
+		return nn.StepLast(ctx, m, s, ids)
+	case api.Chunkwise:
+		chunk = chunkOf(f)
+	}
+	out, err := m.infer(ctx, ids, pass{form: api.RetentionChunkwise, chunk: chunk, st: st, last: true})
+	if err != nil {
+		return nil, err
+	}
+	return m.b.Reshape(out, len(ids), m.cfg.VocabSize), nil
 }
 
 // LossAndGrad runs the parallel form on batch, returns the mean
@@ -402,6 +448,9 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 // gradient to every parameter's. There is no dropout.
 func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, err error) {
 	defer api.Recover(&err)
+	if err := nn.CheckTrainable(m.params); err != nil {
+		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
+	}
 	tok, flat, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
@@ -411,6 +460,7 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	t := nn.NewTape(m.b)
+	mark := t.Mark()
 	logits, _, err := m.run(ctx, t, tok, flat, pass{form: api.RetentionParallel})
 	if err != nil {
 		return 0, err
@@ -418,15 +468,21 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 	loss := t.CrossEntropy(logits, targets)
 	value := api.Float32s(loss.Value())[0]
 	t.Backward(loss)
+	t.Release(mark) // the step's activations, for the next step to reuse
 	return float64(value), nil
 }
 
 // run computes the logits [B,T,V] for ids [B,T] (flat: the same ids as a
 // slice) on tape t in p's form (into p.out, returning nil, when it is set). With p.st it starts from the State's
 // retention states and position and returns each layer's final state,
-// without changing the State.
+// without changing the State. With p.last the logits are the last
+// position's alone, [B,1,V]. It frees each layer's intermediates once the
+// layer is done, keeping the residual stream, the final states and what
+// DenseRetNet's later layers read (on a recording tape nothing is freed);
+// the caller releases what remains.
 func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, flat []int32, p pass) (*nn.Var, []*nn.Var, error) {
 	c := m.cfg
+	mark := t.Mark()
 	h := m.embedTokens(t, ids, flat)
 	if m.embedScale != 1 {
 		h = t.Scale(h, m.embedScale)
@@ -451,6 +507,11 @@ func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, flat []int3
 			h = t.Add(h, m.ffn(t, l, l.ffnNorm.Forward(t, h)))
 		}
 		states = append(states, sT)
+		live := append(append([]*nn.Var{h}, prevK...), prevV...)
+		t.Release(mark, append(live, states...)...)
+	}
+	if p.last {
+		h = t.Slice(h, 1, h.Shape()[1]-1, 1)
 	}
 	h = m.norm.Forward(t, h)
 	head := m.head

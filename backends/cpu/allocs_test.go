@@ -53,6 +53,13 @@ func decodeCases(b *Backend) []allocCase {
 	targets := api.FromInt32s(b, []int32{7, -100}, B)
 	gathered, gatheredWide := out(B, D), out(B, 32, D)
 	sliced, out2E := out(64, E), out(B, E)
+	lowW := map[api.DType]*Tensor{}
+	for _, d := range []api.DType{api.BF16, api.Q8_0} {
+		lowW[d] = b.Alloc(d, 2*E, D).(*Tensor)
+		b.Convert(lowW[d], wOut)
+	}
+	hB := rnd(-1, 1, B, D)
+	outB2E := out(B, 2*E)
 
 	cases := []allocCase{
 		{"gather", func() { b.Gather(gathered, table, ids) }},
@@ -84,6 +91,12 @@ func decodeCases(b *Backend) []allocCase {
 		{"logsoftmax", func() { b.LogSoftmax(probs, logits) }},
 		{"crossentropy", func() { b.CrossEntropy(loss, probs, logits, targets, -100) }},
 		{"crossentropy/lossonly", func() { b.CrossEntropy(loss, nil, logits, targets, -100) }},
+	}
+	for d, w := range lowW {
+		cases = append(cases,
+			allocCase{"matmul/row/" + d.String(), func() { b.MatMul(outRow, hRow, w, false, true, 1, 0) }},
+			allocCase{"matmul/batch/" + d.String(), func() { b.MatMul(outB2E, hB, w, false, true, 1, 0) }},
+			allocCase{"gather/" + d.String(), func() { b.Gather(gathered, w, ids) }})
 	}
 	for _, op := range api.UnaryOps() {
 		cases = append(cases,

@@ -3,14 +3,18 @@
 //
 // Tensors live in Go memory. F32 tensors are []float32, I32 tensors []int32;
 // other dtypes are stored as raw little-endian bytes and serve only as
-// storage (Convert widens them to F32 for compute).
+// storage (Convert widens them to F32 for compute), except that BF16 and
+// Q8_0 weight matrices are read directly as MatMul's transposed second
+// operand and as Gather's table (lowp.go).
 //
-// The garbage collector frees a forward pass's activations, and at Go's
-// default GOGC of 100 it lets them pile up to the size of the live heap,
-// which a model's weights dominate, before it does: each pass then faults
-// in fresh memory. A program that holds a large model should lower GOGC
-// (debug.SetGCPercent); the densessm command runs at 25, which cut a
-// DenseRetNet-350M prefill from 5.2-5.4 to 3.9-4.2 s (docs/benchmarks.md).
+// Free puts an F32 buffer of 4096 elements or more in a bounded pool that
+// later allocations of its size take from (pool.go), and the models' passes
+// free their activations as they go (nn.Tape.Release), so a forward pass
+// runs in the memory of about one layer whatever GOGC is. Before that, the
+// garbage collector let a pass's dead activations pile up to the size of
+// the weights at Go's default GOGC of 100 and each pass faulted in fresh
+// memory (docs/benchmarks.md); the densessm command still runs at GOGC 25,
+// which keeps the other garbage (building a model's weights) small.
 package cpu
 
 import (
@@ -173,18 +177,23 @@ func (b *Backend) Alloc(dtype api.DType, shape ...int) api.Tensor {
 		api.Panicf(api.ErrDType, "alloc of dtype %v", dtype)
 	}
 	n := s.NumElements()
-	if uint64(n)*uint64(dtype.Size()) > 1<<46 {
+	if blk := dtype.Block(); blk > 1 && (len(s) == 0 || s[len(s)-1]%blk != 0) {
+		api.Panicf(api.ErrShape, "alloc %s%v: the last axis must be a multiple of %d", dtype, s, blk)
+	}
+	if n > 1<<46 || uint64(dtype.Bytes(n)) > 1<<46 {
 		api.Panicf(api.ErrOutOfMemory, "alloc %s%v", dtype, s)
 	}
-	b.reserve(uint64(n) * uint64(dtype.Size()))
+	if dtype != api.F32 { // F32 storage is checked by allocF32, which may reuse a pooled buffer
+		b.reserve(uint64(dtype.Bytes(n)))
+	}
 	t := &Tensor{b: b, dtype: dtype, shape: s}
 	switch dtype {
 	case api.F32:
-		t.f32 = make([]float32, n)
+		t.f32 = b.allocF32(n) // pool.go
 	case api.I32:
 		t.i32 = make([]int32, n)
 	default:
-		t.raw = make([]byte, n*dtype.Size())
+		t.raw = make([]byte, dtype.Bytes(n))
 	}
 	return t
 }
@@ -239,8 +248,17 @@ func (b *Backend) Download(dst []byte, src api.Tensor) {
 	copy(dst, raw)
 }
 
-// Free is a no-op: Go's garbage collector owns CPU tensors.
-func (b *Backend) Free(api.Tensor) {}
+// Free hands an F32 tensor's storage back to the backend's buffer pool
+// (pool.go), from which Alloc reuses it; t and every view of it made by
+// Reshape must not be used afterwards. Storage the pool did not hand out
+// (small tensors, other dtypes, WrapFloat32s memory) or has taken back
+// already is left to the garbage collector, so freeing a tensor twice, or
+// a tensor of another backend, does nothing.
+func (b *Backend) Free(t api.Tensor) {
+	if c, ok := t.(*Tensor); ok && c != nil && c.dtype == api.F32 {
+		b.freeF32(c)
+	}
+}
 
 // Fill sets every element of dst to v.
 func (b *Backend) Fill(dst api.Tensor, v float32) {
@@ -296,7 +314,7 @@ func (b *Backend) Convert(dst, src api.Tensor) {
 		if err := api.DecodeFloat32(d.f32, s.dtype, s.raw); err != nil {
 			panic(fmt.Errorf("convert %s to F32: %w", s.dtype, err))
 		}
-	case s.dtype == api.F32 && (d.dtype == api.F16 || d.dtype == api.BF16 || d.dtype == api.F64):
+	case s.dtype == api.F32 && (d.dtype == api.F16 || d.dtype == api.BF16 || d.dtype == api.F64 || d.dtype == api.Q8_0):
 		if err := api.EncodeFloat32(d.raw, d.dtype, s.f32); err != nil {
 			panic(fmt.Errorf("convert F32 to %s: %w", d.dtype, err))
 		}

@@ -28,20 +28,28 @@ func gatherShapes(op string, t, ids, rows *Tensor, what string) (v, d int) {
 // Gather sets dst[i..., :] = table[ids[i...], :].
 func (b *Backend) Gather(dst, table, ids api.Tensor) {
 	const op = "gather"
-	d, t, x := b.f32(dst, op), b.f32(table, op), b.i32(ids, op)
+	d, t, x := b.f32(dst, op), b.own(table), b.i32(ids, op)
+	var low lowMatrix
+	if isLow(t.dtype) && len(t.shape) == 2 {
+		low = newLowMatrix(t, t.shape[0], t.shape[1])
+	} else {
+		t = b.f32(table, op)
+	}
 	_, n := gatherShapes(op, t, x, d, "dst")
 	if n == 0 {
 		return
 	}
 	task := gatherTasks.get()
-	*task = gatherTask{dst: d.f32, table: t.f32, ids: x.i32, n: n}
+	*task = gatherTask{dst: d.f32, table: t.f32, low: low, ids: x.i32, n: n}
 	b.run(len(x.i32), max(1, minGrain/n), task)
 	gatherTasks.put(task)
 }
 
-// gatherTask copies table rows of n floats into dst, one per id.
+// gatherTask copies table rows of n floats into dst, one per id, or
+// widens them from low when the table is in low precision.
 type gatherTask struct {
 	dst, table []float32
+	low        lowMatrix // dtype Invalid when the table is F32
 	ids        []int32
 	n          int
 }
@@ -52,6 +60,10 @@ func (t *gatherTask) run(lo, hi int) {
 	n := t.n
 	for i := lo; i < hi; i++ {
 		id := int(t.ids[i])
+		if t.low.dtype != api.Invalid {
+			t.low.widen(t.dst[i*n:(i+1)*n], id, 0)
+			continue
+		}
 		copy(t.dst[i*n:(i+1)*n], t.table[id*n:(id+1)*n])
 	}
 }

@@ -242,11 +242,23 @@ func gemmSplit(n, most, unit int) (size, parts int) {
 // part of par, each computed whole (every inner block, packing its own
 // slices of A and B) by gemmRect: the parts never wait for one another.
 func gemmPacked(kern *gemmKernel, par splitter, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	rows, cols := gemmGrid(kern, min(par.width(), max(1, m*n*k/gemmMinWork)), m, n)
+	gemmPackedRects(par, gemmRectTask{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc})
+}
+
+// gemmPackedLow is gemmPacked for C = alpha * A W^T + beta * C with W a
+// low-precision matrix (n x k), widened as its panels are packed.
+func gemmPackedLow(kern *gemmKernel, par splitter, m, n, k int, alpha float32, a []float32, lda int, w *lowMatrix, beta float32, c []float32, ldc int) {
+	gemmPackedRects(par, gemmRectTask{kern: kern, transB: true, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, low: *w, c: c, ldc: ldc})
+}
+
+// gemmPackedRects runs p, whose grid it sets, split by par.
+func gemmPackedRects(par splitter, p gemmRectTask) {
+	p.rows, p.cols = gemmGrid(p.kern, min(par.width(), max(1, p.m*p.n*p.k/gemmMinWork)), p.m, p.n)
 	t := gemmRectTasks.get()
-	*t = gemmRectTask{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, rows: rows, cols: cols}
-	par.run(rows*cols, 1, t)
+	*t = p
+	par.run(t.rows*t.cols, 1, t)
 	gemmRectTasks.put(t)
 }
 
@@ -276,6 +288,7 @@ type gemmRectTask struct {
 	m, n, k        int
 	alpha, beta    float32
 	a, b, c        []float32
+	low            lowMatrix // op(B) when b is nil: low^T
 	lda, ldb, ldc  int
 	rows, cols     int
 }
@@ -290,7 +303,7 @@ func (t *gemmRectTask) run(lo, hi int) {
 		i0, i1 := min(t.m, r*rowSlivers/t.rows*mr), min(t.m, (r+1)*rowSlivers/t.rows*mr)
 		j0, j1 := min(t.n, c*colSlivers/t.cols*nr), min(t.n, (c+1)*colSlivers/t.cols*nr)
 		if i0 < i1 && j0 < j1 {
-			gemmRect(t.kern, t.transA, t.transB, i0, i1, j0, j1, t.k, t.alpha, t.a, t.lda, t.b, t.ldb, t.beta, t.c, t.ldc)
+			gemmRect(t.kern, t.transA, t.transB, i0, i1, j0, j1, t.k, t.alpha, t.a, t.lda, t.b, t.ldb, &t.low, t.beta, t.c, t.ldc)
 		}
 	}
 }
@@ -298,12 +311,17 @@ func (t *gemmRectTask) run(lo, hi int) {
 // gemmRect computes rows [i0, i1) and columns [j0, j1) of C on the calling
 // goroutine: for each panel of NC columns and each block of KC inner steps
 // it packs the panel's slice of op(B), then, block of MC rows after block,
-// the rows' slice of op(A), and multiplies them with gemmMacro.
-func gemmRect(kern *gemmKernel, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+// the rows' slice of op(A), and multiplies them with gemmMacro. When b is
+// nil, op(B) is low^T, widened into the packed panels.
+func gemmRect(kern *gemmKernel, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, low *lowMatrix, beta float32, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
 	// Even row blocks, so that no block is a sliver or two.
 	mc, _ := gemmSplit(i1-i0, kern.mc, mr)
-	bufB := gemmBuffer(&gemmPoolB, min(k, kern.kc)*roundUp(min(j1-j0, kern.nc), nr))
+	panel := min(k, kern.kc) * roundUp(min(j1-j0, kern.nc), nr)
+	if b == nil {
+		panel += nr * min(k, kern.kc) // the scratch of low.packB
+	}
+	bufB := gemmBuffer(&gemmPoolB, panel)
 	bufA := gemmBuffer(&gemmPoolA, mc*min(k, kern.kc)+mr*nr)
 	edge := (*bufA)[len(*bufA)-mr*nr:]
 	for jp := j0; jp < j1; jp += kern.nc {
@@ -311,7 +329,11 @@ func gemmRect(kern *gemmKernel, transA, transB bool, i0, i1, j0, j1, k int, alph
 		for p0 := 0; p0 < k; p0 += kern.kc {
 			kc := min(kern.kc, k-p0)
 			bp := (*bufB)[:roundUp(nc, nr)*kc]
-			gemmPackB(bp, b, ldb, transB, nr, p0, kc, jp, nc)
+			if b == nil {
+				low.packB(bp, (*bufB)[len(*bufB)-nr*kc:], nr, p0, kc, jp, nc)
+			} else {
+				gemmPackB(bp, b, ldb, transB, nr, p0, kc, jp, nc)
+			}
 			// Blocks after the first add to what the first one stored.
 			bet := beta
 			if p0 > 0 {

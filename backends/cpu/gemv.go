@@ -134,12 +134,15 @@ func (t *gemvTask) run(lo, hi int) {
 // prefetcher follows better than the short runs of a few adjacent rows
 // (a row of a decode weight is a few KiB). The last item takes the
 // rows % gemvGroup rows left, adjacent.
-func (t *gemvTask) rowsOf(g int) (j, stride, n int) {
-	b := t.rows / gemvGroup
+func (t *gemvTask) rowsOf(g int) (j, stride, n int) { return gemvRowsOf(t.rows, g) }
+
+// gemvRowsOf is gemvTask.rowsOf for a matrix of the given rows.
+func gemvRowsOf(rows, g int) (j, stride, n int) {
+	b := rows / gemvGroup
 	if g < b {
 		return g, b, gemvGroup
 	}
-	return gemvGroup * b, 1, t.rows - gemvGroup*b
+	return gemvGroup * b, 1, rows - gemvGroup*b
 }
 
 // store sets the outputs of vector i for the matrix rows j, j+stride, ...

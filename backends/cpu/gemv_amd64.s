@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "reduce_amd64.h"
 
 // Dot-product kernels of gemv (see gemv.go and gemv_amd64.go) in AVX2 and
 // FMA3. Each computes the dot products of four or eight matrix rows with
@@ -75,16 +76,6 @@ mask:
 #define MASKFMA(src, acc) \
 	VMASKMOVPS  src, Y1, Y2; \
 	VFMADD231PS Y2, Y0, acc
-
-// REDUCE4(a0, a1, a2, a3, x0, off) sums the lanes of each of a0..a3 (x0
-// is a0's low half) and stores the four sums at off(DX).
-#define REDUCE4(a0, a1, a2, a3, x0, off) \
-	VHADDPS      a1, a0, a0; \
-	VHADDPS      a3, a2, a2; \
-	VHADDPS      a2, a0, a0; \
-	VEXTRACTF128 $1, a0, X0; \
-	VADDPS       X0, x0, x0; \
-	VMOVUPS      x0, off(DX)
 
 // ZERO4(a0, a1, a2, a3) clears four accumulators.
 #define ZERO4(a0, a1, a2, a3) \

@@ -18,6 +18,7 @@ func (b *Backend) Permute(dst, src api.Tensor, perm ...int) {
 	if d.dtype != s.dtype {
 		api.Panicf(api.ErrDType, "%s: dst is %s, src is %s", op, d.dtype, s.dtype)
 	}
+	blockDType(op, s)
 	rank := len(s.shape)
 	if len(perm) != rank {
 		api.Panicf(api.ErrShape, "%s: permutation %v of the %d axes of %v", op, perm, rank, s.shape)
@@ -121,6 +122,7 @@ func (b *Backend) SetSlice(dst, src api.Tensor, axis, start int) {
 // part, a tensor with the window's shape: out of whole (Slice) or, when
 // set, into it (SetSlice).
 func (b *Backend) window(op string, whole, part *Tensor, axis, start int, set bool) {
+	blockDType(op, whole)
 	if whole.dtype != part.dtype {
 		api.Panicf(api.ErrDType, "%s: %s tensor and %s window", op, whole.dtype, part.dtype)
 	}
@@ -172,5 +174,13 @@ func (t *windowTask) run(lo, hi int) {
 		} else {
 			copy(pr, wr)
 		}
+	}
+}
+
+// blockDType panics when t's elements are stored in blocks (Q8_0): the
+// layout kernels move whole elements only.
+func blockDType(op string, t *Tensor) {
+	if t.dtype.Block() != 1 {
+		api.Panicf(api.ErrDType, "%s: a %s tensor %v is stored in blocks and cannot be rearranged", op, t.dtype, t.shape)
 	}
 }

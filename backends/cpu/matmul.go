@@ -16,6 +16,10 @@ const smallGEMM = 1 << 18
 // batches.
 func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta float32) {
 	const op = "matmul"
+	if w := b.own(c); isLow(w.dtype) {
+		b.matmulLowOperand(dst, a, w, transA, transB, alpha, beta)
+		return
+	}
 	d, x, y := b.f32(dst, op), b.f32(a, op), b.f32(c, op)
 	ra, rb, rd := len(x.shape), len(y.shape), len(d.shape)
 	if ra < 2 || rb < 2 || rd < 2 {
@@ -107,4 +111,25 @@ func (b *Backend) matmulSmall(p matmulBatch, nb int) {
 // matmulOne computes product i of p split across the workers.
 func (b *Backend) matmulOne(p *matmulBatch, i int) {
 	p.sgemm(b, i)
+}
+
+// matmulLowOperand is MatMul with c a BF16 or Q8_0 matrix: the weight of
+// x W^T, which is the only form taken (transB, not transA, c of rank 2).
+func (b *Backend) matmulLowOperand(dst, a api.Tensor, w *Tensor, transA, transB bool, alpha, beta float32) {
+	const op = "matmul"
+	d, x := b.f32(dst, op), b.f32(a, op)
+	if transA || !transB || len(w.shape) != 2 {
+		api.Panicf(api.ErrDType, "%s: a %s operand %v is taken only as the transposed second operand of rank 2 (x W^T), got transA=%v transB=%v",
+			op, w.dtype, w.shape, transA, transB)
+	}
+	n, k := w.shape[0], w.shape[1]
+	ra := len(x.shape)
+	if ra < 2 || x.shape[ra-1] != k {
+		api.Panicf(api.ErrShape, "%s: operand %v times %s%v transposed: inner sizes differ", op, x.shape, w.dtype, w.shape)
+	}
+	if len(d.shape) != ra || !slices.Equal(d.shape[:ra-1], x.shape[:ra-1]) || d.shape[ra-1] != n {
+		api.Panicf(api.ErrShape, "%s: dst has shape %v, want %v for a %v and b %s%v transposed",
+			op, d.shape, append(slices.Clone(x.shape[:ra-1]), n), x.shape, w.dtype, w.shape)
+	}
+	b.matmulLow(api.Shape(x.shape[:ra-1]).NumElements(), n, k, alpha, x.f32, newLowMatrix(w, n, k), beta, d.f32)
 }

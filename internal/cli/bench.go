@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/generate"
 	"github.com/densessm/densessm/train"
 )
 
@@ -172,9 +173,11 @@ type modelReport struct {
 	Plugin            string   `json:"plugin,omitempty"`
 	Parameters        int64    `json:"parameters"`
 	WeightBytes       int64    `json:"weight_bytes"`
+	Weights           string   `json:"weights"`
 	Threads           int      `json:"threads"`
 	Reps              int      `json:"reps"`
 	PrefillTokens     int      `json:"prefill_tokens"`
+	PrefillLast       bool     `json:"prefill_last"`
 	PrefillSeconds    *float64 `json:"prefill_seconds"`
 	PrefillTokensPerS *float64 `json:"prefill_tokens_per_s"`
 	DecodeTokens      int      `json:"decode_tokens"`
@@ -194,6 +197,7 @@ type modelBenchOptions struct {
 	arch, configFile      string
 	prefill, decode, reps int
 	threads               int
+	prefillLast           bool
 	train                 bool
 	trainBatch, trainSeq  int
 	learningRate          float64
@@ -202,14 +206,17 @@ type modelBenchOptions struct {
 func newBenchModelCmd() *cobra.Command {
 	var o modelBenchOptions
 	cmd := &cobra.Command{
-		Use:   "model --arch ARCH [--config config.json] --prefill N --decode N [--threads T] [--train-step]",
+		Use:   "model --arch ARCH [--config config.json] --prefill N --decode N [--threads T] [--weights f32|bf16|q8] [--train-step]",
 		Short: "Time prefill, decode and (optionally) a training step of a randomly initialised model",
 		Long: `model builds a model of a registered architecture with random weights (seed 1)
 from --config (any form the architecture reads) or the architecture's small
 default, then measures on one sequence:
 
   prefill  the parallel form (Forward) over --prefill random tokens: the
-           median of --reps runs after a 16-token warm-up;
+           median of --reps runs after a 16-token warm-up; with
+           --prefill-last, the prompt prefill of densessm generate instead
+           (windows of 512 tokens from a new state, computing the logits of
+           the last position only, as llama.cpp's llama-bench does);
   decode   --decode recurrent Steps after one untimed Step (the first step
            sizes the state's buffers);
   train    with --train-step, for models that learn: ZeroGrad, LossAndGrad
@@ -218,9 +225,10 @@ default, then measures on one sequence:
            after one untimed step.
 
 --prefill 0 or --decode 0 skips that measurement (its rate is null).
-weight_bytes is the size of every parameter as stored: the bytes a decode
-step reads at least once, which divided into the memory bandwidth gives the
-decode bound.`,
+--weights bf16 or q8 stores the weight matrices in that precision (a model
+with such weights does not train). weight_bytes is the size of every
+parameter as stored: the bytes a decode step reads at least once, which
+divided into the memory bandwidth gives the decode bound.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := positive(map[string]int{"--reps": o.reps, "--train-batch": o.trainBatch, "--train-seq": o.trainSeq}); err != nil {
@@ -264,8 +272,10 @@ decode bound.`,
 	f.IntVar(&o.prefill, "prefill", 512, "tokens of the timed prefill (0 skips it)")
 	f.IntVar(&o.decode, "decode", 32, "timed decode steps (0 skips them)")
 	f.IntVar(&o.reps, "reps", 1, "timed prefills and training steps; the median is reported")
+	f.BoolVar(&o.prefillLast, "prefill-last", false, "time the prefill as generate runs a prompt: windows from a state, only the last logits")
 	f.IntVar(&o.threads, "threads", 1, "backend threads (0: every core)")
 	backendFlag(f)
+	weightsFlag(f)
 	f.BoolVar(&o.train, "train-step", false, "also time a training step (forward, backward, SGD)")
 	f.IntVar(&o.trainBatch, "train-batch", 8, "sequences per training batch")
 	f.IntVar(&o.trainSeq, "train-seq", 128, "tokens per training sequence")
@@ -281,7 +291,11 @@ func checkBenchMemory(cmd *cobra.Command, cfg api.Config, o modelBenchOptions) e
 	if !ok {
 		return nil
 	}
-	need := est.InferenceBytes(1, max(o.prefill, 16))
+	tokens := max(o.prefill, 16)
+	if o.prefillLast {
+		tokens = min(tokens, 512) // a window at a time
+	}
+	need := est.InferenceBytes(1, tokens)
 	if o.train {
 		need = max(need, est.TrainingBytes(o.trainBatch, o.trainSeq, 0))
 	}
@@ -298,16 +312,18 @@ func benchModel(ctx context.Context, build api.BuildOptions, a api.Architecture,
 	}
 	defer m.Close()
 	info := m.Info()
-	rep := &modelReport{Arch: a.Name(), Backend: info.Backend, Plugin: info.Plugin, Threads: info.Threads, Reps: o.reps, PrefillTokens: o.prefill, DecodeTokens: o.decode}
+	rep := &modelReport{Arch: a.Name(), Backend: info.Backend, Plugin: info.Plugin, Threads: info.Threads, Reps: o.reps,
+		PrefillTokens: o.prefill, PrefillLast: o.prefillLast, DecodeTokens: o.decode}
+	rep.Weights = api.WeightName(build.WeightDType())
 	for _, p := range m.Params() {
-		n := int64(p.Shape.NumElements())
-		rep.Parameters += n
-		rep.WeightBytes += n * int64(p.DType.Size())
+		n := p.Shape.NumElements()
+		rep.Parameters += int64(n)
+		rep.WeightBytes += int64(p.DType.Bytes(n))
 	}
 	rng := rand.New(rand.NewPCG(benchSeed, 1))
 	vocab := cfg.Vocab()
 	if o.prefill > 0 {
-		sec, err := timePrefill(ctx, m, randomIDs(rng, o.prefill, vocab), o.reps)
+		sec, err := timePrefill(ctx, m, randomIDs(rng, o.prefill, vocab), o.reps, o.prefillLast)
 		if err != nil {
 			return nil, fmt.Errorf("bench model: prefill: %w", err)
 		}
@@ -347,16 +363,33 @@ func benchModel(ctx context.Context, build api.BuildOptions, a api.Architecture,
 	return rep, nil
 }
 
-// timePrefill runs a short warm-up and then reps timed Forward calls over
-// ids, and returns the median seconds.
-func timePrefill(ctx context.Context, m api.Model, ids []int32, reps int) (float64, error) {
-	if _, err := m.Forward(ctx, [][]int32{ids[:min(len(ids), 16)]}, api.Form{}); err != nil {
+// timePrefill runs a short warm-up and then reps timed prefills of ids
+// (Forward, or with last generate.PrefillLast from a new state), and
+// returns the median seconds.
+func timePrefill(ctx context.Context, m api.Model, ids []int32, reps int, last bool) (float64, error) {
+	prefill := func(ids []int32) error {
+		if !last {
+			_, err := m.Forward(ctx, [][]int32{ids}, api.Form{})
+			return err
+		}
+		s, err := m.NewState(1)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		t, err := generate.PrefillLast(ctx, m, s, [][]int32{ids})
+		if err == nil {
+			t.Backend().Free(t)
+		}
+		return err
+	}
+	if err := prefill(ids[:min(len(ids), 16)]); err != nil {
 		return 0, err
 	}
 	times := make([]float64, reps)
 	for r := range times {
 		start := time.Now()
-		if _, err := m.Forward(ctx, [][]int32{ids}, api.Form{}); err != nil {
+		if err := prefill(ids); err != nil {
 			return 0, err
 		}
 		times[r] = time.Since(start).Seconds()

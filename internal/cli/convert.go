@@ -29,8 +29,14 @@ With a directory, --in is a model directory (config.json plus weights in any
 format Open reads: model.safetensors, pytorch_model.bin, or a sharded index of
 either). The model is built with its registered architecture (--arch forces
 one), loaded, and saved into the --out directory as config.json and a
-model.safetensors of --dtype (f32 as densessm init writes them, or bf16 or
-f16: half the size, rounded to nearest even, widened back to f32 on load).
+model.safetensors of --dtype: f32 as densessm init writes them; bf16 or f16,
+half the size, rounded to nearest even; or q8, where the weight matrices (the
+linear layers, embeddings and output head) are quantized to 8-bit blocks as
+llama.cpp's q8_0 (34 bytes per 32 values) and the other parameters stay f32.
+A q8 file is loaded with q8 weights (as --weights q8 gives), without
+quantizing again; --weights f32 widens them. A bf16 file is widened to f32 on
+load unless --weights bf16 keeps it so, exactly. The layout is in
+docs/formats.md.
 A tokenizer.json beside the weights is copied; other files are not.
 
 With a file, --in is one weights file (a pytorch_model.bin, a .safetensors, or
@@ -52,10 +58,14 @@ github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
 				if err := checkOutDir(out); err != nil {
 					return err
 				}
-				storage, err := storageDType(dtype)
+				storage, weights, err := storageDType(dtype)
 				if err != nil {
 					return err
 				}
+				if cmd.Flags().Changed("weights") {
+					return fmt.Errorf("convert: --dtype sets how the weights are stored; --weights applies to the commands that run a model: %w", api.ErrConfig)
+				}
+				cmd.Flags().Set("weights", api.WeightName(weights))
 				m, err := loadModel(cmd, in, arch, 0, 0, load)
 				if err != nil {
 					return fmt.Errorf("convert: %w", err)
@@ -80,7 +90,7 @@ github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
 	f := cmd.Flags()
 	f.StringVar(&in, "in", "", "model directory, or weights file, to read")
 	f.StringVar(&out, "out", "", "directory (for a model) or .safetensors file (for a weights file) to write")
-	f.StringVar(&dtype, "dtype", "f32", "storage of a model directory's weights: f32, bf16 or f16")
+	f.StringVar(&dtype, "dtype", "f32", "storage of a model directory's weights: f32, bf16, f16 or q8")
 	f.StringVar(&arch, "arch", "", "architecture of a model directory (default: from its config.json)")
 	load.register(f)
 	cmd.MarkFlagRequired("in")
@@ -117,17 +127,21 @@ func convertFile(ctx context.Context, in, out string) (err error) {
 	return nil
 }
 
-// storageDType parses --dtype.
-func storageDType(s string) (api.DType, error) {
+// storageDType parses --dtype into the storage of the F32 parameters and
+// the weights the model is loaded with: q8 quantizes the weight matrices
+// and keeps the other parameters F32; bf16 and f16 store every tensor so.
+func storageDType(s string) (storage, weights api.DType, err error) {
 	switch s {
 	case "f32":
-		return api.F32, nil
+		return api.F32, api.F32, nil
 	case "bf16":
-		return api.BF16, nil
+		return api.BF16, api.F32, nil
 	case "f16":
-		return api.F16, nil
+		return api.F16, api.F32, nil
+	case "q8":
+		return api.F32, api.Q8_0, nil
 	}
-	return 0, fmt.Errorf("convert: --dtype %q: want f32, bf16 or f16: %w", s, api.ErrConfig)
+	return 0, 0, fmt.Errorf("convert: --dtype %q: want f32, bf16, f16 or q8: %w", s, api.ErrConfig)
 }
 
 // copyTokenizer copies the tokenizer.json of model directory in, if it has

@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/mamba"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 )
@@ -114,5 +116,54 @@ func TestConvertErrors(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("failed conversions left %d files behind", len(entries))
+	}
+}
+
+// TestConvertQ8 converts a model to q8 and checks that the file stores its
+// weight matrices as 8-bit blocks, loads with q8 weights by default, and
+// gives the same logits, bit for bit, as the f32 model quantized at load
+// with --weights q8; and that a bad --weights is refused.
+func TestConvertQ8(t *testing.T) {
+	cfg := mamba.DefaultConfig(mamba.NameMamba)
+	cfg.VocabSize, cfg.HiddenSize, cfg.NumHiddenLayers, cfg.IntermediateSize = 96, 64, 2, 128
+	m, err := mamba.New(cfg, cpu.New(api.BackendOptions{Threads: 1}), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := t.TempDir(), t.TempDir()
+	if err := checkpoint.SaveModel(t.Context(), in, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, st := runCLI(t, "convert", "--in", in, "--out", out, "--dtype", "q8"); st != 0 {
+		t.Fatalf("convert --dtype q8: status %d: %s", st, errOut)
+	}
+	c := openCheckpoint(t, filepath.Join(out, checkpoint.SingleFileName))
+	if c.WeightDType() != api.Q8_0 {
+		t.Errorf("the converted file says its weights are %s", c.WeightDType())
+	}
+	if ti, _ := c.Lookup("backbone.layers.0.mixer.in_proj.weight"); ti.DType != api.Q8_0 {
+		t.Errorf("in_proj is %s, want Q8_0", ti.DType)
+	}
+	if ti, _ := c.Lookup("backbone.layers.0.mixer.A_log"); ti.DType != api.F32 {
+		t.Errorf("A_log is %s, want F32", ti.DType)
+	}
+	logits := func(args ...string) []float32 {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "l.npy")
+		if _, errOut, st := runCLI(t, append([]string{"logits", "--ids", "0,12,7,47,95", "--out", path}, args...)...); st != 0 {
+			t.Fatalf("logits %v: status %d: %s", args, st, errOut)
+		}
+		_, data := readNPY(t, path)
+		return data
+	}
+	quantized, converted := logits("--model", in, "--weights", "q8"), logits("--model", out)
+	if !slices.Equal(quantized, converted) {
+		t.Errorf("logits of the q8 file differ from those of the f32 model loaded with --weights q8")
+	}
+	if full := logits("--model", in); slices.Equal(full, quantized) {
+		t.Errorf("--weights q8 gives the f32 logits")
+	}
+	if _, errOut, st := runCLI(t, "logits", "--model", in, "--ids", "1", "--weights", "q4", "--out", filepath.Join(out, "x.npy")); st != 1 || !strings.Contains(errOut, "--weights") {
+		t.Errorf("--weights q4: status %d, %q", st, errOut)
 	}
 }

@@ -25,6 +25,13 @@ func (l *loadFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&l.allowExtra, "allow-extra", false, "ignore tensors in the checkpoint that the model does not have")
 	f.BoolVar(&l.allowNonFinite, "allow-nonfinite", false, "load weights holding NaN or Inf (refused by default)")
 	backendFlag(f)
+	weightsFlag(f)
+}
+
+// weightsFlag registers --weights on a command that builds a model for
+// inference.
+func weightsFlag(f *pflag.FlagSet) {
+	f.String("weights", "", "storage of the weight matrices: f32, bf16 or q8 (8-bit blocks; quantized at load), for less memory and faster decoding (default: as the weights file stores them, f32 for ordinary checkpoints)")
 }
 
 // backendFlag registers --backend on a command that builds a model.
@@ -33,7 +40,8 @@ func backendFlag(f *pflag.FlagSet) {
 }
 
 // buildOptions returns the options that build a model on --backend with
-// threads workers and the memory budget of --max-memory, after checking
+// threads workers, the memory budget of --max-memory and the weights of
+// --weights (where the command has it), after checking
 // that the backend exists (looking for plugins when it is not built in).
 func buildOptions(cmd *cobra.Command, threads int) (api.BuildOptions, error) {
 	budget, err := maxMemoryFlag(cmd)
@@ -43,6 +51,11 @@ func buildOptions(cmd *cobra.Command, threads int) (api.BuildOptions, error) {
 	o := api.BuildOptions{BackendOptions: api.BackendOptions{Threads: threads, MaxMemory: budget}}
 	if f := cmd.Flag("backend"); f != nil {
 		o.Backend = f.Value.String()
+	}
+	if f := cmd.Flag("weights"); f != nil && f.Value.String() != "" {
+		if o.Weights, err = api.ParseWeightDType(f.Value.String()); err != nil {
+			return api.BuildOptions{}, fmt.Errorf("--weights %q: want f32, bf16 or q8: %w", f.Value.String(), api.ErrConfig)
+		}
 	}
 	if err := o.BackendOptions.Validate(); err != nil {
 		return api.BuildOptions{}, fmt.Errorf("--threads: %w", err)

@@ -238,7 +238,7 @@ func sameTensor(t *testing.T, what string, want, got api.Tensor) {
 
 // tensorBytes returns an F32 tensor's elements as bytes.
 func tensorBytes(t api.Tensor) []byte {
-	raw := make([]byte, t.Shape().NumElements()*t.DType().Size())
+	raw := make([]byte, t.DType().Bytes(t.Shape().NumElements()))
 	t.Backend().Download(raw, t)
 	return raw
 }

@@ -118,7 +118,11 @@ func buildOptions(o api.BuildOptions) *pb.BuildOptions {
 	if o.On != nil {
 		threads = o.On.Threads()
 	}
-	return &pb.BuildOptions{Backend: o.BackendName(), Threads: int64(threads), MaxMemory: o.BackendOptions.MaxMemory, Seed: o.Seed, Zeros: o.Zeros}
+	out := &pb.BuildOptions{Backend: o.BackendName(), Threads: int64(threads), MaxMemory: o.BackendOptions.MaxMemory, Seed: o.Seed, Zeros: o.Zeros}
+	if o.Weights != api.Invalid {
+		out.Weights = o.Weights.String()
+	}
+	return out
 }
 
 // Config is the configuration of a plugin's architecture that the host

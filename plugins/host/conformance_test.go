@@ -1,6 +1,7 @@
 package host
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -47,5 +48,63 @@ func TestConformance(t *testing.T) {
 			defer remote.Close()
 			conformance.Check(t, local, remote)
 		})
+	}
+}
+
+// TestLowPrecisionThroughPlugin builds models with BF16 and Q8_0 weights in
+// process and through the CPU backend plugin (api.BuildOptions.Weights
+// crosses the wire) and checks that the plugin reports the weights and
+// gives the same logits, bit for bit, in the parallel form and in steps.
+func TestLowPrecisionThroughPlugin(t *testing.T) {
+	p := openPlugin(t, "densessm-backend-cpu", testOptions(t))
+	ids := [][]int32{{1, 5, 9, 33, 2, 7}}
+	for _, name := range []string{"mamba", "denseretnet"} {
+		for _, w := range []api.DType{api.BF16, api.Q8_0} {
+			t.Run(name+"/"+w.String(), func(t *testing.T) {
+				arch, err := api.LookupArchitecture(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg, err := arch.ParseConfig([]byte(tinyConfigs[name]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts := api.BuildOptions{BackendOptions: api.BackendOptions{Threads: 2}, Seed: 7, Weights: w}
+				local, err := arch.New(t.Context(), cfg, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts.Backend = "cpu-plugin"
+				remote, err := p.Architecture(name).New(t.Context(), cfg, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer remote.Close()
+				if info := remote.Info(); info.Weights != w || info.Trainable {
+					t.Errorf("the plugin's model says weights %s, trainable %v", info.Weights, info.Trainable)
+				}
+				var want []float32
+				for _, m := range []api.Model{local, remote} {
+					logits, err := m.Forward(t.Context(), ids, api.Form{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					s, err := m.NewState(1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					step, err := m.Step(t.Context(), s, ids[0][:1])
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := append(api.Float32s(logits), api.Float32s(step)...)
+					if want == nil {
+						want = got
+					} else if !slices.Equal(got, want) {
+						t.Errorf("the plugin's logits differ from the in-process model's")
+					}
+				}
+			})
+		}
 	}
 }

@@ -58,6 +58,11 @@ func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (_ *Model, err error) {
 	}
 	m.host = cpu.New(api.BackendOptions{Threads: 1})
 	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable}
+	if pi.Weights != "" {
+		if m.info.Weights, err = api.ParseWeightDType(pi.Weights); err != nil {
+			return nil, fmt.Errorf("plugin %s: model info: %w", p.Desc.Name, err)
+		}
+	}
 	for _, mode := range pi.Modes {
 		m.info.Modes = append(m.info.Modes, api.Mode(mode))
 	}
@@ -110,7 +115,7 @@ func (m *Model) ReadParams(ctx context.Context, names []string) ([]api.HostTenso
 	}
 	size := map[string]int{}
 	for _, p := range m.params {
-		size[p.Name] = p.Shape.NumElements() * p.DType.Size()
+		size[p.Name] = p.DType.Bytes(p.Shape.NumElements())
 	}
 	var out []api.HostTensor
 	for len(names) > 0 {

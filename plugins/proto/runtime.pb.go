@@ -312,12 +312,15 @@ func (x *ConfigResponse) GetVocab() int64 {
 }
 
 type BuildOptions struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
-	Threads       int64                  `protobuf:"varint,2,opt,name=threads,proto3" json:"threads,omitempty"`
-	MaxMemory     int64                  `protobuf:"varint,3,opt,name=max_memory,json=maxMemory,proto3" json:"max_memory,omitempty"`
-	Seed          int64                  `protobuf:"varint,4,opt,name=seed,proto3" json:"seed,omitempty"`
-	Zeros         bool                   `protobuf:"varint,5,opt,name=zeros,proto3" json:"zeros,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Backend   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	Threads   int64                  `protobuf:"varint,2,opt,name=threads,proto3" json:"threads,omitempty"`
+	MaxMemory int64                  `protobuf:"varint,3,opt,name=max_memory,json=maxMemory,proto3" json:"max_memory,omitempty"`
+	Seed      int64                  `protobuf:"varint,4,opt,name=seed,proto3" json:"seed,omitempty"`
+	Zeros     bool                   `protobuf:"varint,5,opt,name=zeros,proto3" json:"zeros,omitempty"`
+	// The storage of the weight matrices (api.BuildOptions.Weights) in its
+	// dtype spelling: "F32", "BF16", "Q8_0"; empty for the default.
+	Weights       string `protobuf:"bytes,6,opt,name=weights,proto3" json:"weights,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +388,13 @@ func (x *BuildOptions) GetZeros() bool {
 		return x.Zeros
 	}
 	return false
+}
+
+func (x *BuildOptions) GetWeights() string {
+	if x != nil {
+		return x.Weights
+	}
+	return ""
 }
 
 type BuildRequest struct {
@@ -594,9 +604,11 @@ type ModelInfo struct {
 	Backend    string                 `protobuf:"bytes,5,opt,name=backend,proto3" json:"backend,omitempty"`
 	Threads    int64                  `protobuf:"varint,6,opt,name=threads,proto3" json:"threads,omitempty"`
 	// api.Mode values.
-	Modes         []int32      `protobuf:"varint,7,rep,packed,name=modes,proto3" json:"modes,omitempty"`
-	Trainable     bool         `protobuf:"varint,8,opt,name=trainable,proto3" json:"trainable,omitempty"`
-	Params        []*ParamInfo `protobuf:"bytes,9,rep,name=params,proto3" json:"params,omitempty"`
+	Modes     []int32      `protobuf:"varint,7,rep,packed,name=modes,proto3" json:"modes,omitempty"`
+	Trainable bool         `protobuf:"varint,8,opt,name=trainable,proto3" json:"trainable,omitempty"`
+	Params    []*ParamInfo `protobuf:"bytes,9,rep,name=params,proto3" json:"params,omitempty"`
+	// api.Info.Weights in its dtype spelling; empty when not said.
+	Weights       string `protobuf:"bytes,10,opt,name=weights,proto3" json:"weights,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,6 +704,13 @@ func (x *ModelInfo) GetParams() []*ParamInfo {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *ModelInfo) GetWeights() string {
+	if x != nil {
+		return x.Weights
+	}
+	return ""
 }
 
 type ModelRef struct {
@@ -1791,14 +1810,15 @@ const file_runtime_proto_rawDesc = "" +
 	"\x0eConfigResponse\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x12\x14\n" +
-	"\x05vocab\x18\x02 \x01(\x03R\x05vocab\"\x8b\x01\n" +
+	"\x05vocab\x18\x02 \x01(\x03R\x05vocab\"\xa5\x01\n" +
 	"\fBuildOptions\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x18\n" +
 	"\athreads\x18\x02 \x01(\x03R\athreads\x12\x1d\n" +
 	"\n" +
 	"max_memory\x18\x03 \x01(\x03R\tmaxMemory\x12\x12\n" +
 	"\x04seed\x18\x04 \x01(\x03R\x04seed\x12\x14\n" +
-	"\x05zeros\x18\x05 \x01(\bR\x05zeros\"{\n" +
+	"\x05zeros\x18\x05 \x01(\bR\x05zeros\x12\x18\n" +
+	"\aweights\x18\x06 \x01(\tR\aweights\"{\n" +
 	"\fBuildRequest\x12\x12\n" +
 	"\x04arch\x18\x01 \x01(\tR\x04arch\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
@@ -1814,7 +1834,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\tParamInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05dtype\x18\x02 \x01(\tR\x05dtype\x12\x14\n" +
-	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\x8b\x02\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xa5\x02\n" +
 	"\tModelInfo\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x12\n" +
 	"\x04arch\x18\x02 \x01(\tR\x04arch\x12\x1f\n" +
@@ -1825,7 +1845,9 @@ const file_runtime_proto_rawDesc = "" +
 	"\athreads\x18\x06 \x01(\x03R\athreads\x12\x14\n" +
 	"\x05modes\x18\a \x03(\x05R\x05modes\x12\x1c\n" +
 	"\ttrainable\x18\b \x01(\bR\ttrainable\x125\n" +
-	"\x06params\x18\t \x03(\v2\x1d.densessm.plugin.v1.ParamInfoR\x06params\" \n" +
+	"\x06params\x18\t \x03(\v2\x1d.densessm.plugin.v1.ParamInfoR\x06params\x12\x18\n" +
+	"\aweights\x18\n" +
+	" \x01(\tR\aweights\" \n" +
 	"\bModelRef\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\";\n" +
 	"\rParamsRequest\x12\x14\n" +

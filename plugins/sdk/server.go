@@ -184,6 +184,13 @@ func (s *server) buildOptions(o *pb.BuildOptions) (api.BuildOptions, error) {
 		Seed:           o.GetSeed(),
 		Zeros:          o.GetZeros(),
 	}
+	if w := o.GetWeights(); w != "" {
+		d, err := api.ParseWeightDType(w)
+		if err != nil {
+			return api.BuildOptions{}, err
+		}
+		out.Weights = d
+	}
 	if name := out.BackendName(); !slices.Contains(s.p.backends(), name) {
 		return api.BuildOptions{}, fmt.Errorf("plugin %s has no backend %q (it has %v): %w", s.p.Name, name, s.p.backends(), api.ErrNotFound)
 	}
@@ -243,7 +250,7 @@ func (s *server) add(m api.Model) (*pb.ModelInfo, error) {
 	info := m.Info()
 	out := &pb.ModelInfo{
 		Arch: info.Arch, ConfigJson: cfg.ConfigJson, Vocab: cfg.Vocab,
-		Backend: info.Backend, Threads: int64(info.Threads), Trainable: info.Trainable,
+		Backend: info.Backend, Threads: int64(info.Threads), Trainable: info.Trainable, Weights: weightsName(info.Weights),
 	}
 	for _, mode := range info.Modes {
 		out.Modes = append(out.Modes, int32(mode))
@@ -606,4 +613,12 @@ func (s *server) Unload(_ context.Context, req *pb.ModelRef) (*pb.Empty, error) 
 	}
 	errs = append(errs, m.m.Close())
 	return &pb.Empty{}, errors.Join(errs...)
+}
+
+// weightsName is the wire's spelling of a weight storage: "" for Invalid.
+func weightsName(d api.DType) string {
+	if d == api.Invalid {
+		return ""
+	}
+	return d.String()
 }

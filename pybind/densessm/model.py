@@ -23,35 +23,50 @@ def _threads(threads: int | None) -> int:
     return threads
 
 
+def _weights(weights: str | None) -> str:
+    if weights is None:
+        return ""
+    if weights not in ("f32", "bf16", "q8"):
+        raise Error(f"weights={weights!r}: want None, \"f32\", \"bf16\" or \"q8\"")
+    return weights
+
+
 def load(path: str | os.PathLike, backend: str = "cpu", threads: int | None = None, *,
-         arch: str = "", tokenizer: str | os.PathLike | None = None) -> "Model":
+         arch: str = "", tokenizer: str | os.PathLike | None = None, weights: str | None = None) -> "Model":
     """Loads a model directory: config.json, weights (safetensors, sharded or
     not, or pytorch_model.bin) and tokenizer.json when there is one.
 
     backend: "cpu", or a backend a plugin serves; threads: worker threads
     (None: every core); arch: the architecture when config.json does not
-    name it; tokenizer: a tokenizer.json to use instead of the directory's.
+    name it; tokenizer: a tokenizer.json to use instead of the directory's;
+    weights: how the weight matrices are stored, "f32", "bf16" or "q8"
+    (8-bit blocks, quantized at load): less memory and faster decoding, for
+    inference only (None: as the file stores them, f32 for ordinary
+    checkpoints; see docs/formats.md).
     """
     h = b.call(go.LoadModel, os.fspath(path), arch, os.fspath(tokenizer) if tokenizer else "", backend,
-               _threads(threads))
+               _weights(weights), _threads(threads))
     return Model(h)
 
 
-def default_model(backend: str = "cpu", threads: int | None = None) -> "Model":
+def default_model(backend: str = "cpu", threads: int | None = None, *, weights: str | None = None) -> "Model":
     """The model built into densessm: a 2.3M-parameter DenseMamba trained on
-    the Go standard library's source, with its tokenizer. It writes Go."""
-    return Model(b.call(go.DefaultModel, backend, _threads(threads)))
+    the Go standard library's source, with its tokenizer. It writes Go.
+    weights as for load."""
+    return Model(b.call(go.DefaultModel, backend, _weights(weights), _threads(threads)))
 
 
 def init(arch: str, config: Mapping[str, Any] | None = None, seed: int = 0, backend: str = "cpu",
-         threads: int | None = None) -> "Model":
+         threads: int | None = None, *, weights: str | None = None) -> "Model":
     """A new model of architecture arch with random weights from seed.
 
     config holds config.json fields (None: the architecture's small default
     configuration). The model has no tokenizer: use logits and states, or
-    save it and train it with densessm.train.
+    save it and train it with densessm.train. weights as for load (a model
+    with bf16 or q8 weights does not train).
     """
-    return Model(b.call(go.InitModel, arch, json.dumps(dict(config or {})), backend, int(seed), _threads(threads)))
+    return Model(b.call(go.InitModel, arch, json.dumps(dict(config or {})), backend, _weights(weights), int(seed),
+                        _threads(threads)))
 
 
 def architectures() -> list[str]:
@@ -79,7 +94,7 @@ class Model:
 
     @property
     def info(self) -> dict:
-        """arch, vocab_size, parameters, backend, threads, modes, config..."""
+        """arch, vocab_size, parameters, backend, threads, modes, weights, config..."""
         if self._info is None:
             self._info = json.loads(b.call(self._h.Info))
         return self._info

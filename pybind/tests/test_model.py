@@ -79,6 +79,24 @@ def test_default_model_logits_equal_cli(cli, tmp_path):
     assert np.array_equal(m.logits(ids).view(np.uint32), np.load(npy).view(np.uint32))
 
 
+@pytest.mark.parametrize("weights", ["bf16", "q8"])
+def test_low_precision_weights_equal_cli(cli, tmp_path, weights):
+    # weights= stores the weight matrices as --weights does: the same logits
+    # as `densessm logits --weights`, bit for bit, and the model says so.
+    densessm.default_model().save(tmp_path / "m")
+    m = densessm.load(tmp_path / "m", threads=2, weights=weights)
+    assert m.info["weights"] == weights and not m.info["trainable"]
+    ids = m.tokenizer.encode("package main\n\nfunc main() {\n")
+    npy = tmp_path / "l.npy"
+    subprocess.run([cli, "logits", "--model", str(tmp_path / "m"), "--ids", ",".join(map(str, ids)), "--threads", "2",
+                    "--weights", weights, "--out", str(npy)], check=True)
+    assert np.array_equal(m.logits(ids).view(np.uint32), np.load(npy).view(np.uint32))
+    assert densessm.default_model(threads=2, weights=weights).info["weights"] == weights
+    assert densessm.default_model(threads=2).info["weights"] == "f32"
+    with pytest.raises(densessm.Error, match="weights"):
+        densessm.default_model(weights="q4")
+
+
 def test_batch_logits(tiny_dirs):
     m = densessm.load(tiny_dirs["densemamba"], threads=2)
     ids = np.random.default_rng(2).integers(0, 512, size=(3, 20))

@@ -216,7 +216,7 @@ func TensorBytes(t api.Tensor) []byte {
 		f := h.HostFloat32s()
 		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
 	}
-	raw := make([]byte, t.Shape().NumElements()*t.DType().Size())
+	raw := make([]byte, t.DType().Bytes(t.Shape().NumElements()))
 	t.Backend().Download(raw, t)
 	return raw
 }
