@@ -13,7 +13,8 @@ In one run, for each thread count (default 1 and 2), it measures
       of (c) and (d);
   (c) `densessm bench model` and bench/torch_models.py (PyTorch on the CPU)
       on the same shapes: mamba-130m and DenseRetNet-350M prefill of 512
-      tokens and decode steps, alternating, three rounds each; and a
+      tokens and decode steps, alternating, three rounds each, and densessm's
+      decode with q8 weights against PyTorch's float32; and a
       training step (forward, backward, SGD) of a ~10M-parameter Mamba on
       8 x 128 tokens;
   (d) with --llamacpp (bench/compare.sh passes it from bench/llamacpp.sh):
@@ -222,11 +223,15 @@ class Comparison:
             cfg = os.path.join(CONFIGS, config)
             common = ["--config", cfg, "--prefill", str(a.prefill), "--decode", str(a.decode),
                       "--threads", str(threads)]
-            ours, theirs, bounds = [], [], []
+            ours, q8, theirs, bounds = [], [], [], []
             for r in range(a.model_rounds):
                 bounds.append(self.bandwidth(threads, f"before {name} round {r}"))
                 ours.append(self.record(f"densessm {name} t={threads} round {r}",
                                         run_json([a.densessm, "bench", "model", "--arch", arch] + common)))
+                q8.append(self.record(f"densessm {name} --weights q8 decode t={threads} round {r}",
+                                      run_json([a.densessm, "bench", "model", "--arch", arch, "--weights", "q8",
+                                                "--config", cfg, "--prefill", "0", "--decode", str(a.decode),
+                                                "--threads", str(threads)])))
                 theirs.append(self.record(f"torch {name} t={threads} round {r}",
                                           run_json([a.python, os.path.join(ROOT, "bench", "torch_models.py"),
                                                     "--arch", arch] + common, self.thread_env(threads))))
@@ -242,6 +247,11 @@ class Comparison:
                      ">= 2.0" if arch == "denseretnet" else "> 1.0")
             self.row(f"{name} decode", threads, each(ours, "decode_tokens_per_s"),
                      [bw / ours[0]["weight_bytes"] for bw in bounds], "tokens/s", "bandwidth bound", ">= 0.75")
+            self.row(f"{name} decode, q8 weights", threads, each(q8, "decode_tokens_per_s"),
+                     each(theirs, "decode_tokens_per_s"), "tokens/s", "PyTorch f32",
+                     ">= 3.0" if arch == "denseretnet" else "> 1.0")
+            self.row(f"{name} decode, q8 weights", threads, each(q8, "decode_tokens_per_s"),
+                     [bw / q8[0]["weight_bytes"] for bw in bounds], "tokens/s", "bandwidth bound", ">= 0.85")
 
     def reps_for(self, prefill):
         """Timed repetitions (densessm --reps, llama-bench -r) of a run of the llama.cpp comparison:

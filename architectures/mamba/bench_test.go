@@ -23,20 +23,21 @@ func mamba130m() *Config {
 }
 
 // benchModel builds a random mamba-130m-shaped model for the benchmarks,
-// once per thread count.
-func benchModel(b *testing.B, threads int) *Model {
-	m, err := New(mamba130m(), cpu.New(api.BackendOptions{Threads: threads}), 1)
+// once per thread count, its weight matrices stored in weights.
+func benchModel(b *testing.B, threads int, weights api.DType) *Model {
+	m, err := architecture{NameMamba}.New(b.Context(), mamba130m(),
+		api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: threads}), Seed: 1, Weights: weights})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m
+	return m.(*Model)
 }
 
 // BenchmarkPrefill reports prefill tokens/s of a 512-token sequence.
 func BenchmarkPrefill(b *testing.B) {
 	for _, threads := range []int{1, 2} {
 		b.Run("130m/T=512/threads="+strconv.Itoa(threads), func(b *testing.B) {
-			m := benchModel(b, threads)
+			m := benchModel(b, threads, api.F32)
 			ids := [][]int32{make([]int32, 512)}
 			for i := range ids[0] {
 				ids[0][i] = int32(i * 7 % m.cfg.VocabSize)
@@ -53,25 +54,31 @@ func BenchmarkPrefill(b *testing.B) {
 	}
 }
 
-// BenchmarkDecode reports decode tokens/s (one sequence, one token a step).
+// BenchmarkDecode reports decode tokens/s (one sequence, one token a step)
+// with the weight matrices in F32, BF16 and Q8_0.
 func BenchmarkDecode(b *testing.B) {
-	for _, threads := range []int{1, 2} {
-		b.Run("130m/threads="+strconv.Itoa(threads), func(b *testing.B) {
-			m := benchModel(b, threads)
-			ctx := context.Background()
-			s, _ := m.NewState(1)
-			ids := []int32{17}
-			if _, err := m.Step(ctx, s, ids); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for b.Loop() {
+	for _, w := range []api.DType{api.F32, api.BF16, api.Q8_0} {
+		for _, threads := range []int{1, 2} {
+			b.Run("130m/"+api.WeightName(w)+"/threads="+strconv.Itoa(threads), func(b *testing.B) {
+				m := benchModel(b, threads, w)
+				ctx := context.Background()
+				s, err := m.NewState(1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids := []int32{17}
 				if _, err := m.Step(ctx, s, ids); err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-		})
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := m.Step(ctx, s, ids); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
 	}
 }
 
@@ -150,7 +157,7 @@ func BenchmarkLoadModelBytes(b *testing.B) {
 			}
 		}
 	})
-	m := benchModel(b, 2)
+	m := benchModel(b, 2, api.F32)
 	for _, storage := range []api.DType{api.BF16, api.F16} {
 		b.Run("130m/"+storage.String(), func(b *testing.B) {
 			dir := b.TempDir()

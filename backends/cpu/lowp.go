@@ -160,10 +160,20 @@ type lowVec struct {
 
 // quantizeQ16 sets q and d to x quantized per block of Q8Block (x's
 // length is a multiple of it): d[b] = max|x| / 32767 over block b, and
-// q[i] = round(x[i] / d) (0 for a block of zeros). The values are within
-// 1/65534 of the block's largest magnitude: far below the 8-bit weights'
-// error, where llama.cpp's q8_0 products round the vector to 8 bits.
+// q[i] = x[i] * (1/d) rounded to the nearest integer, ties to even (0 for
+// a block of zeros). The values are within 1/65534 of the block's largest
+// magnitude: far below the 8-bit weights' error, where llama.cpp's q8_0
+// products round the vector to 8 bits. The assembly kernel computes the
+// same bits.
 func quantizeQ16(q []int16, d []float32, x []float32) {
+	if quantizeQ16Arch(q, d, x) {
+		return
+	}
+	quantizeQ16Go(q, d, x)
+}
+
+// quantizeQ16Go is quantizeQ16 in Go.
+func quantizeQ16Go(q []int16, d []float32, x []float32) {
 	for b := range d {
 		xs := x[b*api.Q8Block : (b+1)*api.Q8Block]
 		var amax float32
@@ -178,7 +188,7 @@ func quantizeQ16(q []int16, d []float32, x []float32) {
 		d[b] = scale
 		qs := q[b*api.Q8Block : (b+1)*api.Q8Block]
 		for i, v := range xs {
-			qs[i] = int16(math.Round(float64(v * inv)))
+			qs[i] = int16(math.RoundToEven(float64(v * inv)))
 		}
 	}
 }

@@ -66,6 +66,23 @@ func widenBF16AVX2(dst *float32, src *byte, n int)
 //go:noescape
 func widenQ8AVX2(dst *float32, src *byte, n int)
 
+// quantizeQ16AVX2 is quantizeQ16 of n blocks: q and x hold 32n elements,
+// d n scales.
+//
+//go:noescape
+func quantizeQ16AVX2(q *int16, d, x *float32, n int)
+
+// quantizeQ16Arch quantizes with the assembly kernel where the CPU has it
+// and returns whether it did.
+func quantizeQ16Arch(q []int16, d, x []float32) bool {
+	if !lowDotsArch[0].supported || len(d) == 0 {
+		return false
+	}
+	_, _ = q[len(d)*api.Q8Block-1], x[len(d)*api.Q8Block-1]
+	quantizeQ16AVX2(&q[0], &d[0], &x[0], len(d))
+	return true
+}
+
 // widenArch widens what it can of dst from src (see lowMatrix.widen):
 // BF16 elements 16 at a time, Q8_0 whole blocks (src starts at a block),
 // and returns how many elements it set.

@@ -434,3 +434,75 @@ wqloop:
 wqdone:
 	VZEROUPPER
 	RET
+
+// q16Consts<> holds, from byte 0: the float32 sign-clearing mask, 32767.0
+// and 1.0.
+DATA q16Consts<>+0(SB)/4, $0x7fffffff
+DATA q16Consts<>+4(SB)/4, $32767.0
+DATA q16Consts<>+8(SB)/4, $1.0
+GLOBL q16Consts<>(SB), RODATA|NOPTR, $12
+
+// func quantizeQ16AVX2(q *int16, d, x *float32, n int)
+//
+// quantizeQ16 for n blocks of 32 (see lowp.go): d[b] = max|x| / 32767
+// over block b, and q[i] = x[i] * (1/d[b]) rounded to the nearest integer,
+// ties to even (VCVTPS2DQ), or 0 when d[b] is 0.
+TEXT ·quantizeQ16AVX2(SB), NOSPLIT, $0-32
+	MOVQ q+0(FP), DI
+	MOVQ d+8(FP), DX
+	MOVQ x+16(FP), SI
+	MOVQ n+24(FP), CX
+	TESTQ CX, CX
+	JZ   qqdone
+	VBROADCASTSS q16Consts<>+0(SB), Y15
+	VMOVSS       q16Consts<>+4(SB), X14
+	VMOVSS       q16Consts<>+8(SB), X13
+
+qqloop:
+	VMOVUPS      (SI), Y0
+	VMOVUPS      32(SI), Y1
+	VMOVUPS      64(SI), Y2
+	VMOVUPS      96(SI), Y3
+	VANDPS       Y15, Y0, Y4
+	VANDPS       Y15, Y1, Y5
+	VANDPS       Y15, Y2, Y6
+	VANDPS       Y15, Y3, Y7
+	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y7, Y6, Y6
+	VMAXPS       Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPS       X5, X4, X4
+	VPERMILPS    $0x4e, X4, X5
+	VMAXPS       X5, X4, X4
+	VPERMILPS    $0xb1, X4, X5
+	VMAXPS       X5, X4, X4
+	VDIVSS       X14, X4, X4        // d = amax / 32767
+	VMOVSS       X4, (DX)
+	VXORPS       X6, X6, X6
+	VCMPSS       $4, X6, X4, X7     // d != 0
+	VDIVSS       X4, X13, X5        // 1/d (inf when d is 0)
+	VANDPS       X7, X5, X5         // 0 when d is 0
+	VBROADCASTSS X5, Y5
+	VMULPS       Y5, Y0, Y0
+	VMULPS       Y5, Y1, Y1
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y5, Y3, Y3
+	VCVTPS2DQ    Y0, Y0
+	VCVTPS2DQ    Y1, Y1
+	VCVTPS2DQ    Y2, Y2
+	VCVTPS2DQ    Y3, Y3
+	VPACKSSDW    Y1, Y0, Y0         // lanes: x0-3 x8-11 x4-7 x12-15
+	VPACKSSDW    Y3, Y2, Y2
+	VPERMQ       $0xd8, Y0, Y0
+	VPERMQ       $0xd8, Y2, Y2
+	VMOVDQU      Y0, (DI)
+	VMOVDQU      Y2, 32(DI)
+	ADDQ         $128, SI
+	ADDQ         $64, DI
+	ADDQ         $4, DX
+	DECQ         CX
+	JNZ          qqloop
+
+qqdone:
+	VZEROUPPER
+	RET

@@ -14,3 +14,6 @@ func lowDotArch(m *lowMatrix, rs *lowRows, v []lowVec, out *[8]float32) {
 
 // widenArch widens nothing: lowMatrix.widen does it all in Go.
 func widenArch(dst []float32, d api.DType, src []byte) int { return 0 }
+
+// quantizeQ16Arch does nothing: quantizeQ16 does it in Go.
+func quantizeQ16Arch(q []int16, d, x []float32) bool { return false }

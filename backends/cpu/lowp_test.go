@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -135,5 +136,32 @@ func BenchmarkLowGemv(b *testing.B) {
 				be.MatMul(y, x, w, false, true, 1, 0)
 			}
 		})
+	}
+}
+
+// TestQuantizeQ16 checks that quantizeQ16 (the assembly kernel where the
+// CPU has it) gives the bits of quantizeQ16Go, with ties, zeros, a block
+// of zeros and values of every magnitude.
+func TestQuantizeQ16(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const blocks = 40
+	x := make([]float32, blocks*api.Q8Block)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * math.Pow(10, float64(i%7-3)))
+	}
+	clear(x[3*api.Q8Block : 4*api.Q8Block]) // a block of zeros
+	x[5*api.Q8Block] = 32767                // scale 1: halves are ties
+	for i := 1; i < api.Q8Block; i++ {
+		x[5*api.Q8Block+i] = float32(i) - 15.5
+	}
+	q, d := make([]int16, len(x)), make([]float32, blocks)
+	qg, dg := make([]int16, len(x)), make([]float32, blocks)
+	quantizeQ16(q, d, x)
+	quantizeQ16Go(qg, dg, x)
+	if !slices.Equal(q, qg) || !slices.Equal(d, dg) {
+		t.Fatalf("quantizeQ16 and quantizeQ16Go differ")
+	}
+	if q[5*api.Q8Block+1] != -14 || q[5*api.Q8Block+2] != -14 || d[3] != 0 || q[3*api.Q8Block] != 0 {
+		t.Errorf("ties: %d %d (want -14 -14), zero block scale %v", q[5*api.Q8Block+1], q[5*api.Q8Block+2], d[3])
 	}
 }
