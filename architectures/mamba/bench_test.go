@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 	"github.com/densessm/densessm/checkpoint"
 	"github.com/densessm/densessm/defaultmodel"
@@ -60,23 +61,7 @@ func BenchmarkDecode(b *testing.B) {
 	for _, w := range []api.DType{api.F32, api.BF16, api.Q8_0} {
 		for _, threads := range []int{1, 2} {
 			b.Run("130m/"+api.WeightName(w)+"/threads="+strconv.Itoa(threads), func(b *testing.B) {
-				m := benchModel(b, threads, w)
-				ctx := context.Background()
-				s, err := m.NewState(1)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ids := []int32{17}
-				if _, err := m.Step(ctx, s, ids); err != nil {
-					b.Fatal(err)
-				}
-				b.ResetTimer()
-				for b.Loop() {
-					if _, err := m.Step(ctx, s, ids); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+				modeltest.BenchDecode(b, benchModel(b, threads, w))
 			})
 		}
 	}

@@ -395,3 +395,25 @@ func MeasureMemory(t testing.TB, m api.Model, est api.MemoryEstimate, batch, tok
 	})
 	return r
 }
+
+// BenchDecode times decode Steps of one sequence on m after an untimed
+// first step, and reports tokens/s.
+func BenchDecode(b *testing.B, m api.Model) {
+	ctx := context.Background()
+	s, err := m.NewState(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ids := []int32{17}
+	if _, err := m.Step(ctx, s, ids); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.Step(ctx, s, ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/backends/cpu"
 )
 
@@ -70,28 +71,8 @@ func BenchmarkDecode(b *testing.B) {
 	for _, w := range []api.DType{api.F32, api.BF16, api.Q8_0} {
 		for _, threads := range []int{1, 2} {
 			b.Run("350M/"+api.WeightName(w)+"/threads="+strconv.Itoa(threads), func(b *testing.B) {
-				benchDecode(b, benchModel(b, threads, w))
+				modeltest.BenchDecode(b, benchModel(b, threads, w))
 			})
 		}
 	}
-}
-
-// benchDecode times Steps of one sequence after a first one.
-func benchDecode(b *testing.B, m *Model) {
-	ctx := context.Background()
-	s, err := m.NewState(1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ids := []int32{17}
-	if _, err := m.Step(ctx, s, ids); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := m.Step(ctx, s, ids); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
