@@ -184,6 +184,10 @@ func TestBadInputs(t *testing.T) {
 		{"init unknown backend", "", []string{"init", "--arch", "mamba", "--backend", "abacus", "--out", filepath.Join(out, "m")}, "abacus"},
 		{"logits unknown backend", "", []string{"logits", "--model", model, "--ids", "1", "--backend", "abacus", "--out", filepath.Join(out, "l.npy")}, "abacus"},
 		{"generate unknown backend", "", []string{"generate", "--backend", "abacus", "x"}, "abacus"},
+		{"generate unknown weights", "", []string{"generate", "--weights", "q4", "x"}, "--weights"},
+		{"eval unknown weights", "", []string{"eval", "ppl", "--weights", "int8", "--data", corpus}, "--weights"},
+		{"bench model unknown weights", "", []string{"bench", "model", "--arch", "mamba", "--weights", "f16"}, "--weights"},
+		{"train a low-precision model", "", []string{"bench", "model", "--arch", "mamba", "--weights", "q8", "--prefill", "0", "--decode", "0", "--train-step"}, "training needs F32 weights"},
 		{"inspect empty", "", []string{"inspect", empty}, "empty"},
 		{"inspect directory", "", []string{"inspect", dirAsFile}, dirAsFile},
 		{"inspect random bytes", "", []string{"inspect", junk}, "random.bin"},
@@ -226,6 +230,7 @@ func TestBadInputs(t *testing.T) {
 		{"convert fewer layers", "", []string{"convert", "--in", fewerLayers, "--out", filepath.Join(out, "c")}, "num_hidden_layers"},
 		{"convert bad dtype", "", []string{"convert", "--in", model, "--dtype", "f8", "--out", filepath.Join(out, "c")}, "f8"},
 		{"convert dtype of a file", "", []string{"convert", "--in", filepath.Join(model, checkpoint.SingleFileName), "--dtype", "bf16", "--out", filepath.Join(out, "c.safetensors")}, "--dtype"},
+		{"convert with --weights", "", []string{"convert", "--in", model, "--dtype", "q8", "--weights", "q8", "--out", filepath.Join(out, "c")}, "--dtype sets how the weights are stored"},
 		{"convert file to stdout", "", []string{"convert", "--in", filepath.Join(model, checkpoint.SingleFileName), "--out", "-"}, "--out -"},
 
 		{"tokenize tokenizer zero bytes", "hi", []string{"tokenize", "--tokenizer", devZero}, ""},
