@@ -130,13 +130,13 @@ func newCheckpoint(path string, files []*file) *Checkpoint {
 }
 
 // pairQ8 reads each Q8_0 matrix of a checkpoint whose metadata says its
-// weights are "q8" (WeightsKey) as one tensor (see pairQ8). On error it
+// weights are "q8" (WeightsKey) as one tensor (see pairQ8Tensors). On error it
 // closes c.
 func (c *Checkpoint) pairQ8() (*Checkpoint, error) {
 	if c.metadata[WeightsKey] != api.WeightName(api.Q8_0) {
 		return c, nil
 	}
-	tensors, err := pairQ8(c.tensors, c.byName)
+	tensors, err := pairQ8Tensors(c.tensors, c.byName)
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -29,11 +29,11 @@ const WeightsKey = "densessm.weights"
 // Q8ScaleSuffix ends the name of the scale tensor of a Q8_0 matrix.
 const Q8ScaleSuffix = "_scale"
 
-// pairQ8 replaces, in tensors (sorted by name), each I8 tensor W that has
+// pairQ8Tensors replaces, in tensors (sorted by name), each I8 tensor W that has
 // a scale tensor W+Q8ScaleSuffix by one Q8_0 tensor W, and drops the scale
 // tensors. A pair whose shapes or dtypes disagree is an error wrapping
 // api.ErrCorrupt.
-func pairQ8(tensors []TensorInfo, byName map[string]int) ([]TensorInfo, error) {
+func pairQ8Tensors(tensors []TensorInfo, byName map[string]int) ([]TensorInfo, error) {
 	out := tensors[:0:0]
 	scales := map[string]bool{}
 	for _, t := range tensors {
@@ -64,7 +64,7 @@ func pairQ8(tensors []TensorInfo, byName map[string]int) ([]TensorInfo, error) {
 	return kept, nil
 }
 
-// q8Blocks returns the Q8_0 blocks of a paired tensor t (see pairQ8) in
+// q8Blocks returns the Q8_0 blocks of a paired tensor t (see pairQ8Tensors) in
 // the layout api.Q8_0 describes, assembled from its values and scales in
 // data (the file's bytes).
 func q8Blocks(data []byte, t TensorInfo) []byte {

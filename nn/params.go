@@ -133,9 +133,9 @@ func CheckTrainable(p *Params) error {
 	return nil
 }
 
-// WeightDType returns the dtype of a rows x cols weight matrix created by
-// Scope.Matrix (see WithWeights).
-func (p *Params) WeightDType(rows, cols int) api.DType {
+// WeightDType returns the dtype of a weight matrix of cols columns created
+// by Scope.Matrix (see WithWeights).
+func (p *Params) WeightDType(cols int) api.DType {
 	switch d := p.weights; {
 	case d == api.BF16, d == api.Q8_0 && cols%api.Q8Block == 0:
 		return d
@@ -232,7 +232,7 @@ func (s Scope) Param(name string, init Init, shape ...int) *Var {
 // x W^T products (Tape.Linear, LinearInto) and the table of Gather
 // (Tape.Embedding).
 func (s Scope) Matrix(name string, init Init, rows, cols int) *Var {
-	return s.p.add(s.Name(name), init, []int{rows, cols}, s.p.WeightDType(rows, cols))
+	return s.p.add(s.Name(name), init, []int{rows, cols}, s.p.WeightDType(cols))
 }
 
 // ModelParams gives a model whose parameters are a Params the parameter
