@@ -65,7 +65,7 @@ github.com/densessm/densessm/checkpoint). Output files are written atomically.`,
 				if cmd.Flags().Changed("weights") {
 					return fmt.Errorf("convert: --dtype sets how the weights are stored; --weights applies to the commands that run a model: %w", api.ErrConfig)
 				}
-				cmd.Flags().Set("weights", api.WeightName(weights)) // what loadModel builds with
+				load.weights = weights
 				m, err := loadModel(cmd, in, arch, 0, 0, load)
 				if err != nil {
 					return fmt.Errorf("convert: %w", err)

@@ -19,6 +19,8 @@ const maxConfigFile = 16 << 20
 // loadFlags are the flags of every command that loads a model directory.
 type loadFlags struct {
 	allowExtra, allowNonFinite bool
+	// weights, when set, overrides --weights (convert --dtype sets it).
+	weights api.DType
 }
 
 func (l *loadFlags) register(f *pflag.FlagSet) {
@@ -153,6 +155,9 @@ func loadModel(cmd *cobra.Command, dir, arch string, threads, tokens int, flags 
 	build, err := buildOptions(cmd, threads)
 	if err != nil {
 		return nil, err
+	}
+	if flags.weights != api.Invalid {
+		build.Weights = flags.weights
 	}
 	if arch != "" {
 		if err := findArchitecture(cmd, arch); err != nil {
