@@ -15,8 +15,22 @@ type MemoryEstimate struct {
 	// Parameters is the number of parameters: exactly the sum of the
 	// element counts of the tensors of Model.Parameters().
 	Parameters int64
-	// WeightBytes is the memory of the parameters as the backend holds
-	// them (float32 today: 4 bytes each).
+	// MatrixParameters is the part of Parameters in weight matrices: the
+	// parameters that BuildOptions.Weights stores in low precision (the
+	// weights of the linear layers, the embedding tables and the output
+	// head; nn.Scope.Matrix makes them). A model built with BF16 weights
+	// holds them in 2 bytes each.
+	MatrixParameters int64
+	// Q8Parameters is the part of MatrixParameters in the matrices whose
+	// number of columns is a multiple of Q8Block: those a model built with
+	// Q8_0 weights holds in Q8_0, Q8BlockBytes per Q8Block parameters. Its
+	// other matrices stay F32.
+	Q8Parameters int64
+	// WeightBytes is the memory of the parameters in float32, 4 bytes
+	// each: the weights of a model built with F32 weights (the default,
+	// and the only storage that trains), and the size of each of the
+	// gradients and optimizer tensors of training. WeightBytesFor gives
+	// the weights of a model built with BF16 or Q8_0 weights.
 	WeightBytes int64
 	// Forward is the working memory of a parallel Forward, or of a Prefill,
 	// at inference: every activation, the logits [B,T,V] included.
@@ -25,7 +39,8 @@ type MemoryEstimate struct {
 	// keeps for the backward pass, the gradients it computes for them, the
 	// loss's gradient of the logits and the kernels' backward workspace.
 	// The gradients of the parameters are not included: they take
-	// WeightBytes more, and live as long as the model trains.
+	// WeightBytes more (a model trains with F32 weights), and live as long
+	// as the model trains.
 	Train ActivationBytes
 	// StateBytes is the memory of the recurrent State of one sequence
 	// (Model.NewState), with the buffers the first Step makes in it.
@@ -87,17 +102,55 @@ func (e MemoryEstimate) ForwardBytes(batch, tokens int) int64 { return e.Forward
 // LossAndGrad on batch sequences of tokens tokens.
 func (e MemoryEstimate) TrainBytes(batch, tokens int) int64 { return e.Train.Bytes(batch, tokens) }
 
+// WeightBytesFor returns the memory of the parameters of a model built
+// with the weight storage w (BuildOptions.Weights; Invalid is F32),
+// saturating: for BF16, MatrixParameters in 2 bytes each; for Q8_0,
+// Q8Parameters in Q8BlockBytes per Q8Block; every other parameter in 4
+// bytes. For F32, and any w that is not a low-precision weight storage, it
+// returns WeightBytes. An estimate that does not count its weight
+// matrices (MatrixParameters and Q8Parameters 0) gives WeightBytes for
+// every w: the float32 figure, an upper bound.
+func (e MemoryEstimate) WeightBytesFor(w DType) int64 {
+	var low, lowBytes int64
+	switch w {
+	case BF16:
+		low = min(max(e.MatrixParameters, 0), max(e.Parameters, 0))
+		lowBytes = satMul(low, 2)
+	case Q8_0:
+		low = min(max(e.Q8Parameters, 0), max(e.Parameters, 0))
+		blocks := low / Q8Block
+		if low%Q8Block != 0 {
+			blocks++ // not whole blocks: an upper bound
+		}
+		lowBytes = satMul(blocks, Q8BlockBytes)
+	}
+	if low == 0 {
+		return e.WeightBytes
+	}
+	return satAdd(satMul(e.Parameters-low, 4), lowBytes)
+}
+
 // InferenceBytes returns the whole memory of generating from batch prompts
-// of tokens tokens each: the parameters, batch States and the prefill's
-// working memory (saturating).
+// of tokens tokens each with a model of F32 weights: the parameters, batch
+// States and the prefill's working memory (saturating). It is
+// InferenceBytesFor(F32, batch, tokens).
 func (e MemoryEstimate) InferenceBytes(batch, tokens int) int64 {
-	return satAdd(e.WeightBytes, satMul(max(int64(batch), 0), e.StateBytes), e.ForwardBytes(batch, tokens))
+	return e.InferenceBytesFor(F32, batch, tokens)
+}
+
+// InferenceBytesFor is InferenceBytes for a model built with the weight
+// storage w (see WeightBytesFor): its parameters take WeightBytesFor(w);
+// the States and the working memory are the same whatever w.
+func (e MemoryEstimate) InferenceBytesFor(w DType, batch, tokens int) int64 {
+	return satAdd(e.WeightBytesFor(w), satMul(max(int64(batch), 0), e.StateBytes), e.ForwardBytes(batch, tokens))
 }
 
 // TrainingBytes returns the whole memory of a training step on batch
 // sequences of tokens tokens each: the parameters, their gradients,
 // optimizerCopies more tensors of the parameters' size (2 for Adam's
 // moments, 0 for plain SGD) and LossAndGrad's working memory (saturating).
+// A model trains with F32 weights only, so each of these tensors takes
+// WeightBytes.
 func (e MemoryEstimate) TrainingBytes(batch, tokens, optimizerCopies int) int64 {
 	copies := satAdd(2, max(int64(optimizerCopies), 0))
 	return satAdd(satMul(copies, e.WeightBytes), e.TrainBytes(batch, tokens))

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,10 +45,14 @@ type LoadOptions struct {
 	// config's fields.
 	Arch string
 	// CheckConfig, if not nil, is called with the parsed configuration
-	// before the model is built, so that a caller can refuse it (a model
-	// too large for the memory at hand) before anything is allocated; its
-	// error is returned, with the directory added.
-	CheckConfig func(cfg api.Config) error
+	// and the storage the model's weight matrices will have (Build.Weights,
+	// or when unset the one the weights' metadata names, as for the model
+	// built: found from the safetensors headers alone, F32 for none) before
+	// the model is built, so that a caller can refuse it (a model too large
+	// for the memory at hand: api.MemoryEstimate.WeightBytesFor) before
+	// anything is allocated; its error is returned, with the directory
+	// added.
+	CheckConfig func(cfg api.Config, weights api.DType) error
 	// AllowExtra loads a checkpoint that holds tensors the model does not
 	// take (see api.IgnoredCheckpointNames), ignoring them, instead of refusing
 	// it.
@@ -106,7 +111,8 @@ func LoadModel(ctx context.Context, dir string, opts LoadOptions) (_ api.Model, 
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	return loadModel(ctx, dir, arch, cfgJSON, func() (*Checkpoint, error) { return Open(dir) }, opts)
+	return loadModel(ctx, dir, arch, cfgJSON, func() (*Checkpoint, error) { return Open(dir) },
+		func() api.DType { return storedWeights(dir) }, opts)
 }
 
 // LoadModelBytes is LoadModel for a model held in memory: the contents of
@@ -141,18 +147,25 @@ func LoadModelBytes(ctx context.Context, name string, configJSON, weights []byte
 		}
 		return LoadModel(ctx, dir, opts)
 	}
-	return loadModel(ctx, name, arch, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) }, opts)
+	return loadModel(ctx, name, arch, configJSON, func() (*Checkpoint, error) { return OpenBytes(name, weights) },
+		func() api.DType { return headerWeights(bytes.NewReader(weights), int64(len(weights))) }, opts)
 }
 
 // loadModel builds the model of architecture arch that cfgJSON describes
-// and loads the weights of the checkpoint open returns into it.
-func loadModel(ctx context.Context, dir string, arch api.Architecture, cfgJSON []byte, open func() (*Checkpoint, error), opts LoadOptions) (_ api.Model, err error) {
+// and loads the weights of the checkpoint open returns into it; stored
+// returns the weight storage the checkpoint's metadata names without
+// opening it (for CheckConfig).
+func loadModel(ctx context.Context, dir string, arch api.Architecture, cfgJSON []byte, open func() (*Checkpoint, error), stored func() api.DType, opts LoadOptions) (_ api.Model, err error) {
 	cfg, err := arch.ParseConfig(cfgJSON)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
 	if opts.CheckConfig != nil {
-		if err := opts.CheckConfig(cfg); err != nil {
+		weights := opts.Build.Weights
+		if weights == api.Invalid {
+			weights = stored()
+		}
+		if err := opts.CheckConfig(cfg, weights); err != nil {
 			return nil, fmt.Errorf("model %s: %w", dir, err)
 		}
 	}

@@ -484,15 +484,16 @@ func TestLoadModelCheckConfig(t *testing.T) {
 	dir := saveFake(t, fakeConfig{Layers: 2, Hidden: 2, VocabSize: 3}, nil)
 	tooBig := errors.New("too big")
 	var seen api.Config
-	_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, CheckConfig: func(cfg api.Config) error {
-		seen = cfg
+	var seenWeights api.DType
+	_, err := LoadModel(t.Context(), dir, LoadOptions{Build: api.BuildOptions{On: &hostBackend{}}, CheckConfig: func(cfg api.Config, weights api.DType) error {
+		seen, seenWeights = cfg, weights
 		return tooBig
 	}})
 	if !errors.Is(err, tooBig) || !strings.Contains(err.Error(), dir) {
 		t.Errorf("CheckConfig's error: %v", err)
 	}
-	if c, ok := seen.(*fakeConfig); !ok || c.Layers != 2 {
-		t.Errorf("CheckConfig saw %+v", seen)
+	if c, ok := seen.(*fakeConfig); !ok || c.Layers != 2 || seenWeights != api.F32 {
+		t.Errorf("CheckConfig saw %+v with %s weights", seen, seenWeights)
 	}
 }
 

@@ -98,8 +98,12 @@ func splitQ8(t NamedTensor) (values, scales NamedTensor) {
 
 // WeightDType returns the weight storage the checkpoint's metadata names
 // (WeightsKey): BF16 or Q8_0, else F32.
-func (c *Checkpoint) WeightDType() api.DType {
-	if d, err := api.ParseWeightDType(c.metadata[WeightsKey]); err == nil {
+func (c *Checkpoint) WeightDType() api.DType { return weightsNamed(c.metadata) }
+
+// weightsNamed returns the weight storage metadata names (WeightsKey):
+// BF16 or Q8_0, else F32.
+func weightsNamed(metadata map[string]string) api.DType {
+	if d, err := api.ParseWeightDType(metadata[WeightsKey]); err == nil {
 		return d
 	}
 	return api.F32

@@ -49,19 +49,25 @@ func buildOptions(backend, weights string, threads int) (api.BuildOptions, error
 	return o, nil
 }
 
-// checkFits refuses a model whose weights and a parallel pass over tokens
-// tokens would not fit in the memory available, before allocation.
-func checkFits(cfg api.Config, tokens int) error {
+// checkFits refuses a model whose weights (stored as weights says:
+// api.BuildOptions.Weights, Invalid for F32) and a parallel pass over
+// tokens tokens would not fit in the memory available, before allocation.
+func checkFits(cfg api.Config, weights api.DType, tokens int) error {
 	est, ok := api.EstimateMemory(cfg)
 	if !ok {
 		return nil
 	}
 	avail, ok := sysmem.Available()
-	if need := est.InferenceBytes(1, tokens); ok && need > avail {
-		return fmt.Errorf("a %s model of %d parameters needs about %s, more than the %s available: %w",
-			cfg.ArchName(), est.Parameters, sysmem.Format(need), sysmem.Format(avail), api.ErrOutOfMemory)
+	need := est.InferenceBytesFor(weights, 1, tokens)
+	if !ok || need <= avail {
+		return nil
 	}
-	return nil
+	what := fmt.Sprintf("a %s model of %d parameters", cfg.ArchName(), est.Parameters)
+	if weights != api.Invalid && weights != api.F32 {
+		what += fmt.Sprintf(" with %s weights", api.WeightName(weights))
+	}
+	return fmt.Errorf("%s needs about %s, more than the %s available: %w",
+		what, sysmem.Format(need), sysmem.Format(avail), api.ErrOutOfMemory)
 }
 
 // LoadModel loads the model directory dir (config.json, safetensors or
@@ -95,7 +101,7 @@ func LoadModel(dir, arch, tokenizerPath, backend, weights string, threads int) (
 	m, err := checkpoint.LoadModel(context.Background(), dir, checkpoint.LoadOptions{
 		Build:       build,
 		Arch:        arch,
-		CheckConfig: func(cfg api.Config) error { return checkFits(cfg, 512) },
+		CheckConfig: func(cfg api.Config, weights api.DType) error { return checkFits(cfg, weights, 512) },
 	})
 	if err != nil {
 		return nil, err
@@ -150,7 +156,7 @@ func InitModel(arch, configJSON, backend, weights string, seed int64, threads in
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
-	if err := checkFits(cfg, 512); err != nil {
+	if err := checkFits(cfg, build.WeightDType(), 512); err != nil {
 		return nil, err
 	}
 	build.Seed = seed

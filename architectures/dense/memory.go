@@ -2,29 +2,30 @@ package dense
 
 import "github.com/densessm/densessm/architectures/memcount"
 
-// Parameters returns the number of parameters of a Link that NewLink makes
-// with c for input width d and linked width w (whatever c.M, as NewLink
-// does not look at it except for the concat fusion's width).
-func (c Config) Parameters(d, w int) int64 {
-	var n memcount.Count
+// Parameters counts the parameters of a Link that NewLink makes with c
+// for input width d and linked width w (whatever c.M, as NewLink does not
+// look at it except for the concat fusion's width): all of them, and
+// those of its weight matrices (the Linear layers' weights).
+func (c Config) Parameters(d, w int) memcount.Params {
+	var n memcount.Params
 	switch c.Gate {
 	case GateSiluMLP:
 		h := c.GateHidden(d)
-		n.Add(h, d)
-		n.Add(w, h)
+		n.AddMatrix(1, h, d) // fc1 [h, d]
+		n.AddMatrix(1, w, h) // fc2 [w, h]
 	case GateLinear:
-		n.Add(w, d)
+		n.AddMatrix(1, w, d)
 	}
 	if c.Projection == ProjLinear {
-		n.Add(w, w)
+		n.AddMatrix(1, w, w)
 	}
 	if c.Fusion == FuseConcat {
-		n.Add(w, c.M+1, w)
+		n.AddMatrix(1, w, int(memcount.Mul(int64(c.M)+1, int64(w)))) // [w, (m+1)w]
 	}
 	if c.Norm == NormRMS {
 		n.Add(w)
 	}
-	return n.Value()
+	return n
 }
 
 // GateActivations returns the floats per token that Gate allocates for

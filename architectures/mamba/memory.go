@@ -25,36 +25,36 @@ const (
 const scanBlock = 32
 
 // EstimateMemory implements api.MemoryEstimator from the sizes alone: the
-// parameters exactly, the activations by counting the tensors each op of
-// the parallel form allocates (see api.ActivationBytes). It never panics;
-// for a configuration that Validate refuses the figures mean nothing.
+// parameters exactly (with those of the weight matrices, for the storage
+// of low-precision weights), the activations by counting the tensors each
+// op of the parallel form allocates (see api.ActivationBytes). It never
+// panics; for a configuration that Validate refuses the figures mean
+// nothing.
 func (c *Config) EstimateMemory() api.MemoryEstimate {
-	const f32 = 4
-	p := c.parameters()
-	fwd, train := c.activations(false), c.activations(true)
-	return api.MemoryEstimate{
-		Parameters:  p,
-		WeightBytes: memcount.Mul(p, f32),
-		Forward:     fwd,
-		Train:       train,
-		StateBytes:  c.stateBytes(),
+	e := api.MemoryEstimate{
+		Forward:    c.activations(false),
+		Train:      c.activations(true),
+		StateBytes: c.stateBytes(),
 	}
+	c.parameters().SetIn(&e)
+	return e
 }
 
-// parameters returns the number of parameters build creates.
-func (c *Config) parameters() int64 {
+// parameters counts the parameters build creates, and those of its weight
+// matrices (nn.Scope.Matrix).
+func (c *Config) parameters() memcount.Params {
 	V, D, L := c.VocabSize, c.HiddenSize, c.NumHiddenLayers
 	E, N, R, K := c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
-	var layer memcount.Count
-	layer.Add(D)       // norm
-	layer.Add(2, E, D) // in_proj
-	layer.Add(E, K)    // conv1d
-	layer.Add(R+2*N, E)
-	layer.Add(E, R) // dt_proj.weight
-	layer.Add(E)    // dt_proj.bias
-	layer.Add(E, N) // A_log
-	layer.Add(E)    // D
-	layer.Add(D, E) // out_proj
+	var layer memcount.Params
+	layer.Add(D)                 // norm
+	layer.AddMatrix(2, E, D)     // in_proj [2E, D]
+	layer.Add(E, K)              // conv1d
+	layer.AddMatrix(1, R+2*N, E) // x_proj
+	layer.AddMatrix(1, E, R)     // dt_proj.weight
+	layer.Add(E)                 // dt_proj.bias
+	layer.Add(E, N)              // A_log
+	layer.Add(E)                 // D
+	layer.AddMatrix(1, D, E)     // out_proj
 	if c.UseBias {
 		layer.Add(2, E) // in_proj.bias
 		layer.Add(D)    // out_proj.bias
@@ -62,17 +62,17 @@ func (c *Config) parameters() int64 {
 	if c.UseConvBias {
 		layer.Add(E)
 	}
-	var n memcount.Count
-	n.Add(V, D) // embeddings
-	n.AddN(layer.Value(), L)
+	var n memcount.Params
+	n.AddMatrix(1, V, D) // embeddings
+	n.AddN(int64(L), layer)
 	if c.Dense.M > 0 {
-		n.AddN(c.Dense.Parameters(D, E), L-1) // every layer but the first
+		n.AddN(int64(L-1), c.Dense.Parameters(D, E)) // every layer but the first
 	}
 	n.Add(D) // norm_f
 	if !c.TieWordEmbeddings {
-		n.Add(V, D)
+		n.AddMatrix(1, V, D) // lm_head
 	}
-	return n.Value()
+	return n
 }
 
 // activations counts the memory of a pass: Forward and Prefill at
@@ -198,7 +198,7 @@ func (c *Config) stateBytes() int64 {
 	n.AddN(t(R+2*N), 1)              // dbc
 	n.AddN(t(R), 1)                  // dt
 	n.AddN(t(N), 2)                  // bm, cm
-	n.AddN(t(E, N), 2)               // a, hNext
+	n.AddN(t(E, N), L)               // A = -exp(A_log) per layer
 	n.AddN(t(K-2, E), 1)             // shift
 	n.AddN(t(V), 1)                  // logits
 	n.Add(L+7, memcount.HeaderBytes) // views

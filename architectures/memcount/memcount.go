@@ -3,7 +3,11 @@
 // of an absurd configuration is "too much", never a wrapped small number.
 package memcount
 
-import "math"
+import (
+	"math"
+
+	"github.com/densessm/densessm/api"
+)
 
 // Mul returns the product of the factors, math.MaxInt64 when it does not
 // fit, and 0 when a factor is zero or negative (a size that is not there).
@@ -55,6 +59,49 @@ func (c *Count) AddN(n int64, factors ...int) {
 
 // Value returns the sum.
 func (c Count) Value() int64 { return int64(c) }
+
+// Params counts a model's parameters as api.MemoryEstimate splits them
+// by the storage of low-precision weights (api.BuildOptions.Weights): all
+// of them, those in weight matrices (made by nn.Scope.Matrix: stored in
+// BF16 by a model with BF16 weights), and those in the weight matrices
+// whose number of columns is a multiple of api.Q8Block (stored in Q8_0 by
+// a model with Q8_0 weights). The zero value counts nothing.
+type Params struct {
+	All, Matrix, Q8 Count
+}
+
+// Add adds a parameter of the shape the factors give that is not a weight
+// matrix (a norm, a bias, a convolution, the SSM's A_log and D): it stays
+// F32 whatever the weights.
+func (p *Params) Add(factors ...int) { p.All.Add(factors...) }
+
+// AddMatrix adds n weight matrices [rows, cols] made by nn.Scope.Matrix
+// (a Linear layer's weight, an embedding table, an output head), or
+// equally one matrix [n*rows, cols]: the number of columns decides
+// whether Q8_0 holds it.
+func (p *Params) AddMatrix(n int64, rows, cols int) {
+	p.All.AddN(n, rows, cols)
+	p.Matrix.AddN(n, rows, cols)
+	if cols%api.Q8Block == 0 {
+		p.Q8.AddN(n, rows, cols)
+	}
+}
+
+// AddN adds n times the parameters q counts.
+func (p *Params) AddN(n int64, q Params) {
+	p.All.AddN(Mul(n, q.All.Value()))
+	p.Matrix.AddN(Mul(n, q.Matrix.Value()))
+	p.Q8.AddN(Mul(n, q.Q8.Value()))
+}
+
+// SetIn sets e's parameter counts (Parameters, MatrixParameters,
+// Q8Parameters) to p's and e.WeightBytes to their bytes in float32.
+func (p Params) SetIn(e *api.MemoryEstimate) {
+	e.Parameters = p.All.Value()
+	e.MatrixParameters = p.Matrix.Value()
+	e.Q8Parameters = p.Q8.Value()
+	e.WeightBytes = Mul(e.Parameters, 4)
+}
 
 // SumMin returns the sum of min(m, i) for i = 1 .. n-1, saturating: the
 // number of links into the layers of an n-layer model whose layers link to

@@ -3,6 +3,8 @@ package memcount
 import (
 	"math"
 	"testing"
+
+	"github.com/densessm/densessm/api"
 )
 
 func TestSaturation(t *testing.T) {
@@ -63,5 +65,30 @@ func TestTensorBytes(t *testing.T) {
 		if got := TensorBytes(tc.shape...); got != tc.want {
 			t.Errorf("TensorBytes(%v) = %d, want %d", tc.shape, got, tc.want)
 		}
+	}
+}
+
+// TestParams checks that Params counts matrices apart, and among them
+// those whose columns are whole Q8_0 blocks, and saturates.
+func TestParams(t *testing.T) {
+	var layer Params
+	layer.Add(8)              // a norm
+	layer.AddMatrix(2, 3, 64) // Q8_0-able
+	layer.AddMatrix(1, 5, 40) // not
+	var p Params
+	p.AddN(3, layer)
+	p.AddMatrix(1, 7, 32)
+	if p.All != 3*(8+2*3*64+5*40)+7*32 || p.Matrix != 3*(2*3*64+5*40)+7*32 || p.Q8 != 3*2*3*64+7*32 {
+		t.Errorf("counted %+v", p)
+	}
+	var e api.MemoryEstimate
+	p.SetIn(&e)
+	if e.Parameters != p.All.Value() || e.MatrixParameters != p.Matrix.Value() || e.Q8Parameters != p.Q8.Value() || e.WeightBytes != 4*e.Parameters {
+		t.Errorf("estimate %+v from %+v", e, p)
+	}
+	p.AddN(math.MaxInt64, layer)
+	p.AddMatrix(-1, 32, 32)
+	if p.All != math.MaxInt64 || p.Matrix != math.MaxInt64 || p.Q8 != math.MaxInt64 {
+		t.Errorf("did not saturate: %+v", p)
 	}
 }

@@ -21,51 +21,52 @@ const (
 )
 
 // EstimateMemory implements api.MemoryEstimator from the sizes alone: the
-// parameters exactly, the activations by counting the tensors each op of
-// the parallel and chunkwise forms allocates (see api.ActivationBytes). It
-// never panics; for a configuration that Validate refuses the figures mean
-// nothing.
+// parameters exactly (with those of the weight matrices, for the storage
+// of low-precision weights), the activations by counting the tensors each
+// op of the parallel and chunkwise forms allocates (see
+// api.ActivationBytes). It never panics; for a configuration that
+// Validate refuses the figures mean nothing.
 func (c *Config) EstimateMemory() api.MemoryEstimate {
-	p := c.parameters()
-	return api.MemoryEstimate{
-		Parameters:  p,
-		WeightBytes: memcount.Mul(p, 4),
-		Forward:     c.activations(false),
-		Train:       c.activations(true),
-		StateBytes:  c.stateBytes(),
+	e := api.MemoryEstimate{
+		Forward:    c.activations(false),
+		Train:      c.activations(true),
+		StateBytes: c.stateBytes(),
 	}
+	c.parameters().SetIn(&e)
+	return e
 }
 
-// parameters returns the number of parameters newRetNet or newDenseRetNet
-// creates.
-func (c *Config) parameters() int64 {
+// parameters counts the parameters newRetNet or newDenseRetNet creates,
+// and those of their weight matrices (nn.Scope.Matrix).
+func (c *Config) parameters() memcount.Params {
 	V, d, L := c.VocabSize, c.HiddenSize, c.NumHiddenLayers
 	dqk, dv, ffn := c.QueryKeyDim, c.ValueDim, c.FFNDim
-	var layer memcount.Count
+	var layer memcount.Params
 	layer.Add(d) // the input norm
 	if c.gau() {
-		layer.Add(2, dqk, d) // q_proj, k_proj
-		layer.Add(2, dv, d)  // to_hidden: v and g
-		layer.Add(d, dv)     // to_out
+		layer.AddMatrix(2, dqk, d) // q_proj, k_proj
+		layer.AddMatrix(2, dv, d)  // to_hidden [2dv, d]: v and g
+		layer.AddMatrix(1, d, dv)  // to_out
 		layer.Add(c.safeHeadDim(dv))
 		k, v := c.linkConfigs()
-		layer.AddN(k.Parameters(d, dqk), 1)
-		layer.AddN(v.Parameters(d, dv), 1)
+		layer.AddN(1, k.Parameters(d, dqk))
+		layer.AddN(1, v.Parameters(d, dv))
 	} else {
-		layer.Add(2, d, d)   // q_proj, k_proj
-		layer.Add(2, dv, d)  // v_proj, g_proj
-		layer.Add(d, dv)     // out_proj
-		layer.Add(d)         // final_layer_norm
-		layer.Add(3, ffn, d) // fc1, gate, fc2
+		layer.AddMatrix(2, d, d)   // q_proj, k_proj
+		layer.AddMatrix(2, dv, d)  // v_proj, g_proj
+		layer.AddMatrix(1, d, dv)  // out_proj
+		layer.Add(d)               // final_layer_norm
+		layer.AddMatrix(2, ffn, d) // fc1, gate
+		layer.AddMatrix(1, d, ffn) // fc2
 	}
-	var n memcount.Count
-	n.Add(V, d) // embed_tokens
-	n.AddN(layer.Value(), L)
+	var n memcount.Params
+	n.AddMatrix(1, V, d) // embed_tokens
+	n.AddN(int64(L), layer)
 	n.Add(d) // the final norm
 	if !c.TieWordEmbeddings {
-		n.Add(V, d)
+		n.AddMatrix(1, V, d) // the output head
 	}
-	return n.Value()
+	return n
 }
 
 // safeHeadDim returns width/H, or 0 without heads.

@@ -248,11 +248,11 @@ divided into the memory bandwidth gives the decode bound.`,
 			if err != nil {
 				return err
 			}
-			if err := checkBenchMemory(cmd, cfg, o); err != nil {
-				return err
-			}
 			build, err := buildOptions(cmd, o.threads)
 			if err != nil {
+				return err
+			}
+			if err := checkBenchMemory(cmd, cfg, build.WeightDType(), o); err != nil {
 				return err
 			}
 			defer setGOMAXPROCS(o.threads)()
@@ -284,9 +284,11 @@ divided into the memory bandwidth gives the decode bound.`,
 	return cmd
 }
 
-// checkBenchMemory refuses a bench model run whose model, prefill and
-// training step would not fit in memory.
-func checkBenchMemory(cmd *cobra.Command, cfg api.Config, o modelBenchOptions) error {
+// checkBenchMemory refuses a bench model run whose model (its weight
+// matrices stored in weights), prefill and training step would not fit in
+// memory. Only a model of F32 weights trains (the step of any other is
+// refused), so only its training step is counted.
+func checkBenchMemory(cmd *cobra.Command, cfg api.Config, weights api.DType, o modelBenchOptions) error {
 	est, ok := api.EstimateMemory(cfg)
 	if !ok {
 		return nil
@@ -295,8 +297,8 @@ func checkBenchMemory(cmd *cobra.Command, cfg api.Config, o modelBenchOptions) e
 	if o.prefillLast {
 		tokens = min(tokens, 512) // a window at a time
 	}
-	need := est.InferenceBytes(1, tokens)
-	if o.train {
+	need := est.InferenceBytesFor(weights, 1, tokens)
+	if o.train && weights == api.F32 {
 		need = max(need, est.TrainingBytes(o.trainBatch, o.trainSeq, 0))
 	}
 	return checkMemory(cmd, need, fmt.Sprintf("bench model (%s, %d parameters)", cfg.ArchName(), est.Parameters))

@@ -36,11 +36,11 @@ architecture reads; without it the architecture's small default is used.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			if err := checkModelMemory(cmd, cfg, 0); err != nil {
-				return err
-			}
 			build, err := buildOptions(cmd, 0)
 			if err != nil {
+				return err
+			}
+			if err := checkModelMemory(cmd, cfg, build.WeightDType(), 0); err != nil {
 				return err
 			}
 			build.Seed = seed

@@ -60,7 +60,7 @@ func (l *lmFlags) open(cmd *cobra.Command, tokens int) (api.Model, *tokenizer.To
 		}
 		m, err = defaultmodel.Load(cmd.Context(), checkpoint.LoadOptions{
 			Build:       build,
-			CheckConfig: func(cfg api.Config) error { return checkModelMemory(cmd, cfg, tokens) },
+			CheckConfig: func(cfg api.Config, weights api.DType) error { return checkModelMemory(cmd, cfg, weights, tokens) },
 		})
 		if err != nil {
 			return nil, nil, err

@@ -110,19 +110,23 @@ func checkMemory(cmd *cobra.Command, need int64, what string) error {
 		what, sysmem.Format(need), sysmem.Format(budget), source, api.ErrOutOfMemory)
 }
 
-// checkModelMemory refuses a model whose weights, recurrent state and the
+// checkModelMemory refuses a model whose weights (stored as weights says:
+// api.BuildOptions.Weights, Invalid for F32), recurrent state and the
 // activations of a parallel pass over tokens tokens (0 for none) would not
 // fit the budget. Configurations that do not estimate their memory pass.
-func checkModelMemory(cmd *cobra.Command, cfg api.Config, tokens int) error {
+func checkModelMemory(cmd *cobra.Command, cfg api.Config, weights api.DType, tokens int) error {
 	est, ok := api.EstimateMemory(cfg)
 	if !ok {
 		return nil
 	}
 	what := fmt.Sprintf("a %s model of %d parameters", cfg.ArchName(), est.Parameters)
+	if weights != api.Invalid && weights != api.F32 {
+		what += fmt.Sprintf(" with %s weights", api.WeightName(weights))
+	}
 	if tokens > 0 {
 		what += fmt.Sprintf(" over %d tokens", tokens)
 	}
-	return checkMemory(cmd, est.InferenceBytes(1, tokens), what)
+	return checkMemory(cmd, est.InferenceBytesFor(weights, 1, tokens), what)
 }
 
 // readConfig returns the architecture's configuration from configFile, or
@@ -173,7 +177,7 @@ func loadModel(cmd *cobra.Command, dir, arch string, threads, tokens int, flags 
 		Arch:           arch,
 		AllowExtra:     flags.allowExtra,
 		AllowNonFinite: flags.allowNonFinite,
-		CheckConfig:    func(cfg api.Config) error { return checkModelMemory(cmd, cfg, tokens) },
+		CheckConfig:    func(cfg api.Config, weights api.DType) error { return checkModelMemory(cmd, cfg, weights, tokens) },
 		Progress: func(done, total int64) {
 			if bar == nil && total >= 64<<20 {
 				bar = newProgress(cmd, total, "loading", true)
