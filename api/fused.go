@@ -45,7 +45,8 @@ type ScanKernels interface {
 	// final carried state hT = h'_{T-1} [B,E,N] (H0, or zeros, when T = 0);
 	// and when hs is not nil, every token's state before injection, hs
 	// [B,T,E,N] with hs[b,t] = h_t (what a DenseMamba layer hands on to the
-	// layers after it).
+	// layers after it). hT may be the tensor H0: the state then advances
+	// in place, as a decode step wants.
 	SelectiveScan(y, hT, hs Tensor, in ScanArgs)
 	// SelectiveScanGrad sets the gradients of the scan's inputs from dy
 	// [B,T,E] and the gradients arriving at the other outputs: dhT [B,E,N]

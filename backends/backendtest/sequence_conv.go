@@ -30,7 +30,10 @@ var seqConvCases = []seqConvCase{
 	{B: 3, T: 2, C: 5, K: 4, bias: false, prev: true}, // T < K-1: windows start inside prev
 	{B: 1, T: 5, C: 2, K: 1, bias: true, prev: true},  // K = 1: prev is [B,0,C]
 	{B: 1, T: 1, C: 1, K: 1, bias: false, prev: false},
-	{B: 2, T: 0, C: 3, K: 4, bias: true, prev: true}, // empty sequence
+	{B: 1, T: 1, C: 6, K: 4, bias: true, prev: true},  // a decode step
+	{B: 2, T: 1, C: 5, K: 3, bias: false, prev: true}, // two sequences' steps
+	{B: 1, T: 2, C: 4, K: 4, bias: true, prev: false}, // short, zero prefix
+	{B: 2, T: 0, C: 3, K: 4, bias: true, prev: true},  // empty sequence
 }
 
 // seqConvData holds the inputs of one case in float32-exact float64; bias

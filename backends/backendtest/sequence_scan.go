@@ -145,6 +145,12 @@ func seqTestScan(t *testing.T, be scanBackend) {
 			y = seqGarbage(be, c.B, c.T, c.E)
 			be.SelectiveScan(y, nil, nil, in)
 			checkRel(t, "y (hT and hs nil)", download(y), want[:ny], RelTol)
+			if c.h0 { // the state advanced in place: hT is H0
+				y = seqGarbage(be, c.B, c.T, c.E)
+				be.SelectiveScan(y, in.H0, nil, in)
+				checkRel(t, "y (hT = H0)", download(y), want[:ny], RelTol)
+				checkRel(t, "hT = H0", download(in.H0), want[ny:ny+nh], RelTol)
+			}
 		})
 	}
 }

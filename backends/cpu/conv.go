@@ -80,23 +80,36 @@ func (b *Backend) CausalConv1d(dst, x, w, bias, prev api.Tensor) {
 	if pt != nil {
 		pv = pt.f32
 	}
-	wkc := convKernels.get(len(wt.f32))
-	convKernelKC(*wkc, wt.f32, d.C, d.K)
 	t := convTasks.get()
-	*t = convTask{d: d, dst: out.f32, x: xt.f32, wkc: *wkc, prev: pv}
+	*t = convTask{d: d, dst: out.f32, x: xt.f32, w: wt.f32, prev: pv}
 	if bt != nil {
 		t.bias = bt.f32
 	}
+	var wkc *[]float32
+	if d.B*d.T > convDirectRows {
+		wkc = convKernels.get(len(wt.f32))
+		convKernelKC(*wkc, wt.f32, d.C, d.K)
+		t.wkc = *wkc
+	}
 	b.run(d.B*d.T, seqGrain(d.C*d.K), t)
 	convTasks.put(t)
-	convKernels.put(wkc)
+	if wkc != nil {
+		convKernels.put(wkc)
+	}
 }
 
+// convDirectRows is the most output rows for which CausalConv1d reads the
+// weights as they are, [C,K], rather than first transposing them to
+// [K,C]: the transposition costs about one row's work, which a decode step
+// (one row per sequence) would pay for every token.
+const convDirectRows = 2
+
 // convTask computes rows of CausalConv1d's output dst [B*T][C] from x,
-// prev (nil for zeros), the weights as [K,C] and bias (nil for none).
+// prev (nil for zeros), the weights w [C,K] (read as wkc [K,C] when that
+// is not nil) and bias (nil for none).
 type convTask struct {
-	d                       convDims
-	dst, x, prev, wkc, bias []float32
+	d                          convDims
+	dst, x, prev, w, wkc, bias []float32
 }
 
 var convTasks taskPool[convTask]
@@ -114,6 +127,13 @@ func (t *convTask) run(lo, hi int) {
 		for k := range d.K {
 			src := convRow(d, t.x, t.prev, bi, tt+k)
 			if src == nil {
+				continue
+			}
+			if t.wkc == nil { // the same sums, reading w [C,K] with stride K
+				w := t.w[k:]
+				for c, v := range src {
+					o[c] += w[c*d.K] * v
+				}
 				continue
 			}
 			wk := t.wkc[k*d.C : (k+1)*d.C]

@@ -289,6 +289,30 @@ func TestCausalConv1dThreads(t *testing.T) {
 	}
 }
 
+// TestCausalConv1dSteps checks that a sequence convolved one token at a
+// time, carrying the K-1 previous inputs as a decode step does (the
+// weights read as [C,K]), gives the bits of the whole sequence at once
+// (the weights transposed to [K,C]).
+func TestCausalConv1dSteps(t *testing.T) {
+	c := convCase{B: 1, T: 9, C: 37, K: 4, bias: true, prev: true}
+	x, w, bias, prev := convInputs(c, 7)
+	b := cpu.New(api.BackendOptions{Threads: 1})
+	wt, bt := seqUp(b, w, c.C, c.K), seqUp(b, bias, c.C)
+	whole := b.Alloc(api.F32, c.B, c.T, c.C)
+	b.CausalConv1d(whole, seqUp(b, x, c.B, c.T, c.C), wt, bt, seqUp(b, prev, c.B, c.K-1, c.C))
+	want := seqDown(whole)
+	ctx := slices.Clone(prev) // the last K-1 inputs
+	for tt := range c.T {
+		xt := x[tt*c.C : (tt+1)*c.C]
+		y := b.Alloc(api.F32, 1, 1, c.C)
+		b.CausalConv1d(y, seqUp(b, xt, 1, 1, c.C), wt, bt, seqUp(b, ctx, 1, c.K-1, c.C))
+		if !seqBits(seqDown(y), want[tt*c.C:(tt+1)*c.C]) {
+			t.Fatalf("token %d: the step differs from the whole sequence", tt)
+		}
+		ctx = append(ctx[c.C:], xt...)
+	}
+}
+
 func TestCausalConv1dMisuse(t *testing.T) {
 	b := cpu.New(api.BackendOptions{Threads: 1})
 	x, w := b.Alloc(api.F32, 2, 5, 3), b.Alloc(api.F32, 3, 4)

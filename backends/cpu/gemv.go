@@ -149,6 +149,12 @@ func gemvRowsOf(rows, g int) (j, stride, n int) {
 // from their dot products s.
 func (t *gemvTask) store(i, j, stride int, s []float32) {
 	out := t.y[i*t.ldy+j:]
+	if t.beta == 0 { // old values are not read: they may be far from cache
+		for r, v := range s {
+			out[r*stride] = t.alpha * v
+		}
+		return
+	}
 	for r, v := range s {
 		out[r*stride] = gemvUpdate(out[r*stride], v, t.alpha, t.beta)
 	}

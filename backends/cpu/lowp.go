@@ -323,6 +323,12 @@ func (t *lowGemvTask) run(lo, hi int) {
 // products s (one per row, fewer when the set was cut short).
 func (t *lowGemvTask) store(i int, rs *lowRows, s []float32) {
 	out := t.y[i*t.ldy:]
+	if t.beta == 0 { // old values are not read: they may be far from cache
+		for r, v := range s {
+			out[rs.row(r)] = t.alpha * v
+		}
+		return
+	}
 	for r, v := range s {
 		o := &out[rs.row(r)]
 		*o = gemvUpdate(*o, v, t.alpha, t.beta)
