@@ -1,7 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
-#include "reduce_amd64.h"
+#include "dot_amd64.h"
 
 // Dot-product kernels of gemv (see gemv.go and gemv_amd64.go) in AVX2 and
 // FMA3. Each computes the dot products of four or eight matrix rows with
@@ -234,8 +234,10 @@ x3done:
 	VFMADD231PS off(SI)(R11*1), Y0, Y10; \
 	VFMADD231PS off(SI)(R12*1), Y0, Y11
 
-// ADVSIDI(n) moves the row and vector pointers of the eight-row kernel.
-#define ADVSIDI(n) ADDQ $n, SI; ADDQ $n, DI
+// ADVSIDI(n) moves the row and vector pointers of the eight-row kernel,
+// first asking for the two lines PFD bytes ahead in each row (the steps
+// between two ADVSIDI read at most 128 bytes of a row).
+#define ADVSIDI(n) PREFETCH8(PFD); PREFETCH8(PFD+64); ADDQ $n, SI; ADDQ $n, DI
 
 // func gemvDot8x1AVX2(k int, w *float32, ldw int, x, out *float32)
 TEXT ·gemvDot8x1AVX2(SB), NOSPLIT, $0-40

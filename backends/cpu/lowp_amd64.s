@@ -1,7 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
-#include "reduce_amd64.h"
+#include "dot_amd64.h"
 
 // The kernels of the AVX2 lowDots (lowp_amd64.go): dot products of four
 // or eight rows of a BF16 or Q8_0 matrix with a vector, in AVX2, FMA3 and
@@ -131,6 +131,34 @@ bf16Dot4x2AVX2loop:
 	VZEROUPPER
 	RET
 
+// BF16ROW8 adds the 8 elements at off bytes into the rows to the eight
+// accumulators, with Y0 the vector's 8 elements.
+#define BF16ROW8(off) \
+	VPMOVZXWD   off(SI), Y1;        \
+	VPSLLD      $16, Y1, Y1;        \
+	VFMADD231PS Y1, Y0, Y4;         \
+	VPMOVZXWD   off(SI)(R8*1), Y2;  \
+	VPSLLD      $16, Y2, Y2;        \
+	VFMADD231PS Y2, Y0, Y5;         \
+	VPMOVZXWD   off(SI)(R8*2), Y3;  \
+	VPSLLD      $16, Y3, Y3;        \
+	VFMADD231PS Y3, Y0, Y6;         \
+	VPMOVZXWD   off(SI)(R9*1), Y1;  \
+	VPSLLD      $16, Y1, Y1;        \
+	VFMADD231PS Y1, Y0, Y7;         \
+	VPMOVZXWD   off(SI)(R8*4), Y2;  \
+	VPSLLD      $16, Y2, Y2;        \
+	VFMADD231PS Y2, Y0, Y8;         \
+	VPMOVZXWD   off(SI)(R10*1), Y3; \
+	VPSLLD      $16, Y3, Y3;        \
+	VFMADD231PS Y3, Y0, Y9;         \
+	VPMOVZXWD   off(SI)(R11*1), Y1; \
+	VPSLLD      $16, Y1, Y1;        \
+	VFMADD231PS Y1, Y0, Y10;        \
+	VPMOVZXWD   off(SI)(R12*1), Y2; \
+	VPSLLD      $16, Y2, Y2;        \
+	VFMADD231PS Y2, Y0, Y11
+
 // func bf16Dot8x1AVX2(n int, w *byte, ldw int, x, out *float32)
 //
 // Eight BF16 rows (ldw bytes apart), n elements (a multiple of 8, n >= 8),
@@ -145,36 +173,38 @@ TEXT ·bf16Dot8x1AVX2(SB), NOSPLIT, $0-40
 	ZERO8
 	SHRQ $3, CX
 
-bf16Dot8x1AVX2loop:
+	// Four steps (64 bytes of each row) at a time, each time asking for
+	// the line PFD bytes ahead in each row.
+	CMPQ CX, $4
+	JB   bf16Dot8x1AVX2one
+
+bf16Dot8x1AVX2four:
+	PREFETCH8(PFD)
 	VMOVUPS (DI), Y0
-	VPMOVZXWD   (SI), Y1
-	VPSLLD      $16, Y1, Y1
-	VFMADD231PS Y1, Y0, Y4
-	VPMOVZXWD   (SI)(R8*1), Y2
-	VPSLLD      $16, Y2, Y2
-	VFMADD231PS Y2, Y0, Y5
-	VPMOVZXWD   (SI)(R8*2), Y3
-	VPSLLD      $16, Y3, Y3
-	VFMADD231PS Y3, Y0, Y6
-	VPMOVZXWD   (SI)(R9*1), Y1
-	VPSLLD      $16, Y1, Y1
-	VFMADD231PS Y1, Y0, Y7
-	VPMOVZXWD   (SI)(R8*4), Y2
-	VPSLLD      $16, Y2, Y2
-	VFMADD231PS Y2, Y0, Y8
-	VPMOVZXWD   (SI)(R10*1), Y3
-	VPSLLD      $16, Y3, Y3
-	VFMADD231PS Y3, Y0, Y9
-	VPMOVZXWD   (SI)(R11*1), Y1
-	VPSLLD      $16, Y1, Y1
-	VFMADD231PS Y1, Y0, Y10
-	VPMOVZXWD   (SI)(R12*1), Y2
-	VPSLLD      $16, Y2, Y2
-	VFMADD231PS Y2, Y0, Y11
+	BF16ROW8(0)
+	VMOVUPS 32(DI), Y0
+	BF16ROW8(16)
+	VMOVUPS 64(DI), Y0
+	BF16ROW8(32)
+	VMOVUPS 96(DI), Y0
+	BF16ROW8(48)
+	ADDQ $128, DI
+	ADDQ $64, SI
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JAE  bf16Dot8x1AVX2four
+	TESTQ CX, CX
+	JZ   bf16Dot8x1AVX2done
+
+bf16Dot8x1AVX2one:
+	VMOVUPS (DI), Y0
+	BF16ROW8(0)
 	ADDQ $32, DI
 	ADDQ $16, SI
 	DECQ CX
-	JNZ  bf16Dot8x1AVX2loop
+	JNZ  bf16Dot8x1AVX2one
+
+bf16Dot8x1AVX2done:
 	REDUCE4(Y4, Y5, Y6, Y7, X4, 0)
 	REDUCE4(Y8, Y9, Y10, Y11, X8, 16)
 	VZEROUPPER
@@ -266,6 +296,7 @@ TEXT ·q8Dot8x1AVX2(SB), NOSPLIT, $0-48
 	ZERO8
 
 q8Dot8x1AVX2loop:
+	PREFETCH8(PFD)
 	VMOVDQU      (DI), Y12
 	VMOVDQU      32(DI), Y13
 	VBROADCASTSS (AX), Y14
