@@ -23,6 +23,7 @@ type Params struct {
 	names   []string
 	vars    []*Var
 	index   map[string]int
+	gen     uint64 // see Generation
 }
 
 // NewParams returns an empty collection whose parameters live on b and are
@@ -60,6 +61,17 @@ func NewUninitializedParams(b api.Backend) *Params {
 
 // Backend returns the backend the parameters live on.
 func (p *Params) Backend() api.Backend { return p.b }
+
+// Generation counts the changes to the parameters' values the collection
+// knows of: ModelParams.WriteParams, and Changed. Values derived from the
+// parameters and kept between calls (Mamba's decode step keeps A =
+// -exp(A_log)) are computed again when it moves.
+func (p *Params) Generation() uint64 { return p.gen }
+
+// Changed tells the collection that its values are about to change or
+// have changed: a model's training step calls it, as the optimizer then
+// updates the parameters in place.
+func (p *Params) Changed() { p.gen++ }
 
 // Scope returns the root scope: names built from it have no prefix.
 func (p *Params) Scope() Scope { return Scope{p: p} }
@@ -260,6 +272,7 @@ func (m ModelParams) ReadParams(ctx context.Context, names []string) ([]api.Host
 
 // WriteParams overwrites parameters.
 func (m ModelParams) WriteParams(ctx context.Context, values []api.HostTensor) error {
+	m.p.Changed() // also when it fails part way
 	return api.WriteParameters(ctx, m.p.Parameters(), values)
 }
 

@@ -219,6 +219,7 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 	if err := nn.CheckTrainable(m.params); err != nil {
 		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
+	m.params.Changed() // the optimizer updates the weights next
 	tok, _, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
 	if err != nil {
 		return 0, fmt.Errorf("mamba: %w", err)

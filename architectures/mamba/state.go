@@ -47,15 +47,12 @@ func (s *State) Batch() int { return s.batch }
 // Len returns the number of tokens consumed per sequence.
 func (s *State) Len() int { return s.pos }
 
-// Reset zeroes the state and takes A = -exp(A_log) from the weights again.
+// Reset zeroes the state.
 func (s *State) Reset() (err error) {
 	defer api.Recover(&err)
 	for i := range s.conv {
 		s.m.b.Fill(s.conv[i], 0)
 		s.m.b.Fill(s.ssm[i], 0)
-	}
-	if s.step != nil {
-		s.step.setA(s.m)
 	}
 	s.pos = 0
 	return nil
@@ -90,6 +87,7 @@ type stepBuffers struct {
 	dt                   api.Tensor   // [B,R]
 	bm, cm               api.Tensor   // [B,1,N]
 	a                    []api.Tensor // per layer A = -exp(A_log) [E,N] (see setA)
+	aGen                 uint64       // the parameters' Generation a was computed at
 	shift                api.Tensor   // [B,K-2,E], nil when K < 2
 	logits               api.Tensor   // [B,V]
 	convW                []api.Tensor
@@ -154,20 +152,23 @@ func (m *Model) newStepBuffers(batch int) *stepBuffers {
 }
 
 // setA sets each layer's A = -exp(A_log), which the steps read: it only
-// changes with the weights, and computing it every step cost 7% of a
-// step with 8-bit weights.
+// changes with the weights (computing it every step cost 7% of a step
+// with 8-bit weights), so Step calls it again only when the parameters'
+// Generation has moved.
 func (s *stepBuffers) setA(m *Model) {
 	for i, l := range m.layers {
 		m.b.Unary(api.OpExp, s.a[i], l.aLog.Value())
 		m.b.Unary(api.OpNeg, s.a[i], s.a[i])
 	}
+	s.aGen = m.params.Generation()
 }
 
 // Step feeds one token per sequence through the recurrent form and returns
 // the logits [B,V], which belong to s and are overwritten by the next Step.
-// After the first Step on a state it allocates nothing. The state takes
-// A = -exp(A_log) from the weights at its first Step and at Reset: weights
-// changed in between (a training step) reach a new or reset state.
+// After the first Step on a state it allocates nothing. A = -exp(A_log) is
+// kept from step to step, and computed again after WriteParams or a
+// training step (LossAndGrad); weights written straight into the tensors
+// of Parameters in between reach a Step only after one of those.
 func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
 	st, err := m.ownState(s, len(ids))
@@ -181,6 +182,9 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tenso
 		st.step = m.newStepBuffers(st.batch)
 	}
 	sb, b, c := st.step, m.b, m.cfg
+	if sb.aGen != m.params.Generation() {
+		sb.setA(m)
+	}
 	if err := sb.ids.Upload(b, ids, c.VocabSize); err != nil {
 		return nil, fmt.Errorf("mamba: %w", err)
 	}
