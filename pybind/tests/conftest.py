@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -51,6 +52,10 @@ def tiny_dirs(tmp_path_factory) -> dict[str, pathlib.Path]:
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs code in a fresh interpreter (for what touches process-wide
-    state: signals, plugins, the RSS)."""
+    state: signals, plugins, the RSS). The interpreter starts with SIGINT's
+    default action, so that it raises KeyboardInterrupt as in a terminal
+    even when the tests run as a shell's background job, which ignores
+    SIGINT, an ignoring that children inherit."""
     return subprocess.run([sys.executable, "-c", code], env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
