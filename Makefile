@@ -129,6 +129,7 @@ fuzz:
 	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzOpenPyTorch$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzPyTorchPickle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzReadState$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzEncodeReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
