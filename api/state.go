@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"unsafe"
 )
 
 // StateSaver is a model whose recurrent states can be read out and written
@@ -105,21 +105,45 @@ func ConfigHash(cfg Config) (string, error) {
 // once (about a third of a second for 500 MB).
 func WeightsHash(ctx context.Context, m Model) (string, error) {
 	h := sha256.New()
-	var head bytes.Buffer
+	add := func(name string, d DType, shape Shape, data []byte) {
+		fmt.Fprintf(h, "%q %s %v %d\n", name, d, shape, len(data))
+		h.Write(data)
+	}
+	if lm, ok := m.(LocalModel); ok {
+		// The tensors as they are, without a copy where they are host
+		// memory in the byte order of the files.
+		var buf []byte
+		for _, p := range lm.Parameters() {
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			t := p.Value
+			n := t.DType().Bytes(t.Shape().NumElements())
+			if f, ok := t.(HostFloat32s); ok && t.DType() == F32 && littleEndian {
+				add(p.Name, F32, t.Shape(), unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f.HostFloat32s()))), n))
+				continue
+			}
+			buf = slices.Grow(buf[:0], n)[:n]
+			t.Backend().Download(buf, t)
+			add(p.Name, t.DType(), t.Shape(), buf)
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
 	for _, p := range m.Params() {
 		vals, err := m.ReadParams(ctx, []string{p.Name})
 		if err != nil {
 			return "", fmt.Errorf("weights hash: %w", err)
 		}
 		for _, v := range vals {
-			head.Reset()
-			fmt.Fprintf(&head, "%q %s %v %d\n", v.Name, v.DType, v.Shape, len(v.Data))
-			h.Write(head.Bytes())
-			h.Write(v.Data)
+			add(v.Name, v.DType, v.Shape, v.Data)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// littleEndian reports whether the host stores numbers little-endian, as
+// HostTensor data and the files are.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // stateSaver returns m as a StateSaver, or an error wrapping
 // ErrUnsupported.

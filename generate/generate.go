@@ -161,9 +161,14 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 	if err := ctx.Err(); err != nil {
 		return out, err
 	}
-	st, err := m.NewState(B)
-	if err != nil {
-		return nil, fmt.Errorf("new state for %d sequences: %w", B, err)
+	st := o.State
+	if st == nil {
+		var err error
+		if st, err = m.NewState(B); err != nil {
+			return nil, fmt.Errorf("new state for %d sequences: %w", B, err)
+		}
+	} else if B != 1 || st.Batch() != 1 {
+		return nil, fmt.Errorf("a given state continues one prompt, not %d, with a state of %d: %w", B, st.Batch(), api.ErrConfig)
 	}
 
 	// Prefill the common length: only the last position's logits are
@@ -187,9 +192,19 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 		active[b] = true
 	}
 	next := make([]int32, B)
+	unfed := int32(-1) // with o.State: a token sampled and not yet fed to it
 	end := func(b int) {
 		active[b] = false
 		left--
+	}
+	finish := func() ([][]int32, error) {
+		if o.State == nil || unfed < 0 {
+			return out, nil
+		}
+		if _, err := m.Step(ctx, st, []int32{unfed}); err != nil {
+			return out, fmt.Errorf("the last token into the state: %w", err)
+		}
+		return out, nil
 	}
 	for {
 		for b := range B {
@@ -205,6 +220,7 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 			if err != nil {
 				return out, fmt.Errorf("sequence %d, token %d: %w", b, len(out[b]), err)
 			}
+			unfed = tok
 			if slices.Contains(o.EOS, tok) {
 				end(b)
 				if onEnd != nil {
@@ -221,7 +237,7 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 				return out, err
 			}
 			if v == endAll {
-				return out, nil
+				return finish()
 			}
 			if v == endSeq || len(out[b]) >= o.MaxTokens {
 				end(b)
@@ -235,7 +251,7 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 			next[b] = tok
 		}
 		if left == 0 {
-			return out, nil
+			return finish()
 		}
 		if err := ctx.Err(); err != nil {
 			return out, fmt.Errorf("step %d: %w", fed-L0+1, err)
@@ -244,6 +260,7 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 		if err != nil {
 			return out, fmt.Errorf("step %d: %w", fed-L0+1, err)
 		}
+		unfed = -1
 		fed++
 		if logits, err = rows.step(t, B, V); err != nil {
 			return out, fmt.Errorf("step %d: %w", fed-L0, err)

@@ -302,3 +302,51 @@ func TestRepetitionPenaltyHistory(t *testing.T) {
 		t.Fatalf("got %v, want [3 4 4 4]", got)
 	}
 }
+
+// TestContinueState checks Options.State: a state continued by a first
+// Generate holds the prompt and every token sampled (the last one and an
+// end-of-sequence token included), so that a second Generate with another
+// prompt on it decodes what one Generate over everything does; a batch
+// with a state is refused.
+func TestContinueState(t *testing.T) {
+	ctx := context.Background()
+	m := tinyMamba(t, 1)
+	o := DefaultOptions()
+	o.MaxTokens = 6
+	first := gen(t, m, [][]int32{prompt7}, o)[0]
+	for _, eos := range []bool{false, true} {
+		o := o
+		consumed := len(prompt7) + len(first)
+		if eos {
+			o.EOS = []int32{first[4]}
+			consumed = len(prompt7) + slices.Index(first, first[4]) + 1
+		}
+		st, err := m.NewState(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.State = st
+		out := gen(t, m, [][]int32{prompt7}, o)[0]
+		if st.Len() != consumed {
+			t.Fatalf("eos %v: the state consumed %d tokens, want %d", eos, st.Len(), consumed)
+		}
+		second := []int32{9, 8, 7}
+		got := gen(t, m, [][]int32{second}, o)[0]
+		whole := append(append(slices.Clone(prompt7), out...), second...)
+		if eos {
+			whole = append(append(append(slices.Clone(prompt7), out...), o.EOS[0]), second...)
+		}
+		o.State = nil
+		if want := gen(t, m, [][]int32{whole}, o)[0]; !slices.Equal(got, want) {
+			t.Fatalf("eos %v: continued %v, in one go %v", eos, got, want)
+		}
+	}
+	st, err := m.NewState(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.State = st
+	if _, err := Generate(ctx, m, [][]int32{prompt7, prompt7}, o, nil); !errors.Is(err, api.ErrConfig) {
+		t.Fatalf("a batch with a state: %v, want ErrConfig", err)
+	}
+}

@@ -46,6 +46,14 @@ type Options struct {
 	// sequence ends only at MaxTokens (the text-level functions default it
 	// to the tokenizer's EOS token).
 	EOS []int32
+	// State, when not nil, is a state of one sequence that decoding
+	// continues instead of starting from an empty one (api.Restore makes
+	// one from a snapshot): the single prompt follows the tokens it has
+	// consumed. When decoding ends, the state has consumed the prompt and
+	// every token sampled, the last one and an end-of-sequence token
+	// included, so that it can be saved (api.Snapshot) and continued. On
+	// an error it is left part way.
+	State api.State
 }
 
 // DefaultOptions returns greedy decoding of at most 256 tokens with every

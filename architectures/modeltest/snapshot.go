@@ -58,6 +58,11 @@ func CheckStateSnapshots(t *testing.T, m, other api.Model, ids [][]int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The hash of a model in this process, read in place, is the hash of
+	// its parameters as any model gives them (ReadParams).
+	if h, err := api.WeightsHash(ctx, remoteModel{m}); err != nil || h != id.WeightsHash {
+		t.Fatalf("weights hash through ReadParams %s (%v), in place %s", h, err, id.WeightsHash)
+	}
 	snap, err := api.Snapshot(ctx, m, orig, id)
 	if err != nil {
 		t.Fatal(err)
@@ -158,3 +163,7 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// remoteModel hides every capability of a model but api.Model, as a model
+// in another process has only those methods.
+type remoteModel struct{ api.Model }

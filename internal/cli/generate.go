@@ -12,6 +12,7 @@ import (
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/generate"
+	"github.com/densessm/densessm/tokenizer"
 )
 
 // maxPromptBytes caps a prompt read from stdin.
@@ -24,6 +25,7 @@ func newGenerateCmd() *cobra.Command {
 		eos      []int
 		jsonOut  bool
 		noPrompt bool
+		states   stateFlags
 	)
 	o.MaxTokens = 200
 	cmd := &cobra.Command{
@@ -44,7 +46,14 @@ prompt (--no-prompt leaves the prompt out). Several prompts are generated
 together as one batch, sharing each decoding step, and printed in order,
 separated by blank lines. --json prints one JSON object per prompt instead:
 {"prompt","text","seed"}. Without --seed the seed is drawn at random; --json
-reports it so that a run can be repeated exactly.`,
+reports it so that a run can be repeated exactly.
+
+--save-state FILE writes the model's recurrent state after the run to FILE
+(a state file: docs/state.md): it holds the prompt and every token
+sampled. --state FILE continues such a state: the prompt follows what it
+holds, as if the earlier prompts and outputs came before it, without
+running them again. A state file made by another model (architecture,
+configuration or weights) is refused. Both take one prompt.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("seed") {
@@ -64,54 +73,28 @@ reports it so that a run can be repeated exactly.`,
 			if err != nil {
 				return err
 			}
+			if states.used() && len(prompts) != 1 {
+				return fmt.Errorf("--state and --save-state take one prompt, not %d: %w", len(prompts), api.ErrConfig)
+			}
 			m, tok, err := lm.open(cmd, 512)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if len(prompts) == 1 && !jsonOut {
-				if !noPrompt {
-					if _, err := io.WriteString(out, prompts[0]); err != nil {
-						return err
-					}
-				}
-				_, err := generate.Text(cmd.Context(), m, tok, prompts[0], o, func(piece string) error {
-					_, err := io.WriteString(out, piece)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				_, err = io.WriteString(out, "\n")
+			if o.State, err = states.open(cmd.Context(), m); err != nil {
 				return err
 			}
-			texts, err := generate.Stream(cmd.Context(), m, tok, prompts, o, nil)
-			if err != nil {
+			if o.State != nil {
+				defer o.State.Close()
+			}
+			if err := generateText(cmd, m, tok, prompts, o, jsonOut, noPrompt); err != nil {
 				return err
 			}
-			enc := json.NewEncoder(out)
-			for i, text := range texts {
-				if jsonOut {
-					if err := enc.Encode(map[string]any{"prompt": prompts[i], "text": text, "seed": o.Seed}); err != nil {
-						return err
-					}
-					continue
-				}
-				if i > 0 {
-					io.WriteString(out, "\n")
-				}
-				if !noPrompt {
-					io.WriteString(out, prompts[i])
-				}
-				if _, err := fmt.Fprintln(out, text); err != nil {
-					return err
-				}
-			}
-			return nil
+			return states.save(cmd.Context(), m, o.State)
 		},
 	}
 	f := cmd.Flags()
 	lm.register(f)
+	states.register(f)
 	f.IntVar(&o.MaxTokens, "max-tokens", o.MaxTokens, "new tokens per prompt, at most")
 	f.Float64Var(&o.Temperature, "temperature", 0.8, "sampling temperature (0: greedy)")
 	f.IntVar(&o.TopK, "top-k", 40, "sample from the K most likely tokens (0: all)")
@@ -125,6 +108,51 @@ reports it so that a run can be repeated exactly.`,
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object per prompt")
 	f.BoolVar(&noPrompt, "no-prompt", false, "print only the generated text, not the prompt before it")
 	return cmd
+}
+
+// generateText decodes prompts and prints the result: streamed for one
+// prompt (unless jsonOut), else in order or as JSON lines.
+func generateText(cmd *cobra.Command, m api.Model, tok *tokenizer.Tokenizer, prompts []string, o generate.TextOptions, jsonOut, noPrompt bool) error {
+	out := cmd.OutOrStdout()
+	if len(prompts) == 1 && !jsonOut {
+		if !noPrompt {
+			if _, err := io.WriteString(out, prompts[0]); err != nil {
+				return err
+			}
+		}
+		_, err := generate.Text(cmd.Context(), m, tok, prompts[0], o, func(piece string) error {
+			_, err := io.WriteString(out, piece)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(out, "\n")
+		return err
+	}
+	texts, err := generate.Stream(cmd.Context(), m, tok, prompts, o, nil)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	for i, text := range texts {
+		if jsonOut {
+			if err := enc.Encode(map[string]any{"prompt": prompts[i], "text": text, "seed": o.Seed}); err != nil {
+				return err
+			}
+			continue
+		}
+		if i > 0 {
+			io.WriteString(out, "\n")
+		}
+		if !noPrompt {
+			io.WriteString(out, prompts[i])
+		}
+		if _, err := fmt.Fprintln(out, text); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readPrompts returns the prompts of the arguments, reading stdin for "-"

@@ -185,6 +185,8 @@ func TestBadInputs(t *testing.T) {
 		{"logits unknown backend", "", []string{"logits", "--model", model, "--ids", "1", "--backend", "abacus", "--out", filepath.Join(out, "l.npy")}, "abacus"},
 		{"generate unknown backend", "", []string{"generate", "--backend", "abacus", "x"}, "abacus"},
 		{"generate unknown weights", "", []string{"generate", "--weights", "q4", "x"}, "--weights"},
+		{"generate state not a state file", "", []string{"generate", "--state", fixture, "x"}, "not a state file"},
+		{"generate state of two prompts", "", []string{"generate", "--save-state", filepath.Join(out, "s"), "x", "y"}, "one prompt"},
 		{"eval unknown weights", "", []string{"eval", "ppl", "--weights", "int8", "--data", corpus}, "--weights"},
 		{"bench model unknown weights", "", []string{"bench", "model", "--arch", "mamba", "--weights", "f16"}, "--weights"},
 		{"train a low-precision model", "", []string{"bench", "model", "--arch", "mamba", "--weights", "q8", "--prefill", "0", "--decode", "0", "--train-step"}, "training needs F32 weights"},

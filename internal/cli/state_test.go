@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/densessm/densessm/checkpoint"
+)
+
+// TestGenerateStates checks --save-state and --state on the built-in
+// model: a saved state holds the prompt and the output, a continued run
+// is repeatable and saves a state further on, and a state of other
+// weights, a missing file and several prompts are refused with a message.
+func TestGenerateStates(t *testing.T) {
+	dir := t.TempDir()
+	s1, s2 := filepath.Join(dir, "s1.safetensors"), filepath.Join(dir, "s2.safetensors")
+	greedy := []string{"generate", "--temperature", "0", "--max-tokens", "8", "--threads", "1"}
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, st := runCLI(t, append(append([]string(nil), greedy...), args...)...)
+		if st != 0 {
+			t.Fatalf("%v: status %d: %s", args, st, errOut)
+		}
+		return out
+	}
+	run("--save-state", s1, "func main() {")
+	first, err := checkpoint.ReadState(s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Batch != 1 || first.Tokens < 9 {
+		t.Fatalf("saved state: %d sequences at %d tokens, want 1 at the prompt's and 8 more", first.Batch, first.Tokens)
+	}
+	a := run("--state", s1, "--save-state", s2, "\n\tx := ")
+	if b := run("--state", s1, "\n\tx := "); a != b {
+		t.Fatalf("two runs from one state differ:\n%q\n%q", a, b)
+	}
+	second, err := checkpoint.ReadState(s2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Tokens <= first.Tokens+1 {
+		t.Fatalf("continued state at %d tokens, the first at %d", second.Tokens, first.Tokens)
+	}
+
+	other := first
+	other.WeightsHash = strings.Repeat("0", 64)
+	s3 := filepath.Join(dir, "other.safetensors")
+	if err := checkpoint.WriteState(context.Background(), s3, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--state", s3, "x"}, "other weights"},
+		{[]string{"--state", filepath.Join(dir, "missing"), "x"}, "not found"},
+		{[]string{"--save-state", s1, "a", "b"}, "one prompt"},
+	} {
+		_, errOut, st := runCLI(t, append(append([]string(nil), greedy...), c.args...)...)
+		if st == 0 || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("%v: status %d, stderr %q; want a one-line error saying %q", c.args, st, errOut, c.want)
+		}
+	}
+}
