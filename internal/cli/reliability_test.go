@@ -187,6 +187,7 @@ func TestBadInputs(t *testing.T) {
 		{"generate unknown weights", "", []string{"generate", "--weights", "q4", "x"}, "--weights"},
 		{"generate state not a state file", "", []string{"generate", "--state", fixture, "x"}, "not a state file"},
 		{"generate state of two prompts", "", []string{"generate", "--save-state", filepath.Join(out, "s"), "x", "y"}, "one prompt"},
+		{"verify too few tokens", "", []string{"verify", "--tokens", "3"}, "tokens 3"},
 		{"eval unknown weights", "", []string{"eval", "ppl", "--weights", "int8", "--data", corpus}, "--weights"},
 		{"bench model unknown weights", "", []string{"bench", "model", "--arch", "mamba", "--weights", "f16"}, "--weights"},
 		{"train a low-precision model", "", []string{"bench", "model", "--arch", "mamba", "--weights", "q8", "--prefill", "0", "--decode", "0", "--train-step"}, "training needs F32 weights"},

@@ -57,6 +57,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newBenchCmd(),
 		newTrainCmd(),
 		newGenerateCmd(),
+		newVerifyCmd(),
 		newEvalCmd(),
 	)
 	return root

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +64,24 @@ func TestGenerateStates(t *testing.T) {
 		if st == 0 || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("%v: status %d, stderr %q; want a one-line error saying %q", c.args, st, errOut, c.want)
 		}
+	}
+}
+
+// TestVerifyCommand runs verify on the built-in model: every check
+// passes, in the table and in JSON.
+func TestVerifyCommand(t *testing.T) {
+	out, errOut, st := runCLI(t, "verify", "--threads", "1", "--tokens", "16")
+	if st != 0 || !strings.Contains(out, "snapshot, restore, continue") || strings.Contains(out, "FAIL") {
+		t.Fatalf("status %d\n%s\n%s", st, out, errOut)
+	}
+	out, errOut, st = runCLI(t, "verify", "--threads", "1", "--tokens", "16", "--json")
+	var r struct {
+		Checks []struct {
+			Name string
+			Pass bool
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); st != 0 || err != nil || len(r.Checks) != 5 {
+		t.Fatalf("--json: status %d, %v: %s %s", st, err, out, errOut)
 	}
 }
