@@ -15,7 +15,7 @@ import (
 // (docs/state.md).
 type stateFlags struct {
 	load, saveTo string
-	id         api.StateSnapshot // the model's identity, once open has run
+	id           api.StateSnapshot // the model's identity, once open has run
 }
 
 func (s *stateFlags) register(f *pflag.FlagSet) {
