@@ -116,6 +116,41 @@ const (
 	endAll                // decoding stops
 )
 
+// prefillPrompts returns the state the prompts' first L0 tokens leave
+// (o.State, a new one, or one from o.Cache) and the logits [B,V] after
+// them.
+func prefillPrompts(ctx context.Context, m api.Model, prompts [][]int32, L0 int, o Options) (api.State, api.Tensor, error) {
+	B := len(prompts)
+	switch {
+	case o.Cache != nil && o.State != nil:
+		return nil, nil, fmt.Errorf("a prefix cache and a given state: %w", api.ErrConfig)
+	case o.Cache != nil && B != 1:
+		return nil, nil, fmt.Errorf("a prefix cache serves one prompt, not %d: %w", B, api.ErrConfig)
+	case o.Cache != nil:
+		if o.Cache.m != m {
+			return nil, nil, fmt.Errorf("a prefix cache of another model: %w", api.ErrConfig)
+		}
+		return o.Cache.prefill(ctx, prompts[0])
+	case o.State != nil && (B != 1 || o.State.Batch() != 1):
+		return nil, nil, fmt.Errorf("a given state continues one prompt, not %d, with a state of %d: %w", B, o.State.Batch(), api.ErrConfig)
+	}
+	st := o.State
+	if st == nil {
+		var err error
+		if st, err = m.NewState(B); err != nil {
+			return nil, nil, fmt.Errorf("new state for %d sequences: %w", B, err)
+		}
+	}
+	t, err := prefillLast(ctx, m, st, prompts, L0)
+	if err != nil {
+		if o.State == nil {
+			st.Close()
+		}
+		return nil, nil, err
+	}
+	return st, t, nil
+}
+
 // run is the decoding loop of Generate. onToken gets each token kept in a
 // sequence; onEnd (optional) is called when a sequence ends at an
 // end-of-sequence token or at o.MaxTokens, not when onToken ended it. An
@@ -161,23 +196,16 @@ func run(ctx context.Context, m api.Model, prompts [][]int32, o Options,
 	if err := ctx.Err(); err != nil {
 		return out, err
 	}
-	st := o.State
-	if st == nil {
-		var err error
-		if st, err = m.NewState(B); err != nil {
-			return nil, fmt.Errorf("new state for %d sequences: %w", B, err)
-		}
-	} else if B != 1 || st.Batch() != 1 {
-		return nil, fmt.Errorf("a given state continues one prompt, not %d, with a state of %d: %w", B, st.Batch(), api.ErrConfig)
-	}
-
 	// Prefill the common length: only the last position's logits are
 	// needed.
-	var rows logitRows
-	t, err := prefillLast(ctx, m, st, prompts, L0)
+	st, t, err := prefillPrompts(ctx, m, prompts, L0, o)
 	if err != nil {
 		return out, err
 	}
+	if o.State == nil {
+		defer st.Close()
+	}
+	var rows logitRows
 	logits, err := rows.copied(t, B, V) // [B*V]: the rows to sample from
 	if err != nil {
 		return out, fmt.Errorf("prefill: %w", err)

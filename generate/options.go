@@ -54,6 +54,11 @@ type Options struct {
 	// included, so that it can be saved (api.Snapshot) and continued. On
 	// an error it is left part way.
 	State api.State
+	// Cache, when not nil, prefills the single prompt from the longest
+	// prefix of it whose state the cache holds, and keeps the prompt's
+	// states for later prompts (PrefixCache). It cannot be used with
+	// State.
+	Cache *PrefixCache
 }
 
 // DefaultOptions returns greedy decoding of at most 256 tokens with every

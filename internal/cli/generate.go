@@ -53,7 +53,13 @@ reports it so that a run can be repeated exactly.
 sampled. --state FILE continues such a state: the prompt follows what it
 holds, as if the earlier prompts and outputs came before it, without
 running them again. A state file made by another model (architecture,
-configuration or weights) is refused. Both take one prompt.`,
+configuration or weights) is refused.
+
+--cache-dir DIR keeps the prompt's states in DIR (one every --cache-every
+tokens, and one after all but its last token; at most --cache-size of files,
+the least recently used going first), and starts from the longest prefix of
+the prompt whose state is there: a prompt run before runs one token, one that
+shares a prefix with it at most --cache-every. These flags take one prompt.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("seed") {
@@ -74,10 +80,13 @@ configuration or weights) is refused. Both take one prompt.`,
 				return err
 			}
 			if states.used() && len(prompts) != 1 {
-				return fmt.Errorf("--state and --save-state take one prompt, not %d: %w", len(prompts), api.ErrConfig)
+				return fmt.Errorf("--state, --save-state and --cache-dir take one prompt, not %d: %w", len(prompts), api.ErrConfig)
 			}
 			m, tok, err := lm.open(cmd, 512)
 			if err != nil {
+				return err
+			}
+			if o.Cache, err = states.cache(cmd.Context(), m); err != nil {
 				return err
 			}
 			if o.State, err = states.open(cmd.Context(), m); err != nil {

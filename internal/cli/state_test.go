@@ -85,3 +85,32 @@ func TestVerifyCommand(t *testing.T) {
 		t.Fatalf("--json: status %d, %v: %s %s", st, err, out, errOut)
 	}
 }
+
+// TestGenerateCacheDir checks --cache-dir: a second run of a prompt finds
+// its states on disk and prints what the first printed, and the flags it
+// cannot go with are refused.
+func TestGenerateCacheDir(t *testing.T) {
+	dir := t.TempDir()
+	prompt := strings.Repeat("func f() int { return 1 }\n", 20)
+	args := []string{"generate", "--temperature", "0", "--max-tokens", "8", "--threads", "1", "--cache-dir", dir, "--cache-every", "16", prompt}
+	first, errOut, st := runCLI(t, args...)
+	if st != 0 {
+		t.Fatalf("status %d: %s", st, errOut)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("%d state files in the cache directory (%v)", len(files), err)
+	}
+	if again, errOut, st := runCLI(t, args...); st != 0 || again != first {
+		t.Fatalf("second run: status %d %s\n%q\nfirst:\n%q", st, errOut, again, first)
+	}
+	for _, bad := range [][]string{
+		{"--cache-dir", dir, "--save-state", filepath.Join(dir, "s"), "x"},
+		{"--cache-dir", dir, "--cache-size", "lots", "x"},
+		{"--cache-dir", dir, "a", "b"},
+	} {
+		if _, errOut, st := runCLI(t, append([]string{"generate", "--max-tokens", "1"}, bad...)...); st == 0 || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("%v: status %d, stderr %q", bad, st, errOut)
+		}
+	}
+}
