@@ -20,8 +20,9 @@ import (
 type StateSaver interface {
 	Model
 	// SaveState returns a copy of s's contents: Batch, Tokens and Tensors
-	// (named by the model, in a fixed order). The identity fields are left
-	// empty; Snapshot fills them.
+	// (named by the model, in a fixed order, each with the batch as its
+	// first axis). The identity fields are left empty; Snapshot fills
+	// them.
 	SaveState(ctx context.Context, s State) (StateSnapshot, error)
 	// LoadState overwrites s, a state of snap.Batch sequences made by this
 	// model, with snap's Tensors and Tokens. Tensors must be exactly the
@@ -234,6 +235,12 @@ func loadNew(ctx context.Context, m Model, snap StateSnapshot) (State, error) {
 	}
 	if snap.Batch < 1 || snap.Tokens < 0 {
 		return nil, fmt.Errorf("state of %d sequences at %d tokens: %w", snap.Batch, snap.Tokens, ErrCorrupt)
+	}
+	// The batch sizes the new state: a damaged count must not allocate.
+	for _, t := range snap.Tensors {
+		if len(t.Shape) == 0 || t.Shape[0] != snap.Batch {
+			return nil, fmt.Errorf("state tensor %q of shape %v in a state of %d sequences: %w", t.Name, t.Shape, snap.Batch, ErrCorrupt)
+		}
 	}
 	s, err := m.NewState(snap.Batch)
 	if err != nil {

@@ -19,7 +19,9 @@ import (
 // a copy (api.CopyState) fed other tokens leaves the original as it was;
 // Len follows the snapshot. It also checks the refusals: a snapshot of
 // another architecture, configuration or weights (api.ErrConfig), of
-// another batch, with a tensor missing or of another shape (api.ErrShape).
+// another batch, with a tensor missing or of another shape (api.ErrShape),
+// and one whose batch count disagrees with its tensors (api.ErrCorrupt,
+// before a state of that batch is allocated).
 // other is a model of m's architecture with other weights.
 func CheckStateSnapshots(t *testing.T, m, other api.Model, ids [][]int32) {
 	t.Helper()
@@ -144,8 +146,13 @@ func CheckStateSnapshots(t *testing.T, m, other api.Model, ids [][]int32) {
 	wantErr("a snapshot without its first tensor", api.ErrShape, restore(bad))
 	bad = snap
 	bad.Tensors = slices.Clone(snap.Tensors)
-	bad.Tensors[0].Shape = append(api.Shape{1}, bad.Tensors[0].Shape...)
+	bad.Tensors[0].Shape = append(slices.Clone(bad.Tensors[0].Shape), 1)
 	wantErr("a tensor of another shape", api.ErrShape, restore(bad))
+	bad.Tensors[0].Shape = append(api.Shape{1}, snap.Tensors[0].Shape...)
+	wantErr("a tensor whose first axis is not the batch", api.ErrCorrupt, restore(bad))
+	bad = snap
+	bad.Batch = 1 << 40
+	wantErr("a damaged batch count", api.ErrCorrupt, restore(bad))
 	wide, err := m.NewState(B + 1)
 	if err != nil {
 		t.Fatal(err)
