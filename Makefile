@@ -56,7 +56,7 @@ unit:
 ## log-softmax, the trainer's checkpoints) under the race detector, their short tests
 race:
 	$(GO) test -race -short ./backends/cpu ./tokenizer ./data ./eval ./generate ./train ./internal/atomicfile
-	$(GO) test -race ./plugins/host ./pybind
+	$(GO) test -race ./plugins/host ./plugins/sdk ./pybind
 
 ## proto: regenerate the plugin protocol's Go code (needs protoc: apt-get install protobuf-compiler;
 ## the generators are pinned in tools/go.mod)

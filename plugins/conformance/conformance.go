@@ -6,6 +6,7 @@ package conformance
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -22,10 +23,11 @@ import (
 // Check is the conformance suite: got (a model through a plugin, say) must
 // behave as want (the same model in process, built with the same
 // configuration, seed and threads), bit for bit: the same info and
-// parameters, logits in every form want has, prefill and steps, sampled
-// text, training steps (losses, gradient norms, then weights and optimizer
-// state) and written parameters. Both models are changed by the training
-// steps.
+// parameters, logits in every form want has, prefill and steps, state
+// snapshots (the subtest "state snapshots", skipped when neither model
+// saves its states: api.StateSaver), sampled text, training steps
+// (losses, gradient norms, then weights and optimizer state) and written
+// parameters. Both models are changed by the training steps.
 func Check(t *testing.T, want, got api.Model) {
 	ctx := t.Context()
 	wi, gi := want.Info(), got.Info()
@@ -98,6 +100,7 @@ func Check(t *testing.T, want, got api.Model) {
 			t.Errorf("step %d: state length %d, want %d", i, gs.Len(), ws.Len())
 		}
 	}
+	t.Run("state snapshots", func(t *testing.T) { checkSnapshots(t, want, got, ws, gs) })
 	if err := gs.Reset(); err != nil || gs.Len() != 0 {
 		t.Errorf("reset: %v, length %d", err, gs.Len())
 	}
@@ -205,6 +208,145 @@ func Check(t *testing.T, want, got api.Model) {
 		}
 		if !bytes.Equal(w, g) {
 			t.Errorf("saved %s differs", name)
+		}
+	}
+}
+
+// checkSnapshots checks got's state snapshots against want's: ws and gs
+// are states of want and got that have consumed the same tokens. Their
+// snapshots must be the same (batch, tokens, tensors bit for bit), as must
+// the models' identities (api.Identity); a copy of gs (api.CopyState), a
+// state restored from gs's snapshot and one restored from ws's (a
+// snapshot taken in process restores into got) must continue as gs does,
+// bit for bit; a snapshot of another batch or with a tensor missing is
+// refused (api.ErrShape). ws and gs are stepped on.
+func checkSnapshots(t *testing.T, want, got api.Model, ws, gs api.State) {
+	ctx := t.Context()
+	wsv, wantSaves := want.(api.StateSaver)
+	gsv, gotSaves := got.(api.StateSaver)
+	var gSnap api.StateSnapshot
+	var err error
+	if gotSaves {
+		gSnap, err = gsv.SaveState(ctx, gs)
+	}
+	if !gotSaves || errors.Is(err, api.ErrUnsupported) {
+		if wantSaves {
+			t.Fatalf("the model does not save its states (%v), the in-process model does", err)
+		}
+		t.Skipf("%s models do not save their states (api.StateSaver): no state snapshots to check", want.Info().Arch)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !wantSaves {
+		t.Fatalf("the model saves its states, the in-process model does not")
+	}
+	wSnap, err := wsv.SaveState(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshot(t, "snapshot", wSnap, gSnap)
+	if gSnap.Batch != gs.Batch() || gSnap.Tokens != gs.Len() || len(gSnap.Tensors) == 0 {
+		t.Fatalf("snapshot of %d sequences at %d tokens (%d tensors), want %d at %d", gSnap.Batch, gSnap.Tokens, len(gSnap.Tensors), gs.Batch(), gs.Len())
+	}
+
+	wid, err := api.Identity(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, err := api.Identity(ctx, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wid.Arch != gid.Arch || wid.ConfigHash != gid.ConfigHash || wid.WeightsHash != gid.WeightsHash {
+		t.Errorf("identity %s %.12s %.12s, want the in-process model's %s %.12s %.12s",
+			gid.Arch, gid.ConfigHash, gid.WeightsHash, wid.Arch, wid.ConfigHash, wid.WeightsHash)
+	}
+	wStamped, err := api.Snapshot(ctx, want, ws, wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := api.CopyState(ctx, got, gs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copied.Close()
+	restored, err := api.Restore(ctx, got, wStamped, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	loaded, err := got.NewState(gs.Batch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	if err := gsv.LoadState(ctx, loaded, gSnap); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []api.State{copied, restored, loaded} {
+		if s.Len() != gs.Len() || s.Batch() != gs.Batch() {
+			t.Fatalf("a copied or restored state of %d sequences at %d tokens, want %d at %d", s.Batch(), s.Len(), gs.Batch(), gs.Len())
+		}
+	}
+	V := want.Config().Vocab()
+	B := gs.Batch()
+	for i := range 3 {
+		next := make([]int32, B)
+		for b := range next {
+			next[b] = int32((7*i + 3*b + 1) % V)
+		}
+		w, err := want.Step(ctx, ws, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, s := range []api.State{gs, copied, restored, loaded} {
+			g, err := got.Step(ctx, s, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := []string{"the original state", "a copy (api.CopyState)", "a state restored from the in-process snapshot", "a state loaded from its snapshot"}[j]
+			sameTensor(t, fmt.Sprintf("step %d after a snapshot, of %s", i, what), w, g)
+		}
+	}
+	now, err := gsv.SaveState(ctx, gs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := gsv.SaveState(ctx, loaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshot(t, "the loaded state's snapshot after the same steps", now, after)
+
+	// Refusals.
+	wide, err := got.NewState(B + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	if err := gsv.LoadState(ctx, wide, gSnap); !errors.Is(err, api.ErrShape) {
+		t.Errorf("a snapshot into a state of another batch: %v, want an error wrapping api.ErrShape", err)
+	}
+	missing := gSnap
+	missing.Tensors = gSnap.Tensors[1:]
+	if err := gsv.LoadState(ctx, loaded, missing); !errors.Is(err, api.ErrShape) {
+		t.Errorf("a snapshot without its first tensor: %v, want an error wrapping api.ErrShape", err)
+	}
+}
+
+// sameSnapshot checks that two snapshots hold the same contents, bit for
+// bit.
+func sameSnapshot(t *testing.T, what string, want, got api.StateSnapshot) {
+	t.Helper()
+	if got.Batch != want.Batch || got.Tokens != want.Tokens || len(got.Tensors) != len(want.Tensors) {
+		t.Fatalf("%s: %d sequences at %d tokens (%d tensors), want %d at %d (%d tensors)",
+			what, got.Batch, got.Tokens, len(got.Tensors), want.Batch, want.Tokens, len(want.Tensors))
+	}
+	for i, w := range want.Tensors {
+		g := got.Tensors[i]
+		if g.Name != w.Name || g.DType != w.DType || !g.Shape.Equal(w.Shape) || !bytes.Equal(g.Data, w.Data) {
+			t.Fatalf("%s: tensor %d is %s %s%v, want %s %s%v (or its values differ)", what, i, g.Name, g.DType, g.Shape, w.Name, w.DType, w.Shape)
 		}
 	}
 }

@@ -28,7 +28,8 @@ func faultyModel(t *testing.T, p *Plugin) api.Model {
 }
 
 // TestFaultsInCalls: a plugin that crashes, hangs or panics in Forward (a
-// gRPC call) or Step (a frame on the step socket) gives an error naming it
+// gRPC call), Step (a frame on the step socket), SaveState (a stream from
+// the plugin) or LoadState (a stream to it) gives an error naming it
 // within the deadline, the host goes on working (the next model starts a
 // fresh process), and no process is left behind.
 func TestFaultsInCalls(t *testing.T) {
@@ -43,6 +44,10 @@ func TestFaultsInCalls(t *testing.T) {
 		{"crash-step", api.ErrInternal, "exited or crashed"},
 		{"hang-step", context.DeadlineExceeded, "no answer within 2s"},
 		{"panic-step", api.ErrInternal, "index out of range"},
+		{"crash-save", api.ErrInternal, "exited or crashed"},
+		{"hang-save", context.DeadlineExceeded, "no answer within 2s"},
+		{"panic-save", api.ErrInternal, "index out of range"},
+		{"crash-load", api.ErrInternal, "exited or crashed"},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			t.Setenv("DENSESSM_FAULT", tc.fault)
@@ -55,24 +60,29 @@ func TestFaultsInCalls(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			if strings.HasSuffix(tc.fault, "-step") {
+			switch {
+			case strings.HasSuffix(tc.fault, "-step"):
 				_, err = m.Step(t.Context(), s, []int32{1})
-			} else {
+			case strings.HasSuffix(tc.fault, "-save"):
+				_, err = m.(api.StateSaver).SaveState(t.Context(), s)
+			case strings.HasSuffix(tc.fault, "-load"):
+				err = m.(api.StateSaver).LoadState(t.Context(), s, api.StateSnapshot{Batch: 1})
+			default:
 				_, err = m.Forward(t.Context(), [][]int32{{1, 2, 3}}, api.Form{})
 			}
 			took := time.Since(start)
 			if err == nil || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "faulty") || !strings.Contains(err.Error(), tc.says) {
-				t.Fatalf("forward: %v; want an error naming the plugin, saying %q, wrapping %v", err, tc.says, tc.want)
+				t.Fatalf("%s: %v; want an error naming the plugin, saying %q, wrapping %v", tc.fault, err, tc.says, tc.want)
 			}
 			if took > opts.CallTimeout+3*time.Second {
 				t.Errorf("the error took %v", took)
 			}
 			// The host goes on: a new model (in a new process, when the
 			// old one was stopped) decodes.
-			// (Forward after a fault in Step, and Step after one in
-			// Forward: the call that does not misbehave.)
+			// (Forward after a fault elsewhere, and Step after one in
+			// Forward: a call that does not misbehave.)
 			again := faultyModel(t, p)
-			if strings.HasSuffix(tc.fault, "-step") {
+			if strings.Contains(tc.fault, "-") {
 				_, err = again.Forward(t.Context(), [][]int32{{1, 2}}, api.Form{})
 			} else {
 				_, err = again.Step(t.Context(), mustState(t, again), []int32{1})

@@ -378,6 +378,11 @@ func (p *Plugin) callGen(ctx context.Context, gen int, what string, f func(conte
 		p.restart(now)
 		return now, fmt.Errorf("plugin %s: %s: no answer within %s; the plugin was stopped (set %s for slower work): %w",
 			p, what, p.opts.CallTimeout, TimeoutEnv, context.DeadlineExceeded)
+	case st.Code() == codes.Unimplemented && !exited:
+		// The plugin's service has no such method: it was built before
+		// the request was added to the protocol.
+		return now, fmt.Errorf("plugin %s: %s: the plugin does not serve this request (%s); rebuild it against this densessm: %w",
+			p, what, st.Message(), api.ErrUnsupported)
 	case exited || st.Code() == codes.Unavailable:
 		p.restart(now)
 		return now, fmt.Errorf("plugin %s: %s: the plugin process exited or crashed (its stderr above may say why): %w", p, what, api.ErrInternal)

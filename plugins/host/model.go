@@ -35,6 +35,7 @@ type Model struct {
 	params []api.ParamInfo
 	host   *cpu.Backend
 	result *os.File // the plugin's result memfd, opened once
+	saver  bool     // the plugin's model saves and loads its states
 	closed bool
 }
 
@@ -42,12 +43,13 @@ var (
 	_ api.Model        = (*Model)(nil)
 	_ api.TrainStepper = (*Model)(nil)
 	_ api.DirSaver     = (*Model)(nil)
+	_ api.StateSaver   = (*Model)(nil)
 )
 
 // newModel is the host's view of a model the plugin built and described;
 // a description it cannot use unloads the model again.
 func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (_ *Model, err error) {
-	m := &Model{p: p, gen: gen, id: pi.Model}
+	m := &Model{p: p, gen: gen, id: pi.Model, saver: pi.StateSaver}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -313,7 +315,7 @@ func (m *Model) NewState(batch int) (api.State, error) {
 func (m *Model) state(s api.State) (*State, error) {
 	st, ok := s.(*State)
 	if !ok || st.m != m {
-		return nil, fmt.Errorf("plugin %s: a state of another model (%T): %w", m.p, s, api.ErrConfig)
+		return nil, fmt.Errorf("plugin %s: a state of another model (%T): %w", m.p, s, api.ErrShape)
 	}
 	if st.closed {
 		return nil, fmt.Errorf("plugin %s: the state is closed: %w", m.p, api.ErrNotFound)
@@ -464,6 +466,131 @@ func (s *State) Close() error {
 		_, err := c.FreeState(ctx, &pb.StateRef{Model: s.m.id, State: s.id}, o...)
 		return err
 	})
+}
+
+// stateSaver checks that s is a live state of m and that the plugin's
+// model saves and loads its states (api.ErrUnsupported otherwise).
+func (m *Model) stateSaver(s api.State) (*State, error) {
+	st, err := m.state(s)
+	if err != nil {
+		return nil, err
+	}
+	if !m.saver {
+		return nil, fmt.Errorf("plugin %s: %s model: state snapshots: the plugin's model does not save its states: %w", m.p, m.info.Arch, api.ErrUnsupported)
+	}
+	return st, nil
+}
+
+// SaveState implements api.StateSaver: the plugin sends a copy of the
+// state's contents, in pieces of at most 4 MiB. A model whose plugin model
+// does not save its states gives an error wrapping api.ErrUnsupported.
+func (m *Model) SaveState(ctx context.Context, s api.State) (api.StateSnapshot, error) {
+	st, err := m.stateSaver(s)
+	if err != nil {
+		return api.StateSnapshot{}, err
+	}
+	var snap api.StateSnapshot
+	var bad error // what was wrong with the stream, rather than the call
+	err = m.call(ctx, "save state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		stream, err := c.SaveState(ctx, &pb.StateRef{Model: m.id, State: st.id}, o...)
+		if err != nil {
+			return err
+		}
+		var r *wire.PieceReader
+		for {
+			msg, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			switch h := msg.Header; {
+			case r == nil && h == nil:
+				bad = fmt.Errorf("the stream does not start with a header: %w", api.ErrCorrupt)
+			case r != nil && h != nil:
+				bad = fmt.Errorf("a second header: %w", api.ErrCorrupt)
+			case h != nil:
+				if h.Batch != int64(st.batch) || h.Tokens < 0 {
+					bad = fmt.Errorf("a state of %d sequences at %d tokens, for a state of %d: %w", h.Batch, h.Tokens, st.batch, api.ErrCorrupt)
+				} else if r, bad = wire.NewPieceReader(h.Tensors); bad == nil {
+					snap.Batch, snap.Tokens = int(h.Batch), int(h.Tokens)
+				}
+			}
+			if bad == nil {
+				bad = r.Add(msg.Pieces)
+			}
+			if bad != nil {
+				return bad
+			}
+		}
+		if r == nil {
+			bad = fmt.Errorf("an empty stream: %w", api.ErrCorrupt)
+		} else {
+			snap.Tensors, bad = r.Tensors()
+		}
+		return bad
+	})
+	if bad != nil {
+		return api.StateSnapshot{}, fmt.Errorf("plugin %s: save state: %w", m.p, bad)
+	}
+	return snap, err
+}
+
+// LoadState implements api.StateSaver: the host sends snap's tensors to
+// the plugin, in pieces of at most 4 MiB, and the plugin's model loads
+// them into s. A snapshot of another batch is refused here (api.ErrShape)
+// before anything is sent.
+func (m *Model) LoadState(ctx context.Context, s api.State, snap api.StateSnapshot) error {
+	st, err := m.stateSaver(s)
+	if err != nil {
+		return err
+	}
+	if snap.Batch != st.batch {
+		return fmt.Errorf("plugin %s: load state: a state of %d sequences into a state of %d: %w", m.p, snap.Batch, st.batch, api.ErrShape)
+	}
+	if snap.Tokens < 0 {
+		return fmt.Errorf("plugin %s: load state: a state at %d tokens: %w", m.p, snap.Tokens, api.ErrCorrupt)
+	}
+	for _, t := range snap.Tensors {
+		if err := t.Shape.Validate(); err != nil || len(t.Data) != t.DType.Bytes(t.Shape.NumElements()) {
+			return fmt.Errorf("plugin %s: load state: tensor %s %s%v of %d bytes: %w", m.p, t.Name, t.DType, t.Shape, len(t.Data), api.ErrShape)
+		}
+	}
+	var bad error // what was wrong with the tensors, rather than the call
+	err = m.call(ctx, "load state", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
+		stream, err := c.LoadState(ctx, o...)
+		if err != nil {
+			return err
+		}
+		header := &pb.StateHeader{Model: m.id, State: st.id, Batch: int64(snap.Batch), Tokens: int64(snap.Tokens), Tensors: int64(len(snap.Tensors))}
+		var sendErr error
+		err = wire.WritePieces(snap.Tensors, func(ps []*pb.TensorPiece) error {
+			msg := &pb.StateChunk{Header: header, Pieces: ps}
+			header = nil
+			sendErr = stream.Send(msg)
+			return sendErr
+		})
+		switch {
+		case sendErr == io.EOF:
+			// The plugin answered before reading everything (a refusal);
+			// its answer comes with CloseAndRecv.
+		case sendErr != nil:
+			return sendErr
+		case err != nil:
+			bad = err
+			return err
+		}
+		_, err = stream.CloseAndRecv()
+		return err
+	})
+	if bad != nil {
+		return fmt.Errorf("plugin %s: load state: %w", m.p, bad)
+	}
+	if err == nil {
+		st.n = snap.Tokens
+	}
+	return err
 }
 
 // TrainStep runs one optimisation step in the plugin.

@@ -2,13 +2,13 @@
 // process serves to the densessm host over gRPC (hashicorp/go-plugin).
 //
 // One call covers a whole model operation (build, load, forward, prefill,
-// step, train step, read or write parameters): kernels never cross the
-// process boundary. Weights and recurrent states live in the plugin; the
-// host holds handles (model and state ids). Tensors and id batches travel
-// as Arrow IPC, one per tensor: one record batch of one flat column
-// whose field is named after the tensor and carries "densessm.shape" (a JSON
-// array) and "densessm.dtype" (the safetensors dtype name) in its metadata
-// (see api/arrowtensor).
+// step, train step, read or write parameters, save or load a state):
+// kernels never cross the process boundary. Weights and recurrent states
+// live in the plugin; the host holds handles (model and state ids).
+// Tensors and id batches travel as Arrow IPC, one per tensor: one record
+// batch of one flat column whose field is named after the tensor and
+// carries "densessm.shape" (a JSON array) and "densessm.dtype" (the
+// safetensors dtype name) in its metadata (see api/arrowtensor).
 //
 // Errors are gRPC statuses; the trailer "densessm-error" names the api
 // sentinel the error wraps ("config", "not-found", "shape", ...), so that
@@ -608,7 +608,10 @@ type ModelInfo struct {
 	Trainable bool         `protobuf:"varint,8,opt,name=trainable,proto3" json:"trainable,omitempty"`
 	Params    []*ParamInfo `protobuf:"bytes,9,rep,name=params,proto3" json:"params,omitempty"`
 	// api.Info.Weights in its dtype spelling; empty when not said.
-	Weights       string `protobuf:"bytes,10,opt,name=weights,proto3" json:"weights,omitempty"`
+	Weights string `protobuf:"bytes,10,opt,name=weights,proto3" json:"weights,omitempty"`
+	// The model saves and loads its states (api.StateSaver: SaveState,
+	// LoadState); false from a plugin built before those requests.
+	StateSaver    bool `protobuf:"varint,11,opt,name=state_saver,json=stateSaver,proto3" json:"state_saver,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,6 +714,13 @@ func (x *ModelInfo) GetWeights() string {
 		return x.Weights
 	}
 	return ""
+}
+
+func (x *ModelInfo) GetStateSaver() bool {
+	if x != nil {
+		return x.StateSaver
+	}
+	return false
 }
 
 type ModelRef struct {
@@ -1787,6 +1797,198 @@ func (x *OptimizerStateMessage) GetArrow() [][]byte {
 	return nil
 }
 
+// StateChunk is one message of a state's contents (SaveState, LoadState):
+// the first message of the stream carries the header, and every message
+// may carry pieces of the tensors.
+type StateChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *StateHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Pieces        []*TensorPiece         `protobuf:"bytes,2,rep,name=pieces,proto3" json:"pieces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateChunk) Reset() {
+	*x = StateChunk{}
+	mi := &file_runtime_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateChunk) ProtoMessage() {}
+
+func (x *StateChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateChunk.ProtoReflect.Descriptor instead.
+func (*StateChunk) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StateChunk) GetHeader() *StateHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *StateChunk) GetPieces() []*TensorPiece {
+	if x != nil {
+		return x.Pieces
+	}
+	return nil
+}
+
+// StateHeader says what a stream of StateChunks holds.
+type StateHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state (LoadState; 0 in SaveState's reply).
+	Model uint64 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
+	State uint64 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
+	// api.StateSnapshot's Batch and Tokens.
+	Batch  int64 `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Tokens int64 `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// How many tensors the stream carries.
+	Tensors       int64 `protobuf:"varint,5,opt,name=tensors,proto3" json:"tensors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateHeader) Reset() {
+	*x = StateHeader{}
+	mi := &file_runtime_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateHeader) ProtoMessage() {}
+
+func (x *StateHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateHeader.ProtoReflect.Descriptor instead.
+func (*StateHeader) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *StateHeader) GetModel() uint64 {
+	if x != nil {
+		return x.Model
+	}
+	return 0
+}
+
+func (x *StateHeader) GetState() uint64 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *StateHeader) GetBatch() int64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *StateHeader) GetTokens() int64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *StateHeader) GetTensors() int64 {
+	if x != nil {
+		return x.Tensors
+	}
+	return 0
+}
+
+// TensorPiece is a piece of one tensor's Arrow IPC stream (as an element
+// of Tensors.arrow); the pieces in order, up to the one marked last, are
+// the stream. A small tensor is one piece; a message carries pieces of
+// several tensors up to about 4 MiB.
+type TensorPiece struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The piece ends its tensor's stream.
+	Last          bool `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TensorPiece) Reset() {
+	*x = TensorPiece{}
+	mi := &file_runtime_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TensorPiece) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TensorPiece) ProtoMessage() {}
+
+func (x *TensorPiece) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TensorPiece.ProtoReflect.Descriptor instead.
+func (*TensorPiece) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TensorPiece) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *TensorPiece) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 var File_runtime_proto protoreflect.FileDescriptor
 
 const file_runtime_proto_rawDesc = "" +
@@ -1834,7 +2036,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\tParamInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05dtype\x18\x02 \x01(\tR\x05dtype\x12\x14\n" +
-	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xa5\x02\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xc6\x02\n" +
 	"\tModelInfo\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x12\n" +
 	"\x04arch\x18\x02 \x01(\tR\x04arch\x12\x1f\n" +
@@ -1847,7 +2049,9 @@ const file_runtime_proto_rawDesc = "" +
 	"\ttrainable\x18\b \x01(\bR\ttrainable\x125\n" +
 	"\x06params\x18\t \x03(\v2\x1d.densessm.plugin.v1.ParamInfoR\x06params\x12\x18\n" +
 	"\aweights\x18\n" +
-	" \x01(\tR\aweights\" \n" +
+	" \x01(\tR\aweights\x12\x1f\n" +
+	"\vstate_saver\x18\v \x01(\bR\n" +
+	"stateSaver\" \n" +
 	"\bModelRef\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\";\n" +
 	"\rParamsRequest\x12\x14\n" +
@@ -1919,8 +2123,20 @@ const file_runtime_proto_rawDesc = "" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12%\n" +
 	"\x0eoptimizer_json\x18\x02 \x01(\fR\roptimizerJson\x12\x14\n" +
 	"\x05steps\x18\x03 \x01(\x03R\x05steps\x12\x14\n" +
-	"\x05arrow\x18\x04 \x03(\fR\x05arrow2\xb8\n" +
+	"\x05arrow\x18\x04 \x03(\fR\x05arrow\"~\n" +
 	"\n" +
+	"StateChunk\x127\n" +
+	"\x06header\x18\x01 \x01(\v2\x1f.densessm.plugin.v1.StateHeaderR\x06header\x127\n" +
+	"\x06pieces\x18\x02 \x03(\v2\x1f.densessm.plugin.v1.TensorPieceR\x06pieces\"\x81\x01\n" +
+	"\vStateHeader\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x16\n" +
+	"\x06tokens\x18\x04 \x01(\x03R\x06tokens\x12\x18\n" +
+	"\atensors\x18\x05 \x01(\x03R\atensors\"5\n" +
+	"\vTensorPiece\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last2\xcf\v\n" +
 	"\aRuntime\x12U\n" +
 	"\bDescribe\x12#.densessm.plugin.v1.DescribeRequest\x1a$.densessm.plugin.v1.DescribeResponse\x12T\n" +
 	"\vParseConfig\x12!.densessm.plugin.v1.ConfigRequest\x1a\".densessm.plugin.v1.ConfigResponse\x12H\n" +
@@ -1940,7 +2156,9 @@ const file_runtime_proto_rawDesc = "" +
 	"\x0eOptimizerState\x12\x1c.densessm.plugin.v1.ModelRef\x1a).densessm.plugin.v1.OptimizerStateMessage\x12Y\n" +
 	"\x11SetOptimizerState\x12).densessm.plugin.v1.OptimizerStateMessage\x1a\x19.densessm.plugin.v1.Empty\x12B\n" +
 	"\x04Save\x12\x1f.densessm.plugin.v1.SaveRequest\x1a\x19.densessm.plugin.v1.Empty\x12A\n" +
-	"\x06Unload\x12\x1c.densessm.plugin.v1.ModelRef\x1a\x19.densessm.plugin.v1.EmptyB,Z*github.com/densessm/densessm/plugins/protob\x06proto3"
+	"\x06Unload\x12\x1c.densessm.plugin.v1.ModelRef\x1a\x19.densessm.plugin.v1.Empty\x12K\n" +
+	"\tSaveState\x12\x1c.densessm.plugin.v1.StateRef\x1a\x1e.densessm.plugin.v1.StateChunk0\x01\x12H\n" +
+	"\tLoadState\x12\x1e.densessm.plugin.v1.StateChunk\x1a\x19.densessm.plugin.v1.Empty(\x01B,Z*github.com/densessm/densessm/plugins/protob\x06proto3"
 
 var (
 	file_runtime_proto_rawDescOnce sync.Once
@@ -1954,7 +2172,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 	return file_runtime_proto_rawDescData
 }
 
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: densessm.plugin.v1.Empty
 	(*DescribeRequest)(nil),       // 1: densessm.plugin.v1.DescribeRequest
@@ -1983,6 +2201,9 @@ var file_runtime_proto_goTypes = []any{
 	(*TrainStepRequest)(nil),      // 24: densessm.plugin.v1.TrainStepRequest
 	(*TrainStepResponse)(nil),     // 25: densessm.plugin.v1.TrainStepResponse
 	(*OptimizerStateMessage)(nil), // 26: densessm.plugin.v1.OptimizerStateMessage
+	(*StateChunk)(nil),            // 27: densessm.plugin.v1.StateChunk
+	(*StateHeader)(nil),           // 28: densessm.plugin.v1.StateHeader
+	(*TensorPiece)(nil),           // 29: densessm.plugin.v1.TensorPiece
 }
 var file_runtime_proto_depIdxs = []int32{
 	5,  // 0: densessm.plugin.v1.BuildRequest.build:type_name -> densessm.plugin.v1.BuildOptions
@@ -1991,45 +2212,51 @@ var file_runtime_proto_depIdxs = []int32{
 	14, // 3: densessm.plugin.v1.ForwardRequest.form:type_name -> densessm.plugin.v1.Form
 	14, // 4: densessm.plugin.v1.PrefillRequest.form:type_name -> densessm.plugin.v1.Form
 	21, // 5: densessm.plugin.v1.Chunk.remote:type_name -> densessm.plugin.v1.RemoteTensor
-	1,  // 6: densessm.plugin.v1.Runtime.Describe:input_type -> densessm.plugin.v1.DescribeRequest
-	3,  // 7: densessm.plugin.v1.Runtime.ParseConfig:input_type -> densessm.plugin.v1.ConfigRequest
-	6,  // 8: densessm.plugin.v1.Runtime.Build:input_type -> densessm.plugin.v1.BuildRequest
-	7,  // 9: densessm.plugin.v1.Runtime.Load:input_type -> densessm.plugin.v1.LoadRequest
-	11, // 10: densessm.plugin.v1.Runtime.ReadParams:input_type -> densessm.plugin.v1.ParamsRequest
-	13, // 11: densessm.plugin.v1.Runtime.WriteParams:input_type -> densessm.plugin.v1.WriteParamsRequest
-	15, // 12: densessm.plugin.v1.Runtime.Forward:input_type -> densessm.plugin.v1.ForwardRequest
-	16, // 13: densessm.plugin.v1.Runtime.NewState:input_type -> densessm.plugin.v1.NewStateRequest
-	18, // 14: densessm.plugin.v1.Runtime.Prefill:input_type -> densessm.plugin.v1.PrefillRequest
-	19, // 15: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
-	17, // 16: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
-	17, // 17: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
-	24, // 18: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
-	10, // 19: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
-	26, // 20: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
-	23, // 21: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
-	10, // 22: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
-	2,  // 23: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
-	4,  // 24: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
-	9,  // 25: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
-	9,  // 26: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
-	12, // 27: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
-	0,  // 28: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
-	20, // 29: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
-	17, // 30: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
-	20, // 31: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
-	22, // 32: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
-	0,  // 33: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
-	0,  // 34: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
-	25, // 35: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
-	26, // 36: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
-	0,  // 37: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
-	0,  // 38: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
-	0,  // 39: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
-	23, // [23:40] is the sub-list for method output_type
-	6,  // [6:23] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	28, // 6: densessm.plugin.v1.StateChunk.header:type_name -> densessm.plugin.v1.StateHeader
+	29, // 7: densessm.plugin.v1.StateChunk.pieces:type_name -> densessm.plugin.v1.TensorPiece
+	1,  // 8: densessm.plugin.v1.Runtime.Describe:input_type -> densessm.plugin.v1.DescribeRequest
+	3,  // 9: densessm.plugin.v1.Runtime.ParseConfig:input_type -> densessm.plugin.v1.ConfigRequest
+	6,  // 10: densessm.plugin.v1.Runtime.Build:input_type -> densessm.plugin.v1.BuildRequest
+	7,  // 11: densessm.plugin.v1.Runtime.Load:input_type -> densessm.plugin.v1.LoadRequest
+	11, // 12: densessm.plugin.v1.Runtime.ReadParams:input_type -> densessm.plugin.v1.ParamsRequest
+	13, // 13: densessm.plugin.v1.Runtime.WriteParams:input_type -> densessm.plugin.v1.WriteParamsRequest
+	15, // 14: densessm.plugin.v1.Runtime.Forward:input_type -> densessm.plugin.v1.ForwardRequest
+	16, // 15: densessm.plugin.v1.Runtime.NewState:input_type -> densessm.plugin.v1.NewStateRequest
+	18, // 16: densessm.plugin.v1.Runtime.Prefill:input_type -> densessm.plugin.v1.PrefillRequest
+	19, // 17: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
+	17, // 18: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
+	17, // 19: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
+	24, // 20: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
+	10, // 21: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
+	26, // 22: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
+	23, // 23: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
+	10, // 24: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
+	17, // 25: densessm.plugin.v1.Runtime.SaveState:input_type -> densessm.plugin.v1.StateRef
+	27, // 26: densessm.plugin.v1.Runtime.LoadState:input_type -> densessm.plugin.v1.StateChunk
+	2,  // 27: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
+	4,  // 28: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
+	9,  // 29: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
+	9,  // 30: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
+	12, // 31: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
+	0,  // 32: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
+	20, // 33: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
+	17, // 34: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
+	20, // 35: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
+	22, // 36: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
+	0,  // 37: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
+	0,  // 38: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
+	25, // 39: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
+	26, // 40: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
+	0,  // 41: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
+	0,  // 42: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
+	0,  // 43: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
+	27, // 44: densessm.plugin.v1.Runtime.SaveState:output_type -> densessm.plugin.v1.StateChunk
+	0,  // 45: densessm.plugin.v1.Runtime.LoadState:output_type -> densessm.plugin.v1.Empty
+	27, // [27:46] is the sub-list for method output_type
+	8,  // [8:27] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_runtime_proto_init() }
@@ -2043,7 +2270,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,13 +2,13 @@
 // process serves to the densessm host over gRPC (hashicorp/go-plugin).
 //
 // One call covers a whole model operation (build, load, forward, prefill,
-// step, train step, read or write parameters): kernels never cross the
-// process boundary. Weights and recurrent states live in the plugin; the
-// host holds handles (model and state ids). Tensors and id batches travel
-// as Arrow IPC, one per tensor: one record batch of one flat column
-// whose field is named after the tensor and carries "densessm.shape" (a JSON
-// array) and "densessm.dtype" (the safetensors dtype name) in its metadata
-// (see api/arrowtensor).
+// step, train step, read or write parameters, save or load a state):
+// kernels never cross the process boundary. Weights and recurrent states
+// live in the plugin; the host holds handles (model and state ids).
+// Tensors and id batches travel as Arrow IPC, one per tensor: one record
+// batch of one flat column whose field is named after the tensor and
+// carries "densessm.shape" (a JSON array) and "densessm.dtype" (the
+// safetensors dtype name) in its metadata (see api/arrowtensor).
 //
 // Errors are gRPC statuses; the trailer "densessm-error" names the api
 // sentinel the error wraps ("config", "not-found", "shape", ...), so that
@@ -54,6 +54,8 @@ const (
 	Runtime_SetOptimizerState_FullMethodName = "/densessm.plugin.v1.Runtime/SetOptimizerState"
 	Runtime_Save_FullMethodName              = "/densessm.plugin.v1.Runtime/Save"
 	Runtime_Unload_FullMethodName            = "/densessm.plugin.v1.Runtime/Unload"
+	Runtime_SaveState_FullMethodName         = "/densessm.plugin.v1.Runtime/SaveState"
+	Runtime_LoadState_FullMethodName         = "/densessm.plugin.v1.Runtime/LoadState"
 )
 
 // RuntimeClient is the client API for Runtime service.
@@ -101,6 +103,15 @@ type RuntimeClient interface {
 	Save(ctx context.Context, in *SaveRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Unload releases a model and its states.
 	Unload(ctx context.Context, in *ModelRef, opts ...grpc.CallOption) (*Empty, error)
+	// SaveState returns a copy of a state's contents (api.StateSaver): a
+	// StateHeader in the first message, then the state's tensors, each an
+	// Arrow IPC stream cut into TensorPieces, in messages of at most 4 MiB
+	// of pieces (no size limit). A model that cannot save its states
+	// (ModelInfo.state_saver false) answers "unsupported".
+	SaveState(ctx context.Context, in *StateRef, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateChunk], error)
+	// LoadState overwrites a state with contents SaveState gave: the host
+	// sends the same stream, its header naming the model and the state.
+	LoadState(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StateChunk, Empty], error)
 }
 
 type runtimeClient struct {
@@ -299,6 +310,38 @@ func (c *runtimeClient) Unload(ctx context.Context, in *ModelRef, opts ...grpc.C
 	return out, nil
 }
 
+func (c *runtimeClient) SaveState(ctx context.Context, in *StateRef, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[2], Runtime_SaveState_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StateRef, StateChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_SaveStateClient = grpc.ServerStreamingClient[StateChunk]
+
+func (c *runtimeClient) LoadState(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StateChunk, Empty], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[3], Runtime_LoadState_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StateChunk, Empty]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_LoadStateClient = grpc.ClientStreamingClient[StateChunk, Empty]
+
 // RuntimeServer is the server API for Runtime service.
 // All implementations must embed UnimplementedRuntimeServer
 // for forward compatibility.
@@ -344,6 +387,15 @@ type RuntimeServer interface {
 	Save(context.Context, *SaveRequest) (*Empty, error)
 	// Unload releases a model and its states.
 	Unload(context.Context, *ModelRef) (*Empty, error)
+	// SaveState returns a copy of a state's contents (api.StateSaver): a
+	// StateHeader in the first message, then the state's tensors, each an
+	// Arrow IPC stream cut into TensorPieces, in messages of at most 4 MiB
+	// of pieces (no size limit). A model that cannot save its states
+	// (ModelInfo.state_saver false) answers "unsupported".
+	SaveState(*StateRef, grpc.ServerStreamingServer[StateChunk]) error
+	// LoadState overwrites a state with contents SaveState gave: the host
+	// sends the same stream, its header naming the model and the state.
+	LoadState(grpc.ClientStreamingServer[StateChunk, Empty]) error
 	mustEmbedUnimplementedRuntimeServer()
 }
 
@@ -404,6 +456,12 @@ func (UnimplementedRuntimeServer) Save(context.Context, *SaveRequest) (*Empty, e
 }
 func (UnimplementedRuntimeServer) Unload(context.Context, *ModelRef) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Unload not implemented")
+}
+func (UnimplementedRuntimeServer) SaveState(*StateRef, grpc.ServerStreamingServer[StateChunk]) error {
+	return status.Error(codes.Unimplemented, "method SaveState not implemented")
+}
+func (UnimplementedRuntimeServer) LoadState(grpc.ClientStreamingServer[StateChunk, Empty]) error {
+	return status.Error(codes.Unimplemented, "method LoadState not implemented")
 }
 func (UnimplementedRuntimeServer) mustEmbedUnimplementedRuntimeServer() {}
 func (UnimplementedRuntimeServer) testEmbeddedByValue()                 {}
@@ -718,6 +776,24 @@ func _Runtime_Unload_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_SaveState_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StateRef)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RuntimeServer).SaveState(m, &grpc.GenericServerStream[StateRef, StateChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_SaveStateServer = grpc.ServerStreamingServer[StateChunk]
+
+func _Runtime_LoadState_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RuntimeServer).LoadState(&grpc.GenericServerStream[StateChunk, Empty]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_LoadStateServer = grpc.ClientStreamingServer[StateChunk, Empty]
+
 // Runtime_ServiceDesc is the grpc.ServiceDesc for Runtime service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -796,6 +872,16 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Prefill",
 			Handler:       _Runtime_Prefill_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "SaveState",
+			Handler:       _Runtime_SaveState_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "LoadState",
+			Handler:       _Runtime_LoadState_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "runtime.proto",

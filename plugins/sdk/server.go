@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sync"
@@ -252,6 +253,7 @@ func (s *server) add(m api.Model) (*pb.ModelInfo, error) {
 		Arch: info.Arch, ConfigJson: cfg.ConfigJson, Vocab: cfg.Vocab,
 		Backend: info.Backend, Threads: int64(info.Threads), Trainable: info.Trainable, Weights: weightsName(info.Weights),
 	}
+	_, out.StateSaver = m.(api.StateSaver)
 	for _, mode := range info.Modes {
 		out.Modes = append(out.Modes, int32(mode))
 	}
@@ -490,6 +492,100 @@ func (s *server) FreeState(_ context.Context, req *pb.StateRef) (*pb.Empty, erro
 	defer m.mu.Unlock()
 	delete(m.states, req.State)
 	return &pb.Empty{}, st.Close()
+}
+
+// stateSaver returns the served model as an api.StateSaver, or an error
+// wrapping api.ErrUnsupported.
+func (m *served) stateSaver() (api.StateSaver, error) {
+	if sv, ok := m.m.(api.StateSaver); ok {
+		return sv, nil
+	}
+	return nil, fmt.Errorf("%s model: state snapshots: the model does not save its states: %w", m.m.Info().Arch, api.ErrUnsupported)
+}
+
+// SaveState sends a copy of the state's contents: the header, then the
+// tensors in pieces (wire.WritePieces).
+func (s *server) SaveState(req *pb.StateRef, stream grpc.ServerStreamingServer[pb.StateChunk]) error {
+	m, st, err := s.state(req.Model, req.State)
+	if err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	sv, err := m.stateSaver()
+	if err != nil {
+		return err
+	}
+	snap, err := sv.SaveState(stream.Context(), st.State)
+	if err != nil {
+		return err
+	}
+	header := &pb.StateHeader{Batch: int64(snap.Batch), Tokens: int64(snap.Tokens), Tensors: int64(len(snap.Tensors))}
+	return wire.WritePieces(snap.Tensors, func(ps []*pb.TensorPiece) error {
+		c := &pb.StateChunk{Header: header, Pieces: ps}
+		header = nil
+		return stream.Send(c)
+	})
+}
+
+// LoadState reads a state's contents as SaveState sends them and loads
+// them into the state its header names. A model that cannot, or a state
+// that is not there, is answered before the tensors are read.
+func (s *server) LoadState(stream grpc.ClientStreamingServer[pb.StateChunk, pb.Empty]) error {
+	first, err := stream.Recv()
+	if err == io.EOF {
+		return fmt.Errorf("load state: an empty stream: %w", api.ErrCorrupt)
+	}
+	if err != nil {
+		return err
+	}
+	h := first.Header
+	if h == nil {
+		return fmt.Errorf("load state: the stream does not start with a header: %w", api.ErrCorrupt)
+	}
+	m, _, err := s.state(h.Model, h.State)
+	if err != nil {
+		return err
+	}
+	_, err = m.stateSaver()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	r, err := wire.NewPieceReader(h.Tensors)
+	if err != nil {
+		return err
+	}
+	for c := first; ; {
+		if c.Header != nil && c != first {
+			return fmt.Errorf("load state: a second header: %w", api.ErrCorrupt)
+		}
+		if err := r.Add(c.Pieces); err != nil {
+			return fmt.Errorf("load state: %w", err)
+		}
+		if c, err = stream.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+	}
+	ts, err := r.Tensors()
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	m, st, err := s.state(h.Model, h.State) // again: it was unlocked while the tensors came
+	if err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	sv, err := m.stateSaver()
+	if err != nil {
+		return err
+	}
+	snap := api.StateSnapshot{Batch: int(h.Batch), Tokens: int(h.Tokens), Tensors: ts}
+	if err := sv.LoadState(stream.Context(), st.State, snap); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&pb.Empty{})
 }
 
 // trainer returns the model's stepper, made on first use.

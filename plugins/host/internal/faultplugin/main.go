@@ -6,6 +6,8 @@
 //	hang     sleep in Forward for an hour
 //	panic    panic in Forward
 //	crash-step, hang-step, panic-step   the same in Step
+//	crash-save, hang-save, panic-save   the same in SaveState
+//	crash-load                          exit in LoadState
 //	stdout   write junk to stdout before the handshake
 //	version  speak protocol version 2
 //	(empty)  behave
@@ -15,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -26,7 +29,9 @@ import (
 	"github.com/densessm/densessm/plugins/sdk"
 )
 
-// faultArch is Mamba under another name, building faultModels.
+// faultArch is Mamba under another name, building faultModels: models
+// that do not save their states (api.StateSaver), except under the faults
+// in SaveState and LoadState.
 type faultArch struct{ api.Architecture }
 
 func (faultArch) Name() string { return "faulty" }
@@ -36,7 +41,27 @@ func (a faultArch) New(ctx context.Context, cfg api.Config, o api.BuildOptions) 
 	if err != nil {
 		return nil, err
 	}
+	if f := os.Getenv("DENSESSM_FAULT"); strings.HasSuffix(f, "-save") || strings.HasSuffix(f, "-load") {
+		return saverModel{faultModel{m}, m.(api.StateSaver)}, nil
+	}
 	return faultModel{m}, nil
+}
+
+// saverModel is a faultModel that saves and loads its states, misbehaving
+// as it does.
+type saverModel struct {
+	faultModel
+	sv api.StateSaver
+}
+
+func (m saverModel) SaveState(ctx context.Context, s api.State) (api.StateSnapshot, error) {
+	misbehave("-save", s.Batch())
+	return m.sv.SaveState(ctx, s)
+}
+
+func (m saverModel) LoadState(ctx context.Context, s api.State, snap api.StateSnapshot) error {
+	misbehave("-load", s.Batch())
+	return m.sv.LoadState(ctx, s, snap)
 }
 
 // faultModel is a Mamba model whose Forward misbehaves.
