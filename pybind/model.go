@@ -24,6 +24,11 @@ type Model struct {
 	m      api.Model  // nil once closed
 	tok    *Tokenizer // set once, never changed
 	source string     // the directory, the default model's name or "init"
+
+	// id is the identity stamped on the model's state files
+	// (stateIdentity), computed the first time a state is saved or
+	// loaded; guarded by mu.
+	id *api.StateSnapshot
 }
 
 // buildOptions returns the options that build a model on backend with

@@ -53,6 +53,10 @@ func (s *State) Len() (int, error) {
 	return n, err
 }
 
+// Batch returns the number of sequences the state holds (as many as it
+// was made for; for a loaded state, as many as its file holds).
+func (s *State) Batch() int { return s.batch }
+
 // Step feeds one token per sequence (the Arrow array at idsArray/idsSchema
 // holds batch ids) and exports the next-token logits [batch, V] into the
 // Arrow structs at outArray/outSchema.

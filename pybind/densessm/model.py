@@ -91,6 +91,7 @@ class Model:
     def __init__(self, handle: Any) -> None:
         self._h = handle
         self._info: dict | None = None
+        self._identified = False
 
     @property
     def info(self) -> dict:
@@ -151,6 +152,32 @@ class Model:
     def new_state(self, batch: int = 1) -> "State":
         """An empty recurrent state for batch sequences."""
         return State(b.call(self._h.NewState, int(batch)), self, batch)
+
+    def load_state(self, path: str | os.PathLike) -> "State":
+        """A new state holding the state file at path (written by
+        State.save, or `densessm generate --save-state`): as many sequences,
+        at as many tokens, as the state that was saved, and it continues
+        exactly as that state would have.
+
+        The file must come from this model: one of another architecture,
+        configuration or weights raises Error saying which (a model loaded
+        from the same files, or made by init with the same configuration and
+        seed, is the same model; one with weights="q8" or "bf16" is not the
+        float32 one). So does a file that is not a state file, or a damaged
+        one. The first save or load of a model reads all its weights once
+        (for their SHA-256); Ctrl-C stops that.
+        """
+        self._identify()
+        h = b.call(self._h.LoadState, os.fspath(path))
+        return State(h, self, b.call(h.Batch))
+
+    def _identify(self) -> None:
+        """Computes the identity that state files carry (the SHA-256 of the
+        configuration and of the weights) once, as a job, so that Ctrl-C
+        stops it; State.save and load_state then find it known."""
+        if not self._identified:
+            b.drive(b.call(self._h.Identify))
+            self._identified = True
 
     @overload
     def generate(self, prompt: str, **options: Any) -> str: ...
@@ -227,7 +254,9 @@ def _prompts(prompt: str | Sequence[str]) -> tuple[list[str], bool]:
 class State:
     """A recurrent state: what a model has seen of batch sequences, in
     memory that does not grow with them. Feed tokens with step (one per
-    sequence) or prefill (many)."""
+    sequence) or prefill (many); len(state) is the number of tokens seen.
+    save writes it to a file (Model.load_state reads it back), copy
+    branches it, snapshot returns its tensors."""
 
     def __init__(self, handle: Any, model: Model, batch: int) -> None:
         self._h, self._model, self.batch = handle, model, batch
@@ -265,6 +294,42 @@ class State:
             inp.release()
             out.release()
         return b.float_array(flat, (*shape, self._model.vocab_size))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the state to the file path (safetensors, written
+        atomically): its tensors, the number of sequences and of tokens,
+        and the model's architecture and the SHA-256 of its configuration
+        and weights, which Model.load_state checks. Its size does not
+        depend on the number of tokens: 175 KB for the default model
+        (docs/state.md lists others)."""
+        self._model._identify()
+        b.call(self._h.Save, os.fspath(path))
+
+    def copy(self) -> "State":
+        """A new state holding what this one holds: a branch. Each then
+        goes on independently; feeding both the same tokens gives the same
+        logits, bit for bit."""
+        return State(b.call(self._h.Copy), self._model, self.batch)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The state's tensors as float32 arrays, by the names the model
+        gives them (for Mamba, per layer i "layers.i.conv" [B, K-1, E] and
+        "layers.i.ssm" [B, E, N]; for RetNet "layers.i.retention"
+        [B, H, dk, dv]), in its order: a copy taken now, which later steps
+        do not change. The arrays view one block of memory outside Go's
+        heap, as logits do."""
+        out = b.CArray()
+        try:
+            layout = json.loads(b.call(self._h.Snapshot, *out.addrs))
+            flat = out.take()
+        finally:
+            out.release()
+        data = b.float_array(flat, (len(flat),))
+        tensors = {}
+        for t in layout["tensors"]:
+            n = int(np.prod(t["shape"], dtype=np.int64))
+            tensors[t["name"]] = data[t["offset"]:t["offset"] + n].reshape(t["shape"])
+        return tensors
 
     def close(self) -> None:
         """Frees the state now."""

@@ -29,6 +29,9 @@ l = m.logits([1, 2, 3, 4])
 s = m.new_state()
 steps = np.stack([s.step(i) for i in [1, 2, 3, 4]])
 out["hgrn"] = [m.info["plugin"], list(l.shape), float(np.abs(l - steps).max())]
+s.save(STATE)  # the hgrn example saves its states through the plugin
+t = m.load_state(STATE)
+out["state"] = len(t) == 4 and bool(np.array_equal(s.step(5), t.step(5)))
 local = densessm.default_model(threads=1).generate("func main() {", max_new_tokens=20, seed=4)
 remote = densessm.default_model(backend="cpu-plugin", threads=1)
 out["cpu-plugin"] = [remote.info["backend"], remote.generate("func main() {", max_new_tokens=20, seed=4) == local]
@@ -36,6 +39,7 @@ print(json.dumps(out))
 """
     home = tmp_path / "home"
     home.mkdir()
+    code = code.replace("STATE", repr(str(tmp_path / "hgrn.state")))
     r = run_python(code, env={"DENSESSM_PLUGIN_PATH": str(plugin_dir), "HOME": str(home),
                               "XDG_CONFIG_HOME": str(home / ".config")}, timeout=180)
     assert r.returncode == 0, r.stderr
@@ -44,3 +48,4 @@ print(json.dumps(out))
     plugin, shape, diff = out["hgrn"]
     assert plugin and shape[0] == 4 and diff < 1e-4
     assert out["cpu-plugin"] == ["cpu-plugin", True]
+    assert out["state"] is True
