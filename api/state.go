@@ -121,8 +121,10 @@ func WeightsHash(ctx context.Context, m Model) (string, error) {
 			t := p.Value
 			n := t.DType().Bytes(t.Shape().NumElements())
 			if f, ok := t.(HostFloat32s); ok && t.DType() == F32 && littleEndian {
-				add(p.Name, F32, t.Shape(), unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f.HostFloat32s()))), n))
-				continue
+				if v := f.HostFloat32s(); 4*len(v) == n {
+					add(p.Name, F32, t.Shape(), unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), n))
+					continue
+				}
 			}
 			buf = slices.Grow(buf[:0], n)[:n]
 			t.Backend().Download(buf, t)
