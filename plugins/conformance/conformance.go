@@ -18,6 +18,7 @@ import (
 	"github.com/densessm/densessm/checkpoint"
 	"github.com/densessm/densessm/generate"
 	"github.com/densessm/densessm/train"
+	"github.com/densessm/densessm/verify"
 )
 
 // Check is the conformance suite: got (a model through a plugin, say) must
@@ -25,7 +26,9 @@ import (
 // configuration, seed and threads), bit for bit: the same info and
 // parameters, logits in every form want has, prefill and steps, state
 // snapshots (the subtest "state snapshots", skipped when neither model
-// saves its states: api.StateSaver), sampled text, training steps
+// saves its states: api.StateSaver), its forms against each other
+// (verify.Run, the checks of densessm verify: the subtest "forms agree"),
+// sampled text, training steps
 // (losses, gradient norms, then weights and optimizer state) and written
 // parameters. Both models are changed by the training steps.
 func Check(t *testing.T, want, got api.Model) {
@@ -101,6 +104,7 @@ func Check(t *testing.T, want, got api.Model) {
 		}
 	}
 	t.Run("state snapshots", func(t *testing.T) { checkSnapshots(t, want, got, ws, gs) })
+	t.Run("forms agree", func(t *testing.T) { checkVerify(t, got) })
 	if err := gs.Reset(); err != nil || gs.Len() != 0 {
 		t.Errorf("reset: %v, length %d", err, gs.Len())
 	}
@@ -220,6 +224,23 @@ func Check(t *testing.T, want, got api.Model) {
 // snapshot taken in process restores into got) must continue as gs does,
 // bit for bit; a snapshot of another batch or with a tensor missing is
 // refused (api.ErrShape). ws and gs are stepped on.
+// checkVerify runs densessm verify's checks (verify.Run) on got: its forms
+// agree with its parallel form, and a snapshot restored continues exactly
+// (skipped when it has no snapshots).
+func checkVerify(t *testing.T, got api.Model) {
+	o := verify.DefaultOptions()
+	o.Tokens = 16
+	r, err := verify.Run(t.Context(), got, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Checks {
+		if !c.Pass {
+			t.Errorf("%s: largest logit difference %.3g of %.3g (tolerance %.3g) %s", c.Name, c.MaxDiff, c.Scale, c.Tol, c.Note)
+		}
+	}
+}
+
 func checkSnapshots(t *testing.T, want, got api.Model, ws, gs api.State) {
 	ctx := t.Context()
 	wsv, wantSaves := want.(api.StateSaver)
