@@ -69,7 +69,10 @@ type MCResult struct {
 //     all choices together, so that where the tokenizer merges the end of
 //     the context with a choice, every choice is scored after the same
 //     context ids (see EncodePair); the choice's log-likelihood is
-//     LogLikelihood's (one Forward over the context and the continuation);
+//     LogLikelihood's (one Forward over the context and the continuation),
+//     or, for a model whose states can be copied, the same sums after the
+//     context's state is computed once and copied for each choice (the
+//     forms agree to float32 rounding);
 //   - acc counts the examples where the largest log-likelihood is the
 //     label's, acc_norm those where the largest log-likelihood divided by
 //     the choice's length is: the length of the choice as written in the
@@ -147,10 +150,10 @@ func scoreExample(ctx context.Context, m api.Model, tok *tokenizer.Tokenizer, e 
 	if err != nil {
 		return MCScore{}, err
 	}
+	if s.LogLik, s.Greedy, err = choiceLogLikelihoods(ctx, m, ctxIDs, contIDs); err != nil {
+		return MCScore{}, err
+	}
 	for j, cont := range contIDs {
-		if s.LogLik[j], s.Greedy[j], err = LogLikelihood(ctx, m, ctxIDs, cont); err != nil {
-			return MCScore{}, fmt.Errorf("choice %d: %w", j, err)
-		}
 		s.Tokens[j] = len(cont)
 	}
 	norm := func(k int) float64 { return s.LogLik[k] / float64(utf8.RuneCountInString(e.Choices[k])) }

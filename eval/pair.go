@@ -175,6 +175,23 @@ func encodePlain(tok *tokenizer.Tokenizer, text string) ([]int32, error) {
 	return ids, nil
 }
 
+// checkPair refuses (api.ErrOutOfRange) an empty context or continuation
+// and ids outside a vocabulary of V tokens.
+func checkPair(V int, contextIDs, continuationIDs []int32) error {
+	if len(contextIDs) == 0 || len(continuationIDs) == 0 {
+		return fmt.Errorf("log-likelihood: %d context and %d continuation tokens: want at least 1 of each: %w", len(contextIDs), len(continuationIDs), api.ErrOutOfRange)
+	}
+	for i, list := range [][]int32{contextIDs, continuationIDs} {
+		for j, id := range list {
+			if id < 0 || int(id) >= V {
+				return fmt.Errorf("log-likelihood: %s token %d: id %d outside the vocabulary [0, %d): %w",
+					[]string{"context", "continuation"}[i], j, id, V, api.ErrOutOfRange)
+			}
+		}
+	}
+	return nil
+}
+
 // LogLikelihood returns the log-likelihood, in nats, of continuationIDs
 // after contextIDs, the sum of log p(continuationIDs[i] | contextIDs,
 // continuationIDs[:i]), from one m.Forward over the context and the
@@ -187,17 +204,9 @@ func LogLikelihood(ctx context.Context, m api.Model, contextIDs, continuationIDs
 	if m == nil {
 		return 0, false, fmt.Errorf("log-likelihood: no model: %w", api.ErrConfig)
 	}
-	if len(contextIDs) == 0 || len(continuationIDs) == 0 {
-		return 0, false, fmt.Errorf("log-likelihood: %d context and %d continuation tokens: want at least 1 of each: %w", len(contextIDs), len(continuationIDs), api.ErrOutOfRange)
-	}
 	V := m.Config().Vocab()
-	for i, list := range [][]int32{contextIDs, continuationIDs} {
-		for j, id := range list {
-			if id < 0 || int(id) >= V {
-				return 0, false, fmt.Errorf("log-likelihood: %s token %d: id %d outside the vocabulary [0, %d): %w",
-					[]string{"context", "continuation"}[i], j, id, V, api.ErrOutOfRange)
-			}
-		}
+	if err := checkPair(V, contextIDs, continuationIDs); err != nil {
+		return 0, false, err
 	}
 	in := make([]int32, 0, len(contextIDs)+len(continuationIDs)-1)
 	in = append(append(in, contextIDs...), continuationIDs[:len(continuationIDs)-1]...)
