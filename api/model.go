@@ -218,6 +218,11 @@ type Info struct {
 	// Weights is the storage of the weight matrices (BuildOptions.Weights):
 	// F32, BF16 or Q8_0; Invalid from a model that does not say.
 	Weights DType
+	// Snapshots reports that the model's states can be saved, restored and
+	// copied (StateSaver works: Snapshot, Restore, CopyState). A proxy for
+	// a model in another process has StateSaver's methods whatever its
+	// model can do; this says whether they work.
+	Snapshots bool
 }
 
 // Supports reports whether Forward and Prefill accept mode m.

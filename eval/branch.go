@@ -26,7 +26,7 @@ func choiceLogLikelihoods(ctx context.Context, m api.Model, contextIDs []int32, 
 		}
 		return ll, greedy, nil
 	}
-	if _, ok := m.(api.StateSaver); !ok || len(contextIDs) == 0 || len(conts) < 2 {
+	if _, ok := m.(api.StateSaver); !ok || !m.Info().Snapshots || len(contextIDs) == 0 || len(conts) < 2 {
 		return perChoice()
 	}
 	for j, c := range conts {

@@ -96,7 +96,7 @@ func NewPrefixCache(ctx context.Context, m api.Model, o CacheOptions) (*PrefixCa
 	if o.Every < 1 || o.DiskBytes < 0 {
 		return nil, fmt.Errorf("prefix cache: a snapshot every %d tokens, %d bytes on disk: %w", o.Every, o.DiskBytes, api.ErrConfig)
 	}
-	if _, ok := m.(api.StateSaver); !ok {
+	if _, ok := m.(api.StateSaver); !ok || !m.Info().Snapshots {
 		return nil, fmt.Errorf("prefix cache: %s model: state snapshots: %w", m.Config().ArchName(), api.ErrUnsupported)
 	}
 	if o.Dir != "" {

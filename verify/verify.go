@@ -298,7 +298,7 @@ func (v *run) windows() (Check, error) {
 // and restored into a new state continues exactly as the original.
 func (v *run) snapshot() (Check, error) {
 	const name = "snapshot, restore, continue"
-	if _, ok := v.m.(api.StateSaver); !ok {
+	if _, ok := v.m.(api.StateSaver); !ok || !v.m.Info().Snapshots {
 		return Check{Name: name, Pass: true, StateDiff: -1, Skipped: "the model has no state snapshots"}, nil
 	}
 	T, B, half := v.o.Tokens, v.o.Batch, v.o.Tokens/2
@@ -358,7 +358,7 @@ func (v *run) snapshot() (Check, error) {
 // states of m, and false when m has no snapshots.
 func stateDiff(ctx context.Context, m api.Model, a, b api.State) (float64, bool, error) {
 	sv, ok := m.(api.StateSaver)
-	if !ok {
+	if !ok || !m.Info().Snapshots {
 		return 0, false, nil
 	}
 	sa, err := sv.SaveState(ctx, a)

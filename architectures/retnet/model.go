@@ -287,7 +287,7 @@ type pass struct {
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
 		Modes:     []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent},
-		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights()}
+		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights(), Snapshots: true}
 }
 
 // Close does nothing: the parameters are Go memory.

@@ -34,7 +34,7 @@ import (
 func Check(t *testing.T, want, got api.Model) {
 	ctx := t.Context()
 	wi, gi := want.Info(), got.Info()
-	if wi.Arch != gi.Arch || !slices.Equal(wi.Modes, gi.Modes) || wi.Trainable != gi.Trainable || gi.Local {
+	if wi.Arch != gi.Arch || !slices.Equal(wi.Modes, gi.Modes) || wi.Trainable != gi.Trainable || wi.Snapshots != gi.Snapshots || gi.Local {
 		t.Fatalf("info: %+v, want %+v (and not local)", gi, wi)
 	}
 	if w, g := want.Params(), got.Params(); !slices.EqualFunc(w, g, func(a, b api.ParamInfo) bool {

@@ -59,7 +59,7 @@ func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (_ *Model, err error) {
 		return nil, fmt.Errorf("plugin %s: %w", p, err)
 	}
 	m.host = cpu.New(api.BackendOptions{Threads: 1})
-	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable}
+	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable, Snapshots: pi.StateSaver}
 	if pi.Weights != "" {
 		if m.info.Weights, err = api.ParseWeightDType(pi.Weights); err != nil {
 			return nil, fmt.Errorf("plugin %s: model info: %w", p.Desc.Name, err)

@@ -125,7 +125,7 @@ func (m *Model) Config() api.Config { return m.cfg }
 // recurrent forms, trainable, in process.
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: Name, Backend: m.b.Name(), Threads: m.b.Threads(),
-		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true}
+		Modes: []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent}, Trainable: true, Local: true, Snapshots: true}
 }
 
 // Close does nothing: the parameters are Go memory.
