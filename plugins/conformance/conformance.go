@@ -88,6 +88,17 @@ func Check(t *testing.T, want, got api.Model) {
 		t.Fatal(err)
 	}
 	sameTensor(t, "prefill", w, g)
+	wl, gl := must(want.NewState(2)), must(got.NewState(2))
+	defer gl.Close()
+	w, err = generate.PrefillLast(ctx, want, wl, seqs) // the model's PrefillLast where it has one
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err = generate.PrefillLast(ctx, got, gl, seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTensor(t, "prefill, last logits", w, g)
 	for i := range 3 {
 		next := []int32{int32(i), int32(V - 1 - i)}
 		w, err := want.Step(ctx, ws, next)
@@ -404,4 +415,13 @@ func tensorBytes(t api.Tensor) []byte {
 	raw := make([]byte, t.DType().Bytes(t.Shape().NumElements()))
 	t.Backend().Download(raw, t)
 	return raw
+}
+
+// must returns v, failing on err as a panic (a model call the suite has
+// just made work).
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -36,6 +36,7 @@ type Model struct {
 	host   *cpu.Backend
 	result *os.File // the plugin's result memfd, opened once
 	saver  bool     // the plugin's model saves and loads its states
+	last   bool     // the plugin answers PrefillRequest.last
 	closed bool
 }
 
@@ -49,7 +50,7 @@ var (
 // newModel is the host's view of a model the plugin built and described;
 // a description it cannot use unloads the model again.
 func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (_ *Model, err error) {
-	m := &Model{p: p, gen: gen, id: pi.Model, saver: pi.StateSaver}
+	m := &Model{p: p, gen: gen, id: pi.Model, saver: pi.StateSaver, last: pi.PrefillLast}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -220,18 +221,19 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Ten
 		if err != nil {
 			return err
 		}
-		out, _, err = m.streamedLogits(stream, ids)
+		out, _, err = m.streamedLogits(stream, api.Shape{len(ids), len(ids[0]), m.cfg.Vocab()})
 		return err
 	})
 	return out, err
 }
 
-// streamedLogits reads the logits of ids sent in chunks into a tensor of
-// this process (no copy after the chunks are read), with the state's
-// length. The stream may not be longer than the logits of ids need.
-func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids [][]int32) (api.Tensor, int, error) {
+// streamedLogits reads logits of shape want sent in chunks into a tensor
+// of this process (no copy after the chunks are read), with the state's
+// length. The stream may not be longer than logits of that shape need,
+// and logits of another shape are refused (api.ErrCorrupt).
+func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], want api.Shape) (api.Tensor, int, error) {
 	n := 0
-	logits := int64(len(ids)) * int64(len(ids[0])) * int64(m.cfg.Vocab()) * 4
+	logits := int64(want.NumElements()) * 4
 	size := wire.StreamSize(logits)
 	var remote *pb.RemoteTensor
 	h, err := wire.ReadTensorStream(func() ([]byte, error) {
@@ -256,6 +258,9 @@ func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids 
 	}, size)
 	if errors.Is(err, errUseFile) && remote != nil { // the logits are in the plugin's memory
 		t, err := m.readRemote(remote, logits)
+		if err == nil && !t.Shape().Equal(want) {
+			err = fmt.Errorf("logits of shape %v, want %v: %w", t.Shape(), want, api.ErrCorrupt)
+		}
 		return t, n, err
 	}
 	if errors.Is(err, errUseFile) { // the whole stream is at the start of the model's memfd
@@ -266,6 +271,9 @@ func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], ids 
 	}
 	if h.DType != api.F32 {
 		return nil, 0, fmt.Errorf("logits are %s: %w", h.DType, api.ErrDType)
+	}
+	if !h.Shape.Equal(want) {
+		return nil, 0, fmt.Errorf("logits of shape %v, want %v: %w", h.Shape, want, api.ErrCorrupt)
 	}
 	if f, ok := wire.Float32s(h.Data); ok {
 		return m.host.WrapFloat32s(f, h.Shape...), n, nil
@@ -325,6 +333,28 @@ func (m *Model) state(s api.State) (*State, error) {
 
 // Prefill continues s over the sequences in the plugin.
 func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
+	return m.prefill(ctx, s, ids, f, false)
+}
+
+// PrefillLast is Prefill returning the logits of the last position alone,
+// [B,V] (generate.LastLogitsPrefiller): the plugin computes and sends only
+// those. A plugin built before PrefillRequest.last sends every position's,
+// and the host keeps the last.
+func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
+	if !m.last {
+		t, err := m.prefill(ctx, s, ids, f, false)
+		if err != nil {
+			return nil, err
+		}
+		defer m.host.Free(t)
+		return wire.LastRows(t)
+	}
+	return m.prefill(ctx, s, ids, f, true)
+}
+
+// prefill runs Prefill in the plugin, for every position's logits or
+// (last) the last one's.
+func (m *Model) prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form, last bool) (api.Tensor, error) {
 	st, err := m.state(s)
 	if err != nil {
 		return nil, err
@@ -333,13 +363,17 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 	if err != nil {
 		return nil, err
 	}
+	want := api.Shape{len(ids), len(ids[0]), m.cfg.Vocab()}
+	if last {
+		want = api.Shape{len(ids), m.cfg.Vocab()}
+	}
 	var out api.Tensor
 	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote}, o...)
+		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote, Last: last}, o...)
 		if err != nil {
 			return err
 		}
-		out, st.n, err = m.streamedLogits(stream, ids)
+		out, st.n, err = m.streamedLogits(stream, want)
 		return err
 	})
 	return out, err

@@ -611,7 +611,10 @@ type ModelInfo struct {
 	Weights string `protobuf:"bytes,10,opt,name=weights,proto3" json:"weights,omitempty"`
 	// The model saves and loads its states (api.StateSaver: SaveState,
 	// LoadState); false from a plugin built before those requests.
-	StateSaver    bool `protobuf:"varint,11,opt,name=state_saver,json=stateSaver,proto3" json:"state_saver,omitempty"`
+	StateSaver bool `protobuf:"varint,11,opt,name=state_saver,json=stateSaver,proto3" json:"state_saver,omitempty"`
+	// The plugin answers PrefillRequest.last (an SDK of this version always
+	// does: with the model's PrefillLast, or its Prefill's last rows).
+	PrefillLast   bool `protobuf:"varint,12,opt,name=prefill_last,json=prefillLast,proto3" json:"prefill_last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -719,6 +722,13 @@ func (x *ModelInfo) GetWeights() string {
 func (x *ModelInfo) GetStateSaver() bool {
 	if x != nil {
 		return x.StateSaver
+	}
+	return false
+}
+
+func (x *ModelInfo) GetPrefillLast() bool {
+	if x != nil {
+		return x.PrefillLast
 	}
 	return false
 }
@@ -1184,13 +1194,16 @@ func (x *StateRef) GetStepSocket() string {
 }
 
 type PrefillRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
-	State         uint64                 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
-	Ids           []byte                 `protobuf:"bytes,3,opt,name=ids,proto3" json:"ids,omitempty"`
-	Form          *Form                  `protobuf:"bytes,4,opt,name=form,proto3" json:"form,omitempty"`
-	Shared        bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
-	Remote        bool                   `protobuf:"varint,6,opt,name=remote,proto3" json:"remote,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Model  uint64                 `protobuf:"varint,1,opt,name=model,proto3" json:"model,omitempty"`
+	State  uint64                 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
+	Ids    []byte                 `protobuf:"bytes,3,opt,name=ids,proto3" json:"ids,omitempty"`
+	Form   *Form                  `protobuf:"bytes,4,opt,name=form,proto3" json:"form,omitempty"`
+	Shared bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
+	Remote bool                   `protobuf:"varint,6,opt,name=remote,proto3" json:"remote,omitempty"`
+	// Only the last position's logits, [B,V] (generate's PrefillLast): a
+	// prompt's prefill needs no others, and they would be most of the bytes.
+	Last          bool `protobuf:"varint,7,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1263,6 +1276,13 @@ func (x *PrefillRequest) GetShared() bool {
 func (x *PrefillRequest) GetRemote() bool {
 	if x != nil {
 		return x.Remote
+	}
+	return false
+}
+
+func (x *PrefillRequest) GetLast() bool {
+	if x != nil {
+		return x.Last
 	}
 	return false
 }
@@ -2036,7 +2056,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\tParamInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05dtype\x18\x02 \x01(\tR\x05dtype\x12\x14\n" +
-	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xc6\x02\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xe9\x02\n" +
 	"\tModelInfo\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x12\n" +
 	"\x04arch\x18\x02 \x01(\tR\x04arch\x12\x1f\n" +
@@ -2051,7 +2071,8 @@ const file_runtime_proto_rawDesc = "" +
 	"\aweights\x18\n" +
 	" \x01(\tR\aweights\x12\x1f\n" +
 	"\vstate_saver\x18\v \x01(\bR\n" +
-	"stateSaver\" \n" +
+	"stateSaver\x12!\n" +
+	"\fprefill_last\x18\f \x01(\bR\vprefillLast\" \n" +
 	"\bModelRef\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\";\n" +
 	"\rParamsRequest\x12\x14\n" +
@@ -2080,14 +2101,15 @@ const file_runtime_proto_rawDesc = "" +
 	"\tlogits_fd\x18\x03 \x01(\x03R\blogitsFd\x12!\n" +
 	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\x12\x1f\n" +
 	"\vstep_socket\x18\x05 \x01(\tR\n" +
-	"stepSocket\"\xac\x01\n" +
+	"stepSocket\"\xc0\x01\n" +
 	"\x0ePrefillRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
 	"\x03ids\x18\x03 \x01(\fR\x03ids\x12,\n" +
 	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
 	"\x06shared\x18\x05 \x01(\bR\x06shared\x12\x16\n" +
-	"\x06remote\x18\x06 \x01(\bR\x06remote\"c\n" +
+	"\x06remote\x18\x06 \x01(\bR\x06remote\x12\x12\n" +
+	"\x04last\x18\a \x01(\bR\x04last\"c\n" +
 	"\vStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +

@@ -254,6 +254,7 @@ func (s *server) add(m api.Model) (*pb.ModelInfo, error) {
 		Backend: info.Backend, Threads: int64(info.Threads), Trainable: info.Trainable, Weights: weightsName(info.Weights),
 	}
 	_, out.StateSaver = m.(api.StateSaver)
+	out.PrefillLast = true // Prefill answers last (lastLogits)
 	for _, mode := range info.Modes {
 		out.Modes = append(out.Modes, int32(mode))
 	}
@@ -438,11 +439,38 @@ func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServ
 		return err
 	}
 	defer m.mu.Unlock()
-	t, err := m.m.Prefill(stream.Context(), st.State, ids, form(req.Form))
+	prefill := m.m.Prefill
+	if req.Last {
+		prefill = func(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
+			return lastLogits(ctx, m.m, s, ids, f)
+		}
+	}
+	t, err := prefill(stream.Context(), st.State, ids, form(req.Form))
 	if err != nil {
 		return err
 	}
 	return m.streamLogits(stream, t, st.Len(), req.Shared, req.Remote)
+}
+
+// lastLogitsPrefiller is generate.LastLogitsPrefiller: a model whose
+// Prefill can compute the last position's logits alone.
+type lastLogitsPrefiller interface {
+	PrefillLast(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error)
+}
+
+// lastLogits is Prefill returning the logits of the last position alone,
+// [B,V]: the model's PrefillLast when it has one, else the last rows of
+// its Prefill's.
+func lastLogits(ctx context.Context, m api.Model, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
+	if lp, ok := m.(lastLogitsPrefiller); ok {
+		return lp.PrefillLast(ctx, s, ids, f)
+	}
+	t, err := m.Prefill(ctx, s, ids, f)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Backend().Free(t)
+	return wire.LastRows(t)
 }
 
 func (s *server) Step(ctx context.Context, req *pb.StepRequest) (*pb.Logits, error) {
