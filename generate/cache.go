@@ -28,7 +28,9 @@ import (
 // and one that shares a prefix with it at most Every.
 //
 // Snapshots are keyed by a hash of the model's identity (architecture,
-// configuration and weights: api.Identity) and of the prefix's tokens, and
+// configuration and weights: api.Identity) and of the prefix's tokens
+// (caches with another Every find the states of prefixes of the same
+// lengths), and
 // kept in memory up to MemoryBytes, the least recently used going first,
 // and, when Dir is set, as state files in Dir (docs/state.md) up to
 // DiskBytes, the oldest files going first. A PrefixCache is safe for use by
@@ -58,6 +60,9 @@ type CacheOptions struct {
 	Dir string
 	// DiskBytes bounds the files in Dir (0: 4 GiB).
 	DiskBytes int64
+	// Identity, when its WeightsHash is set, is the model's api.Identity,
+	// known already: NewPrefixCache then does not read the weights again.
+	Identity api.StateSnapshot
 }
 
 // DefaultCacheOptions returns a snapshot every 256 tokens, 1 GiB in memory
@@ -84,7 +89,7 @@ type cacheEntry struct {
 }
 
 // NewPrefixCache returns a cache of m's states. It computes m's identity,
-// which reads every weight once.
+// which reads every weight once, unless o.Identity gives it.
 func NewPrefixCache(ctx context.Context, m api.Model, o CacheOptions) (*PrefixCache, error) {
 	def := DefaultCacheOptions()
 	if o.Every == 0 {
@@ -104,9 +109,12 @@ func NewPrefixCache(ctx context.Context, m api.Model, o CacheOptions) (*PrefixCa
 			return nil, fmt.Errorf("prefix cache: %w", err)
 		}
 	}
-	id, err := api.Identity(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("prefix cache: %w", err)
+	id := o.Identity
+	if id.WeightsHash == "" {
+		var err error
+		if id, err = api.Identity(ctx, m); err != nil {
+			return nil, fmt.Errorf("prefix cache: %w", err)
+		}
 	}
 	return &PrefixCache{m: m, id: id, o: o, mem: list.New(), at: map[string]*list.Element{}}, nil
 }
@@ -119,21 +127,22 @@ func (c *PrefixCache) Stats() CacheStats {
 }
 
 // prefixKeys returns the key of every prefix of prompt whose state the
-// cache keeps, by length: every Every tokens and len(prompt)-1. Each
-// key chains the one before it, so the keys of a long prompt cost one
-// pass over its tokens.
+// cache keeps, by length: every Every tokens and len(prompt)-1. A key is
+// the SHA-256 of the model's identity and the prefix's tokens, whatever
+// Every is (caches of other Every share the states of prefixes of the same
+// length); one pass over the prompt gives them all.
 func (c *PrefixCache) prefixKeys(prompt []int32) map[int]string {
 	keys := map[int]string{}
-	h := sha256.Sum256([]byte(c.id.Arch + "\x00" + c.id.ConfigHash + "\x00" + c.id.WeightsHash))
-	var buf []byte
+	h := sha256.New()
+	h.Write([]byte(c.id.Arch + "\x00" + c.id.ConfigHash + "\x00" + c.id.WeightsHash + "\x00"))
+	var tok [4]byte
 	from := 0
 	for _, end := range c.stops(len(prompt)) {
-		buf = append(buf[:0], h[:]...)
 		for _, t := range prompt[from:end] {
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(t))
+			binary.LittleEndian.PutUint32(tok[:], uint32(t))
+			h.Write(tok[:])
 		}
-		h = sha256.Sum256(buf)
-		keys[end] = hex.EncodeToString(h[:])
+		keys[end] = hex.EncodeToString(h.Sum(nil)) // Sum leaves the running hash as it is
 		from = end
 	}
 	return keys

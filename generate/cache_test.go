@@ -78,6 +78,20 @@ func TestPrefixCache(t *testing.T) {
 		t.Fatalf("from disk: %+v", s)
 	}
 
+	// A cache with another Every on the same directory finds the states
+	// of the prefixes of the same lengths (here all but the last token),
+	// and one given the identity does not read the weights.
+	c3, err := NewPrefixCache(ctx, m, CacheOptions{Every: 16, MemoryBytes: 1 << 30, Dir: cacheOpts.Dir, Identity: c.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := withCache(c3, p1); !slices.Equal(again, cold) {
+		t.Fatalf("another Every: %v, first %v", again, cold)
+	}
+	if s := c3.Stats(); s.Hits != 1 || s.TokensRun != 1 {
+		t.Fatalf("another Every: %+v", s)
+	}
+
 	// Another model's cache, or with a state, or a batch: refused.
 	o.Cache = c
 	for name, run := range map[string]func() error{

@@ -66,7 +66,16 @@ func (o generateOptions) textOptions() (generate.TextOptions, error) {
 // decoded together as one batch. With stream, the job sends an event
 // {"seq": i, "text": piece} for each piece of text as it becomes final.
 // Its result is {"texts": [...], "seed": n}.
-func (m *Model) Generate(promptsJSON, optionsJSON string, stream bool) (*Job, error) {
+//
+// state, when not nil, is a state of one sequence made by this model that
+// the single prompt continues (generate.Options.State): afterwards it
+// holds the prompt and every token sampled, the last one and an
+// end-of-sequence token included; a job cancelled or failed part way
+// leaves it part way. cache, when not nil, is a prefix cache of this model
+// (Model.NewPrefixCache) that the single prompt starts from
+// (generate.Options.Cache). They cannot be used together. (gopy passes a
+// nil pointer for the handle 0.)
+func (m *Model) Generate(promptsJSON, optionsJSON string, stream bool, state *State, cache *PrefixCache) (*Job, error) {
 	var prompts []string
 	if err := json.Unmarshal([]byte(promptsJSON), &prompts); err != nil {
 		return nil, fmt.Errorf("prompts: %v: %w", err, api.ErrConfig)
@@ -87,9 +96,25 @@ func (m *Model) Generate(promptsJSON, optionsJSON string, stream bool) (*Job, er
 	if m.tok == nil {
 		return nil, fmt.Errorf("generate needs the model's tokenizer, and this model has none: %w", api.ErrConfig)
 	}
+	if err := m.checkGenerateWith(len(prompts), state, cache); err != nil {
+		return nil, err
+	}
 	return startJob(func(ctx context.Context, emit func(any)) (any, error) {
 		var texts []string
 		err := m.use(func(am api.Model) error {
+			if state != nil {
+				if state.s == nil { // read under m.mu, the state's lock
+					return fmt.Errorf("state: %w", errClosed)
+				}
+				opts.State = state.s
+			}
+			if cache != nil {
+				pc, err := cache.get()
+				if err != nil {
+					return err
+				}
+				opts.Cache = pc
+			}
 			var each func(int, string) error
 			if stream {
 				each = func(seq int, piece string) error {
@@ -106,4 +131,25 @@ func (m *Model) Generate(promptsJSON, optionsJSON string, stream bool) (*Job, er
 		}
 		return map[string]any{"texts": texts, "seed": opts.Seed}, nil
 	}), nil
+}
+
+// checkGenerateWith refuses a state or a prefix cache that Generate cannot
+// use with n prompts: both at once, one of another model, more than one
+// prompt, a state of more than one sequence.
+func (m *Model) checkGenerateWith(n int, state *State, cache *PrefixCache) error {
+	switch {
+	case state != nil && cache != nil:
+		return fmt.Errorf("a state and a prefix cache together: the cache starts a prompt from states of its own, so pass one of them: %w", api.ErrConfig)
+	case state != nil && state.model != m:
+		return fmt.Errorf("a state of another model: generate continues states this model made (new_state, load_state, copy): %w", api.ErrConfig)
+	case state != nil && n != 1:
+		return fmt.Errorf("a state continues one prompt, not a batch of %d: %w", n, api.ErrConfig)
+	case state != nil && state.batch != 1:
+		return fmt.Errorf("a state of %d sequences: generate continues a state of one sequence: %w", state.batch, api.ErrConfig)
+	case cache != nil && cache.model != m:
+		return fmt.Errorf("a prefix cache of another model: make one with this model's prefix_cache: %w", api.ErrConfig)
+	case cache != nil && n != 1:
+		return fmt.Errorf("a prefix cache serves one prompt, not a batch of %d: %w", n, api.ErrConfig)
+	}
+	return nil
 }

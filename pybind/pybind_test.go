@@ -113,10 +113,10 @@ func TestGenerateOptions(t *testing.T) {
 		t.Errorf("temperature -1: %v", err)
 	}
 	m := &Model{}
-	if _, err := m.Generate(`["x"]`, `{"temprature": 1}`, false); err == nil || !strings.Contains(err.Error(), "temprature") {
+	if _, err := m.Generate(`["x"]`, `{"temprature": 1}`, false, nil, nil); err == nil || !strings.Contains(err.Error(), "temprature") {
 		t.Errorf("unknown option: %v, want an error naming it", err)
 	}
-	if _, err := m.Generate(`[]`, ``, false); !errors.Is(err, api.ErrConfig) {
+	if _, err := m.Generate(`[]`, ``, false, nil, nil); !errors.Is(err, api.ErrConfig) {
 		t.Errorf("no prompts: %v", err)
 	}
 }

@@ -14,11 +14,11 @@ calls release the GIL and stop on Ctrl-C.
 
 from ._bridge import Error, go as _go
 from .commands import evaluate, run, train
-from .model import Model, State, architectures, backends, default_model, init, load
+from .model import Model, PrefixCache, State, architectures, backends, default_model, init, load
 from .tokenizer import Tokenizer
 
-__all__ = ["Error", "Model", "State", "Tokenizer", "architectures", "backends", "default_model", "evaluate",
-           "init", "load", "run", "train", "version"]
+__all__ = ["Error", "Model", "PrefixCache", "State", "Tokenizer", "architectures", "backends", "default_model",
+           "evaluate", "init", "load", "run", "train", "version"]
 
 
 def version() -> str:

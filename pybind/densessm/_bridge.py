@@ -32,6 +32,16 @@ class Error(RuntimeError):
     """An error from densessm's Go code; str(e) is the Go message."""
 
 
+class _Nil:
+    """What gopy takes for a nil pointer: the handle 0 (a handle argument's
+    wrapper passes its .handle)."""
+
+    handle = 0
+
+
+NIL = _Nil()
+
+
 def call(fn: Callable[..., Any], *args: Any) -> Any:
     """Calls a gopy function, turning the RuntimeError gopy raises into Error."""
     try:

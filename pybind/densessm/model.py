@@ -12,7 +12,7 @@ from . import _bridge as b
 from ._bridge import Error, go
 from .tokenizer import Tokenizer
 
-__all__ = ["Model", "State", "load", "default_model", "init", "architectures", "backends"]
+__all__ = ["Model", "PrefixCache", "State", "load", "default_model", "init", "architectures", "backends"]
 
 
 def _threads(threads: int | None) -> int:
@@ -179,6 +179,31 @@ class Model:
             b.drive(b.call(self._h.Identify))
             self._identified = True
 
+    def prefix_cache(self, every: int = 256, memory_bytes: int = 1 << 30, dir: str | os.PathLike | None = None,
+                     disk_bytes: int = 4 << 30) -> "PrefixCache":
+        """A prefix-state cache of this model, for generate(..., cache=...):
+        a prompt starts from the state of the longest of its prefixes the
+        cache holds, instead of running it again.
+
+        It keeps a prompt's state after every `every` tokens of it and after
+        all its tokens but the last, in memory up to memory_bytes (0: none;
+        the least recently used go first) and, with dir, as state files in
+        that directory (made when missing) up to disk_bytes, where other
+        caches of the same model, in this process or another, find them (as
+        `densessm generate --cache-dir` does). Making one reads all the
+        model's weights once (for their SHA-256, which keys the states);
+        Ctrl-C stops that. Make one per model and keep it.
+        """
+        for name, v, least in (("every", every, 1), ("memory_bytes", memory_bytes, 0), ("disk_bytes", disk_bytes, 1)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise Error(f"{name}={v!r}: want an int >= {least}")
+        path = os.fspath(dir) if dir is not None else ""
+        if dir is not None and not path:
+            raise Error("dir='': want a directory, or None for none")
+        h = b.call(self._h.NewPrefixCache, every, memory_bytes, path, disk_bytes)
+        b.drive(b.call(h.Open))
+        return PrefixCache(h, self, every, memory_bytes, path or None, disk_bytes)
+
     @overload
     def generate(self, prompt: str, **options: Any) -> str: ...
 
@@ -188,7 +213,8 @@ class Model:
     def generate(self, prompt: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.0,
                  seed: int | None = None, stop: Sequence[str] | str | None = None,
-                 eos: Sequence[int] | None = None, ignore_eos: bool = False) -> str | list[str]:
+                 eos: Sequence[int] | None = None, ignore_eos: bool = False, state: "State | None" = None,
+                 cache: "PrefixCache | None" = None) -> str | list[str]:
         """Continues a prompt (or each of a list of prompts, decoded together
         as one batch) and returns the new text, without the prompt.
 
@@ -197,11 +223,21 @@ class Model:
         that order. A sequence ends at the tokenizer's end-of-text token (or
         one of eos), at a stop string (left out), or after max_new_tokens
         tokens. seed=None draws one at random.
+
+        state: a State of one sequence made by this model, which the prompt
+        continues (it follows the tokens the state holds), and which is left
+        holding the prompt and every token sampled, the last one and an
+        end-of-text token included, and a stop string's tokens too: calls
+        that pass the same state go on like a conversation. Interrupted
+        (Ctrl-C, or a stream left early), it is left part way, holding the
+        tokens run so far. cache: a PrefixCache of this model
+        (prefix_cache), which the prompt starts from and adds its states to.
+        Both take one prompt, not a list of several, and not each other.
         """
         prompts, single = _prompts(prompt)
         job = self._start_generate(prompts, False, max_new_tokens=max_new_tokens, temperature=temperature,
                                    top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-                                   seed=seed, stop=stop, eos=eos, ignore_eos=ignore_eos)
+                                   seed=seed, stop=stop, eos=eos, ignore_eos=ignore_eos, state=state, cache=cache)
         texts = b.drive(job)["texts"]
         return texts[0] if single else texts
 
@@ -209,21 +245,28 @@ class Model:
         """generate, yielding text as it is decoded: pieces (str) for one
         prompt, (index, piece) pairs for a list of prompts. Each piece is
         final (UTF-8 characters and stop strings are never split). Leaving
-        the loop early stops the generation."""
+        the loop early stops the generation (and leaves a state given as
+        state= part way)."""
         prompts, single = _prompts(prompt)
         job = self._start_generate(prompts, True, **options)
         for ev in b.events(job):
             if "text" in ev:
                 yield ev["text"] if single else (ev["seq"], ev["text"])
 
-    def _start_generate(self, prompts: list[str], stream: bool, **o: Any) -> Any:
+    def _start_generate(self, prompts: list[str], stream: bool, state: "State | None" = None,
+                        cache: "PrefixCache | None" = None, **o: Any) -> Any:
+        if state is not None and not isinstance(state, State):
+            raise Error(f"state={state!r}: want a densessm.State (Model.new_state, load_state, State.copy) or None")
+        if cache is not None and not isinstance(cache, PrefixCache):
+            raise Error(f"cache={cache!r}: want a densessm.PrefixCache (Model.prefix_cache) or None")
         opts = {k: v for k, v in o.items() if v is not None}
         if isinstance(opts.get("stop"), str):
             opts["stop"] = [opts["stop"]]
         for k in ("stop", "eos"):
             if k in opts:
                 opts[k] = list(opts[k])
-        return b.call(self._h.Generate, json.dumps(prompts), json.dumps(opts), stream)
+        return b.call(self._h.Generate, json.dumps(prompts), json.dumps(opts), stream,
+                      state._h if state is not None else b.NIL, cache._h if cache is not None else b.NIL)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes config.json, model.safetensors (float32) and, when the
@@ -334,3 +377,33 @@ class State:
     def close(self) -> None:
         """Frees the state now."""
         b.call(self._h.Close)
+
+
+class PrefixCache:
+    """A prefix-state cache of a model (Model.prefix_cache): the states of
+    the prompts generate ran through it, from which a later prompt that
+    begins the same way starts. A prompt seen before runs one token; one
+    that shares n tokens with an earlier one runs all but the largest
+    multiple of every not above n (and not above its length less one).
+    Safe to share among threads; calls on its model run one at a time."""
+
+    def __init__(self, handle: Any, model: Model, every: int, memory_bytes: int, dir: str | None,
+                 disk_bytes: int) -> None:
+        self._h, self._model = handle, model
+        self.every, self.memory_bytes, self.dir, self.disk_bytes = every, memory_bytes, dir, disk_bytes
+
+    def stats(self) -> dict[str, int]:
+        """What the cache has done so far: prompts (run through it), hits
+        (those that started from a state it held), tokens_reused (prompt
+        tokens taken from its states), tokens_run (prompt tokens run through
+        the model) and saved (states stored)."""
+        return json.loads(b.call(self._h.Stats))
+
+    def close(self) -> None:
+        """Drops the states kept in memory now (files in dir stay); later
+        calls raise Error."""
+        b.call(self._h.Close)
+
+    def __repr__(self) -> str:
+        where = f", dir={self.dir!r}" if self.dir else ""
+        return f"<densessm.PrefixCache every={self.every}{where}>"

@@ -14,7 +14,7 @@ import pytest
 
 import densessm
 
-from conftest import TINY
+from conftest import TINY, run_python
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -274,3 +274,130 @@ def test_closed_state_and_model(tiny_dirs, tmp_path):
         m.load_state(tmp_path / "s")
     with pytest.raises(densessm.Error, match="closed"):
         c.save(tmp_path / "u")
+
+
+# generate(..., state=...): generation continues a state and leaves it
+# advanced.
+
+P1, P2 = "package main\n\nfunc main() {\n", "\t// and then\n"
+
+
+def greedy(n: int) -> dict:
+    """generate's options for n greedy tokens that do not stop early."""
+    return {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}
+
+
+def test_generate_continues_state_token_by_token():
+    # Two generate calls on one state decode what feeding the same tokens
+    # to a state by hand (prefill in the chunkwise form, as generate does
+    # for prompts of up to 512 tokens, then greedy steps) decodes: prompt 1, its output, prompt 2, its
+    # output, as one sequence. The state counts every token, the last
+    # sampled one included.
+    m = densessm.default_model(threads=1)
+    tok, n = m.tokenizer, 12
+    s = m.new_state()
+    out1 = m.generate(P1, state=s, **greedy(n))
+    ids1 = tok.encode(P1)
+    assert len(s) == len(ids1) + n
+    out2 = m.generate(P2, state=s, **greedy(n))
+    ids2 = tok.encode(P2)
+    assert len(s) == len(ids1) + len(ids2) + 2 * n
+    ref = m.new_state()
+    texts = []
+    for ids in (ids1, ids2):
+        logits = ref.prefill(ids, mode="chunkwise")[-1]
+        got = []
+        for _ in range(n):
+            got.append(int(np.argmax(logits)))
+            logits = ref.step(got[-1])
+        texts.append(tok.decode(got, skip_special_tokens=True))
+    assert [out1, out2] == texts
+    assert len(ref) == len(s)
+    # The same tokens through the same forms: the same state, bit for bit.
+    want, snap = ref.snapshot(), s.snapshot()
+    assert all(same(snap[k], want[k]) for k in want)
+    # A list of one prompt continues it too, and returns a list.
+    before = len(s)
+    assert len(m.generate([P1], state=s, **greedy(3))) == 1
+    assert len(s) == before + len(ids1) + 3
+
+
+def test_generate_state_saved_and_copied_continues_alike(tmp_path):
+    # A state after a generate (that ended at a stop string, whose tokens
+    # the state holds too), saved and loaded into this model and into
+    # another instance of it, or copied, continues with the same output as
+    # the original, greedy or sampled with a seed.
+    m, twin = densessm.default_model(threads=1), densessm.default_model(threads=1)
+    s = m.new_state()
+    m.generate(P1, state=s, max_new_tokens=20, seed=3, stop="\n")
+    n = len(s)
+    assert n > len(m.tokenizer.encode(P1))
+    s.save(tmp_path / "chat.state")
+    loaded, twin_loaded = m.load_state(tmp_path / "chat.state"), twin.load_state(tmp_path / "chat.state")
+    branch = s.copy()
+    for opts in (greedy(15), {"max_new_tokens": 15, "seed": 11, "temperature": 0.9}):
+        want = m.generate(P2, state=s.copy(), **opts)
+        got = [m.generate(P2, state=loaded.copy(), **opts), m.generate(P2, state=branch.copy(), **opts),
+               m.generate(P2, state=branch.copy(), **opts), twin.generate(P2, state=twin_loaded.copy(), **opts)]
+        assert got == [want] * 4
+    assert len(loaded) == len(branch) == len(s) == n  # only copies were continued
+    assert m.generate(P2, state=s, **greedy(15)) == m.generate(P2, state=loaded, **greedy(15))
+    assert len(s) == len(loaded) > n
+    # stream continues a state as generate does.
+    a, c = s.copy(), s.copy()
+    assert "".join(m.stream(P2, state=a, **greedy(10))) == m.generate(P2, state=c, **greedy(10))
+    assert len(a) == len(c)
+
+
+def test_generate_state_refusals(tiny_dirs):
+    m, other = densessm.default_model(threads=1), densessm.default_model(threads=1)
+    s = m.new_state()
+    cases = [
+        (lambda: m.generate(["a", "b"], state=s), "one prompt, not a batch of 2"),
+        (lambda: m.generate("a", state=m.new_state(batch=2)), "a state of 2 sequences"),
+        (lambda: m.generate("a", state=other.new_state()), "a state of another model"),
+        (lambda: m.generate("a", state=densessm.load(tiny_dirs["mamba"]).new_state()), "a state of another model"),
+        (lambda: m.generate("a", state=s, cache=m.prefix_cache()), "a state and a prefix cache together"),
+        (lambda: m.generate("a", state="s.safetensors"), "want a densessm.State"),
+        (lambda: list(m.stream(["a", "b"], state=s)), "one prompt"),
+    ]
+    for f, msg in cases:
+        with pytest.raises(densessm.Error, match=msg):
+            f()
+    assert len(s) == 0
+    s.close()
+    with pytest.raises(densessm.Error, match="closed"):
+        m.generate("a", state=s)
+
+
+def test_generate_state_left_part_way():
+    # Leaving a stream early, or Ctrl-C during generate, leaves the state
+    # part way: it holds the prompt and the tokens run so far, and goes on
+    # from there.
+    m = densessm.default_model(threads=1)
+    s = m.new_state()
+    it = m.stream(P1, state=s, max_new_tokens=1000, ignore_eos=True, seed=1)
+    for _, _ in zip(range(5), it):
+        pass
+    it.close()
+    n = len(s)
+    assert len(m.tokenizer.encode(P1)) < n < len(m.tokenizer.encode(P1)) + 1000
+    m.generate(P2, state=s, max_new_tokens=3, ignore_eos=True, seed=1)
+    assert len(s) == n + len(m.tokenizer.encode(P2)) + 3
+    code = """
+import os, signal, threading, densessm
+m = densessm.default_model(threads=1)
+s = m.new_state()
+threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    m.generate("func", state=s, max_new_tokens=1_000_000, ignore_eos=True)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted", len(s) > 1)
+n = len(s)
+m.generate("x", state=s, max_new_tokens=3, ignore_eos=True, seed=1)
+print("after:", len(s) - n)
+"""
+    r = run_python(code, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["interrupted True", "after: %d" % (len(m.tokenizer.encode("x")) + 3)], r.stdout
