@@ -379,3 +379,83 @@ func stateDiff(ctx context.Context, m api.Model, a, b api.State) (float64, bool,
 // errorsIsUnsupported reports whether err says the model lacks a
 // capability (a plugin whose model has no snapshots).
 func errorsIsUnsupported(err error) bool { return errors.Is(err, api.ErrUnsupported) }
+
+// Drift checks low, a model with low-precision weights (bf16, q8), against
+// ref, the same model with float32 weights, over a long generation: ref
+// decodes o.Tokens tokens greedily after 8 random ones, both models are fed
+// those tokens one Step at a time, and the check holds when every step's
+// logits of low are within tol of ref's, relative to ref's largest logit
+// over the run. StateDiff is the largest difference of the two final
+// states where the models have snapshots. name names the check.
+func Drift(ctx context.Context, ref, low api.Model, name string, o Options, tol float64) (Check, error) {
+	if o.Tokens < 8 || !(tol >= 0) {
+		return Check{}, fmt.Errorf("verify: drift over %d tokens, tolerance %v: %w", o.Tokens, tol, api.ErrConfig)
+	}
+	V := ref.Config().Vocab()
+	if low.Config().Vocab() != V {
+		return Check{}, fmt.Errorf("verify: drift: vocabularies of %d and %d: %w", V, low.Config().Vocab(), api.ErrConfig)
+	}
+	rs, err := ref.NewState(1)
+	if err != nil {
+		return Check{}, err
+	}
+	defer rs.Close()
+	ls, err := low.NewState(1)
+	if err != nil {
+		return Check{}, err
+	}
+	defer ls.Close()
+	rng := rand.New(rand.NewPCG(o.Seed, 0xd1f7))
+	c := Check{Name: name, Tol: tol, StateDiff: -1}
+	tok := int32(rng.IntN(V))
+	for i := range o.Tokens {
+		rt, err := ref.Step(ctx, rs, []int32{tok})
+		if err != nil {
+			return Check{}, fmt.Errorf("verify: drift, step %d: %w", i, err)
+		}
+		lt, err := low.Step(ctx, ls, []int32{tok})
+		if err != nil {
+			return Check{}, fmt.Errorf("verify: drift, step %d: %w", i, err)
+		}
+		r, l := api.Float32s(rt), api.Float32s(lt)
+		for k := range r {
+			c.Scale = max(c.Scale, math.Abs(float64(r[k])))
+			d := math.Abs(float64(l[k]) - float64(r[k]))
+			if math.IsNaN(d) {
+				d = math.Inf(1)
+			}
+			c.MaxDiff = max(c.MaxDiff, d)
+		}
+		if i < 7 {
+			tok = int32(rng.IntN(V))
+		} else {
+			tok = int32(argmax(r))
+		}
+	}
+	c.Pass = c.MaxDiff <= tol*max(c.Scale, 1e-30)
+	if ref.Info().Snapshots && low.Info().Snapshots {
+		a, err := ref.(api.StateSaver).SaveState(ctx, rs)
+		if err != nil {
+			return Check{}, err
+		}
+		b, err := low.(api.StateSaver).SaveState(ctx, ls)
+		if err != nil {
+			return Check{}, err
+		}
+		if c.StateDiff, err = a.MaxDiff(b); err != nil {
+			return Check{}, err
+		}
+	}
+	return c, nil
+}
+
+// argmax returns the index of the first largest value of row.
+func argmax(row []float32) int {
+	best := 0
+	for i, v := range row {
+		if v > row[best] {
+			best = i
+		}
+	}
+	return best
+}

@@ -125,3 +125,45 @@ func TestBrokenModelsFail(t *testing.T) {
 		})
 	}
 }
+
+// TestDrift checks Drift: a model against itself does not drift, the
+// same weights in q8 drift a little and pass, a model of other weights
+// fails.
+func TestDrift(t *testing.T) {
+	ctx := context.Background()
+	arch, err := api.LookupArchitecture(mamba.NameMamba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mamba.DefaultConfig(mamba.NameMamba)
+	c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.StateSize = 96, 64, 2, 128, 8
+	build := func(seed int64, w api.DType) api.Model {
+		m, err := arch.New(ctx, c, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 1}), Seed: seed, Weights: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ref := build(1, api.F32)
+	o := DefaultOptions()
+	o.Tokens = 64
+	for _, tc := range []struct {
+		name string
+		low  api.Model
+		pass bool
+		zero bool
+	}{
+		{"itself", build(1, api.F32), true, true},
+		{"q8", build(1, api.Q8_0), true, false},
+		{"other weights", build(2, api.F32), false, false},
+	} {
+		got, err := Drift(ctx, ref, tc.low, tc.name, o, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %.3g of %.3g, state %.3g", tc.name, got.MaxDiff, got.Scale, got.StateDiff)
+		if got.Pass != tc.pass || (got.MaxDiff == 0) != tc.zero || got.StateDiff < 0 {
+			t.Errorf("%s: pass %v, difference %v, state difference %v", tc.name, got.Pass, got.MaxDiff, got.StateDiff)
+		}
+	}
+}

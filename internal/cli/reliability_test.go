@@ -188,6 +188,7 @@ func TestBadInputs(t *testing.T) {
 		{"generate state not a state file", "", []string{"generate", "--state", fixture, "x"}, "not a state file"},
 		{"generate state of two prompts", "", []string{"generate", "--save-state", filepath.Join(out, "s"), "x", "y"}, "one prompt"},
 		{"verify too few tokens", "", []string{"verify", "--tokens", "3"}, "tokens 3"},
+		{"verify drift of a q8 model", "", []string{"verify", "--weights", "q8", "--drift", "8"}, "--drift compares"},
 		{"eval unknown weights", "", []string{"eval", "ppl", "--weights", "int8", "--data", corpus}, "--weights"},
 		{"bench model unknown weights", "", []string{"bench", "model", "--arch", "mamba", "--weights", "f16"}, "--weights"},
 		{"train a low-precision model", "", []string{"bench", "model", "--arch", "mamba", "--weights", "q8", "--prefill", "0", "--decode", "0", "--train-step"}, "training needs F32 weights"},

@@ -84,6 +84,13 @@ func TestVerifyCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); st != 0 || err != nil || len(r.Checks) != 5 {
 		t.Fatalf("--json: status %d, %v: %s %s", st, err, out, errOut)
 	}
+	out, errOut, st = runCLI(t, "verify", "--threads", "1", "--tokens", "16", "--drift", "32")
+	if st != 0 || !strings.Contains(out, "q8 weights against f32, 32 tokens") || strings.Contains(out, "FAIL") {
+		t.Fatalf("--drift: status %d\n%s\n%s", st, out, errOut)
+	}
+	if _, errOut, st = runCLI(t, "verify", "--threads", "1", "--tokens", "16", "--drift", "32", "--drift-tol", "0"); st != 1 || !strings.Contains(errOut, "q8 weights against f32") {
+		t.Fatalf("--drift-tol 0: status %d, %s", st, errOut)
+	}
 }
 
 // TestGenerateCacheDir checks --cache-dir: a second run of a prompt finds

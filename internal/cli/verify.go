@@ -14,9 +14,11 @@ import (
 
 func newVerifyCmd() *cobra.Command {
 	var (
-		lm      lmFlags
-		o       = verify.DefaultOptions()
-		jsonOut bool
+		lm       lmFlags
+		o        = verify.DefaultOptions()
+		jsonOut  bool
+		drift    int
+		driftTol float64
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [--model DIR] [--tokens N] [--batch B] [--tol X] [--json]",
@@ -27,6 +29,9 @@ with the parallel form: Steps from an empty state, the chunkwise form with
 chunks that do and do not divide the length, a prompt prefilled in windows
 of 5 tokens (and the state it leaves against one prefill), and a state
 saved after half the tokens and restored, which must continue exactly.
+--drift N also loads the model with bf16 and with q8 weights and compares
+each with the float32 model over N tokens of greedy generation, every
+step's logits within --drift-tol of the largest logit.
 
 It prints a table: each check's largest logit difference, the largest
 logit, their ratio against --tol, the largest state difference where states
@@ -42,6 +47,13 @@ checks.`,
 			r, err := verify.Run(cmd.Context(), m, o)
 			if err != nil {
 				return err
+			}
+			if drift > 0 {
+				checks, err := driftChecks(cmd, &lm, m, drift, o, driftTol)
+				if err != nil {
+					return err
+				}
+				r.Checks = append(r.Checks, checks...)
 			}
 			out := cmd.OutOrStdout()
 			if jsonOut {
@@ -69,7 +81,36 @@ checks.`,
 	f.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the random token ids")
 	f.Float64Var(&o.Tol, "tol", o.Tol, "largest logit difference allowed between forms, relative to the largest logit")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	f.IntVar(&drift, "drift", 0, "also load the model with bf16 and with q8 weights and compare each with float32 over this many tokens of greedy generation (0: off)")
+	f.Float64Var(&driftTol, "drift-tol", 0.05, "with --drift, the largest logit difference allowed, relative to the largest logit")
 	return cmd
+}
+
+// driftChecks loads the model of lm again with bf16 and with q8 weights
+// and compares each with m, which must have float32 weights, over tokens
+// tokens (verify.Drift).
+func driftChecks(cmd *cobra.Command, lm *lmFlags, m api.Model, tokens int, o verify.Options, tol float64) ([]verify.Check, error) {
+	if w := m.Info().Weights; w != api.F32 && w != api.Invalid {
+		return nil, fmt.Errorf("--drift compares bf16 and q8 weights with float32 ones, and the model has %s weights: %w", api.WeightName(w), api.ErrConfig)
+	}
+	o.Tokens = tokens
+	var out []verify.Check
+	for _, w := range []string{"bf16", "q8"} {
+		if err := cmd.Flags().Set("weights", w); err != nil {
+			return nil, err
+		}
+		low, _, err := lm.open(cmd, 0)
+		if err != nil {
+			return nil, err
+		}
+		c, err := verify.Drift(cmd.Context(), m, low, fmt.Sprintf("%s weights against f32, %d tokens", w, tokens), o, tol)
+		low.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // printVerify prints r as a table.
