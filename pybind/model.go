@@ -205,6 +205,7 @@ type modelInfo struct {
 	Plugin    string          `json:"plugin,omitempty"`
 	Modes     []string        `json:"modes"`
 	Trainable bool            `json:"trainable"`
+	Snapshots bool            `json:"snapshots"`
 	Weights   string          `json:"weights"`
 	Config    json.RawMessage `json:"config"`
 	Tokenizer bool            `json:"has_tokenizer"`
@@ -222,7 +223,7 @@ func (m *Model) Info() (string, error) {
 		}
 		mi := modelInfo{
 			Arch: info.Arch, Source: m.source, Vocab: am.Config().Vocab(), Backend: info.Backend,
-			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Weights: api.WeightName(info.Weights), Config: cfg,
+			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Snapshots: info.Snapshots, Weights: api.WeightName(info.Weights), Config: cfg,
 			Modes: []string{}, Tokenizer: m.tok != nil,
 		}
 		for _, p := range am.Params() {

@@ -95,7 +95,8 @@ class Model:
 
     @property
     def info(self) -> dict:
-        """arch, vocab_size, parameters, backend, threads, modes, weights, config..."""
+        """arch, vocab_size, parameters, backend, threads, modes, trainable,
+        snapshots (states can be saved, loaded and copied), weights, config..."""
         if self._info is None:
             self._info = json.loads(b.call(self._h.Info))
         return self._info

@@ -85,7 +85,7 @@ def test_low_precision_weights_equal_cli(cli, tmp_path, weights):
     # as `densessm logits --weights`, bit for bit, and the model says so.
     densessm.default_model().save(tmp_path / "m")
     m = densessm.load(tmp_path / "m", threads=2, weights=weights)
-    assert m.info["weights"] == weights and not m.info["trainable"]
+    assert m.info["weights"] == weights and not m.info["trainable"] and m.info["snapshots"]
     ids = m.tokenizer.encode("package main\n\nfunc main() {\n")
     npy = tmp_path / "l.npy"
     subprocess.run([cli, "logits", "--model", str(tmp_path / "m"), "--ids", ",".join(map(str, ids)), "--threads", "2",
