@@ -14,17 +14,6 @@ import (
 // State snapshots (api.StateSaver): state files, copies, and the state's
 // tensors as one Arrow array.
 
-// stateSaver returns am as an api.StateSaver, or an error wrapping
-// api.ErrUnsupported for a model whose states cannot be read out (a
-// plugin architecture's, so far).
-func stateSaver(am api.Model) (api.StateSaver, error) {
-	sv, ok := am.(api.StateSaver)
-	if !ok {
-		return nil, fmt.Errorf("%s model: state snapshots: %w", am.Config().ArchName(), api.ErrUnsupported)
-	}
-	return sv, nil
-}
-
 // stateIdentity returns the identity stamped on the model's state files
 // and checked when one is loaded (api.Identity: the architecture and the
 // SHA-256 of the configuration and of the weights). It is computed the
@@ -36,8 +25,8 @@ func (m *Model) stateIdentity(ctx context.Context, am api.Model) (api.StateSnaps
 	if m.id != nil {
 		return *m.id, nil
 	}
-	if _, err := stateSaver(am); err != nil {
-		return api.StateSnapshot{}, err
+	if !am.Info().Snapshots { // before reading every weight for nothing
+		return api.StateSnapshot{}, fmt.Errorf("%s model: state snapshots: %w", am.Config().ArchName(), api.ErrUnsupported)
 	}
 	id, err := api.Identity(ctx, am)
 	if err != nil {

@@ -56,6 +56,19 @@ type Check struct {
 	Note string `json:"note,omitempty"`
 }
 
+// add takes the values got, compared with want, into MaxDiff and Scale (a
+// NaN difference counts as infinite).
+func (c *Check) add(want, got []float32) {
+	for k, w := range want {
+		c.Scale = max(c.Scale, math.Abs(float64(w)))
+		d := math.Abs(float64(got[k]) - float64(w))
+		if math.IsNaN(d) {
+			d = math.Inf(1)
+		}
+		c.MaxDiff = max(c.MaxDiff, d)
+	}
+}
+
 // Report is every check of a Run.
 type Report struct {
 	Arch   string  `json:"arch"`
@@ -138,16 +151,7 @@ func (v *run) compare(name string, got []float32, from, n int, tol float64) Chec
 	T := v.o.Tokens
 	for b := range v.o.Batch {
 		for i := range n {
-			w := v.want[((b*T)+from+i)*v.V:][:v.V]
-			g := got[(b*n+i)*v.V:][:v.V]
-			for k := range w {
-				c.Scale = max(c.Scale, math.Abs(float64(w[k])))
-				d := math.Abs(float64(g[k]) - float64(w[k]))
-				if math.IsNaN(d) {
-					d = math.Inf(1)
-				}
-				c.MaxDiff = max(c.MaxDiff, d)
-			}
+			c.add(v.want[((b*T)+from+i)*v.V:][:v.V], got[(b*n+i)*v.V:][:v.V])
 		}
 	}
 	c.Pass = c.MaxDiff <= tol*max(c.Scale, 1e-30)
@@ -318,7 +322,7 @@ func (v *run) snapshot() (Check, error) {
 	t.Backend().Free(t)
 	r, err := api.CopyState(v.ctx, v.m, s)
 	if err != nil {
-		if errorsIsUnsupported(err) {
+		if errors.Is(err, api.ErrUnsupported) {
 			return Check{Name: name, Pass: true, StateDiff: -1, Skipped: err.Error()}, nil
 		}
 		return Check{}, err
@@ -333,14 +337,7 @@ func (v *run) snapshot() (Check, error) {
 		return Check{}, err
 	}
 	c := Check{Name: name, Tol: 0, StateDiff: -1}
-	for i := range a {
-		c.Scale = max(c.Scale, math.Abs(float64(a[i])))
-		d := math.Abs(float64(a[i]) - float64(b[i]))
-		if d != d { // NaN
-			d = math.Inf(1)
-		}
-		c.MaxDiff = max(c.MaxDiff, d)
-	}
+	c.add(a, b)
 	sd, _, err := stateDiff(v.ctx, v.m, s, r)
 	if err != nil {
 		return Check{}, err
@@ -362,7 +359,7 @@ func stateDiff(ctx context.Context, m api.Model, a, b api.State) (float64, bool,
 		return 0, false, nil
 	}
 	sa, err := sv.SaveState(ctx, a)
-	if errorsIsUnsupported(err) {
+	if errors.Is(err, api.ErrUnsupported) {
 		return 0, false, nil
 	}
 	if err != nil {
@@ -375,10 +372,6 @@ func stateDiff(ctx context.Context, m api.Model, a, b api.State) (float64, bool,
 	d, err := sa.MaxDiff(sb)
 	return d, true, err
 }
-
-// errorsIsUnsupported reports whether err says the model lacks a
-// capability (a plugin whose model has no snapshots).
-func errorsIsUnsupported(err error) bool { return errors.Is(err, api.ErrUnsupported) }
 
 // Drift checks low, a model with low-precision weights (bf16, q8), against
 // ref, the same model with float32 weights, over a long generation: ref
@@ -417,15 +410,8 @@ func Drift(ctx context.Context, ref, low api.Model, name string, o Options, tol 
 		if err != nil {
 			return Check{}, fmt.Errorf("verify: drift, step %d: %w", i, err)
 		}
-		r, l := api.Float32s(rt), api.Float32s(lt)
-		for k := range r {
-			c.Scale = max(c.Scale, math.Abs(float64(r[k])))
-			d := math.Abs(float64(l[k]) - float64(r[k]))
-			if math.IsNaN(d) {
-				d = math.Inf(1)
-			}
-			c.MaxDiff = max(c.MaxDiff, d)
-		}
+		r := api.Float32s(rt)
+		c.add(r, api.Float32s(lt))
 		if i < 7 {
 			tok = int32(rng.IntN(V))
 		} else {
