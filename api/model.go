@@ -223,6 +223,10 @@ type Info struct {
 	// a model in another process has StateSaver's methods whatever its
 	// model can do; this says whether they work.
 	Snapshots bool
+	// Packed reports that Forward (in every mode) and LossAndGrad take
+	// sequences of different lengths, and LossAndGrad a Batch's document
+	// starts (packed.go). Prefill and Step still take one length.
+	Packed bool
 }
 
 // Supports reports whether Forward and Prefill accept mode m.
@@ -257,7 +261,8 @@ type State interface {
 // for concurrent use.
 //
 // Token ids are given as one []int32 per sequence; all sequences in a batch
-// have the same length. Tensors a model returns are on a backend of the
+// have the same length, except in the calls a model with Info.Packed lets
+// take several lengths. Tensors a model returns are on a backend of the
 // calling process (for a plugin model, the host's CPU backend).
 type Model interface {
 	// Config returns the model's configuration.
@@ -294,8 +299,14 @@ type Model interface {
 
 // Batch is one training batch: Inputs[b][t] is followed by Targets[b][t]
 // (the next token). A target equal to IgnoreIndex adds nothing to the loss.
+// Rows have one length, unless the model's Info.Packed is set (packed.go).
 type Batch struct {
 	Inputs, Targets [][]int32
+	// Starts, when not nil, holds for each row the positions at which a
+	// new document begins (increasing, inside (0, len(Inputs[b]))): the
+	// model's state is reset there, so that no position reads an earlier
+	// document. Only a model whose Info.Packed is set takes it.
+	Starts [][]int
 }
 
 // IgnoreIndex is the target value that is left out of the loss, as in

@@ -151,7 +151,7 @@ func (m *Model) Config() api.Config { return m.cfg }
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
 		Modes:     []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent},
-		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights(), Snapshots: true}
+		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights(), Snapshots: true, Packed: true}
 }
 
 // Close does nothing: the parameters are Go memory.
@@ -161,24 +161,44 @@ func (m *Model) Close() error { return nil }
 // chunkwise form is the parallel scan run a block of f.Chunk tokens at a
 // time (the whole sequence when f.Chunk is 0), carrying the recurrent
 // state: the activations' memory then grows with the block, not the
-// sequence.
+// sequence. Sequences may have different lengths (api.Layout): the
+// parallel form runs them padded, the convolution and scan of each
+// sequence apart; the other forms run each length as its own batch.
 func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
 	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("mamba: %w", err)
 	}
+	ragged := api.Ragged(ids)
+	if ragged && f.Mode != api.Parallel {
+		return api.ForwardEach(ctx, m, ids, f)
+	}
 	if f.Mode != api.Parallel {
 		return api.ForwardWith(ctx, m, ids, f)
 	}
-	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
-	if err != nil {
-		return nil, fmt.Errorf("mamba: %w", err)
-	}
-	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, nil)
+	lay, tok, err := m.upload(ids)
 	if err != nil {
 		return nil, err
 	}
-	return out.Value(), nil
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, nil, lay)
+	if err != nil {
+		return nil, err
+	}
+	return nn.MaskPadding(m.b, out.Value(), lay), nil
+}
+
+// upload checks ids, of one length or several, and uploads them padded to
+// the longest, with their layout.
+func (m *Model) upload(ids [][]int32) (api.Layout, api.Tensor, error) {
+	lay, err := api.LayoutOf(ids)
+	if err != nil {
+		return api.Layout{}, nil, fmt.Errorf("mamba: %w", err)
+	}
+	tok, _, err := tokens.Batch(m.b, lay.Padded(ids, 0), m.cfg.VocabSize)
+	if err != nil {
+		return api.Layout{}, nil, fmt.Errorf("mamba: %w", err)
+	}
+	return lay, tok, nil
 }
 
 // Prefill runs ids through form f from s (see Forward), leaves s ready for
@@ -203,7 +223,7 @@ func (m *Model) prefill(ctx context.Context, st *State, ids [][]int32) (api.Tens
 	if err != nil {
 		return nil, fmt.Errorf("mamba: %w", err)
 	}
-	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, st)
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, st, api.Layout{})
 	if err != nil {
 		return nil, err
 	}
@@ -213,28 +233,26 @@ func (m *Model) prefill(ctx context.Context, st *State, ids [][]int32) (api.Tens
 
 // LossAndGrad runs the parallel form on batch, returns the mean
 // cross-entropy over targets that are not api.IgnoreIndex, and adds its
-// gradient to every parameter's.
+// gradient to every parameter's. Rows may have different lengths and
+// document starts (api.Layout): each document's convolution and scan
+// start from an empty state.
 func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, err error) {
 	defer api.Recover(&err)
 	if err := nn.CheckTrainable(m.params); err != nil {
 		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	m.params.Changed() // the optimizer updates the weights next
-	tok, _, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
-	if err != nil {
-		return 0, fmt.Errorf("mamba: %w", err)
-	}
-	targets, err := tokens.Targets(m.b, batch, tok.Shape())
+	in, err := tokens.Upload(m.b, batch, m.cfg.VocabSize)
 	if err != nil {
 		return 0, fmt.Errorf("mamba: %w", err)
 	}
 	t := nn.NewTape(m.b)
 	mark := t.Mark()
-	logits, err := m.run(ctx, t, tok, nil)
+	logits, err := m.run(ctx, t, in.Inputs, nil, in.Layout)
 	if err != nil {
 		return 0, err
 	}
-	loss := t.CrossEntropy(logits, targets)
+	loss := t.CrossEntropy(logits, in.Targets)
 	value := api.Float32s(loss.Value())[0]
 	t.Backward(loss)
 	t.Release(mark) // the step's activations, for the next step to reuse
@@ -252,7 +270,7 @@ func (m *Model) ForwardInto(ctx context.Context, dst api.Tensor, ids [][]int32) 
 	t := nn.NewInferenceTape(m.b)
 	mark := t.Mark()
 	defer t.Release(mark)
-	h, err := m.hidden(ctx, t, tok, nil)
+	h, err := m.hidden(ctx, t, tok, nil, api.Layout{})
 	if err != nil {
 		return err
 	}
@@ -303,7 +321,7 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 		}
 		t := nn.NewInferenceTape(m.b)
 		mark := t.Mark()
-		h, err := m.residual(ctx, t, tok, st)
+		h, err := m.residual(ctx, t, tok, st, api.Layout{})
 		if err != nil {
 			t.Release(mark)
 			return nil, err
@@ -320,13 +338,15 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 }
 
 // run computes the logits [B,T,V] for ids [B,T] on tape t, continuing from
-// and updating st when it is not nil.
+// and updating st when it is not nil. The convolution and scan run over
+// each piece of lay apart (a zero lay, or a plain one, is one piece; with
+// more than one, st must be nil).
 //
 // On an inference tape it frees its intermediates as it goes (each layer's
 // when the layer is done, nn.Tape.Release): only the logits stay.
-func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
+func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State, lay api.Layout) (*nn.Var, error) {
 	mark := t.Mark()
-	h, err := m.hidden(ctx, t, ids, st)
+	h, err := m.hidden(ctx, t, ids, st, lay)
 	if err != nil {
 		t.Release(mark)
 		return nil, err
@@ -347,8 +367,8 @@ func (m *Model) head() *nn.Var {
 
 // hidden computes the final normed hidden states [B,T,D] for ids [B,T] on
 // tape t (see run).
-func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
-	h, err := m.residual(ctx, t, ids, st)
+func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State, lay api.Layout) (*nn.Var, error) {
+	h, err := m.residual(ctx, t, ids, st, lay)
 	if err != nil {
 		return nil, err
 	}
@@ -360,8 +380,12 @@ func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *Stat
 // layer's intermediates once the layer is done, keeping the stream and
 // what DenseMamba's later layers read (on a recording tape nothing is
 // freed); the caller releases what remains.
-func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State) (*nn.Var, error) {
+func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State, lay api.Layout) (*nn.Var, error) {
 	c := m.cfg
+	pieces := nn.PiecesOf(ids.Shape(), lay)
+	if len(pieces) > 1 && st != nil {
+		api.Panicf(api.ErrInternal, "mamba: a state with a packed batch")
+	}
 	mark := t.Mark()
 	h := m.embed.Forward(t, ids) // [B,T,D]
 	var linked []*nn.Var         // DenseMamba: the layers' own x' or states, nearest last
@@ -369,7 +393,7 @@ func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *St
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		out, own := m.mixer(t, l, i, l.norm.Forward(t, h), linked, st)
+		out, own := m.mixer(t, l, i, l.norm.Forward(t, h), linked, st, pieces)
 		if c.Dense.M > 0 {
 			linked = append(linked, own)
 			if len(linked) > c.Dense.M {
@@ -386,8 +410,9 @@ func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *St
 // what the previous layers hand on (nearest last): for DenseMamba target x
 // their pre-fusion x' [B,T,E], for target h their pre-fusion states
 // [B,T,E,N]. It returns the output [B,T,D] and what this layer hands on
-// (nil for plain Mamba).
-func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State) (out, own *nn.Var) {
+// (nil for plain Mamba). The convolution and the scan run over each of
+// pieces apart, each from an empty state (one piece: from st's).
+func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State, pieces []api.Piece) (out, own *nn.Var) {
 	c := m.cfg
 	E, N, R, K := c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
 	// On an inference tape the mixer frees what it no longer needs at
@@ -403,7 +428,10 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 		convPrev = nn.NewVar(st.conv[i], false)
 		h0 = nn.NewVar(st.ssm[i], false)
 	}
-	xs := t.Unary(api.OpSilu, l.conv.Forward(t, x, convPrev)) // x' [B,T,E]
+	conv := t.MapPieces(pieces, []*nn.Var{x}, func(_ api.Piece, in []*nn.Var) []*nn.Var {
+		return []*nn.Var{l.conv.Forward(t, in[0], convPrev)}
+	})[0]
+	xs := t.Unary(api.OpSilu, conv) // x' [B,T,E]
 	if st != nil {
 		// The new conv state is the last K-1 raw inputs of [prev; x].
 		all := t.Concat(1, convPrev, x)
@@ -429,7 +457,13 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 	delta := t.Unary(api.OpSoftplus, l.dtProj.Forward(t, dt))
 	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
 	t.Release(mark, z, xs, own, inject, delta, a, bm, cm)
-	y, hT, hs := t.SelectiveScan(nn.ScanVars{X: xs, Delta: delta, A: a, Bm: bm, Cm: cm, D: l.d, H0: h0, Inject: inject}, st != nil, targetH)
+	var hT *nn.Var
+	ys := t.MapPieces(pieces, []*nn.Var{xs, delta, bm, cm, inject}, func(_ api.Piece, in []*nn.Var) []*nn.Var {
+		y, pT, hs := t.SelectiveScan(nn.ScanVars{X: in[0], Delta: in[1], A: a, Bm: in[2], Cm: in[3], D: l.d, H0: h0, Inject: in[4]}, st != nil, targetH)
+		hT = pT
+		return []*nn.Var{y, hs}
+	})
+	y, hs := ys[0], ys[1]
 	if st != nil {
 		m.b.Copy(st.ssm[i], hT.Value())
 	}

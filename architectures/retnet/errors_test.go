@@ -3,6 +3,7 @@ package retnet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -30,8 +31,10 @@ func TestEntryPointErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", what, err, want)
 		}
 	}
-	_, err = m.Forward(ctx, [][]int32{{1, 2}, {3}}, api.Form{})
-	check("ragged batch", err, api.ErrShape)
+	_, err = m.Prefill(ctx, s, [][]int32{{1, 2}, {3}}, api.Form{})
+	check("ragged prefill", err, api.ErrShape)
+	_, err = m.Forward(ctx, [][]int32{{1, 2}, {}}, api.Form{})
+	check("empty sequence", err, api.ErrShape)
 	_, err = m.Forward(ctx, nil, api.Form{})
 	check("empty batch", err, api.ErrShape)
 	_, err = m.Forward(ctx, [][]int32{{1, 53}}, api.Form{})
@@ -59,6 +62,12 @@ func TestEntryPointErrors(t *testing.T) {
 	check("short targets", err, api.ErrShape)
 	_, err = m.LossAndGrad(ctx, api.Batch{Inputs: [][]int32{{1, 2}}, Targets: [][]int32{{1, 99}}})
 	check("target past the vocabulary", err, api.ErrOutOfRange)
+	for _, starts := range [][]int{{0}, {2}, {1, 1}} {
+		_, err = m.LossAndGrad(ctx, api.Batch{Inputs: [][]int32{{1, 2}}, Targets: [][]int32{{1, 2}}, Starts: [][]int{starts}})
+		check(fmt.Sprintf("document starts %v", starts), err, api.ErrShape)
+	}
+	_, err = m.LossAndGrad(ctx, api.Batch{Inputs: [][]int32{{1, 2}}, Targets: [][]int32{{1, 2}}, Starts: [][]int{nil, nil}})
+	check("starts for two rows of one", err, api.ErrShape)
 }
 
 // TestStateReset checks that a reset State decodes as a new one.

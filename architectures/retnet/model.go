@@ -280,6 +280,9 @@ type pass struct {
 	st    *State
 	out   api.Tensor // the logits' destination, when the caller gave one
 	last  bool       // only the last position's logits [B,1,V]
+	// pieces of a variable-length or packed batch (api.Layout.Pieces),
+	// over which retention runs apart; one piece of everything otherwise
+	pieces []api.Piece
 }
 
 // Info reports the model's capabilities: every mode, trainable, in
@@ -287,7 +290,7 @@ type pass struct {
 func (m *Model) Info() api.Info {
 	return api.Info{Arch: m.cfg.ModelType, Backend: m.b.Name(), Threads: m.b.Threads(),
 		Modes:     []api.Mode{api.Parallel, api.Chunkwise, api.Recurrent},
-		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights(), Snapshots: true}
+		Trainable: m.params.Weights() == api.F32, Local: true, Weights: m.params.Weights(), Snapshots: true, Packed: true}
 }
 
 // Close does nothing: the parameters are Go memory.
@@ -295,7 +298,10 @@ func (m *Model) Close() error { return nil }
 
 // Forward returns the logits [B,T,V] of whole sequences in form f: the
 // parallel form (memory quadratic in T), the chunkwise form with blocks of
-// f.Chunk tokens (PrefillChunk when 0), or the recurrent form.
+// f.Chunk tokens (PrefillChunk when 0), or the recurrent form. Sequences
+// may have different lengths (api.Layout): the parallel and chunkwise
+// forms run them padded, the retention (and rotation) of each sequence
+// apart; the recurrent form runs each length as its own batch.
 func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.Tensor, err error) {
 	defer api.Recover(&err)
 	if err := f.Validate(); err != nil {
@@ -305,6 +311,9 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.T
 	case api.Chunkwise:
 		return m.ForwardChunkwise(ctx, ids, chunkOf(f))
 	case api.Recurrent:
+		if api.Ragged(ids) {
+			return api.ForwardEach(ctx, m, ids, f)
+		}
 		return api.ForwardWith(ctx, m, ids, f)
 	}
 	return m.infer(ctx, ids, pass{form: api.RetentionParallel})
@@ -382,12 +391,21 @@ func (m *Model) PrefillChunkwise(ctx context.Context, s api.State, ids [][]int32
 // infer runs p on an inference tape and, when p carries a State, commits
 // the layers' final retention states and advances its position. Every
 // intermediate tensor is freed by the time it returns (nn.Tape.Release):
-// only the logits stay.
+// only the logits stay. Without a State, ids may have different lengths:
+// they run padded, and the logits past each sequence's end are zero.
 func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, error) {
-	tok, flat, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
+	lay, err := api.LayoutOf(ids)
+	if err == nil && p.st != nil && !lay.Plain() {
+		err = fmt.Errorf("prefill of sequences of different lengths (%d and %d tokens): %w", len(ids[0]), lay.T, api.ErrShape)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
+	tok, flat, err := tokens.Batch(m.b, lay.Padded(ids, 0), m.cfg.VocabSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
+	}
+	p.pieces = nn.PiecesOf(tok.Shape(), lay)
 	t := nn.NewInferenceTape(m.b)
 	mark := t.Mark()
 	out, states, err := m.run(ctx, t, tok, flat, p)
@@ -403,9 +421,9 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 	}
 	t.Release(mark, out)
 	if p.out != nil {
-		return p.out, nil
+		return nn.MaskPadding(m.b, p.out, lay), nil
 	}
-	return out.Value(), nil
+	return nn.MaskPadding(m.b, out.Value(), lay), nil
 }
 
 // PrefillLast is Prefill returning only the logits of the last position
@@ -451,21 +469,17 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 	if err := nn.CheckTrainable(m.params); err != nil {
 		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
-	tok, flat, err := tokens.Batch(m.b, batch.Inputs, m.cfg.VocabSize)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
-	}
-	targets, err := tokens.Targets(m.b, batch, tok.Shape())
+	in, err := tokens.Upload(m.b, batch, m.cfg.VocabSize)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	t := nn.NewTape(m.b)
 	mark := t.Mark()
-	logits, _, err := m.run(ctx, t, tok, flat, pass{form: api.RetentionParallel})
+	logits, _, err := m.run(ctx, t, in.Inputs, in.Flat, pass{form: api.RetentionParallel, pieces: nn.PiecesOf(in.Inputs.Shape(), in.Layout)})
 	if err != nil {
 		return 0, err
 	}
-	loss := t.CrossEntropy(logits, targets)
+	loss := t.CrossEntropy(logits, in.Targets)
 	value := api.Float32s(loss.Value())[0]
 	t.Backward(loss)
 	t.Release(mark) // the step's activations, for the next step to reuse
@@ -634,20 +648,32 @@ func nearestFirst(prev []*nn.Var) []*nn.Var {
 // retention in p's form, RMS-normalises each head's output over dv with
 // weight gn (nil for none), and returns it as [B,T,Dv], with the final
 // retention state when p carries a State.
+//
+// Over the pieces of a variable-length or packed batch (p.pieces) it runs
+// apart, each piece rotated from position 0 and retained from an empty
+// state.
 func (m *Model) retain(t *nn.Tape, i int, q, k, v, gn *nn.Var, p pass) (o, sT *nn.Var) {
 	c := m.cfg
-	s := q.Shape()
-	B, T, H, dk, dv := s[0], s[1], c.NumAttentionHeads, c.KeyHeadDim(), c.ValueHeadDim()
-	heads := func(x *nn.Var, w int) *nn.Var { return t.Permute(t.Reshape(x, B, T, H, w), 0, 2, 1, 3) }
-	in := nn.RetentionVars{Gamma: m.gamma, Chunk: p.chunk}
-	if p.st != nil {
-		in.S0 = nn.NewVar(p.st.s[i], false)
-		in.Offset = p.st.pos
+	H, dk, dv := c.NumAttentionHeads, c.KeyHeadDim(), c.ValueHeadDim()
+	if p.pieces == nil {
+		p.pieces = []api.Piece{{Rows: q.Shape()[0], Len: q.Shape()[1]}}
 	}
-	in.Q = t.Rotary(heads(q, dk), m.theta, in.Offset)
-	in.K = t.Rotary(heads(k, dk), m.theta, in.Offset)
-	in.V = heads(v, dv)
-	o, sT = t.Retention(p.form, in, p.st != nil)
-	o = t.RMSNorm(t.Permute(o, 0, 2, 1, 3), gn, float32(c.RMSNormEps)) // [B,T,H,dv]
-	return t.Reshape(o, B, T, H*dv), sT
+	o = t.MapPieces(p.pieces, []*nn.Var{q, k, v}, func(_ api.Piece, x []*nn.Var) []*nn.Var {
+		s := x[0].Shape()
+		B, T := s[0], s[1]
+		heads := func(x *nn.Var, w int) *nn.Var { return t.Permute(t.Reshape(x, B, T, H, w), 0, 2, 1, 3) }
+		in := nn.RetentionVars{Gamma: m.gamma, Chunk: p.chunk}
+		if p.st != nil {
+			in.S0 = nn.NewVar(p.st.s[i], false)
+			in.Offset = p.st.pos
+		}
+		in.Q = t.Rotary(heads(x[0], dk), m.theta, in.Offset)
+		in.K = t.Rotary(heads(x[1], dk), m.theta, in.Offset)
+		in.V = heads(x[2], dv)
+		var y *nn.Var
+		y, sT = t.Retention(p.form, in, p.st != nil)
+		y = t.RMSNorm(t.Permute(y, 0, 2, 1, 3), gn, float32(c.RMSNormEps)) // [B,T,H,dv]
+		return []*nn.Var{t.Reshape(y, B, T, H*dv)}
+	})[0]
+	return o, sT
 }

@@ -50,6 +50,36 @@ func Targets(b api.Backend, batch api.Batch, shape api.Shape) (api.Tensor, error
 	return api.FromInt32s(b, flat, len(flat)), nil
 }
 
+// Training is a training batch checked and uploaded (Upload).
+type Training struct {
+	// Layout is the rows' lengths and document starts.
+	Layout api.Layout
+	// Inputs are the inputs, I32 [B,T], padded with id 0 to the longest
+	// row; Flat holds the same ids.
+	Inputs api.Tensor
+	Flat   []int32
+	// Targets are the targets, I32 [B*T], padded with api.IgnoreIndex.
+	Targets api.Tensor
+}
+
+// Upload checks a training batch whose rows may have different lengths and
+// document starts (api.Batch.Layout) and uploads it.
+func Upload(b api.Backend, batch api.Batch, vocab int) (Training, error) {
+	lay, err := batch.Layout()
+	if err != nil {
+		return Training{}, err
+	}
+	tok, flat, err := Batch(b, lay.Padded(batch.Inputs, 0), vocab)
+	if err != nil {
+		return Training{}, err
+	}
+	targets := make([]int32, 0, len(flat))
+	for _, row := range lay.Padded(batch.Targets, api.IgnoreIndex) {
+		targets = append(targets, row...)
+	}
+	return Training{Layout: lay, Inputs: tok, Flat: flat, Targets: api.FromInt32s(b, targets, len(targets))}, nil
+}
+
 // Step holds the ids of one decode step, one per sequence, uploaded without
 // allocating.
 type Step struct {
