@@ -86,6 +86,25 @@ func (b Batch) Layout() (Layout, error) {
 	return NewLayout(lens, b.Starts)
 }
 
+// Documents returns the batch as one row per document: each row cut at its
+// starts (the rows as they are when Starts is nil). Its rows have
+// different lengths.
+func (b Batch) Documents() Batch {
+	if b.Starts == nil {
+		return b
+	}
+	var out Batch
+	for r, row := range b.Inputs {
+		from := 0
+		for _, s := range append(append([]int(nil), b.Starts[r]...), len(row)) {
+			out.Inputs = append(out.Inputs, row[from:s])
+			out.Targets = append(out.Targets, b.Targets[r][from:s])
+			from = s
+		}
+	}
+	return out
+}
+
 // Plain reports whether every row is full and holds one document: the
 // layout of an ordinary [B,T] batch, one piece.
 func (l Layout) Plain() bool {

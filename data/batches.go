@@ -49,3 +49,27 @@ func Batches(t *Tokens, seqLen, batchSize int, max int) iter.Seq2[api.Batch, err
 		}
 	}
 }
+
+// DocumentStarts returns, for each row of inputs, the positions at which a
+// new document begins: those right after a separator (the id Build appends
+// to every document), as api.Batch.Starts takes them. A separator at a
+// row's end starts nothing in that row. It returns nil when no row has a
+// start (and always with sep < 0).
+func DocumentStarts(inputs [][]int32, sep int32) [][]int {
+	if sep < 0 {
+		return nil
+	}
+	var starts [][]int
+	for b, row := range inputs {
+		for t, id := range row[:max(len(row)-1, 0)] {
+			if id != sep {
+				continue
+			}
+			if starts == nil {
+				starts = make([][]int, len(inputs))
+			}
+			starts[b] = append(starts[b], t+1)
+		}
+	}
+	return starts
+}

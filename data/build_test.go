@@ -1,6 +1,7 @@
 package data
 
 import (
+	"reflect"
 	"bufio"
 	"bytes"
 	"context"
@@ -402,5 +403,21 @@ func TestBuildStreams(t *testing.T) {
 		t.Errorf("the heap grew by %d MiB while building a %d MiB corpus", grown>>20, size>>20)
 	} else {
 		t.Logf("heap grew by at most %.1f MiB for a %d MiB corpus of %d documents", float64(grown)/(1<<20), size>>20, docs)
+	}
+}
+
+// TestDocumentStarts checks that documents begin after each separator but
+// the last position's.
+func TestDocumentStarts(t *testing.T) {
+	got := DocumentStarts([][]int32{{5, 0, 3, 0, 4}, {1, 2, 3, 4, 0}, {0, 0, 1, 2, 3}}, 0)
+	want := [][]int{{2, 4}, nil, {1, 2}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("starts %v, want %v", got, want)
+	}
+	if got := DocumentStarts([][]int32{{1, 2}, {3, 4}}, 0); got != nil {
+		t.Fatalf("starts %v without a separator", got)
+	}
+	if got := DocumentStarts([][]int32{{0, 1}}, -1); got != nil {
+		t.Fatalf("starts %v with no separator id", got)
 	}
 }

@@ -12,7 +12,8 @@ import (
 // MeanLoss returns the mean cross-entropy (nats per target) of m over the
 // first max batches of batches (0: all), computed from the parallel form's
 // logits on the host in float64, and the number of targets counted. It
-// builds no gradients.
+// builds no gradients. A batch with document starts runs as its documents,
+// each from an empty state (api.Batch.Documents).
 func MeanLoss(ctx context.Context, m api.Model, batches iter.Seq2[api.Batch, error], max int) (float64, int64, error) {
 	var sum float64
 	var n int64
@@ -25,6 +26,7 @@ func MeanLoss(ctx context.Context, m api.Model, batches iter.Seq2[api.Batch, err
 			break
 		}
 		i++
+		b = b.Documents()
 		logits, err := m.Forward(ctx, b.Inputs, api.Form{})
 		if err != nil {
 			return 0, 0, err
@@ -42,7 +44,7 @@ func MeanLoss(ctx context.Context, m api.Model, batches iter.Seq2[api.Batch, err
 }
 
 // crossEntropy returns the summed negative log-likelihood of targets
-// [B][T] under logits [B,T,V] and the number of targets counted.
+// [B][≤T] under logits [B,T,V] and the number of targets counted.
 func crossEntropy(logits api.Tensor, targets [][]int32) (_ float64, _ int64, err error) {
 	defer api.Recover(&err)
 	sh := logits.Shape()
@@ -54,7 +56,7 @@ func crossEntropy(logits api.Tensor, targets [][]int32) (_ float64, _ int64, err
 	var sum float64
 	var n int64
 	for b, row := range targets {
-		if len(row) != T {
+		if len(row) > T {
 			return 0, 0, fmt.Errorf("row %d: %d targets for %d positions: %w", b, len(row), T, api.ErrShape)
 		}
 		for t, y := range row {

@@ -362,3 +362,58 @@ func TestRestoreRefusesOtherSettings(t *testing.T) {
 		t.Fatalf("restore under another learning rate: %v, want ErrConfig", err)
 	}
 }
+
+// TestDocResets checks that with Config.DocResets a step trains on the
+// batch with its documents reset after each separator, and that the
+// trainer refuses the option for a model that takes no packed batches.
+func TestDocResets(t *testing.T) {
+	b := backend(t)
+	cfg := testConfig(1)
+	cfg.Schedule.Warmup = 0
+	const sep = 3 // frequent in corpus(): every block holds several
+	tr, err := New(tinyModel(t, b, 4), cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Separator = sep
+	var got float64
+	tr.OnStep = func(s StepMetrics) { got = s.Loss }
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	batch, _ := newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed).Next(context.Background())
+	batch.Starts = data.DocumentStarts(batch.Inputs, sep)
+	if batch.Starts == nil {
+		t.Fatal("the first batch has no separator")
+	}
+	want, err := tinyModel(t, b, 4).LossAndGrad(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch.Starts = nil
+	whole, err := tinyModel(t, b, 4).LossAndGrad(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want || got == whole {
+		t.Fatalf("step loss %v; the batch with resets %v, without %v", got, want, whole)
+	}
+
+	_, err = New(unpacked{tinyModel(t, b, 4)}, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed))
+	if !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), "--doc-resets=false") {
+		t.Fatalf("document resets on a model without packed batches: %v", err)
+	}
+	cfg.DocResets = false
+	if _, err := New(unpacked{tinyModel(t, b, 4)}, cfg, newMemSource(corpus(), cfg.SeqLen, cfg.BatchSize, cfg.Seed)); err != nil {
+		t.Fatalf("without document resets: %v", err)
+	}
+}
+
+// unpacked is a model that says it takes no packed batches.
+type unpacked struct{ api.Trainable }
+
+func (u unpacked) Info() api.Info {
+	i := u.Trainable.Info()
+	i.Packed = false
+	return i
+}

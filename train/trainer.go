@@ -39,6 +39,13 @@ type Config struct {
 	EvalBatches int `json:"eval_batches"`
 	// Keep is how many step checkpoints stay on disk (at least 1).
 	Keep int `json:"keep_checkpoints"`
+	// DocResets resets the model's state where a document begins inside a
+	// block (after each Trainer.Separator), in training and validation, so
+	// that no token is predicted from another document; the dense links
+	// keep to the same boundaries. It needs a model that takes packed
+	// batches (api.Info.Packed). Runs saved before the option existed read
+	// it as false and continue as they began.
+	DocResets bool `json:"doc_resets"`
 }
 
 // DefaultConfig returns the settings `densessm train` starts from.
@@ -48,6 +55,7 @@ func DefaultConfig() Config {
 		Optimizer: DefaultOptimizer(),
 		Schedule:  Schedule{Kind: Cosine, Warmup: 100, MinRatio: 0.1},
 		ClipNorm:  1, Seed: 1, CheckpointEvery: 200, EvalEvery: 200, EvalBatches: 20, Keep: 2,
+		DocResets: true,
 	}
 }
 
@@ -122,6 +130,10 @@ type Trainer struct {
 	// Files are written into every checkpoint besides the model
 	// (tokenizer.json); they are small.
 	Files map[string][]byte
+	// Separator is the id that ends each document in the data (the
+	// separator data.Build appended); with Config.DocResets a new document
+	// begins after each. New sets it to -1: none.
+	Separator int32
 	// OnStep, OnEval and OnCheckpoint, if set, are called after each
 	// update, validation and saved checkpoint.
 	OnStep       func(StepMetrics)
@@ -140,11 +152,14 @@ func New(m api.Model, cfg Config, src Source) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.DocResets && !m.Info().Packed {
+		return nil, fmt.Errorf("document resets: %s models do not take packed batches (api.Info.Packed); train with --doc-resets=false: %w", m.Info().Arch, api.ErrUnsupported)
+	}
 	st, err := Stepper(m)
 	if err != nil {
 		return nil, err
 	}
-	return &Trainer{model: m, stepper: st, cfg: cfg, src: src, saved: -1}, nil
+	return &Trainer{model: m, stepper: st, cfg: cfg, src: src, saved: -1, Separator: -1}, nil
 }
 
 // Step returns the number of updates completed.
@@ -234,7 +249,7 @@ func (t *Trainer) update(ctx context.Context) (StepMetrics, error) {
 		if err != nil {
 			return StepMetrics{}, fmt.Errorf("step %d: data: %w", step, err)
 		}
-		req.Batches = append(req.Batches, b)
+		req.Batches = append(req.Batches, t.withStarts(b))
 		tokens += countTargets(b)
 	}
 	res, err := t.stepper.TrainStep(ctx, req)
@@ -271,7 +286,18 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 	if t.Eval == nil {
 		return nil
 	}
-	loss, n, err := MeanLoss(ctx, t.model, t.Eval(), t.cfg.EvalBatches)
+	batches := t.Eval()
+	if t.cfg.DocResets {
+		eval := batches
+		batches = func(yield func(api.Batch, error) bool) {
+			for b, err := range eval {
+				if !yield(t.withStarts(b), err) {
+					return
+				}
+			}
+		}
+	}
+	loss, n, err := MeanLoss(ctx, t.model, batches, t.cfg.EvalBatches)
 	if err != nil {
 		return fmt.Errorf("step %d: validation: %w", t.step, err)
 	}
@@ -279,6 +305,15 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 		t.OnEval(EvalMetrics{Step: t.step, Loss: loss, Tokens: n})
 	}
 	return nil
+}
+
+// withStarts returns b with the document starts after each separator when
+// the run resets at documents.
+func (t *Trainer) withStarts(b api.Batch) api.Batch {
+	if t.cfg.DocResets {
+		b.Starts = data.DocumentStarts(b.Inputs, t.Separator)
+	}
+	return b
 }
 
 // countTargets returns the number of targets of b that count in the loss.

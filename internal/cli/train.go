@@ -70,7 +70,10 @@ tree, $(go env GOROOT)/src.
 Without --tokenizer, a byte-level BPE tokenizer of --vocab-size tokens is
 trained on the same documents first. The corpus is tokenized once into
 DIR/data and read from disk in shuffled blocks of --seq-len tokens, a
---val-fraction of the documents held out for validation.
+--val-fraction of the documents held out for validation. Each document ends
+with the tokenizer's end-of-text token; a block that holds the end of one
+document and the start of the next resets the model's state there (unless
+--doc-resets=false), so no token is predicted from another document.
 
 DIR receives config.json, model.safetensors and tokenizer.json (a model
 directory: densessm generate --model DIR), checkpoints/step-N (model,
@@ -121,6 +124,7 @@ line wins), and the model's config.json fields under the key "model".`,
 	f.IntVar(&o.cfg.EvalEvery, "eval-every", o.cfg.EvalEvery, "measure the validation loss every N steps (0: only at the end)")
 	f.IntVar(&o.cfg.EvalBatches, "eval-batches", o.cfg.EvalBatches, "validation batches per measurement (0: all)")
 	f.IntVar(&o.cfg.Keep, "keep", o.cfg.Keep, "checkpoints to keep on disk")
+	f.BoolVar(&o.cfg.DocResets, "doc-resets", o.cfg.DocResets, "start each document in a block from an empty state (needs a model that takes packed batches)")
 	f.IntVar(&o.threads, "threads", 0, "backend threads (0: every core)")
 	backendFlag(f)
 	f.IntVar(&o.logEvery, "log-every", 10, "when stderr is not a terminal, print a progress line every N steps")
@@ -193,6 +197,7 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	}
 	tr.Dir = o.out
 	tr.Files = map[string][]byte{tokenizerFile: tokRaw}
+	tr.Separator = int32(tok.Special().EOS)
 	if valTokens.Len() > int64(cfg.SeqLen) {
 		tr.Eval = func() iter.Seq2[api.Batch, error] {
 			return data.Batches(valTokens, cfg.SeqLen, cfg.BatchSize, cfg.EvalBatches)
