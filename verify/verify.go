@@ -111,7 +111,7 @@ func Run(ctx context.Context, m api.Model, o Options) (Report, error) {
 		return r, err
 	}
 	v.want = want
-	for _, c := range []func() (Check, error){v.recurrent, v.chunkwise(0), v.chunkwise(1), v.windows, v.snapshot} {
+	for _, c := range []func() (Check, error){v.recurrent, v.chunkwise(0), v.chunkwise(1), v.windows, v.snapshot, v.ragged, v.packed} {
 		chk, err := c()
 		if err != nil {
 			return r, err
@@ -348,6 +348,93 @@ func (v *run) snapshot() (Check, error) {
 		c.Pass = false
 		c.Note = fmt.Sprintf("the restored state counts %d tokens, not %d", r.Len(), T)
 	}
+	return c, nil
+}
+
+// lengths returns the lengths of the variable-length and packed checks:
+// the sequences cut to T, T-3, T-6, ... tokens (at least 2).
+func (v *run) lengths() []int {
+	out := make([]int, v.o.Batch)
+	for b := range out {
+		out[b] = max(v.o.Tokens-3*b, 2)
+	}
+	return out
+}
+
+// ragged checks Forward of the sequences cut to different lengths
+// (lengths) against the parallel form's logits at the same positions, and
+// that the logits past each sequence's end are zero.
+func (v *run) ragged() (Check, error) {
+	const name = "variable lengths"
+	if !v.m.Info().Packed {
+		return Check{Name: name, Pass: true, StateDiff: -1, Skipped: "the model takes no variable-length batches"}, nil
+	}
+	lens := v.lengths()
+	cut := make([][]int32, len(v.ids))
+	for b, n := range lens {
+		cut[b] = v.ids[b][:n]
+	}
+	t, err := v.m.Forward(v.ctx, cut, api.Form{})
+	if err != nil {
+		return Check{}, fmt.Errorf("verify: forward of variable lengths: %w", err)
+	}
+	got := slices.Clone(api.Float32s(t))
+	t.Backend().Free(t)
+	c := Check{Name: name, Tol: v.o.Tol, StateDiff: -1}
+	T, V := v.o.Tokens, v.V
+	for b, n := range lens {
+		c.add(v.want[b*T*V:][:n*V], got[b*T*V:][:n*V])
+		for _, x := range got[(b*T+n)*V : (b+1)*T*V] {
+			if x != 0 && c.Note == "" {
+				c.Note = fmt.Sprintf("logit %g past the end of sequence %d", x, b)
+			}
+		}
+	}
+	c.Pass = c.MaxDiff <= c.Tol*max(c.Scale, 1e-30) && c.Note == ""
+	return c, nil
+}
+
+// packed checks the loss of the sequences packed into one row, each a
+// document (api.Batch.Starts), against the mean of each sequence's loss
+// alone weighted by its tokens. It runs LossAndGrad, so only on a model
+// that trains in this process, and leaves its gradients zero.
+func (v *run) packed() (Check, error) {
+	const name = "packed documents (loss)"
+	tr, ok := v.m.(api.Trainable)
+	switch {
+	case !v.m.Info().Packed:
+		return Check{Name: name, Pass: true, StateDiff: -1, Skipped: "the model takes no packed batches"}, nil
+	case !ok || !v.m.Info().Trainable:
+		return Check{Name: name, Pass: true, StateDiff: -1, Skipped: "the model does not train in this process"}, nil
+	}
+	var row, targets []int32
+	var starts []int
+	var want float64
+	total := 0
+	for _, n := range v.lengths() {
+		total += n - 1
+	}
+	tr.ZeroGrad()
+	defer tr.ZeroGrad()
+	for b, n := range v.lengths() {
+		in, tg := v.ids[b][:n-1], v.ids[b][1:n]
+		if b > 0 {
+			starts = append(starts, len(row))
+		}
+		row, targets = append(row, in...), append(targets, tg...)
+		loss, err := tr.LossAndGrad(v.ctx, api.Batch{Inputs: [][]int32{in}, Targets: [][]int32{tg}})
+		if err != nil {
+			return Check{}, fmt.Errorf("verify: loss of sequence %d: %w", b, err)
+		}
+		want += loss * float64(n-1) / float64(total)
+	}
+	got, err := tr.LossAndGrad(v.ctx, api.Batch{Inputs: [][]int32{row}, Targets: [][]int32{targets}, Starts: [][]int{starts}})
+	if err != nil {
+		return Check{}, fmt.Errorf("verify: loss of the packed row: %w", err)
+	}
+	c := Check{Name: name, Tol: v.o.Tol, StateDiff: -1}
+	c.add([]float32{float32(want)}, []float32{float32(got)})
+	c.Pass = c.MaxDiff <= c.Tol*max(c.Scale, 1e-30)
 	return c, nil
 }
 

@@ -53,8 +53,8 @@ func TestBuiltinModelsPass(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(r.Checks) != 5 {
-				t.Fatalf("%d checks, want 5", len(r.Checks))
+			if len(r.Checks) != 7 {
+				t.Fatalf("%d checks, want 7", len(r.Checks))
 			}
 			for _, c := range r.Checks {
 				t.Logf("%-30s diff %.3g of %.3g, state diff %.3g, pass %v %s", c.Name, c.MaxDiff, c.Scale, c.StateDiff, c.Pass, c.Skipped)
@@ -113,17 +113,63 @@ func TestBrokenModelsFail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			failed := map[string]bool{}
-			for _, c := range r.Failed() {
-				failed[c.Name] = true
-			}
-			for _, name := range tc.fail {
-				if !failed[name] {
-					t.Errorf("%q passed on a broken model (failed: %v)", name, failed)
-				}
-			}
+			checkFailed(t, r, tc.fail...)
 		})
 	}
+	lm := tinyModels(t)[mamba.NameDenseMamba].(api.Trainable)
+	for _, tc := range []struct {
+		name  string
+		model leaky
+		fail  string
+	}{
+		{"padding runs with the sequences", leaky{Trainable: lm, pads: true}, "variable lengths"},
+		{"document starts dropped", leaky{Trainable: lm, joins: true}, "packed documents (loss)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Run(context.Background(), tc.model, DefaultOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFailed(t, r, tc.fail)
+		})
+	}
+}
+
+// checkFailed fails t unless every check named is among r's failures.
+func checkFailed(t *testing.T, r Report, names ...string) {
+	t.Helper()
+	failed := map[string]bool{}
+	for _, c := range r.Failed() {
+		failed[c.Name] = true
+	}
+	for _, name := range names {
+		if !failed[name] {
+			t.Errorf("%q passed on a broken model (failed: %v)", name, failed)
+		}
+	}
+}
+
+// leaky is a model that gets variable-length and packed batches wrong the
+// way padded batches do: pads runs sequences of different lengths as rows
+// padded with id 0 (the padding's logits are not zero), joins drops a
+// batch's document starts (one document's state runs into the next).
+type leaky struct {
+	api.Trainable
+	pads, joins bool
+}
+
+func (l leaky) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Tensor, error) {
+	if lay, err := api.LayoutOf(ids); l.pads && err == nil {
+		ids = lay.Padded(ids, 0)
+	}
+	return l.Trainable.Forward(ctx, ids, f)
+}
+
+func (l leaky) LossAndGrad(ctx context.Context, b api.Batch) (float64, error) {
+	if l.joins {
+		b.Starts = nil
+	}
+	return l.Trainable.LossAndGrad(ctx, b)
 }
 
 // TestDrift checks Drift: a model against itself does not drift, the
