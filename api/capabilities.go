@@ -236,3 +236,22 @@ func (c OptimizerConfig) Validate() error {
 	}
 	return nil
 }
+
+// StateTuner is a model whose initial state can be learned while its
+// weights stay frozen: state tuning, the prefix-tuning of recurrent models
+// (docs/state.md). The state learnt is an ordinary one-sequence state: it
+// is saved as a snapshot (StateSaver) and decoding continues from it.
+type StateTuner interface {
+	Model
+	// StateLossAndGrad runs the parallel form on b, every row (and, with
+	// b.Starts, every document) starting from init, a one-sequence state
+	// of this model (at its position: tokens after it are rotated and
+	// normalised as if they followed init.Len() tokens; a retention
+	// state at position 0 has no part in what follows, and RetNet refuses
+	// it with ErrConfig), and returns the mean cross-entropy over
+	// the targets that are not IgnoreIndex with its gradient with respect
+	// to each of init's tensors, named and shaped as in init's snapshot
+	// (StateSaver.SaveState). It neither changes init nor the weights,
+	// nor their accumulated gradients.
+	StateLossAndGrad(ctx context.Context, init State, b Batch) (float64, []HostTensor, error)
+}

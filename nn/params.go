@@ -120,6 +120,23 @@ func (p *Params) Grads() []api.Parameter {
 	return out
 }
 
+// Freeze turns gradient computation off for every parameter and returns
+// the function that turns it back on where it was: a pass that learns
+// something other than the weights (an initial state) computes no weight
+// gradients and leaves the accumulated ones as they are.
+func (p *Params) Freeze() (thaw func()) {
+	was := make([]bool, len(p.vars))
+	for i, v := range p.vars {
+		was[i] = v.requiresGrad
+		v.requiresGrad = false
+	}
+	return func() {
+		for i, v := range p.vars {
+			v.requiresGrad = was[i]
+		}
+	}
+}
+
 // ZeroGrad sets every parameter's gradient to zero.
 func (p *Params) ZeroGrad() {
 	for _, v := range p.vars {
@@ -281,3 +298,42 @@ func (m ModelParams) Grads() []api.Parameter { return m.p.Grads() }
 
 // ZeroGrad sets every gradient to zero.
 func (m ModelParams) ZeroGrad() { m.p.ZeroGrad() }
+
+// StateLossAndGrad is api.StateTuner.StateLossAndGrad for a model whose
+// parameters are params and whose initial state is the tensors ts (its
+// snapshot's names and values, batch 1): on a recording tape with the
+// parameters frozen, pass computes the loss from the state's tensors as
+// Vars that learn, and StateLossAndGrad returns the loss with the
+// gradients of those tensors, copied to the host under ts' names.
+func StateLossAndGrad(ctx context.Context, params *Params, ts []api.Parameter, pass func(t *Tape, state []*Var) (*Var, error)) (float64, []api.HostTensor, error) {
+	if err := CheckTrainable(params); err != nil {
+		return 0, nil, err
+	}
+	defer params.Freeze()()
+	vars := make([]*Var, len(ts))
+	for i, p := range ts {
+		vars[i] = NewVar(p.Value, true)
+	}
+	t := NewTape(params.Backend())
+	mark := t.Mark()
+	defer t.Release(mark)
+	loss, err := pass(t, vars)
+	if err != nil {
+		return 0, nil, err
+	}
+	value := api.Float32s(loss.Value())[0]
+	t.Backward(loss)
+	grads := make([]api.Parameter, len(ts))
+	for i, v := range vars {
+		g := v.Grad()
+		if g == nil { // no path from this tensor to the loss
+			g = params.Backend().Alloc(api.F32, v.Shape()...)
+		}
+		grads[i] = api.Parameter{Name: ts[i].Name, Value: g}
+	}
+	host, err := api.ReadParameters(ctx, grads, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	return float64(value), host, nil
+}

@@ -102,3 +102,18 @@ func MaskPadding(b api.Backend, logits api.Tensor, lay api.Layout) api.Tensor {
 	b.Free(mask)
 	return logits
 }
+
+// Broadcast returns x [1,...] repeated n times along the first axis,
+// [n,...]; its gradient sums over the copies. An initial state that every
+// sequence of a batch starts from is broadcast this way.
+func (t *Tape) Broadcast(x *Var, n int) *Var {
+	s := x.Shape().Clone()
+	if len(s) == 0 || s[0] != 1 {
+		api.Panicf(api.ErrShape, "nn.Broadcast of %v: want a first axis of 1", s)
+	}
+	if n == 1 {
+		return x
+	}
+	s[0] = n
+	return t.Add(t.zeros(s...), x)
+}

@@ -180,7 +180,7 @@ func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (_ api.T
 	if err != nil {
 		return nil, err
 	}
-	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, nil, lay)
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, pass{lay: lay})
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func (m *Model) prefill(ctx context.Context, st *State, ids [][]int32) (api.Tens
 	if err != nil {
 		return nil, fmt.Errorf("mamba: %w", err)
 	}
-	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, st, api.Layout{})
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, pass{st: st})
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func (m *Model) LossAndGrad(ctx context.Context, batch api.Batch) (_ float64, er
 	}
 	t := nn.NewTape(m.b)
 	mark := t.Mark()
-	logits, err := m.run(ctx, t, in.Inputs, nil, in.Layout)
+	logits, err := m.run(ctx, t, in.Inputs, pass{lay: in.Layout})
 	if err != nil {
 		return 0, err
 	}
@@ -270,7 +270,7 @@ func (m *Model) ForwardInto(ctx context.Context, dst api.Tensor, ids [][]int32) 
 	t := nn.NewInferenceTape(m.b)
 	mark := t.Mark()
 	defer t.Release(mark)
-	h, err := m.hidden(ctx, t, tok, nil, api.Layout{})
+	h, err := m.hidden(ctx, t, tok, pass{})
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 		}
 		t := nn.NewInferenceTape(m.b)
 		mark := t.Mark()
-		h, err := m.residual(ctx, t, tok, st, api.Layout{})
+		h, err := m.residual(ctx, t, tok, pass{st: st})
 		if err != nil {
 			t.Release(mark)
 			return nil, err
@@ -337,16 +337,30 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 	}
 }
 
-// run computes the logits [B,T,V] for ids [B,T] on tape t, continuing from
-// and updating st when it is not nil. The convolution and scan run over
-// each piece of lay apart (a zero lay, or a plain one, is one piece; with
-// more than one, st must be nil).
+// pass says where a run of the parallel form starts and how its batch is
+// laid out.
+type pass struct {
+	// st, when set, is the State the run continues from and updates.
+	st *State
+	// lay is the batch's layout (zero: one piece of everything): the
+	// convolution and the scan run over each piece apart, each from an
+	// empty state, or from init. With more than one piece st must be nil.
+	lay api.Layout
+	// init, when set, is a learnable initial state (state tuning).
+	init *initVars
+}
+
+// initVars is a learnable initial state on the tape: per layer the conv
+// window [1,K-1,E] and the SSM state [1,E,N], broadcast to every piece.
+type initVars struct{ conv, ssm []*nn.Var }
+
+// run computes the logits [B,T,V] for ids [B,T] on tape t as p says.
 //
 // On an inference tape it frees its intermediates as it goes (each layer's
 // when the layer is done, nn.Tape.Release): only the logits stay.
-func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State, lay api.Layout) (*nn.Var, error) {
+func (m *Model) run(ctx context.Context, t *nn.Tape, ids api.Tensor, p pass) (*nn.Var, error) {
 	mark := t.Mark()
-	h, err := m.hidden(ctx, t, ids, st, lay)
+	h, err := m.hidden(ctx, t, ids, p)
 	if err != nil {
 		t.Release(mark)
 		return nil, err
@@ -367,8 +381,8 @@ func (m *Model) head() *nn.Var {
 
 // hidden computes the final normed hidden states [B,T,D] for ids [B,T] on
 // tape t (see run).
-func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State, lay api.Layout) (*nn.Var, error) {
-	h, err := m.residual(ctx, t, ids, st, lay)
+func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, p pass) (*nn.Var, error) {
+	h, err := m.residual(ctx, t, ids, p)
 	if err != nil {
 		return nil, err
 	}
@@ -380,10 +394,10 @@ func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, st *Stat
 // layer's intermediates once the layer is done, keeping the stream and
 // what DenseMamba's later layers read (on a recording tape nothing is
 // freed); the caller releases what remains.
-func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *State, lay api.Layout) (*nn.Var, error) {
+func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, p pass) (*nn.Var, error) {
 	c := m.cfg
-	pieces := nn.PiecesOf(ids.Shape(), lay)
-	if len(pieces) > 1 && st != nil {
+	pieces := nn.PiecesOf(ids.Shape(), p.lay)
+	if len(pieces) > 1 && p.st != nil {
 		api.Panicf(api.ErrInternal, "mamba: a state with a packed batch")
 	}
 	mark := t.Mark()
@@ -393,7 +407,7 @@ func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *St
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		out, own := m.mixer(t, l, i, l.norm.Forward(t, h), linked, st, pieces)
+		out, own := m.mixer(t, l, i, l.norm.Forward(t, h), linked, p, pieces)
 		if c.Dense.M > 0 {
 			linked = append(linked, own)
 			if len(linked) > c.Dense.M {
@@ -411,8 +425,10 @@ func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, st *St
 // their pre-fusion x' [B,T,E], for target h their pre-fusion states
 // [B,T,E,N]. It returns the output [B,T,D] and what this layer hands on
 // (nil for plain Mamba). The convolution and the scan run over each of
-// pieces apart, each from an empty state (one piece: from st's).
-func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st *State, pieces []api.Piece) (out, own *nn.Var) {
+// pieces apart, each from p.init, or from an empty state (one piece: from
+// p.st's).
+func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, p pass, pieces []api.Piece) (out, own *nn.Var) {
+	st := p.st
 	c := m.cfg
 	E, N, R, K := c.IntermediateSize, c.StateSize, c.TimeStepRank, c.ConvKernel
 	// On an inference tape the mixer frees what it no longer needs at
@@ -428,8 +444,12 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 		convPrev = nn.NewVar(st.conv[i], false)
 		h0 = nn.NewVar(st.ssm[i], false)
 	}
-	conv := t.MapPieces(pieces, []*nn.Var{x}, func(_ api.Piece, in []*nn.Var) []*nn.Var {
-		return []*nn.Var{l.conv.Forward(t, in[0], convPrev)}
+	conv := t.MapPieces(pieces, []*nn.Var{x}, func(pc api.Piece, in []*nn.Var) []*nn.Var {
+		prev := convPrev
+		if p.init != nil {
+			prev = t.Broadcast(p.init.conv[i], pc.Rows)
+		}
+		return []*nn.Var{l.conv.Forward(t, in[0], prev)}
 	})[0]
 	xs := t.Unary(api.OpSilu, conv) // x' [B,T,E]
 	if st != nil {
@@ -458,8 +478,12 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, st
 	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
 	t.Release(mark, z, xs, own, inject, delta, a, bm, cm)
 	var hT *nn.Var
-	ys := t.MapPieces(pieces, []*nn.Var{xs, delta, bm, cm, inject}, func(_ api.Piece, in []*nn.Var) []*nn.Var {
-		y, pT, hs := t.SelectiveScan(nn.ScanVars{X: in[0], Delta: in[1], A: a, Bm: in[2], Cm: in[3], D: l.d, H0: h0, Inject: in[4]}, st != nil, targetH)
+	ys := t.MapPieces(pieces, []*nn.Var{xs, delta, bm, cm, inject}, func(pc api.Piece, in []*nn.Var) []*nn.Var {
+		from := h0
+		if p.init != nil {
+			from = t.Broadcast(p.init.ssm[i], pc.Rows)
+		}
+		y, pT, hs := t.SelectiveScan(nn.ScanVars{X: in[0], Delta: in[1], A: a, Bm: in[2], Cm: in[3], D: l.d, H0: from, Inject: in[4]}, st != nil, targetH)
 		hT = pT
 		return []*nn.Var{y, hs}
 	})

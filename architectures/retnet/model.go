@@ -283,6 +283,11 @@ type pass struct {
 	// pieces of a variable-length or packed batch (api.Layout.Pieces),
 	// over which retention runs apart; one piece of everything otherwise
 	pieces []api.Piece
+	// init, when set, is a learnable initial state (state tuning): per
+	// layer the retention state [1,H,dk,dv] at position initPos, which
+	// every piece starts from (the chunkwise form carries its gradient).
+	init    []*nn.Var
+	initPos int
 }
 
 // Info reports the model's capabilities: every mode, trainable, in
@@ -651,7 +656,7 @@ func nearestFirst(prev []*nn.Var) []*nn.Var {
 //
 // Over the pieces of a variable-length or packed batch (p.pieces) it runs
 // apart, each piece rotated from position 0 and retained from an empty
-// state.
+// state (or from p.init, at p.initPos).
 func (m *Model) retain(t *nn.Tape, i int, q, k, v, gn *nn.Var, p pass) (o, sT *nn.Var) {
 	c := m.cfg
 	H, dk, dv := c.NumAttentionHeads, c.KeyHeadDim(), c.ValueHeadDim()
@@ -663,9 +668,13 @@ func (m *Model) retain(t *nn.Tape, i int, q, k, v, gn *nn.Var, p pass) (o, sT *n
 		B, T := s[0], s[1]
 		heads := func(x *nn.Var, w int) *nn.Var { return t.Permute(t.Reshape(x, B, T, H, w), 0, 2, 1, 3) }
 		in := nn.RetentionVars{Gamma: m.gamma, Chunk: p.chunk}
-		if p.st != nil {
+		switch {
+		case p.st != nil:
 			in.S0 = nn.NewVar(p.st.s[i], false)
 			in.Offset = p.st.pos
+		case p.init != nil:
+			in.S0 = t.Broadcast(p.init[i], B)
+			in.Offset = p.initPos
 		}
 		in.Q = t.Rotary(heads(x[0], dk), m.theta, in.Offset)
 		in.K = t.Rotary(heads(x[1], dk), m.theta, in.Offset)
