@@ -249,7 +249,7 @@ func (t *Trainer) update(ctx context.Context) (StepMetrics, error) {
 		if err != nil {
 			return StepMetrics{}, fmt.Errorf("step %d: data: %w", step, err)
 		}
-		req.Batches = append(req.Batches, t.withStarts(b))
+		req.Batches = append(req.Batches, t.resets().batch(b))
 		tokens += countTargets(b)
 	}
 	res, err := t.stepper.TrainStep(ctx, req)
@@ -286,18 +286,7 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 	if t.Eval == nil {
 		return nil
 	}
-	batches := t.Eval()
-	if t.cfg.DocResets {
-		eval := batches
-		batches = func(yield func(api.Batch, error) bool) {
-			for b, err := range eval {
-				if !yield(t.withStarts(b), err) {
-					return
-				}
-			}
-		}
-	}
-	loss, n, err := MeanLoss(ctx, t.model, batches, t.cfg.EvalBatches)
+	loss, n, err := MeanLoss(ctx, t.model, t.resets().seq(t.Eval()), t.cfg.EvalBatches)
 	if err != nil {
 		return fmt.Errorf("step %d: validation: %w", t.step, err)
 	}
@@ -307,14 +296,37 @@ func (t *Trainer) evaluate(ctx context.Context) error {
 	return nil
 }
 
-// withStarts returns b with the document starts after each separator when
-// the run resets at documents.
-func (t *Trainer) withStarts(b api.Batch) api.Batch {
-	if t.cfg.DocResets {
-		b.Starts = data.DocumentStarts(b.Inputs, t.Separator)
+// docResets sets the document starts of batches: after each separator
+// when on.
+type docResets struct {
+	on  bool
+	sep int32
+}
+
+// batch returns b with its document starts.
+func (d docResets) batch(b api.Batch) api.Batch {
+	if d.on {
+		b.Starts = data.DocumentStarts(b.Inputs, d.sep)
 	}
 	return b
 }
+
+// seq returns batches with their document starts.
+func (d docResets) seq(batches iter.Seq2[api.Batch, error]) iter.Seq2[api.Batch, error] {
+	if !d.on {
+		return batches
+	}
+	return func(yield func(api.Batch, error) bool) {
+		for b, err := range batches {
+			if !yield(d.batch(b), err) {
+				return
+			}
+		}
+	}
+}
+
+// resets returns the run's document resets.
+func (t *Trainer) resets() docResets { return docResets{t.cfg.DocResets, t.Separator} }
 
 // countTargets returns the number of targets of b that count in the loss.
 func countTargets(b api.Batch) int64 {
