@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/architectures/modeltest"
 	"github.com/densessm/densessm/checkpoint"
 	"github.com/densessm/densessm/generate"
 	"github.com/densessm/densessm/train"
@@ -29,8 +30,10 @@ import (
 // saves its states: api.StateSaver), its forms against each other
 // (verify.Run, the checks of densessm verify: the subtest "forms agree"),
 // sampled text, training steps
-// (losses, gradient norms, then weights and optimizer state) and written
-// parameters. Both models are changed by the training steps.
+// (losses, gradient norms, then weights and optimizer state), variable-
+// length and packed batches (the subtest "packed batches", skipped when
+// want's Info.Packed is false) and written parameters. Both models are
+// changed by the training steps.
 func Check(t *testing.T, want, got api.Model) {
 	ctx := t.Context()
 	wi, gi := want.Info(), got.Info()
@@ -167,6 +170,7 @@ func Check(t *testing.T, want, got api.Model) {
 			t.Errorf("train step %d: %+v, want %+v", step, g, w)
 		}
 	}
+	t.Run("packed batches", func(t *testing.T) { checkPacked(t, want, got, wst, gst) })
 	sameParams(t, "trained", want, got)
 	wo, err := wst.OptimizerState(ctx)
 	if err != nil {
@@ -225,6 +229,60 @@ func Check(t *testing.T, want, got api.Model) {
 			t.Errorf("saved %s differs", name)
 		}
 	}
+}
+
+// checkPacked checks variable-length and packed batches through got, when
+// want takes them (Info.Packed): got says it does too, its Forward of
+// sequences of different lengths is what each sequence gives alone
+// (modeltest.CheckPacked) and want's, bit for bit, in every form; and a
+// training step of rows of different lengths with document starts
+// (api.Batch.Starts) gives what want's gives, through wst and gst, the
+// models' steppers, which it steps.
+func checkPacked(t *testing.T, want, got api.Model, wst, gst api.TrainStepper) {
+	ctx := t.Context()
+	wi, gi := want.Info(), got.Info()
+	if wi.Packed != gi.Packed {
+		t.Fatalf("Info.Packed is %v, the in-process model's %v", gi.Packed, wi.Packed)
+	}
+	if !wi.Packed {
+		t.Skipf("%s models do not take packed batches (Info.Packed)", wi.Arch)
+	}
+	modeltest.CheckPacked(t, got)
+	V := want.Config().Vocab()
+	ids := [][]int32{{1, 2, 3, 4, 5, 6, 7}, {int32(V - 1)}, {8, 9, 10}, {11, 12, 13, 14, 15, 16, 17}}
+	for _, mode := range wi.Modes {
+		f := api.Form{Mode: mode, Chunk: 3}
+		w, err := want.Forward(ctx, ids, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := got.Forward(ctx, ids, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameTensor(t, fmt.Sprintf("forward %s of sequences of different lengths", mode), w, g)
+	}
+	if !wi.Trainable {
+		return
+	}
+	req := api.TrainStepRequest{Optimizer: train.DefaultOptimizer(), LR: 3e-3, ClipNorm: 0.5}
+	req.Batches = []api.Batch{
+		{Inputs: [][]int32{{1, 2, 3, 4, 5, 6}, {7, 8, 9}}, Targets: [][]int32{{2, 3, 4, 5, 6, 7}, {8, api.IgnoreIndex, 10}}, Starts: [][]int{{2, 5}, {1}}},
+		{Inputs: [][]int32{{3, 1, 4, 1, 5}, {9, 2, 6, 5, 3}}, Targets: [][]int32{{1, 4, 1, 5, 9}, {2, 6, 5, 3, 5}}, Starts: [][]int{nil, {3}}},
+		{Inputs: [][]int32{{2, 7}, {1, 8, 2, 8}}, Targets: [][]int32{{7, 1}, {8, 2, 8, 1}}},
+	}
+	w, err := wst.TrainStep(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gst.TrainStep(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w != g {
+		t.Errorf("train step of packed batches: %+v, want %+v", g, w)
+	}
+	sameParams(t, "trained on packed batches", want, got)
 }
 
 // checkSnapshots checks got's state snapshots against want's: ws and gs

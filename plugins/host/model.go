@@ -60,7 +60,7 @@ func newModel(p *Plugin, gen int, pi *pb.ModelInfo) (_ *Model, err error) {
 		return nil, fmt.Errorf("plugin %s: %w", p, err)
 	}
 	m.host = cpu.New(api.BackendOptions{Threads: 1})
-	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable, Snapshots: pi.StateSaver}
+	m.info = api.Info{Arch: pi.Arch, Backend: pi.Backend, Threads: int(pi.Threads), Plugin: p.Desc.Name, Trainable: pi.Trainable, Snapshots: pi.StateSaver, Packed: pi.Packed}
 	if pi.Weights != "" {
 		if m.info.Weights, err = api.ParseWeightDType(pi.Weights); err != nil {
 			return nil, fmt.Errorf("plugin %s: model info: %w", p.Desc.Name, err)
@@ -209,19 +209,30 @@ func (m *Model) stepLogits(resp *pb.Logits, dst api.Tensor) (api.Tensor, error) 
 	return dst, nil
 }
 
-// Forward runs the sequences in the plugin.
+// Forward runs the sequences in the plugin. Sequences of different
+// lengths go as one request, padded, to a plugin whose model is packed
+// (ModelInfo.packed); to any other, each group of one length is a request
+// of its own (api.ForwardEach). Either way the logits are [B,T,V], T the
+// longest sequence, zero past each sequence's end.
 func (m *Model) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Tensor, error) {
-	enc, err := wire.EncodeIDs(ids)
+	if api.Ragged(ids) && !m.info.Packed {
+		return api.ForwardEach(ctx, m, ids, f)
+	}
+	enc, lengths, err := wire.EncodeRagged(ids)
 	if err != nil {
 		return nil, err
 	}
+	T := 0
+	for _, seq := range ids {
+		T = max(T, len(seq))
+	}
 	var out api.Tensor
 	err = m.call(ctx, "forward", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote}, o...)
+		stream, err := c.Forward(ctx, &pb.ForwardRequest{Model: m.id, Ids: enc, Lengths: lengths, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote}, o...)
 		if err != nil {
 			return err
 		}
-		out, _, err = m.streamedLogits(stream, api.Shape{len(ids), len(ids[0]), m.cfg.Vocab()})
+		out, _, err = m.streamedLogits(stream, api.Shape{len(ids), T, m.cfg.Vocab()})
 		return err
 	})
 	return out, err
@@ -627,23 +638,38 @@ func (m *Model) LoadState(ctx context.Context, s api.State, snap api.StateSnapsh
 	return err
 }
 
-// TrainStep runs one optimisation step in the plugin.
+// TrainStep runs one optimisation step in the plugin. A micro-batch of
+// rows of different lengths or with document starts (api.Batch.Starts) is
+// sent with its layout to a plugin whose model is packed
+// (ModelInfo.packed), and refused (api.ErrUnsupported) for any other,
+// before anything is sent.
 func (m *Model) TrainStep(ctx context.Context, req api.TrainStepRequest) (api.TrainStepResult, error) {
 	opt, err := json.Marshal(req.Optimizer)
 	if err != nil {
 		return api.TrainStepResult{}, err
 	}
 	r := &pb.TrainStepRequest{Model: m.id, OptimizerJson: opt, Lr: req.LR, ClipNorm: req.ClipNorm}
-	for _, b := range req.Batches {
-		in, err := wire.EncodeIDs(b.Inputs)
+	layouts := make([]*pb.BatchLayout, len(req.Batches))
+	packed := false
+	for i, b := range req.Batches {
+		in, tg, layout, err := wire.EncodeBatch(b)
 		if err != nil {
-			return api.TrainStepResult{}, fmt.Errorf("train step: inputs: %w", err)
+			return api.TrainStepResult{}, fmt.Errorf("train step: batch %d: %w", i, err)
 		}
-		tg, err := wire.EncodeIDs(b.Targets)
-		if err != nil {
-			return api.TrainStepResult{}, fmt.Errorf("train step: targets: %w", err)
+		if layout != nil && !m.info.Packed {
+			return api.TrainStepResult{}, fmt.Errorf("plugin %s: train step: batch %d has rows of different lengths or document starts, and the plugin's %s model takes neither (ModelInfo.packed is false; a plugin built before packed batches, or a model without Info.Packed): %w",
+				m.p, i, m.info.Arch, api.ErrUnsupported)
+		}
+		if layout != nil {
+			packed = true
+			layouts[i] = layout
+		} else {
+			layouts[i] = &pb.BatchLayout{}
 		}
 		r.Batches = append(r.Batches, in, tg)
+	}
+	if packed {
+		r.Layouts = layouts
 	}
 	var resp *pb.TrainStepResponse
 	err = m.call(ctx, "train step", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) (err error) {

@@ -614,7 +614,12 @@ type ModelInfo struct {
 	StateSaver bool `protobuf:"varint,11,opt,name=state_saver,json=stateSaver,proto3" json:"state_saver,omitempty"`
 	// The plugin answers PrefillRequest.last (an SDK of this version always
 	// does: with the model's PrefillLast, or its Prefill's last rows).
-	PrefillLast   bool `protobuf:"varint,12,opt,name=prefill_last,json=prefillLast,proto3" json:"prefill_last,omitempty"`
+	PrefillLast bool `protobuf:"varint,12,opt,name=prefill_last,json=prefillLast,proto3" json:"prefill_last,omitempty"`
+	// Forward (every mode) and TrainStep take rows of different lengths,
+	// and TrainStep document starts (api.Info.Packed); false from a plugin
+	// built before ForwardRequest.lengths and TrainStepRequest.layouts, to
+	// which the host sends neither.
+	Packed        bool `protobuf:"varint,13,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -729,6 +734,13 @@ func (x *ModelInfo) GetStateSaver() bool {
 func (x *ModelInfo) GetPrefillLast() bool {
 	if x != nil {
 		return x.PrefillLast
+	}
+	return false
+}
+
+func (x *ModelInfo) GetPacked() bool {
+	if x != nil {
+		return x.Packed
 	}
 	return false
 }
@@ -988,7 +1000,11 @@ type ForwardRequest struct {
 	// The host can read a memfd of the plugin's (see Chunk.fd).
 	Shared bool `protobuf:"varint,4,opt,name=shared,proto3" json:"shared,omitempty"`
 	// The host can read the plugin's memory (see Chunk.remote).
-	Remote        bool `protobuf:"varint,5,opt,name=remote,proto3" json:"remote,omitempty"`
+	Remote bool `protobuf:"varint,5,opt,name=remote,proto3" json:"remote,omitempty"`
+	// Sequences of different lengths (only to a model whose ModelInfo.packed
+	// is set): row b holds lengths[b] tokens, each in [1,T], the longest T,
+	// and the rest of the row is padding. Empty: every row holds T tokens.
+	Lengths       []int64 `protobuf:"varint,6,rep,packed,name=lengths,proto3" json:"lengths,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1056,6 +1072,13 @@ func (x *ForwardRequest) GetRemote() bool {
 		return x.Remote
 	}
 	return false
+}
+
+func (x *ForwardRequest) GetLengths() []int64 {
+	if x != nil {
+		return x.Lengths
+	}
+	return nil
 }
 
 type NewStateRequest struct {
@@ -1628,6 +1651,9 @@ type TrainStepRequest struct {
 	OptimizerJson []byte  `protobuf:"bytes,3,opt,name=optimizer_json,json=optimizerJson,proto3" json:"optimizer_json,omitempty"`
 	Lr            float64 `protobuf:"fixed64,4,opt,name=lr,proto3" json:"lr,omitempty"`
 	ClipNorm      float64 `protobuf:"fixed64,5,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// Empty, or one per micro-batch (only to a model whose ModelInfo.packed
+	// is set): the lengths and document starts of its rows.
+	Layouts       []*BatchLayout `protobuf:"bytes,6,rep,name=layouts,proto3" json:"layouts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1697,6 +1723,117 @@ func (x *TrainStepRequest) GetClipNorm() float64 {
 	return 0
 }
 
+func (x *TrainStepRequest) GetLayouts() []*BatchLayout {
+	if x != nil {
+		return x.Layouts
+	}
+	return nil
+}
+
+// BatchLayout is how a micro-batch's rows lie in its [B,T] ids (api.Layout):
+// each row's tokens, the rest padding, and where documents begin.
+type BatchLayout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Row b holds lengths[b] tokens of inputs and targets, each in [1,T], the
+	// longest T. Empty: every row holds T tokens.
+	Lengths []int64 `protobuf:"varint,1,rep,packed,name=lengths,proto3" json:"lengths,omitempty"`
+	// Empty, or one per row: the positions at which a new document begins
+	// in that row (api.Batch.Starts: increasing, inside (0, the row's
+	// length)).
+	Starts        []*Positions `protobuf:"bytes,2,rep,name=starts,proto3" json:"starts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchLayout) Reset() {
+	*x = BatchLayout{}
+	mi := &file_runtime_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchLayout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchLayout) ProtoMessage() {}
+
+func (x *BatchLayout) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchLayout.ProtoReflect.Descriptor instead.
+func (*BatchLayout) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BatchLayout) GetLengths() []int64 {
+	if x != nil {
+		return x.Lengths
+	}
+	return nil
+}
+
+func (x *BatchLayout) GetStarts() []*Positions {
+	if x != nil {
+		return x.Starts
+	}
+	return nil
+}
+
+// Positions are positions in a row.
+type Positions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Positions     []int64                `protobuf:"varint,1,rep,packed,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Positions) Reset() {
+	*x = Positions{}
+	mi := &file_runtime_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Positions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Positions) ProtoMessage() {}
+
+func (x *Positions) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Positions.ProtoReflect.Descriptor instead.
+func (*Positions) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Positions) GetPositions() []int64 {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
 type TrainStepResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Loss          float64                `protobuf:"fixed64,1,opt,name=loss,proto3" json:"loss,omitempty"`
@@ -1707,7 +1844,7 @@ type TrainStepResponse struct {
 
 func (x *TrainStepResponse) Reset() {
 	*x = TrainStepResponse{}
-	mi := &file_runtime_proto_msgTypes[25]
+	mi := &file_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1856,7 @@ func (x *TrainStepResponse) String() string {
 func (*TrainStepResponse) ProtoMessage() {}
 
 func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[25]
+	mi := &file_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1869,7 @@ func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepResponse.ProtoReflect.Descriptor instead.
 func (*TrainStepResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{25}
+	return file_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TrainStepResponse) GetLoss() float64 {
@@ -1761,7 +1898,7 @@ type OptimizerStateMessage struct {
 
 func (x *OptimizerStateMessage) Reset() {
 	*x = OptimizerStateMessage{}
-	mi := &file_runtime_proto_msgTypes[26]
+	mi := &file_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1910,7 @@ func (x *OptimizerStateMessage) String() string {
 func (*OptimizerStateMessage) ProtoMessage() {}
 
 func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[26]
+	mi := &file_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1923,7 @@ func (x *OptimizerStateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OptimizerStateMessage.ProtoReflect.Descriptor instead.
 func (*OptimizerStateMessage) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{26}
+	return file_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OptimizerStateMessage) GetModel() uint64 {
@@ -1830,7 +1967,7 @@ type StateChunk struct {
 
 func (x *StateChunk) Reset() {
 	*x = StateChunk{}
-	mi := &file_runtime_proto_msgTypes[27]
+	mi := &file_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1979,7 @@ func (x *StateChunk) String() string {
 func (*StateChunk) ProtoMessage() {}
 
 func (x *StateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[27]
+	mi := &file_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1992,7 @@ func (x *StateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChunk.ProtoReflect.Descriptor instead.
 func (*StateChunk) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{27}
+	return file_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StateChunk) GetHeader() *StateHeader {
@@ -1889,7 +2026,7 @@ type StateHeader struct {
 
 func (x *StateHeader) Reset() {
 	*x = StateHeader{}
-	mi := &file_runtime_proto_msgTypes[28]
+	mi := &file_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2038,7 @@ func (x *StateHeader) String() string {
 func (*StateHeader) ProtoMessage() {}
 
 func (x *StateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[28]
+	mi := &file_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2051,7 @@ func (x *StateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHeader.ProtoReflect.Descriptor instead.
 func (*StateHeader) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{28}
+	return file_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StateHeader) GetModel() uint64 {
@@ -1967,7 +2104,7 @@ type TensorPiece struct {
 
 func (x *TensorPiece) Reset() {
 	*x = TensorPiece{}
-	mi := &file_runtime_proto_msgTypes[29]
+	mi := &file_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2116,7 @@ func (x *TensorPiece) String() string {
 func (*TensorPiece) ProtoMessage() {}
 
 func (x *TensorPiece) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[29]
+	mi := &file_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2129,7 @@ func (x *TensorPiece) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TensorPiece.ProtoReflect.Descriptor instead.
 func (*TensorPiece) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{29}
+	return file_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TensorPiece) GetData() []byte {
@@ -2056,7 +2193,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\tParamInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05dtype\x18\x02 \x01(\tR\x05dtype\x12\x14\n" +
-	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xe9\x02\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\x81\x03\n" +
 	"\tModelInfo\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x12\n" +
 	"\x04arch\x18\x02 \x01(\tR\x04arch\x12\x1f\n" +
@@ -2072,7 +2209,8 @@ const file_runtime_proto_rawDesc = "" +
 	" \x01(\tR\aweights\x12\x1f\n" +
 	"\vstate_saver\x18\v \x01(\bR\n" +
 	"stateSaver\x12!\n" +
-	"\fprefill_last\x18\f \x01(\bR\vprefillLast\" \n" +
+	"\fprefill_last\x18\f \x01(\bR\vprefillLast\x12\x16\n" +
+	"\x06packed\x18\r \x01(\bR\x06packed\" \n" +
 	"\bModelRef\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\";\n" +
 	"\rParamsRequest\x12\x14\n" +
@@ -2085,13 +2223,14 @@ const file_runtime_proto_rawDesc = "" +
 	"\x05arrow\x18\x02 \x03(\fR\x05arrow\"0\n" +
 	"\x04Form\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\x05R\x04mode\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\x03R\x05chunk\"\x96\x01\n" +
+	"\x05chunk\x18\x02 \x01(\x03R\x05chunk\"\xb0\x01\n" +
 	"\x0eForwardRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x10\n" +
 	"\x03ids\x18\x02 \x01(\fR\x03ids\x12,\n" +
 	"\x04form\x18\x03 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
 	"\x06shared\x18\x04 \x01(\bR\x06shared\x12\x16\n" +
-	"\x06remote\x18\x05 \x01(\bR\x06remote\"=\n" +
+	"\x06remote\x18\x05 \x01(\bR\x06remote\x12\x18\n" +
+	"\alengths\x18\x06 \x03(\x03R\alengths\"=\n" +
 	"\x0fNewStateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x03R\x05batch\"\x97\x01\n" +
@@ -2131,13 +2270,19 @@ const file_runtime_proto_rawDesc = "" +
 	"\vSaveRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
-	"\x05dtype\x18\x03 \x01(\tR\x05dtype\"\x96\x01\n" +
+	"\x05dtype\x18\x03 \x01(\tR\x05dtype\"\xd1\x01\n" +
 	"\x10TrainStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x18\n" +
 	"\abatches\x18\x02 \x03(\fR\abatches\x12%\n" +
 	"\x0eoptimizer_json\x18\x03 \x01(\fR\roptimizerJson\x12\x0e\n" +
 	"\x02lr\x18\x04 \x01(\x01R\x02lr\x12\x1b\n" +
-	"\tclip_norm\x18\x05 \x01(\x01R\bclipNorm\"D\n" +
+	"\tclip_norm\x18\x05 \x01(\x01R\bclipNorm\x129\n" +
+	"\alayouts\x18\x06 \x03(\v2\x1f.densessm.plugin.v1.BatchLayoutR\alayouts\"^\n" +
+	"\vBatchLayout\x12\x18\n" +
+	"\alengths\x18\x01 \x03(\x03R\alengths\x125\n" +
+	"\x06starts\x18\x02 \x03(\v2\x1d.densessm.plugin.v1.PositionsR\x06starts\")\n" +
+	"\tPositions\x12\x1c\n" +
+	"\tpositions\x18\x01 \x03(\x03R\tpositions\"D\n" +
 	"\x11TrainStepResponse\x12\x12\n" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x1b\n" +
 	"\tgrad_norm\x18\x02 \x01(\x01R\bgradNorm\"\x80\x01\n" +
@@ -2194,7 +2339,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 	return file_runtime_proto_rawDescData
 }
 
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: densessm.plugin.v1.Empty
 	(*DescribeRequest)(nil),       // 1: densessm.plugin.v1.DescribeRequest
@@ -2221,11 +2366,13 @@ var file_runtime_proto_goTypes = []any{
 	(*Logits)(nil),                // 22: densessm.plugin.v1.Logits
 	(*SaveRequest)(nil),           // 23: densessm.plugin.v1.SaveRequest
 	(*TrainStepRequest)(nil),      // 24: densessm.plugin.v1.TrainStepRequest
-	(*TrainStepResponse)(nil),     // 25: densessm.plugin.v1.TrainStepResponse
-	(*OptimizerStateMessage)(nil), // 26: densessm.plugin.v1.OptimizerStateMessage
-	(*StateChunk)(nil),            // 27: densessm.plugin.v1.StateChunk
-	(*StateHeader)(nil),           // 28: densessm.plugin.v1.StateHeader
-	(*TensorPiece)(nil),           // 29: densessm.plugin.v1.TensorPiece
+	(*BatchLayout)(nil),           // 25: densessm.plugin.v1.BatchLayout
+	(*Positions)(nil),             // 26: densessm.plugin.v1.Positions
+	(*TrainStepResponse)(nil),     // 27: densessm.plugin.v1.TrainStepResponse
+	(*OptimizerStateMessage)(nil), // 28: densessm.plugin.v1.OptimizerStateMessage
+	(*StateChunk)(nil),            // 29: densessm.plugin.v1.StateChunk
+	(*StateHeader)(nil),           // 30: densessm.plugin.v1.StateHeader
+	(*TensorPiece)(nil),           // 31: densessm.plugin.v1.TensorPiece
 }
 var file_runtime_proto_depIdxs = []int32{
 	5,  // 0: densessm.plugin.v1.BuildRequest.build:type_name -> densessm.plugin.v1.BuildOptions
@@ -2234,51 +2381,53 @@ var file_runtime_proto_depIdxs = []int32{
 	14, // 3: densessm.plugin.v1.ForwardRequest.form:type_name -> densessm.plugin.v1.Form
 	14, // 4: densessm.plugin.v1.PrefillRequest.form:type_name -> densessm.plugin.v1.Form
 	21, // 5: densessm.plugin.v1.Chunk.remote:type_name -> densessm.plugin.v1.RemoteTensor
-	28, // 6: densessm.plugin.v1.StateChunk.header:type_name -> densessm.plugin.v1.StateHeader
-	29, // 7: densessm.plugin.v1.StateChunk.pieces:type_name -> densessm.plugin.v1.TensorPiece
-	1,  // 8: densessm.plugin.v1.Runtime.Describe:input_type -> densessm.plugin.v1.DescribeRequest
-	3,  // 9: densessm.plugin.v1.Runtime.ParseConfig:input_type -> densessm.plugin.v1.ConfigRequest
-	6,  // 10: densessm.plugin.v1.Runtime.Build:input_type -> densessm.plugin.v1.BuildRequest
-	7,  // 11: densessm.plugin.v1.Runtime.Load:input_type -> densessm.plugin.v1.LoadRequest
-	11, // 12: densessm.plugin.v1.Runtime.ReadParams:input_type -> densessm.plugin.v1.ParamsRequest
-	13, // 13: densessm.plugin.v1.Runtime.WriteParams:input_type -> densessm.plugin.v1.WriteParamsRequest
-	15, // 14: densessm.plugin.v1.Runtime.Forward:input_type -> densessm.plugin.v1.ForwardRequest
-	16, // 15: densessm.plugin.v1.Runtime.NewState:input_type -> densessm.plugin.v1.NewStateRequest
-	18, // 16: densessm.plugin.v1.Runtime.Prefill:input_type -> densessm.plugin.v1.PrefillRequest
-	19, // 17: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
-	17, // 18: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
-	17, // 19: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
-	24, // 20: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
-	10, // 21: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
-	26, // 22: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
-	23, // 23: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
-	10, // 24: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
-	17, // 25: densessm.plugin.v1.Runtime.SaveState:input_type -> densessm.plugin.v1.StateRef
-	27, // 26: densessm.plugin.v1.Runtime.LoadState:input_type -> densessm.plugin.v1.StateChunk
-	2,  // 27: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
-	4,  // 28: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
-	9,  // 29: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
-	9,  // 30: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
-	12, // 31: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
-	0,  // 32: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
-	20, // 33: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
-	17, // 34: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
-	20, // 35: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
-	22, // 36: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
-	0,  // 37: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
-	0,  // 38: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
-	25, // 39: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
-	26, // 40: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
-	0,  // 41: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
-	0,  // 42: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
-	0,  // 43: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
-	27, // 44: densessm.plugin.v1.Runtime.SaveState:output_type -> densessm.plugin.v1.StateChunk
-	0,  // 45: densessm.plugin.v1.Runtime.LoadState:output_type -> densessm.plugin.v1.Empty
-	27, // [27:46] is the sub-list for method output_type
-	8,  // [8:27] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	25, // 6: densessm.plugin.v1.TrainStepRequest.layouts:type_name -> densessm.plugin.v1.BatchLayout
+	26, // 7: densessm.plugin.v1.BatchLayout.starts:type_name -> densessm.plugin.v1.Positions
+	30, // 8: densessm.plugin.v1.StateChunk.header:type_name -> densessm.plugin.v1.StateHeader
+	31, // 9: densessm.plugin.v1.StateChunk.pieces:type_name -> densessm.plugin.v1.TensorPiece
+	1,  // 10: densessm.plugin.v1.Runtime.Describe:input_type -> densessm.plugin.v1.DescribeRequest
+	3,  // 11: densessm.plugin.v1.Runtime.ParseConfig:input_type -> densessm.plugin.v1.ConfigRequest
+	6,  // 12: densessm.plugin.v1.Runtime.Build:input_type -> densessm.plugin.v1.BuildRequest
+	7,  // 13: densessm.plugin.v1.Runtime.Load:input_type -> densessm.plugin.v1.LoadRequest
+	11, // 14: densessm.plugin.v1.Runtime.ReadParams:input_type -> densessm.plugin.v1.ParamsRequest
+	13, // 15: densessm.plugin.v1.Runtime.WriteParams:input_type -> densessm.plugin.v1.WriteParamsRequest
+	15, // 16: densessm.plugin.v1.Runtime.Forward:input_type -> densessm.plugin.v1.ForwardRequest
+	16, // 17: densessm.plugin.v1.Runtime.NewState:input_type -> densessm.plugin.v1.NewStateRequest
+	18, // 18: densessm.plugin.v1.Runtime.Prefill:input_type -> densessm.plugin.v1.PrefillRequest
+	19, // 19: densessm.plugin.v1.Runtime.Step:input_type -> densessm.plugin.v1.StepRequest
+	17, // 20: densessm.plugin.v1.Runtime.ResetState:input_type -> densessm.plugin.v1.StateRef
+	17, // 21: densessm.plugin.v1.Runtime.FreeState:input_type -> densessm.plugin.v1.StateRef
+	24, // 22: densessm.plugin.v1.Runtime.TrainStep:input_type -> densessm.plugin.v1.TrainStepRequest
+	10, // 23: densessm.plugin.v1.Runtime.OptimizerState:input_type -> densessm.plugin.v1.ModelRef
+	28, // 24: densessm.plugin.v1.Runtime.SetOptimizerState:input_type -> densessm.plugin.v1.OptimizerStateMessage
+	23, // 25: densessm.plugin.v1.Runtime.Save:input_type -> densessm.plugin.v1.SaveRequest
+	10, // 26: densessm.plugin.v1.Runtime.Unload:input_type -> densessm.plugin.v1.ModelRef
+	17, // 27: densessm.plugin.v1.Runtime.SaveState:input_type -> densessm.plugin.v1.StateRef
+	29, // 28: densessm.plugin.v1.Runtime.LoadState:input_type -> densessm.plugin.v1.StateChunk
+	2,  // 29: densessm.plugin.v1.Runtime.Describe:output_type -> densessm.plugin.v1.DescribeResponse
+	4,  // 30: densessm.plugin.v1.Runtime.ParseConfig:output_type -> densessm.plugin.v1.ConfigResponse
+	9,  // 31: densessm.plugin.v1.Runtime.Build:output_type -> densessm.plugin.v1.ModelInfo
+	9,  // 32: densessm.plugin.v1.Runtime.Load:output_type -> densessm.plugin.v1.ModelInfo
+	12, // 33: densessm.plugin.v1.Runtime.ReadParams:output_type -> densessm.plugin.v1.Tensors
+	0,  // 34: densessm.plugin.v1.Runtime.WriteParams:output_type -> densessm.plugin.v1.Empty
+	20, // 35: densessm.plugin.v1.Runtime.Forward:output_type -> densessm.plugin.v1.Chunk
+	17, // 36: densessm.plugin.v1.Runtime.NewState:output_type -> densessm.plugin.v1.StateRef
+	20, // 37: densessm.plugin.v1.Runtime.Prefill:output_type -> densessm.plugin.v1.Chunk
+	22, // 38: densessm.plugin.v1.Runtime.Step:output_type -> densessm.plugin.v1.Logits
+	0,  // 39: densessm.plugin.v1.Runtime.ResetState:output_type -> densessm.plugin.v1.Empty
+	0,  // 40: densessm.plugin.v1.Runtime.FreeState:output_type -> densessm.plugin.v1.Empty
+	27, // 41: densessm.plugin.v1.Runtime.TrainStep:output_type -> densessm.plugin.v1.TrainStepResponse
+	28, // 42: densessm.plugin.v1.Runtime.OptimizerState:output_type -> densessm.plugin.v1.OptimizerStateMessage
+	0,  // 43: densessm.plugin.v1.Runtime.SetOptimizerState:output_type -> densessm.plugin.v1.Empty
+	0,  // 44: densessm.plugin.v1.Runtime.Save:output_type -> densessm.plugin.v1.Empty
+	0,  // 45: densessm.plugin.v1.Runtime.Unload:output_type -> densessm.plugin.v1.Empty
+	29, // 46: densessm.plugin.v1.Runtime.SaveState:output_type -> densessm.plugin.v1.StateChunk
+	0,  // 47: densessm.plugin.v1.Runtime.LoadState:output_type -> densessm.plugin.v1.Empty
+	29, // [29:48] is the sub-list for method output_type
+	10, // [10:29] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_runtime_proto_init() }
@@ -2292,7 +2441,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

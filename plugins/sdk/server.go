@@ -252,6 +252,7 @@ func (s *server) add(m api.Model) (*pb.ModelInfo, error) {
 	out := &pb.ModelInfo{
 		Arch: info.Arch, ConfigJson: cfg.ConfigJson, Vocab: cfg.Vocab,
 		Backend: info.Backend, Threads: int64(info.Threads), Trainable: info.Trainable, Weights: weightsName(info.Weights),
+		Packed: info.Packed,
 	}
 	_, out.StateSaver = m.(api.StateSaver)
 	out.PrefillLast = true // Prefill answers last (lastLogits)
@@ -391,7 +392,7 @@ func (m *served) streamLogits(stream grpc.ServerStreamingServer[pb.Chunk], t api
 }
 
 func (s *server) Forward(req *pb.ForwardRequest, stream grpc.ServerStreamingServer[pb.Chunk]) error {
-	ids, err := wire.DecodeIDs(req.Ids)
+	ids, err := wire.DecodeRagged(req.Ids, req.Lengths)
 	if err != nil {
 		return err
 	}
@@ -400,6 +401,11 @@ func (s *server) Forward(req *pb.ForwardRequest, stream grpc.ServerStreamingServ
 		return err
 	}
 	defer m.mu.Unlock()
+	if len(req.Lengths) > 0 {
+		if err := m.packed("forward of sequences of different lengths"); err != nil {
+			return err
+		}
+	}
 	t, err := m.m.Forward(stream.Context(), ids, form(req.Form))
 	if err != nil {
 		return err
@@ -616,6 +622,15 @@ func (s *server) LoadState(stream grpc.ClientStreamingServer[pb.StateChunk, pb.E
 	return stream.SendAndClose(&pb.Empty{})
 }
 
+// packed returns an error wrapping api.ErrUnsupported, naming what, when
+// the model does not take variable-length and packed batches (Info.Packed).
+func (m *served) packed(what string) error {
+	if info := m.m.Info(); !info.Packed {
+		return fmt.Errorf("%s model: %s: the model does not take packed batches (Info.Packed is false): %w", info.Arch, what, api.ErrUnsupported)
+	}
+	return nil
+}
+
 // trainer returns the model's stepper, made on first use.
 func (m *served) trainer() (api.TrainStepper, error) {
 	if m.stepper == nil {
@@ -636,22 +651,32 @@ func (s *server) TrainStep(ctx context.Context, req *pb.TrainStepRequest) (*pb.T
 	if err := json.Unmarshal(req.OptimizerJson, &r.Optimizer); err != nil {
 		return nil, fmt.Errorf("train step: optimizer: %v: %w", err, api.ErrCorrupt)
 	}
+	if len(req.Layouts) != 0 && 2*len(req.Layouts) != len(req.Batches) {
+		return nil, fmt.Errorf("train step: %d layouts for %d batches: %w", len(req.Layouts), len(req.Batches)/2, api.ErrCorrupt)
+	}
+	laidOut := false
 	for i := 0; i < len(req.Batches); i += 2 {
-		in, err := wire.DecodeIDs(req.Batches[i])
-		if err != nil {
-			return nil, err
+		var layout *pb.BatchLayout
+		if len(req.Layouts) > 0 {
+			layout = req.Layouts[i/2]
 		}
-		tg, err := wire.DecodeIDs(req.Batches[i+1])
+		b, err := wire.DecodeBatch(req.Batches[i], req.Batches[i+1], layout)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("train step: batch %d: %w", i/2, err)
 		}
-		r.Batches = append(r.Batches, api.Batch{Inputs: in, Targets: tg})
+		laidOut = laidOut || len(layout.GetLengths()) > 0 || len(layout.GetStarts()) > 0
+		r.Batches = append(r.Batches, b)
 	}
 	m, err := s.model(req.Model)
 	if err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
+	if laidOut {
+		if err := m.packed("train step of rows of different lengths or with document starts"); err != nil {
+			return nil, err
+		}
+	}
 	st, err := m.trainer()
 	if err != nil {
 		return nil, err

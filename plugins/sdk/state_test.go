@@ -37,11 +37,12 @@ func init() {
 	api.RegisterArchitecture(noSaverArch{base})
 }
 
-// serve runs the service for mamba and mamba-nosaver in this process (so
-// that the race detector sees its handlers) and returns a client.
+// serve runs the service for mamba, mamba-nosaver and mamba-unpacked
+// (packed_test.go) in this process (so that the race detector sees its
+// handlers) and returns a client.
 func serve(t *testing.T) pb.RuntimeClient {
 	t.Helper()
-	srv, err := NewServer(Plugin{Name: "test", Version: "0", Architectures: []string{"mamba", "mamba-nosaver"}})
+	srv, err := NewServer(Plugin{Name: "test", Version: "0", Architectures: []string{"mamba", "mamba-nosaver", "mamba-unpacked"}})
 	if err != nil {
 		t.Fatal(err)
 	}

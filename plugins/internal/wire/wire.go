@@ -188,7 +188,12 @@ func EncodeIDs(ids [][]int32) ([]byte, error) {
 	return EncodeTensor(api.HostTensor{Name: "ids", DType: api.I32, Shape: api.Shape{len(ids), T}, Data: raw})
 }
 
-// DecodeIDs reads what EncodeIDs wrote.
+// maxEmptyRows bounds the sequences of a batch of empty sequences that
+// DecodeIDs takes: their number is not bounded by the bytes that hold them.
+const maxEmptyRows = 1 << 20
+
+// DecodeIDs reads what EncodeIDs wrote: at least one sequence (and at most
+// maxEmptyRows empty ones).
 func DecodeIDs(b []byte) ([][]int32, error) {
 	h, err := DecodeTensor(b)
 	if err != nil {
@@ -198,6 +203,9 @@ func DecodeIDs(b []byte) ([][]int32, error) {
 		return nil, fmt.Errorf("ids: %s %v, want I32 [B,T]: %w", h.DType, h.Shape, api.ErrCorrupt)
 	}
 	B, T := h.Shape[0], h.Shape[1]
+	if B == 0 || (T == 0 && B > maxEmptyRows) {
+		return nil, fmt.Errorf("ids: %d sequences of %d tokens: %w", B, T, api.ErrCorrupt)
+	}
 	flat := make([]int32, B*T)
 	for i := range flat {
 		flat[i] = int32(binary.LittleEndian.Uint32(h.Data[4*i:]))

@@ -10,6 +10,8 @@
 //	crash-load                          exit in LoadState
 //	stdout   write junk to stdout before the handshake
 //	version  speak protocol version 2
+//	unpacked serve a trainable model that does not take packed batches
+//	         (Info.Packed false, as from a plugin built before them)
 //	(empty)  behave
 package main
 
@@ -41,6 +43,9 @@ func (a faultArch) New(ctx context.Context, cfg api.Config, o api.BuildOptions) 
 	if err != nil {
 		return nil, err
 	}
+	if os.Getenv("DENSESSM_FAULT") == "unpacked" {
+		return unpackedModel{m.(api.Trainable)}, nil
+	}
 	if f := os.Getenv("DENSESSM_FAULT"); strings.HasSuffix(f, "-save") || strings.HasSuffix(f, "-load") {
 		return saverModel{faultModel{m}, m.(api.StateSaver)}, nil
 	}
@@ -62,6 +67,16 @@ func (m saverModel) SaveState(ctx context.Context, s api.State) (api.StateSnapsh
 func (m saverModel) LoadState(ctx context.Context, s api.State, snap api.StateSnapshot) error {
 	misbehave("-load", s.Batch())
 	return m.sv.LoadState(ctx, s, snap)
+}
+
+// unpackedModel is a Mamba model that trains and does not take packed
+// batches: Info.Packed false.
+type unpackedModel struct{ api.Trainable }
+
+func (m unpackedModel) Info() api.Info {
+	info := m.Trainable.Info()
+	info.Packed = false
+	return info
 }
 
 // faultModel is a Mamba model whose Forward misbehaves.
