@@ -316,6 +316,14 @@ func (d docResets) seq(batches iter.Seq2[api.Batch, error]) iter.Seq2[api.Batch,
 	if !d.on {
 		return batches
 	}
+	return WithDocumentStarts(batches, d.sep)
+}
+
+// WithDocumentStarts returns batches with the document starts after each
+// separator sep set in every batch (data.DocumentStarts): what a run with
+// Config.DocResets validates on.
+func WithDocumentStarts(batches iter.Seq2[api.Batch, error], sep int32) iter.Seq2[api.Batch, error] {
+	d := docResets{true, sep}
 	return func(yield func(api.Batch, error) bool) {
 		for b, err := range batches {
 			if !yield(d.batch(b), err) {

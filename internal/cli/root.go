@@ -56,6 +56,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newConvertCmd(),
 		newBenchCmd(),
 		newTrainCmd(),
+		newTuneStateCmd(),
 		newGenerateCmd(),
 		newVerifyCmd(),
 		newEvalCmd(),

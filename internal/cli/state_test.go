@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,6 +119,49 @@ func TestGenerateCacheDir(t *testing.T) {
 	} {
 		if _, errOut, st := runCLI(t, append([]string{"generate", "--max-tokens", "1"}, bad...)...); st == 0 || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("%v: status %d, stderr %q", bad, st, errOut)
+		}
+	}
+}
+
+// TestTuneState tunes the built-in model's initial state on a few Go
+// files: the state file it writes is one generate --state starts from,
+// the loss from the tuned state is reported, and bad flags are refused.
+func TestTuneState(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 12 {
+		var b strings.Builder
+		for j := range 20 {
+			fmt.Fprintf(&b, "func (p *parser) parse%d_%d(s string) (int, error) {\n\treturn strconv.Atoi(s[%d:])\n}\n\n", i, j, j%5)
+		}
+		writeFile(t, dir, fmt.Sprintf("pkg/f%02d.go", i), b.String())
+	}
+	state := filepath.Join(dir, "tuned.safetensors")
+	_, errOut, st := runCLI(t, "tune-state", "--data", filepath.Join(dir, "pkg"), "--out", state, "--steps", "6", "--seq-len", "32",
+		"--batch-size", "4", "--eval-every", "3", "--eval-batches", "2", "--val-fraction", "0.2", "--threads", "1")
+	if st != 0 || !strings.Contains(errOut, "from the tuned state") {
+		t.Fatalf("tune-state: status %d\n%s", st, errOut)
+	}
+	snap, err := checkpoint.ReadState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Batch != 1 || snap.Tokens != 8 || snap.WeightsHash == "" {
+		t.Fatalf("tuned state: %d sequences at %d tokens, weights %q; want 1 at --prefix 8, of the built-in weights", snap.Batch, snap.Tokens, snap.WeightsHash)
+	}
+	if _, errOut, st := runCLI(t, "generate", "--state", state, "--max-tokens", "4", "--temperature", "0", "--threads", "1", "func"); st != 0 {
+		t.Fatalf("generate from the tuned state: status %d: %s", st, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--prefix", "-1"}, "--prefix -1"},
+		{[]string{"--data", filepath.Join(dir, "missing"), "--out", state + "2"}, "--data"},
+		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--weights", "q8"}, "F32"},
+	} {
+		_, errOut, st := runCLI(t, append([]string{"tune-state", "--threads", "1", "--steps", "1"}, c.args...)...)
+		if st == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: status %d, stderr %q; want an error saying %q", c.args, st, errOut, c.want)
 		}
 	}
 }

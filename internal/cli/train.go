@@ -281,10 +281,16 @@ func tokenizedCorpus(cmd *cobra.Command, dir string, run runSettings, tok *token
 		fmt.Fprintf(cmd.ErrOrStderr(), "tokenized %d documents (%s) into %d training and %d validation tokens in %.1fs\n",
 			stats.Documents, sysmem.Format(stats.Bytes), stats.TrainTokens, stats.ValTokens, time.Since(start).Seconds())
 	}
-	if trainTokens, err = data.OpenTokens(filepath.Join(dd, data.TrainFile)); err != nil {
+	return openTokenFiles(dd)
+}
+
+// openTokenFiles opens the training and validation token files data.Build
+// wrote into dir.
+func openTokenFiles(dir string) (trainTokens, valTokens *data.Tokens, err error) {
+	if trainTokens, err = data.OpenTokens(filepath.Join(dir, data.TrainFile)); err != nil {
 		return nil, nil, err
 	}
-	if valTokens, err = data.OpenTokens(filepath.Join(dd, data.ValFile)); err != nil {
+	if valTokens, err = data.OpenTokens(filepath.Join(dir, data.ValFile)); err != nil {
 		trainTokens.Close()
 		return nil, nil, err
 	}
