@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -151,6 +152,24 @@ func TestTuneState(t *testing.T) {
 	if _, errOut, st := runCLI(t, "generate", "--state", state, "--max-tokens", "4", "--temperature", "0", "--threads", "1", "func"); st != 0 {
 		t.Fatalf("generate from the tuned state: status %d: %s", st, errOut)
 	}
+
+	// Stopped after its second step, it saves the state of that step.
+	stopped := filepath.Join(dir, "stopped.safetensors")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	err = Execute(ctx, []string{"tune-state", "--data", filepath.Join(dir, "pkg"), "--out", stopped, "--steps", "50", "--seq-len", "32", "--batch-size", "2", "--threads", "1"},
+		Options{Events: func(e Event) {
+			if e.Kind == EventStep && e.Step.Step == 2 {
+				cancel()
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled tune-state: %v", err)
+	}
+	if _, err := checkpoint.ReadState(stopped); err != nil {
+		t.Fatalf("the state of a stopped tune-state: %v", err)
+	}
+
 	for _, c := range []struct {
 		args []string
 		want string

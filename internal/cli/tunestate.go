@@ -181,6 +181,7 @@ func runTuneState(cmd *cobra.Command, o *tuneStateFlags) error {
 			emitEvent(ctx, Event{Kind: EventEval, Eval: &e})
 		},
 	}
+	extendInterruptGrace(ctx, saveGrace)
 	err = tuning.Run(ctx, init)
 	rep.done()
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
