@@ -223,9 +223,10 @@ type Info struct {
 	// a model in another process has StateSaver's methods whatever its
 	// model can do; this says whether they work.
 	Snapshots bool
-	// Packed reports that Forward (in every mode) and LossAndGrad take
-	// sequences of different lengths, and LossAndGrad a Batch's document
-	// starts (packed.go). Prefill and Step still take one length.
+	// Packed reports that Forward (in every mode), Prefill (in the
+	// parallel form) and LossAndGrad take sequences of different lengths,
+	// and LossAndGrad a Batch's document starts (packed.go). After such a
+	// Prefill each sequence continues from its own position (StateLens).
 	Packed bool
 }
 
@@ -245,7 +246,9 @@ func (i Info) Supports(m Mode) bool {
 type State interface {
 	// Batch returns the number of sequences.
 	Batch() int
-	// Len returns the number of tokens consumed per sequence so far.
+	// Len returns the number of tokens consumed per sequence so far; after
+	// a Prefill of sequences of different lengths, the most any has
+	// (StateLens gives each).
 	Len() int
 	// Reset empties the state so that decoding starts afresh.
 	Reset() error

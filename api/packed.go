@@ -8,8 +8,8 @@ import (
 
 // Variable-length and packed batches.
 //
-// A model whose Info.Packed is set takes, in Forward and LossAndGrad,
-// sequences of different lengths: row b holds len(ids[b]) tokens, and the
+// A model whose Info.Packed is set takes, in Forward, Prefill (parallel
+// form) and LossAndGrad, sequences of different lengths: row b holds len(ids[b]) tokens, and the
 // rows are padded on the right, inside the model, to the longest. Logits
 // past a row's end are zero; targets there add nothing to the loss. A
 // training Batch may also carry Starts, the positions at which a new
@@ -128,7 +128,16 @@ type Piece struct {
 
 // Pieces cuts the layout into its pieces, row by row and in order of
 // position; consecutive full rows without starts make one piece.
-func (l Layout) Pieces() []Piece {
+func (l Layout) Pieces() []Piece { return l.pieces(true) }
+
+// RowPieces is Pieces with every row a piece of its own (or several): for
+// rows that must not run together, such as sequences continuing states at
+// different positions.
+func (l Layout) RowPieces() []Piece { return l.pieces(false) }
+
+// pieces cuts the layout into pieces, joining consecutive full rows
+// without starts when join is set.
+func (l Layout) pieces(join bool) []Piece {
 	var out []Piece
 	for b, n := range l.Lens {
 		var starts []int
@@ -136,7 +145,7 @@ func (l Layout) Pieces() []Piece {
 			starts = l.Starts[b]
 		}
 		if n == l.T && len(starts) == 0 {
-			if k := len(out) - 1; k >= 0 && out[k].Start == 0 && out[k].Len == l.T && out[k].Row+out[k].Rows == b {
+			if k := len(out) - 1; join && k >= 0 && out[k].Start == 0 && out[k].Len == l.T && out[k].Row+out[k].Rows == b {
 				out[k].Rows++
 			} else {
 				out = append(out, Piece{Row: b, Rows: 1, Len: l.T})

@@ -43,10 +43,77 @@ type StateSnapshot struct {
 	// Batch is the number of sequences.
 	Batch int
 	// Tokens is the number of tokens the sequences have consumed
-	// (State.Len).
+	// (State.Len): the most any of them has.
 	Tokens int
+	// Lens holds each sequence's tokens when they differ (a state after a
+	// Prefill of sequences of different lengths: StateLens), nil when
+	// every sequence has consumed Tokens.
+	Lens []int
 	// Tensors are the state's contents, as the model names them.
 	Tensors []HostTensor
+}
+
+// SeqLens returns the tokens each sequence has consumed.
+func (s StateSnapshot) SeqLens() []int {
+	if s.Lens != nil {
+		return slices.Clone(s.Lens)
+	}
+	lens := make([]int, max(s.Batch, 0))
+	for i := range lens {
+		lens[i] = s.Tokens
+	}
+	return lens
+}
+
+// CheckLens reports Tokens and Lens out of their domain as ErrCorrupt:
+// Tokens negative, or Lens not Batch counts in [0, Tokens] whose largest
+// is Tokens.
+func (s StateSnapshot) CheckLens() error {
+	if s.Tokens < 0 {
+		return fmt.Errorf("state at %d tokens: %w", s.Tokens, ErrCorrupt)
+	}
+	if s.Lens == nil {
+		return nil
+	}
+	if len(s.Lens) != s.Batch || slices.Min(s.Lens) < 0 || slices.Max(s.Lens) != s.Tokens {
+		return fmt.Errorf("state of %d sequences at %d tokens with sequence lengths %v: %w", s.Batch, s.Tokens, s.Lens, ErrCorrupt)
+	}
+	return nil
+}
+
+// CompactLens returns the Tokens and Lens of a snapshot whose sequences
+// have consumed lens tokens: the largest, and lens itself when they differ
+// (nil when they are all the same).
+func CompactLens(lens []int) (tokens int, per []int) {
+	if len(lens) == 0 {
+		return 0, nil
+	}
+	tokens = slices.Max(lens)
+	if slices.Min(lens) == tokens {
+		return tokens, nil
+	}
+	return tokens, slices.Clone(lens)
+}
+
+// SequenceLens is a State whose sequences may have consumed different
+// numbers of tokens: after a Prefill of sequences of different lengths
+// (Info.Packed models), each continues from its own.
+type SequenceLens interface {
+	// Lens returns each sequence's tokens.
+	Lens() []int
+}
+
+// StateLens returns the tokens each sequence of s has consumed: its Lens
+// when it has them, else Len for every sequence.
+func StateLens(s State) []int {
+	if sl, ok := s.(SequenceLens); ok {
+		return sl.Lens()
+	}
+	lens := make([]int, s.Batch())
+	for i := range lens {
+		lens[i] = s.Len()
+	}
+	return lens
 }
 
 // Bytes returns the size of the snapshot's tensors.
@@ -64,7 +131,7 @@ func (s StateSnapshot) Bytes() int64 {
 // should agree (a restored one and the original, two forms of one model)
 // have drifted apart.
 func (s StateSnapshot) MaxDiff(o StateSnapshot) (float64, error) {
-	if s.Batch != o.Batch || s.Tokens != o.Tokens || len(s.Tensors) != len(o.Tensors) {
+	if s.Batch != o.Batch || s.Tokens != o.Tokens || !slices.Equal(s.Lens, o.Lens) || len(s.Tensors) != len(o.Tensors) {
 		return 0, fmt.Errorf("state snapshots of %d sequences at %d tokens (%d tensors) and of %d at %d (%d tensors): %w",
 			s.Batch, s.Tokens, len(s.Tensors), o.Batch, o.Tokens, len(o.Tensors), ErrShape)
 	}
@@ -238,6 +305,9 @@ func loadNew(ctx context.Context, m Model, snap StateSnapshot) (State, error) {
 	if snap.Batch < 1 || snap.Tokens < 0 {
 		return nil, fmt.Errorf("state of %d sequences at %d tokens: %w", snap.Batch, snap.Tokens, ErrCorrupt)
 	}
+	if err := snap.CheckLens(); err != nil {
+		return nil, err
+	}
 	// The batch sizes the new state: a damaged count must not allocate.
 	for _, t := range snap.Tensors {
 		if len(t.Shape) == 0 || t.Shape[0] != snap.Batch {
@@ -273,8 +343,8 @@ func LoadStateTensors(ctx context.Context, snap StateSnapshot, batch int, ts []P
 	if snap.Batch != batch {
 		return fmt.Errorf("state of %d sequences into a state of %d: %w", snap.Batch, batch, ErrShape)
 	}
-	if snap.Tokens < 0 {
-		return fmt.Errorf("state at %d tokens: %w", snap.Tokens, ErrCorrupt)
+	if err := snap.CheckLens(); err != nil {
+		return err
 	}
 	if len(snap.Tensors) != len(ts) {
 		return fmt.Errorf("state of %d tensors, this model's states have %d: %w", len(snap.Tensors), len(ts), ErrShape)

@@ -28,6 +28,7 @@ const (
 	stateWeightsKey = "densessm.state.weights_sha256"
 	stateBatchKey   = "densessm.state.batch"
 	stateTokensKey  = "densessm.state.tokens"
+	stateLensKey    = "densessm.state.lens" // only when the sequences' counts differ
 	stateOrderKey   = "densessm.state.tensors"
 )
 
@@ -42,7 +43,7 @@ func WriteState(ctx context.Context, path string, snap api.StateSnapshot) error 
 	for i, t := range snap.Tensors {
 		tensors[i] = NamedTensor(t)
 	}
-	return Write(ctx, path, tensors, map[string]string{
+	md := map[string]string{
 		StateKey:        StateVersion,
 		stateArchKey:    snap.Arch,
 		stateConfigKey:  snap.ConfigHash,
@@ -50,7 +51,15 @@ func WriteState(ctx context.Context, path string, snap api.StateSnapshot) error 
 		stateBatchKey:   strconv.Itoa(snap.Batch),
 		stateTokensKey:  strconv.Itoa(snap.Tokens),
 		stateOrderKey:   string(order),
-	})
+	}
+	if snap.Lens != nil {
+		lens, err := json.Marshal(snap.Lens)
+		if err != nil {
+			return fmt.Errorf("write state %s: %w", path, err)
+		}
+		md[stateLensKey] = string(lens)
+	}
+	return Write(ctx, path, tensors, md)
 }
 
 // stateNames returns the names of snap's tensors in order.
@@ -128,8 +137,17 @@ func (c *Checkpoint) state() (api.StateSnapshot, error) {
 	}
 	snap := api.StateSnapshot{
 		Arch: md[stateArchKey], ConfigHash: md[stateConfigKey], WeightsHash: md[stateWeightsKey],
-		Batch: batch, Tokens: tokens, Tensors: make([]api.HostTensor, len(names)),
+		Batch: batch, Tokens: tokens,
 	}
+	if raw, ok := md[stateLensKey]; ok {
+		if err := json.Unmarshal([]byte(raw), &snap.Lens); err != nil || snap.Lens == nil {
+			return api.StateSnapshot{}, fmt.Errorf("%s is %q, not a list of counts: %w", stateLensKey, raw, api.ErrCorrupt)
+		}
+		if err := snap.CheckLens(); err != nil {
+			return api.StateSnapshot{}, err
+		}
+	}
+	snap.Tensors = make([]api.HostTensor, len(names))
 	seen := make(map[string]bool, len(names))
 	for i, name := range names {
 		if seen[name] {

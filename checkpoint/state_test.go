@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,8 +57,17 @@ func TestStateFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := ReadStateBytes("mem", data); err != nil || b.Tokens != 17 {
-		t.Fatalf("ReadStateBytes: %v tokens %d", err, b.Tokens)
+	if b, err := ReadStateBytes("mem", data); err != nil || b.Tokens != 17 || b.Lens != nil {
+		t.Fatalf("ReadStateBytes: %v tokens %d, lens %v", err, b.Tokens, b.Lens)
+	}
+
+	// Sequences at different positions keep each one's.
+	snap.Lens = []int{17, 9}
+	if err := WriteState(context.Background(), path, snap); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadState(path); err != nil || !slices.Equal(got.Lens, snap.Lens) {
+		t.Fatalf("lens read back %v (%v), want %v", got.Lens, err, snap.Lens)
 	}
 }
 
@@ -87,6 +97,12 @@ func TestStateFileRefused(t *testing.T) {
 		{"batch 0", func(md map[string]string) { md[stateBatchKey] = "0" }, api.ErrCorrupt},
 		{"negative tokens", func(md map[string]string) { md[stateTokensKey] = "-1" }, api.ErrCorrupt},
 		{"order not JSON", func(md map[string]string) { md[stateOrderKey] = "layers" }, api.ErrCorrupt},
+		{"lens not JSON", func(md map[string]string) { md[stateLensKey] = "17,9" }, api.ErrCorrupt},
+		{"lens null", func(md map[string]string) { md[stateLensKey] = "null" }, api.ErrCorrupt},
+		{"lens of one sequence", func(md map[string]string) { md[stateLensKey] = "[17]" }, api.ErrCorrupt},
+		{"lens past tokens", func(md map[string]string) { md[stateLensKey] = "[17,18]" }, api.ErrCorrupt},
+		{"lens short of tokens", func(md map[string]string) { md[stateLensKey] = "[16,9]" }, api.ErrCorrupt},
+		{"lens negative", func(md map[string]string) { md[stateLensKey] = "[17,-1]" }, api.ErrCorrupt},
 		{"order short", func(md map[string]string) { md[stateOrderKey] = `["layers.2.ssm","layers.10.ssm"]` }, api.ErrCorrupt},
 		{"order repeats", func(md map[string]string) {
 			md[stateOrderKey] = `["layers.2.ssm","layers.2.ssm","layers.2.conv"]`

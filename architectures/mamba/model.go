@@ -212,23 +212,27 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 	if err != nil {
 		return nil, err
 	}
+	if api.Ragged(ids) && f.Mode != api.Parallel {
+		return nil, fmt.Errorf("mamba: %s prefill of sequences of different lengths: they prefill in the parallel form: %w", f.Mode, api.ErrShape)
+	}
 	return api.PrefillForms(ctx, m, s, ids, f, func(ctx context.Context, ids [][]int32) (api.Tensor, error) {
 		return m.prefill(ctx, st, ids)
 	})
 }
 
-// prefill is the parallel form continued from st.
+// prefill is the parallel form continued from st. Sequences of different
+// lengths each continue their own state and leave it at their own end.
 func (m *Model) prefill(ctx context.Context, st *State, ids [][]int32) (api.Tensor, error) {
-	tok, _, err := tokens.Batch(m.b, ids, m.cfg.VocabSize)
-	if err != nil {
-		return nil, fmt.Errorf("mamba: %w", err)
-	}
-	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, pass{st: st})
+	lay, tok, err := m.upload(ids)
 	if err != nil {
 		return nil, err
 	}
-	st.pos += tok.Shape()[1]
-	return out.Value(), nil
+	out, err := m.run(ctx, nn.NewInferenceTape(m.b), tok, pass{st: st, lay: lay})
+	if err != nil {
+		return nil, err
+	}
+	st.lens.Add(ids)
+	return nn.MaskPadding(m.b, out.Value(), lay), nil
 }
 
 // LossAndGrad runs the parallel form on batch, returns the mean
@@ -326,7 +330,7 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 			t.Release(mark)
 			return nil, err
 		}
-		st.pos += n
+		st.lens.AddAll(n)
 		if from+n == T {
 			last := m.normF.Forward(t, t.Slice(h, 1, n-1, 1)) // [B,1,D]
 			out := t.Linear(last, m.head(), nil)              // [B,1,V]
@@ -344,7 +348,8 @@ type pass struct {
 	st *State
 	// lay is the batch's layout (zero: one piece of everything): the
 	// convolution and the scan run over each piece apart, each from an
-	// empty state, or from init. With more than one piece st must be nil.
+	// empty state, from init, or from its rows of st (pieces of padding
+	// from an empty state, leaving st as it is).
 	lay api.Layout
 	// init, when set, is a learnable initial state (state tuning).
 	init *initVars
@@ -397,9 +402,6 @@ func (m *Model) hidden(ctx context.Context, t *nn.Tape, ids api.Tensor, p pass) 
 func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, p pass) (*nn.Var, error) {
 	c := m.cfg
 	pieces := nn.PiecesOf(ids.Shape(), p.lay)
-	if len(pieces) > 1 && p.st != nil {
-		api.Panicf(api.ErrInternal, "mamba: a state with a packed batch")
-	}
 	mark := t.Mark()
 	h := m.embed.Forward(t, ids) // [B,T,D]
 	var linked []*nn.Var         // DenseMamba: the layers' own x' or states, nearest last
@@ -439,25 +441,41 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, p 
 	x := t.Slice(xz, -1, 0, E)
 	z := t.Slice(xz, -1, E, E)
 	t.Release(mark, x, z)
-	var convPrev, h0 *nn.Var
+	// start returns the state a piece starts from: init's, its rows of
+	// st's (updated by the piece unless it is padding), or none.
+	start := func(pc api.Piece, init []*nn.Var, st []api.Tensor) *nn.Var {
+		switch {
+		case p.init != nil:
+			return t.Broadcast(init[i], pc.Rows)
+		case st == nil || pc.Pad:
+			return nil
+		}
+		v := nn.NewVar(st[i], false)
+		if pc.Rows == v.Shape()[0] {
+			return v
+		}
+		return t.Slice(v, 0, pc.Row, pc.Rows)
+	}
+	var initConv, initSSM []*nn.Var
+	if p.init != nil {
+		initConv, initSSM = p.init.conv, p.init.ssm
+	}
+	var stConv, stSSM []api.Tensor
 	if st != nil {
-		convPrev = nn.NewVar(st.conv[i], false)
-		h0 = nn.NewVar(st.ssm[i], false)
+		stConv, stSSM = st.conv, st.ssm
 	}
 	conv := t.MapPieces(pieces, []*nn.Var{x}, func(pc api.Piece, in []*nn.Var) []*nn.Var {
-		prev := convPrev
-		if p.init != nil {
-			prev = t.Broadcast(p.init.conv[i], pc.Rows)
+		prev := start(pc, initConv, stConv)
+		y := l.conv.Forward(t, in[0], prev)
+		if st != nil && !pc.Pad {
+			// The new conv state is the last K-1 raw inputs of [prev; x].
+			all := t.Concat(1, prev, in[0])
+			T := all.Shape()[1]
+			m.b.SetSlice(st.conv[i], t.Slice(all, 1, T-(K-1), K-1).Value(), 0, pc.Row)
 		}
-		return []*nn.Var{l.conv.Forward(t, in[0], prev)}
+		return []*nn.Var{y}
 	})[0]
 	xs := t.Unary(api.OpSilu, conv) // x' [B,T,E]
-	if st != nil {
-		// The new conv state is the last K-1 raw inputs of [prev; x].
-		all := t.Concat(1, convPrev, x)
-		T := all.Shape()[1]
-		m.b.Copy(st.conv[i], t.Slice(all, 1, T-(K-1), K-1).Value())
-	}
 	t.Release(mark, z, xs)
 	targetH := c.Dense.M > 0 && c.DenseTarget == TargetH
 	if c.Dense.M > 0 && !targetH {
@@ -477,20 +495,15 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, p 
 	delta := t.Unary(api.OpSoftplus, l.dtProj.Forward(t, dt))
 	a := t.Unary(api.OpNeg, t.Unary(api.OpExp, l.aLog))
 	t.Release(mark, z, xs, own, inject, delta, a, bm, cm)
-	var hT *nn.Var
 	ys := t.MapPieces(pieces, []*nn.Var{xs, delta, bm, cm, inject}, func(pc api.Piece, in []*nn.Var) []*nn.Var {
-		from := h0
-		if p.init != nil {
-			from = t.Broadcast(p.init.ssm[i], pc.Rows)
+		carry := st != nil && !pc.Pad
+		y, hT, hs := t.SelectiveScan(nn.ScanVars{X: in[0], Delta: in[1], A: a, Bm: in[2], Cm: in[3], D: l.d, H0: start(pc, initSSM, stSSM), Inject: in[4]}, carry, targetH)
+		if carry {
+			m.b.SetSlice(st.ssm[i], hT.Value(), 0, pc.Row)
 		}
-		y, pT, hs := t.SelectiveScan(nn.ScanVars{X: in[0], Delta: in[1], A: a, Bm: in[2], Cm: in[3], D: l.d, H0: from, Inject: in[4]}, st != nil, targetH)
-		hT = pT
 		return []*nn.Var{y, hs}
 	})
 	y, hs := ys[0], ys[1]
-	if st != nil {
-		m.b.Copy(st.ssm[i], hT.Value())
-	}
 	if targetH {
 		own = hs
 	}

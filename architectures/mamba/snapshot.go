@@ -28,7 +28,9 @@ func (m *Model) SaveState(ctx context.Context, s api.State) (_ api.StateSnapshot
 	if err != nil {
 		return api.StateSnapshot{}, err
 	}
-	return api.SaveStateTensors(ctx, st.batch, st.pos, st.tensors())
+	snap, err := api.SaveStateTensors(ctx, st.batch, 0, st.tensors())
+	snap.Tokens, snap.Lens = api.CompactLens(st.lens)
+	return snap, err
 }
 
 // LoadState implements api.StateSaver.
@@ -41,6 +43,6 @@ func (m *Model) LoadState(ctx context.Context, s api.State, snap api.StateSnapsh
 	if err := api.LoadStateTensors(ctx, snap, st.batch, st.tensors()); err != nil {
 		return fmt.Errorf("mamba: %w", err)
 	}
-	st.pos = snap.Tokens
+	st.lens = snap.SeqLens()
 	return nil
 }

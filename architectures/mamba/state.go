@@ -18,7 +18,7 @@ import (
 type State struct {
 	m     *Model
 	batch int
-	pos   int
+	lens  tokens.Lens  // tokens each sequence has consumed
 	conv  []api.Tensor // per layer [B,K-1,E]
 	ssm   []api.Tensor // per layer [B,E,N]
 	step  *stepBuffers // Step's buffers, made by the first Step
@@ -33,7 +33,7 @@ func (m *Model) NewState(batch int) (_ api.State, err error) {
 		return nil, fmt.Errorf("mamba: state for %d sequences: %w", batch, api.ErrShape)
 	}
 	c := m.cfg
-	s := &State{m: m, batch: batch}
+	s := &State{m: m, batch: batch, lens: make(tokens.Lens, batch)}
 	for range m.layers {
 		s.conv = append(s.conv, m.b.Alloc(api.F32, batch, c.ConvKernel-1, c.IntermediateSize))
 		s.ssm = append(s.ssm, m.b.Alloc(api.F32, batch, c.IntermediateSize, c.StateSize))
@@ -44,8 +44,12 @@ func (m *Model) NewState(batch int) (_ api.State, err error) {
 // Batch returns the number of sequences.
 func (s *State) Batch() int { return s.batch }
 
-// Len returns the number of tokens consumed per sequence.
-func (s *State) Len() int { return s.pos }
+// Len returns the number of tokens consumed per sequence (the most any
+// has, after a Prefill of sequences of different lengths).
+func (s *State) Len() int { return s.lens.Max() }
+
+// Lens returns the tokens each sequence has consumed (api.SequenceLens).
+func (s *State) Lens() []int { return append([]int(nil), s.lens...) }
 
 // Reset zeroes the state.
 func (s *State) Reset() (err error) {
@@ -54,7 +58,7 @@ func (s *State) Reset() (err error) {
 		s.m.b.Fill(s.conv[i], 0)
 		s.m.b.Fill(s.ssm[i], 0)
 	}
-	s.pos = 0
+	clear(s.lens)
 	return nil
 }
 
@@ -196,7 +200,7 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tenso
 	}
 	b.RMSNorm(sb.u, sb.h, m.normF.Weight.Value(), m.normF.Eps)
 	b.MatMul(sb.logits, sb.u, m.head().Value(), false, true, 1, 0)
-	st.pos++
+	st.lens.AddAll(1)
 	return sb.logits, nil
 }
 

@@ -49,7 +49,7 @@ func TestStepSeesNewWeights(t *testing.T) {
 					b.Copy(fs.conv[i], ss.conv[i])
 					b.Copy(fs.ssm[i], ss.ssm[i])
 				}
-				fs.pos = ss.pos
+				copy(fs.lens, ss.lens)
 				return f
 			}
 			aLog := m.layers[1].aLog.Value()

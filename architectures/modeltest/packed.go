@@ -3,6 +3,7 @@ package modeltest
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/densessm/densessm/api"
@@ -48,8 +49,67 @@ func CheckPacked(t *testing.T, m api.Model) {
 			}
 		}
 	}
+	checkRaggedPrefill(t, m, ids)
 	if tr, ok := m.(api.Trainable); ok && m.Info().Trainable {
 		checkPackedGrads(t, tr, r)
+	}
+}
+
+// checkRaggedPrefill checks Prefill of sequences of different lengths
+// (ids) from an empty state, a Step after it, a second Prefill of other
+// lengths and a copy of the state: every sequence's logits are those of
+// its tokens so far run alone, and the state counts each one's tokens.
+func checkRaggedPrefill(t *testing.T, m api.Model, ids [][]int32) {
+	t.Helper()
+	ctx := context.Background()
+	V := m.Config().Vocab()
+	r := rand.New(rand.NewPCG(9, 10))
+	B := len(ids)
+	s := must(m.NewState(B))
+	defer s.Close()
+	seqs := make([][]int32, B)
+	// check compares logits [B,T,V] of the tokens just fed (news) with
+	// each sequence's so far run alone.
+	check := func(what string, logits api.Tensor, news [][]int32) {
+		t.Helper()
+		T := 0
+		for b, n := range news {
+			seqs[b] = append(seqs[b], n...)
+			T = max(T, len(n))
+		}
+		got := Values(t, what, logits, api.Shape{B, T, V})
+		for b, n := range news {
+			alone := Values(t, "alone", must(m.Forward(ctx, [][]int32{seqs[b]}, api.Form{})), api.Shape{1, len(seqs[b]), V})
+			CheckLogits(t, what, got[b*T*V:][:len(n)*V], alone[(len(seqs[b])-len(n))*V:], PackedTol)
+		}
+	}
+	check("prefill of different lengths", must(m.Prefill(ctx, s, ids, api.Form{})), ids)
+	next := RandomIDs(r, B, 1, V)
+	step := make([]int32, B)
+	for b := range step {
+		step[b] = next[b][0]
+	}
+	logits := must(m.Step(ctx, s, step))
+	check("step after a prefill of different lengths", logits.Backend().Reshape(logits, B, 1, V), next)
+	more := [][]int32{RandomIDs(r, 1, 2, V)[0], RandomIDs(r, 1, 5, V)[0], RandomIDs(r, 1, 1, V)[0], RandomIDs(r, 1, 3, V)[0]}[:B]
+	check("second prefill of different lengths", must(m.Prefill(ctx, s, more, api.Form{})), more)
+	for b, n := range api.StateLens(s) {
+		if n != len(seqs[b]) {
+			t.Fatalf("the state counts %v tokens; sequence %d has %d", api.StateLens(s), b, len(seqs[b]))
+		}
+	}
+	if !m.Info().Snapshots {
+		return
+	}
+	// A copy keeps each sequence's position and continues exactly.
+	c := must(api.CopyState(ctx, m, s))
+	defer c.Close()
+	if !slices.Equal(api.StateLens(c), api.StateLens(s)) {
+		t.Fatalf("a copy of a state at %v tokens is at %v", api.StateLens(s), api.StateLens(c))
+	}
+	want := slices.Clone(api.Float32s(must(m.Step(ctx, s, step))))
+	if got := api.Float32s(must(m.Step(ctx, c, step))); !slices.Equal(got, want) {
+		t.Fatalf("a copy of a state of different lengths continues differently")
 	}
 }
 

@@ -31,8 +31,10 @@ func TestEntryPointErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", what, err, want)
 		}
 	}
-	_, err = m.Prefill(ctx, s, [][]int32{{1, 2}, {3}}, api.Form{})
-	check("ragged prefill", err, api.ErrShape)
+	_, err = m.Prefill(ctx, s, [][]int32{{1, 2}, {3}}, api.Form{Mode: api.Recurrent})
+	check("recurrent prefill of different lengths", err, api.ErrShape)
+	_, err = m.PrefillLast(ctx, s, [][]int32{{1, 2}, {3}}, api.Form{})
+	check("last logits of different lengths", err, api.ErrShape)
 	_, err = m.Forward(ctx, [][]int32{{1, 2}, {}}, api.Form{})
 	check("empty sequence", err, api.ErrShape)
 	_, err = m.Forward(ctx, nil, api.Form{})

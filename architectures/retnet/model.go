@@ -370,8 +370,8 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 		return api.RunRecurrent(ctx, m, s, ids)
 	}
 	T := 1
-	if len(ids) > 0 {
-		T = max(len(ids[0]), 1)
+	for _, seq := range ids {
+		T = max(T, len(seq))
 	}
 	return m.PrefillChunkwise(ctx, s, ids, T)
 }
@@ -396,13 +396,11 @@ func (m *Model) PrefillChunkwise(ctx context.Context, s api.State, ids [][]int32
 // infer runs p on an inference tape and, when p carries a State, commits
 // the layers' final retention states and advances its position. Every
 // intermediate tensor is freed by the time it returns (nn.Tape.Release):
-// only the logits stay. Without a State, ids may have different lengths:
-// they run padded, and the logits past each sequence's end are zero.
+// only the logits stay. ids may have different lengths: they run padded,
+// each sequence apart, continuing its own state at its own position, and
+// the logits past each sequence's end are zero.
 func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, error) {
 	lay, err := api.LayoutOf(ids)
-	if err == nil && p.st != nil && !lay.Plain() {
-		err = fmt.Errorf("prefill of sequences of different lengths (%d and %d tokens): %w", len(ids[0]), lay.T, api.ErrShape)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
@@ -411,6 +409,9 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 		return nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	p.pieces = nn.PiecesOf(tok.Shape(), lay)
+	if _, same := p.st.uniform(); !same {
+		p.pieces = lay.RowPieces() // each row rotates from its own position
+	}
 	t := nn.NewInferenceTape(m.b)
 	mark := t.Mark()
 	out, states, err := m.run(ctx, t, tok, flat, p)
@@ -422,7 +423,7 @@ func (m *Model) infer(ctx context.Context, ids [][]int32, p pass) (api.Tensor, e
 		for i, s := range states {
 			m.b.Copy(p.st.s[i], s.Value())
 		}
-		p.st.pos += tok.Shape()[1]
+		p.st.lens.Add(ids)
 	}
 	t.Release(mark, out)
 	if p.out != nil {
@@ -451,6 +452,9 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 	T := len(ids[0])
 	if T == 0 {
 		return nil, fmt.Errorf("%s: prefill of no tokens has no last logits: %w", m.cfg.ModelType, api.ErrShape)
+	}
+	if api.Ragged(ids) {
+		return nil, fmt.Errorf("%s: last logits of sequences of different lengths: %w", m.cfg.ModelType, api.ErrShape)
 	}
 	chunk := T
 	switch f.Mode {
@@ -656,22 +660,28 @@ func nearestFirst(prev []*nn.Var) []*nn.Var {
 //
 // Over the pieces of a variable-length or packed batch (p.pieces) it runs
 // apart, each piece rotated from position 0 and retained from an empty
-// state (or from p.init, at p.initPos).
+// state, from p.init at p.initPos, or from its rows of p.st at their
+// position (pieces of padding from an empty state).
 func (m *Model) retain(t *nn.Tape, i int, q, k, v, gn *nn.Var, p pass) (o, sT *nn.Var) {
 	c := m.cfg
 	H, dk, dv := c.NumAttentionHeads, c.KeyHeadDim(), c.ValueHeadDim()
 	if p.pieces == nil {
 		p.pieces = []api.Piece{{Rows: q.Shape()[0], Len: q.Shape()[1]}}
 	}
-	o = t.MapPieces(p.pieces, []*nn.Var{q, k, v}, func(_ api.Piece, x []*nn.Var) []*nn.Var {
+	var states []*nn.Var // the final states of the pieces that carry one, in row order
+	o = t.MapPieces(p.pieces, []*nn.Var{q, k, v}, func(pc api.Piece, x []*nn.Var) []*nn.Var {
 		s := x[0].Shape()
 		B, T := s[0], s[1]
 		heads := func(x *nn.Var, w int) *nn.Var { return t.Permute(t.Reshape(x, B, T, H, w), 0, 2, 1, 3) }
 		in := nn.RetentionVars{Gamma: m.gamma, Chunk: p.chunk}
+		carry := p.st != nil && !pc.Pad
 		switch {
-		case p.st != nil:
+		case carry:
 			in.S0 = nn.NewVar(p.st.s[i], false)
-			in.Offset = p.st.pos
+			if B != p.st.batch {
+				in.S0 = t.Slice(in.S0, 0, pc.Row, B)
+			}
+			in.Offset = p.st.lens[pc.Row]
 		case p.init != nil:
 			in.S0 = t.Broadcast(p.init[i], B)
 			in.Offset = p.initPos
@@ -679,10 +689,19 @@ func (m *Model) retain(t *nn.Tape, i int, q, k, v, gn *nn.Var, p pass) (o, sT *n
 		in.Q = t.Rotary(heads(x[0], dk), m.theta, in.Offset)
 		in.K = t.Rotary(heads(x[1], dk), m.theta, in.Offset)
 		in.V = heads(x[2], dv)
-		var y *nn.Var
-		y, sT = t.Retention(p.form, in, p.st != nil)
+		y, s0 := t.Retention(p.form, in, carry)
+		if carry {
+			states = append(states, s0)
+		}
 		y = t.RMSNorm(t.Permute(y, 0, 2, 1, 3), gn, float32(c.RMSNormEps)) // [B,T,H,dv]
 		return []*nn.Var{t.Reshape(y, B, T, H*dv)}
 	})[0]
+	switch len(states) {
+	case 0:
+	case 1:
+		sT = states[0]
+	default:
+		sT = t.Concat(0, states...)
+	}
 	return o, sT
 }

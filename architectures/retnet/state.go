@@ -19,7 +19,7 @@ import (
 type State struct {
 	m     *Model
 	batch int
-	pos   int
+	lens  tokens.Lens  // tokens each sequence has consumed
 	s     []api.Tensor // per layer [B,H,dk,dv]
 	step  *stepBuffers // Step's buffers, made by the first Step
 }
@@ -33,7 +33,7 @@ func (m *Model) NewState(batch int) (_ api.State, err error) {
 		return nil, fmt.Errorf("retnet: state for %d sequences: %w", batch, api.ErrShape)
 	}
 	c := m.cfg
-	s := &State{m: m, batch: batch}
+	s := &State{m: m, batch: batch, lens: make(tokens.Lens, batch)}
 	for range m.layers {
 		s.s = append(s.s, m.b.Alloc(api.F32, batch, c.NumAttentionHeads, c.KeyHeadDim(), c.ValueHeadDim()))
 	}
@@ -43,8 +43,12 @@ func (m *Model) NewState(batch int) (_ api.State, err error) {
 // Batch returns the number of sequences.
 func (s *State) Batch() int { return s.batch }
 
-// Len returns the number of tokens consumed per sequence.
-func (s *State) Len() int { return s.pos }
+// Len returns the number of tokens consumed per sequence (the most any
+// has, after a Prefill of sequences of different lengths).
+func (s *State) Len() int { return s.lens.Max() }
+
+// Lens returns the tokens each sequence has consumed (api.SequenceLens).
+func (s *State) Lens() []int { return append([]int(nil), s.lens...) }
 
 // Reset zeroes the state.
 func (s *State) Reset() (err error) {
@@ -52,12 +56,21 @@ func (s *State) Reset() (err error) {
 	for _, t := range s.s {
 		s.m.b.Fill(t, 0)
 	}
-	s.pos = 0
+	clear(s.lens)
 	return nil
 }
 
 // Close does nothing: the state is Go memory.
 func (s *State) Close() error { return nil }
+
+// uniform returns the position of the state's sequences when they all
+// stand at one (true as well for a nil State, at 0).
+func (s *State) uniform() (int, bool) {
+	if s == nil {
+		return 0, true
+	}
+	return s.lens.Uniform()
+}
 
 // ownState checks that s is a State of m for batch sequences.
 func (m *Model) ownState(s api.State, batch int) (*State, error) {
@@ -88,6 +101,8 @@ type stepBuffers struct {
 	logits  api.Tensor   // [B,V]
 
 	f1, f2 api.Tensor // RetNet: FFN hidden [B,ffn]
+
+	row *rowBuffers // one sequence's, for states at different positions
 
 	hv           api.Tensor   // DenseRetNet: [B,2Dv]
 	kRaw, vRaw   []api.Tensor // DenseRetNet: each layer's raw k [B,Dqk] and v [B,Dv]
@@ -164,7 +179,7 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (_ api.Tenso
 		head = m.embed.Weight
 	}
 	b.MatMul(sb.logits, sb.u, head.Value(), false, true, 1, 0)
-	st.pos++
+	st.lens.AddAll(1)
 	return sb.logits, nil
 }
 
@@ -236,18 +251,37 @@ func (m *Model) fuseStep(dst api.Tensor, i int, link *dense.Link, scr *dense.Ste
 	}
 }
 
+// rowBuffers hold one sequence's slice of the step's q, k, v, output and
+// retention state, for sequences at different positions.
+type rowBuffers struct{ q, k, v, o, s api.Tensor }
+
 // retainStep is retain for one token per sequence: it rotates sb.q and
 // sb.k in place, runs the recurrent form on them and sb.v from layer i's
 // state (which it advances), and writes the per-head RMS-normed output
-// (weight gn, nil for none) into sb.on.
+// (weight gn, nil for none) into sb.on. Sequences at different positions
+// (after a Prefill of different lengths) run one at a time.
 func (m *Model) retainStep(st *State, i int, gn *nn.Var) {
 	b, sb := m.b, st.step
-	nn.RotaryInto(b, sb.q4, sb.q4, m.theta, st.pos, false)
-	nn.RotaryInto(b, sb.k4, sb.k4, m.theta, st.pos, false)
-	// The state advances in place: it is read and written once.
-	nn.RetentionInto(b, api.RetentionRecurrent, sb.o, st.s[i], api.RetentionArgs{
-		Q: sb.q4, K: sb.k4, V: sb.v4, S0: st.s[i], Gamma: m.gamma, Offset: st.pos,
-	})
+	if pos, ok := st.lens.Uniform(); ok {
+		retainRows(b, m, sb.q4, sb.k4, sb.v4, sb.o, st.s[i], pos)
+	} else {
+		c := m.cfg
+		if sb.row == nil {
+			H, dk, dv := c.NumAttentionHeads, c.KeyHeadDim(), c.ValueHeadDim()
+			sb.row = &rowBuffers{q: b.Alloc(api.F32, 1, H, 1, dk), k: b.Alloc(api.F32, 1, H, 1, dk),
+				v: b.Alloc(api.F32, 1, H, 1, dv), o: b.Alloc(api.F32, 1, H, 1, dv), s: b.Alloc(api.F32, 1, H, dk, dv)}
+		}
+		r := sb.row
+		for row, pos := range st.lens {
+			b.Slice(r.q, sb.q4, 0, row)
+			b.Slice(r.k, sb.k4, 0, row)
+			b.Slice(r.v, sb.v4, 0, row)
+			b.Slice(r.s, st.s[i], 0, row)
+			retainRows(b, m, r.q, r.k, r.v, r.o, r.s, pos)
+			b.SetSlice(sb.o, r.o, 0, row)
+			b.SetSlice(st.s[i], r.s, 0, row)
+		}
+	}
 	var w api.Tensor
 	if gn != nil {
 		w = gn.Value()
@@ -258,4 +292,15 @@ func (m *Model) retainStep(st *State, i int, gn *nn.Var) {
 // linear sets dst [B,out] = x [B,in] W^T.
 func linear(b api.Backend, dst, x api.Tensor, l *nn.Linear) {
 	b.MatMul(dst, x, l.Weight.Value(), false, true, 1, 0)
+}
+
+// retainRows rotates q and k [B,H,1,dk] in place to position pos and runs
+// the recurrent form on them and v into o, advancing the state s in place
+// (it is read and written once).
+func retainRows(b api.Backend, m *Model, q, k, v, o, s api.Tensor, pos int) {
+	nn.RotaryInto(b, q, q, m.theta, pos, false)
+	nn.RotaryInto(b, k, k, m.theta, pos, false)
+	nn.RetentionInto(b, api.RetentionRecurrent, o, s, api.RetentionArgs{
+		Q: q, K: k, V: v, S0: s, Gamma: m.gamma, Offset: pos,
+	})
 }

@@ -25,7 +25,7 @@ func (m *Model) StateLossAndGrad(ctx context.Context, init api.State, batch api.
 	if err != nil {
 		return 0, nil, err
 	}
-	if st.pos == 0 {
+	if st.lens[0] == 0 {
 		return 0, nil, fmt.Errorf("%s: state tuning: a state at position 0 has no part in the tokens after it: start from a state at position 1 or more: %w", m.cfg.ModelType, api.ErrConfig)
 	}
 	in, err := tokens.Upload(m.b, batch, m.cfg.VocabSize)
@@ -33,7 +33,7 @@ func (m *Model) StateLossAndGrad(ctx context.Context, init api.State, batch api.
 		return 0, nil, fmt.Errorf("%s: %w", m.cfg.ModelType, err)
 	}
 	loss, grads, err := nn.StateLossAndGrad(ctx, m.params, st.tensors(), func(t *nn.Tape, state []*nn.Var) (*nn.Var, error) {
-		p := pass{form: api.RetentionChunkwise, chunk: in.Layout.T, pieces: nn.PiecesOf(in.Inputs.Shape(), in.Layout), init: state, initPos: st.pos}
+		p := pass{form: api.RetentionChunkwise, chunk: in.Layout.T, pieces: nn.PiecesOf(in.Inputs.Shape(), in.Layout), init: state, initPos: st.lens[0]}
 		logits, _, err := m.run(ctx, t, in.Inputs, in.Flat, p)
 		if err != nil {
 			return nil, err

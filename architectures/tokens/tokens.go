@@ -107,3 +107,40 @@ func (s *Step) Upload(b api.Backend, ids []int32, vocab int) error {
 	b.Upload(s.IDs, s.raw)
 	return nil
 }
+
+// Lens counts the tokens each sequence of a state has consumed; after a
+// Prefill of sequences of different lengths they differ.
+type Lens []int
+
+// Max returns the most tokens a sequence has consumed (api.State.Len).
+func (l Lens) Max() int {
+	n := 0
+	for _, k := range l {
+		n = max(n, k)
+	}
+	return n
+}
+
+// Uniform returns the count when every sequence has consumed the same.
+func (l Lens) Uniform() (int, bool) {
+	for _, k := range l {
+		if k != l[0] {
+			return 0, false
+		}
+	}
+	return l[0], true
+}
+
+// Add counts the tokens of ids, one row per sequence.
+func (l Lens) Add(ids [][]int32) {
+	for b, seq := range ids {
+		l[b] += len(seq)
+	}
+}
+
+// AddAll counts n more tokens for every sequence.
+func (l Lens) AddAll(n int) {
+	for b := range l {
+		l[b] += n
+	}
+}
