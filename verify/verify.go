@@ -111,7 +111,7 @@ func Run(ctx context.Context, m api.Model, o Options) (Report, error) {
 		return r, err
 	}
 	v.want = want
-	for _, c := range []func() (Check, error){v.recurrent, v.chunkwise(0), v.chunkwise(1), v.windows, v.snapshot, v.ragged, v.packed} {
+	for _, c := range []func() (Check, error){v.recurrent, v.chunkwise(0), v.chunkwise(1), v.windows, v.snapshot, v.ragged, v.raggedPrefill, v.packed} {
 		chk, err := c()
 		if err != nil {
 			return r, err
@@ -392,6 +392,62 @@ func (v *run) ragged() (Check, error) {
 	}
 	c.Pass = c.MaxDiff <= c.Tol*max(c.Scale, 1e-30) && c.Note == ""
 	return c, nil
+}
+
+// raggedPrefill checks Prefill of the sequences cut to different lengths
+// (one token short of lengths) from an empty state, and one Step of each
+// sequence's next token, against the parallel form's logits at the same
+// positions: each sequence continues from its own.
+func (v *run) raggedPrefill() (Check, error) {
+	const name = "prefill of different lengths, step"
+	if !v.m.Info().Packed {
+		return Check{Name: name, Pass: true, StateDiff: -1, Skipped: "the model takes no variable-length batches"}, nil
+	}
+	lens := v.lengths()
+	cut := make([][]int32, len(v.ids))
+	next := make([]int32, len(v.ids))
+	for b := range lens {
+		lens[b]--
+		cut[b], next[b] = v.ids[b][:lens[b]], v.ids[b][lens[b]]
+	}
+	s, err := v.m.NewState(v.o.Batch)
+	if err != nil {
+		return Check{}, err
+	}
+	defer s.Close()
+	t, err := v.m.Prefill(v.ctx, s, cut, api.Form{})
+	if err != nil {
+		return Check{}, fmt.Errorf("verify: prefill of different lengths: %w", err)
+	}
+	got := slices.Clone(api.Float32s(t))
+	t.Backend().Free(t)
+	c := Check{Name: name, Tol: v.o.Tol, StateDiff: -1}
+	T, V, width := v.o.Tokens, v.V, lens[0]
+	for b, n := range lens {
+		c.add(v.want[b*T*V:][:n*V], got[b*width*V:][:n*V])
+	}
+	step, err := v.m.Step(v.ctx, s, next)
+	if err != nil {
+		return Check{}, fmt.Errorf("verify: step after a prefill of different lengths: %w", err)
+	}
+	after := api.Float32s(step)
+	for b, n := range lens {
+		c.add(v.want[(b*T+n)*V:][:V], after[b*V:][:V])
+	}
+	if got := api.StateLens(s); !slices.Equal(got, addOne(lens)) {
+		c.Note = fmt.Sprintf("the state counts %v tokens, not %v", got, addOne(lens))
+	}
+	c.Pass = c.MaxDiff <= c.Tol*max(c.Scale, 1e-30) && c.Note == ""
+	return c, nil
+}
+
+// addOne returns lens with one more token each.
+func addOne(lens []int) []int {
+	out := make([]int, len(lens))
+	for i, n := range lens {
+		out[i] = n + 1
+	}
+	return out
 }
 
 // packed checks the loss of the sequences packed into one row, each a

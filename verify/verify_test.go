@@ -53,8 +53,8 @@ func TestBuiltinModelsPass(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(r.Checks) != 7 {
-				t.Fatalf("%d checks, want 7", len(r.Checks))
+			if len(r.Checks) != 8 {
+				t.Fatalf("%d checks, want 8", len(r.Checks))
 			}
 			for _, c := range r.Checks {
 				t.Logf("%-30s diff %.3g of %.3g, state diff %.3g, pass %v %s", c.Name, c.MaxDiff, c.Scale, c.StateDiff, c.Pass, c.Skipped)
@@ -123,6 +123,7 @@ func TestBrokenModelsFail(t *testing.T) {
 		fail  string
 	}{
 		{"padding runs with the sequences", leaky{Trainable: lm, pads: true}, "variable lengths"},
+		{"padding enters the state", leaky{Trainable: lm, pads: true}, "prefill of different lengths, step"},
 		{"document starts dropped", leaky{Trainable: lm, joins: true}, "packed documents (loss)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,7 +152,8 @@ func checkFailed(t *testing.T, r Report, names ...string) {
 
 // leaky is a model that gets variable-length and packed batches wrong the
 // way padded batches do: pads runs sequences of different lengths as rows
-// padded with id 0 (the padding's logits are not zero), joins drops a
+// padded with id 0 (the padding's logits are not zero, and the padding
+// enters the states of a Prefill), joins drops a
 // batch's document starts (one document's state runs into the next).
 type leaky struct {
 	api.Trainable
@@ -163,6 +165,13 @@ func (l leaky) Forward(ctx context.Context, ids [][]int32, f api.Form) (api.Tens
 		ids = lay.Padded(ids, 0)
 	}
 	return l.Trainable.Forward(ctx, ids, f)
+}
+
+func (l leaky) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
+	if lay, err := api.LayoutOf(ids); l.pads && err == nil {
+		ids = lay.Padded(ids, 0)
+	}
+	return l.Trainable.Prefill(ctx, s, ids, f)
 }
 
 func (l leaky) LossAndGrad(ctx context.Context, b api.Batch) (float64, error) {
