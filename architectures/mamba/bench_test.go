@@ -83,14 +83,22 @@ func BenchmarkTrainStep(b *testing.B) {
 		batch, t int
 	}{{"default/8x256", c, 8, 256}, {"10m/8x128", m10, 8, 128}} {
 		for _, threads := range []int{1, 2} {
-			benchTrainStep(b, s.name+"/threads="+strconv.Itoa(threads), s.cfg, threads, s.batch, s.t)
+			benchTrainStep(b, s.name+"/threads="+strconv.Itoa(threads), s.cfg, threads, s.batch, s.t, 1)
+		}
+	}
+	// Packed rows: each of the 8 rows holds docs documents, the state reset
+	// at each (api.Batch.Starts), against the plain rows above.
+	for _, docs := range []int{2, 4} {
+		for _, threads := range []int{1, 2} {
+			benchTrainStep(b, "default/8x256/docs="+strconv.Itoa(docs)+"/threads="+strconv.Itoa(threads), c, threads, 8, 256, docs)
 		}
 	}
 }
 
 // benchTrainStep times training steps of cfg on batch sequences of t
-// tokens at the given thread count.
-func benchTrainStep(b *testing.B, name string, cfg *Config, threads, batchSize, t int) {
+// tokens at the given thread count, each row cut into docs documents of
+// equal length.
+func benchTrainStep(b *testing.B, name string, cfg *Config, threads, batchSize, t, docs int) {
 	c := cfg
 	{
 		b.Run(name, func(b *testing.B) {
@@ -106,6 +114,13 @@ func benchTrainStep(b *testing.B, name string, cfg *Config, threads, batchSize, 
 					in[i], tg[i] = int32((r*257+i*31)%c.VocabSize), int32((r*263+i*37)%c.VocabSize)
 				}
 				batch.Inputs, batch.Targets = append(batch.Inputs, in), append(batch.Targets, tg)
+				if docs > 1 {
+					var starts []int
+					for d := 1; d < docs; d++ {
+						starts = append(starts, d*t/docs)
+					}
+					batch.Starts = append(batch.Starts, starts)
+				}
 			}
 			params, grads := m.Parameters(), m.Grads()
 			ctx := context.Background()
