@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -45,6 +46,8 @@ var (
 	_ api.TrainStepper = (*Model)(nil)
 	_ api.DirSaver     = (*Model)(nil)
 	_ api.StateSaver   = (*Model)(nil)
+
+	_ api.SequenceLens = (*State)(nil)
 )
 
 // newModel is the host's view of a model the plugin built and described;
@@ -294,12 +297,16 @@ func (m *Model) streamedLogits(stream grpc.ServerStreamingClient[pb.Chunk], want
 	return t, n, nil
 }
 
-// State is a recurrent state that lives in the plugin process.
+// State is a recurrent state that lives in the plugin process. It counts
+// the tokens its sequences have consumed as the plugin's state does: the
+// most any has (n) from the plugin's answers, and each one's (lens) from
+// what it sent, when they differ.
 type State struct {
 	m      *Model
 	id     uint64
 	batch  int
 	n      int
+	lens   []int      // each sequence's tokens when they differ; nil: all n
 	step   api.Tensor // the last Step's logits, reused
 	shared []byte     // the plugin's memfd of Step logits, mapped; nil: none
 	socket string     // the plugin's step socket ("": steps are gRPC calls)
@@ -350,9 +357,10 @@ func (m *Model) Prefill(ctx context.Context, s api.State, ids [][]int32, f api.F
 // PrefillLast is Prefill returning the logits of the last position alone,
 // [B,V] (generate.LastLogitsPrefiller): the plugin computes and sends only
 // those. A plugin built before PrefillRequest.last sends every position's,
-// and the host keeps the last.
+// and the host keeps the last. Sequences of different lengths are
+// api.ErrShape, as the models' PrefillLast answers them.
 func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
-	if !m.last {
+	if !m.last && !api.Ragged(ids) {
 		t, err := m.prefill(ctx, s, ids, f, false)
 		if err != nil {
 			return nil, err
@@ -364,30 +372,76 @@ func (m *Model) PrefillLast(ctx context.Context, s api.State, ids [][]int32, f a
 }
 
 // prefill runs Prefill in the plugin, for every position's logits or
-// (last) the last one's.
+// (last) the last one's. Sequences of different lengths go, padded, to a
+// plugin whose model is packed (ModelInfo.packed), each continuing its
+// own state; to any other they are refused (api.ErrUnsupported), and with
+// last always (api.ErrShape: they have no one last position), before
+// anything is sent.
 func (m *Model) prefill(ctx context.Context, s api.State, ids [][]int32, f api.Form, last bool) (api.Tensor, error) {
 	st, err := m.state(s)
 	if err != nil {
 		return nil, err
 	}
-	enc, err := wire.EncodeIDs(ids)
+	if api.Ragged(ids) {
+		if last {
+			return nil, fmt.Errorf("plugin %s: prefill of the last logits of sequences of different lengths: they end at different positions: %w", m.p, api.ErrShape)
+		}
+		if !m.info.Packed {
+			return nil, fmt.Errorf("plugin %s: prefill of sequences of different lengths: the plugin's %s model does not take them (ModelInfo.packed is false; a plugin built before packed batches, or a model without Info.Packed): %w",
+				m.p, m.info.Arch, api.ErrUnsupported)
+		}
+	}
+	enc, lengths, err := wire.EncodeRagged(ids)
 	if err != nil {
 		return nil, err
 	}
-	want := api.Shape{len(ids), len(ids[0]), m.cfg.Vocab()}
+	if len(ids) != st.batch {
+		return nil, fmt.Errorf("plugin %s: prefill of %d sequences into a state of %d: %w", m.p, len(ids), st.batch, api.ErrShape)
+	}
+	T := 0
+	for _, seq := range ids {
+		T = max(T, len(seq))
+	}
+	want := api.Shape{len(ids), T, m.cfg.Vocab()}
 	if last {
 		want = api.Shape{len(ids), m.cfg.Vocab()}
 	}
 	var out api.Tensor
+	n := 0
 	err = m.call(ctx, "prefill", func(ctx context.Context, c pb.RuntimeClient, o ...grpc.CallOption) error {
-		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote, Last: last}, o...)
+		stream, err := c.Prefill(ctx, &pb.PrefillRequest{Model: m.id, State: st.id, Ids: enc, Lengths: lengths, Form: &pb.Form{Mode: int32(f.Mode), Chunk: int64(f.Chunk)}, Shared: sharedFiles, Remote: m.p.remote, Last: last}, o...)
 		if err != nil {
 			return err
 		}
-		out, st.n, err = m.streamedLogits(stream, want)
+		out, n, err = m.streamedLogits(stream, want)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	lens := st.Lens()
+	for b, seq := range ids {
+		lens[b] += len(seq)
+	}
+	if err := st.advance(n, lens); err != nil {
+		m.host.Free(out)
+		return nil, err
+	}
+	return out, nil
+}
+
+// advance records the plugin's answer that the state has consumed n tokens
+// (the most any sequence has), its sequences lens by the host's count. A
+// count that does not agree is api.ErrCorrupt, and the plugin's n stands,
+// every sequence at it.
+func (s *State) advance(n int, lens []int) error {
+	tokens, per := api.CompactLens(lens)
+	if tokens != n {
+		s.n, s.lens = n, nil
+		return fmt.Errorf("plugin %s: the plugin's state is at %d tokens, its sequences at %v by the host's count: %w", s.m.p, n, lens, api.ErrCorrupt)
+	}
+	s.n, s.lens = n, per
+	return nil
 }
 
 // Step feeds one token per sequence in the plugin; the logits tensor
@@ -408,7 +462,9 @@ func (m *Model) Step(ctx context.Context, s api.State, ids []int32) (api.Tensor,
 	if err != nil {
 		return nil, err
 	}
-	st.n = int(resp.Len)
+	if err := st.stepped(int(resp.Len)); err != nil {
+		return nil, err
+	}
 	if len(resp.Arrow) == 0 && st.shared != nil {
 		if st.step == nil {
 			st.step = m.host.Alloc(api.F32, len(ids), m.cfg.Vocab())
@@ -463,7 +519,9 @@ func (m *Model) frameStep(ctx context.Context, st *State, ids []int32) (api.Tens
 		}
 		return nil, fmt.Errorf("plugin %s: step: the plugin process exited or crashed (%v): %w", m.p, err, api.ErrInternal)
 	}
-	st.n = n
+	if err := st.stepped(n); err != nil {
+		return nil, err
+	}
 	if st.step == nil {
 		st.step = m.host.Alloc(api.F32, len(ids), m.cfg.Vocab())
 	}
@@ -471,11 +529,38 @@ func (m *Model) frameStep(ctx context.Context, st *State, ids []int32) (api.Tens
 	return st.step, nil
 }
 
+// stepped records a Step the plugin answered with the state at n tokens:
+// one more for every sequence.
+func (s *State) stepped(n int) error {
+	if s.lens == nil {
+		s.n = n
+		return nil
+	}
+	lens := slices.Clone(s.lens)
+	for b := range lens {
+		lens[b]++
+	}
+	return s.advance(n, lens)
+}
+
 // Batch returns the number of sequences.
 func (s *State) Batch() int { return s.batch }
 
-// Len returns the tokens consumed per sequence.
+// Len returns the tokens consumed per sequence: the most any has, after a
+// Prefill of sequences of different lengths.
 func (s *State) Len() int { return s.n }
+
+// Lens returns the tokens each sequence has consumed (api.SequenceLens).
+func (s *State) Lens() []int {
+	if s.lens != nil {
+		return slices.Clone(s.lens)
+	}
+	lens := make([]int, s.batch)
+	for b := range lens {
+		lens[b] = s.n
+	}
+	return lens
+}
 
 // Reset empties the state in the plugin.
 func (s *State) Reset() error {
@@ -487,7 +572,7 @@ func (s *State) Reset() error {
 		return err
 	})
 	if err == nil {
-		s.n = 0
+		s.n, s.lens = 0, nil
 	}
 	return err
 }
@@ -556,10 +641,10 @@ func (m *Model) SaveState(ctx context.Context, s api.State) (api.StateSnapshot, 
 			case r != nil && h != nil:
 				bad = fmt.Errorf("a second header: %w", api.ErrCorrupt)
 			case h != nil:
-				if h.Batch != int64(st.batch) || h.Tokens < 0 {
+				if h.Batch != int64(st.batch) {
 					bad = fmt.Errorf("a state of %d sequences at %d tokens, for a state of %d: %w", h.Batch, h.Tokens, st.batch, api.ErrCorrupt)
-				} else if r, bad = wire.NewPieceReader(h.Tensors); bad == nil {
-					snap.Batch, snap.Tokens = int(h.Batch), int(h.Tokens)
+				} else if snap, bad = wire.DecodeStateHeader(h); bad == nil {
+					r, bad = wire.NewPieceReader(h.Tensors)
 				}
 			}
 			if bad == nil {
@@ -594,9 +679,11 @@ func (m *Model) LoadState(ctx context.Context, s api.State, snap api.StateSnapsh
 	if snap.Batch != st.batch {
 		return fmt.Errorf("plugin %s: load state: a state of %d sequences into a state of %d: %w", m.p, snap.Batch, st.batch, api.ErrShape)
 	}
-	if snap.Tokens < 0 {
-		return fmt.Errorf("plugin %s: load state: a state at %d tokens: %w", m.p, snap.Tokens, api.ErrCorrupt)
+	header, err := wire.EncodeStateHeader(snap) // CheckLens: api.ErrCorrupt
+	if err != nil {
+		return fmt.Errorf("plugin %s: load state: %w", m.p, err)
 	}
+	header.Model, header.State = m.id, st.id
 	for _, t := range snap.Tensors {
 		if err := t.Shape.Validate(); err != nil || len(t.Data) != t.DType.Bytes(t.Shape.NumElements()) {
 			return fmt.Errorf("plugin %s: load state: tensor %s %s%v of %d bytes: %w", m.p, t.Name, t.DType, t.Shape, len(t.Data), api.ErrShape)
@@ -608,7 +695,7 @@ func (m *Model) LoadState(ctx context.Context, s api.State, snap api.StateSnapsh
 		if err != nil {
 			return err
 		}
-		header := &pb.StateHeader{Model: m.id, State: st.id, Batch: int64(snap.Batch), Tokens: int64(snap.Tokens), Tensors: int64(len(snap.Tensors))}
+		header := header // a retried call sends it again
 		var sendErr error
 		err = wire.WritePieces(snap.Tensors, func(ps []*pb.TensorPiece) error {
 			msg := &pb.StateChunk{Header: header, Pieces: ps}
@@ -633,7 +720,10 @@ func (m *Model) LoadState(ctx context.Context, s api.State, snap api.StateSnapsh
 		return fmt.Errorf("plugin %s: load state: %w", m.p, bad)
 	}
 	if err == nil {
-		st.n = snap.Tokens
+		st.n, st.lens = snap.Tokens, nil
+		if _, per := api.CompactLens(snap.Lens); per != nil {
+			st.lens = per
+		}
 	}
 	return err
 }

@@ -1226,7 +1226,15 @@ type PrefillRequest struct {
 	Remote bool                   `protobuf:"varint,6,opt,name=remote,proto3" json:"remote,omitempty"`
 	// Only the last position's logits, [B,V] (generate's PrefillLast): a
 	// prompt's prefill needs no others, and they would be most of the bytes.
-	Last          bool `protobuf:"varint,7,opt,name=last,proto3" json:"last,omitempty"`
+	// Not with lengths (api.ErrShape: sequences of different lengths have no
+	// one last position).
+	Last bool `protobuf:"varint,7,opt,name=last,proto3" json:"last,omitempty"`
+	// Sequences of different lengths (only to a model whose ModelInfo.packed
+	// is set), as ForwardRequest.lengths: row b holds lengths[b] tokens, each
+	// in [1,T], the longest T, and the rest of the row is padding that the
+	// model does not see. Each sequence continues its own state and leaves
+	// it at its own end. Empty: every row holds T tokens.
+	Lengths       []int64 `protobuf:"varint,8,rep,packed,name=lengths,proto3" json:"lengths,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1308,6 +1316,13 @@ func (x *PrefillRequest) GetLast() bool {
 		return x.Last
 	}
 	return false
+}
+
+func (x *PrefillRequest) GetLengths() []int64 {
+	if x != nil {
+		return x.Lengths
+	}
+	return nil
 }
 
 type StepRequest struct {
@@ -2019,7 +2034,12 @@ type StateHeader struct {
 	Batch  int64 `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
 	Tokens int64 `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
 	// How many tensors the stream carries.
-	Tensors       int64 `protobuf:"varint,5,opt,name=tensors,proto3" json:"tensors,omitempty"`
+	Tensors int64 `protobuf:"varint,5,opt,name=tensors,proto3" json:"tensors,omitempty"`
+	// api.StateSnapshot's Lens: the tokens each sequence has consumed, one
+	// per sequence, the largest tokens, when they differ (after a Prefill of
+	// sequences of different lengths); empty when every sequence has
+	// consumed tokens.
+	Lens          []int64 `protobuf:"varint,6,rep,packed,name=lens,proto3" json:"lens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2087,6 +2107,13 @@ func (x *StateHeader) GetTensors() int64 {
 		return x.Tensors
 	}
 	return 0
+}
+
+func (x *StateHeader) GetLens() []int64 {
+	if x != nil {
+		return x.Lens
+	}
+	return nil
 }
 
 // TensorPiece is a piece of one tensor's Arrow IPC stream (as an element
@@ -2240,7 +2267,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\tlogits_fd\x18\x03 \x01(\x03R\blogitsFd\x12!\n" +
 	"\flogits_bytes\x18\x04 \x01(\x03R\vlogitsBytes\x12\x1f\n" +
 	"\vstep_socket\x18\x05 \x01(\tR\n" +
-	"stepSocket\"\xc0\x01\n" +
+	"stepSocket\"\xda\x01\n" +
 	"\x0ePrefillRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
@@ -2248,7 +2275,8 @@ const file_runtime_proto_rawDesc = "" +
 	"\x04form\x18\x04 \x01(\v2\x18.densessm.plugin.v1.FormR\x04form\x12\x16\n" +
 	"\x06shared\x18\x05 \x01(\bR\x06shared\x12\x16\n" +
 	"\x06remote\x18\x06 \x01(\bR\x06remote\x12\x12\n" +
-	"\x04last\x18\a \x01(\bR\x04last\"c\n" +
+	"\x04last\x18\a \x01(\bR\x04last\x12\x18\n" +
+	"\alengths\x18\b \x03(\x03R\alengths\"c\n" +
 	"\vStepRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x10\n" +
@@ -2294,13 +2322,14 @@ const file_runtime_proto_rawDesc = "" +
 	"\n" +
 	"StateChunk\x127\n" +
 	"\x06header\x18\x01 \x01(\v2\x1f.densessm.plugin.v1.StateHeaderR\x06header\x127\n" +
-	"\x06pieces\x18\x02 \x03(\v2\x1f.densessm.plugin.v1.TensorPieceR\x06pieces\"\x81\x01\n" +
+	"\x06pieces\x18\x02 \x03(\v2\x1f.densessm.plugin.v1.TensorPieceR\x06pieces\"\x95\x01\n" +
 	"\vStateHeader\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\x04R\x05model\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x04R\x05state\x12\x14\n" +
 	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x16\n" +
 	"\x06tokens\x18\x04 \x01(\x03R\x06tokens\x12\x18\n" +
-	"\atensors\x18\x05 \x01(\x03R\atensors\"5\n" +
+	"\atensors\x18\x05 \x01(\x03R\atensors\x12\x12\n" +
+	"\x04lens\x18\x06 \x03(\x03R\x04lens\"5\n" +
 	"\vTensorPiece\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\bR\x04last2\xcf\v\n" +

@@ -435,8 +435,17 @@ func (s *server) NewState(_ context.Context, req *pb.NewStateRequest) (*pb.State
 	return ref, nil
 }
 
+// Prefill continues a state over the request's sequences: rows of
+// different lengths (PrefillRequest.lengths) are cut back to them and go
+// to the model's Prefill as they are, when the model takes them
+// (Info.Packed; api.ErrUnsupported otherwise). They have no one last
+// position: with last they are api.ErrShape, as the models' PrefillLast
+// answers them.
 func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServer[pb.Chunk]) error {
-	ids, err := wire.DecodeIDs(req.Ids)
+	if req.Last && len(req.Lengths) > 0 {
+		return fmt.Errorf("prefill of the last logits of sequences of different lengths: they end at different positions: %w", api.ErrShape)
+	}
+	ids, err := wire.DecodeRagged(req.Ids, req.Lengths)
 	if err != nil {
 		return err
 	}
@@ -445,6 +454,11 @@ func (s *server) Prefill(req *pb.PrefillRequest, stream grpc.ServerStreamingServ
 		return err
 	}
 	defer m.mu.Unlock()
+	if len(req.Lengths) > 0 {
+		if err := m.packed("prefill of sequences of different lengths"); err != nil {
+			return err
+		}
+	}
 	prefill := m.m.Prefill
 	if req.Last {
 		prefill = func(ctx context.Context, s api.State, ids [][]int32, f api.Form) (api.Tensor, error) {
@@ -553,7 +567,10 @@ func (s *server) SaveState(req *pb.StateRef, stream grpc.ServerStreamingServer[p
 	if err != nil {
 		return err
 	}
-	header := &pb.StateHeader{Batch: int64(snap.Batch), Tokens: int64(snap.Tokens), Tensors: int64(len(snap.Tensors))}
+	header, err := wire.EncodeStateHeader(snap)
+	if err != nil {
+		return fmt.Errorf("save state: the model's snapshot: %w", err)
+	}
 	return wire.WritePieces(snap.Tensors, func(ps []*pb.TensorPiece) error {
 		c := &pb.StateChunk{Header: header, Pieces: ps}
 		header = nil
@@ -575,6 +592,10 @@ func (s *server) LoadState(stream grpc.ClientStreamingServer[pb.StateChunk, pb.E
 	h := first.Header
 	if h == nil {
 		return fmt.Errorf("load state: the stream does not start with a header: %w", api.ErrCorrupt)
+	}
+	snap, err := wire.DecodeStateHeader(h)
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
 	}
 	m, _, err := s.state(h.Model, h.State)
 	if err != nil {
@@ -615,7 +636,7 @@ func (s *server) LoadState(stream grpc.ClientStreamingServer[pb.StateChunk, pb.E
 	if err != nil {
 		return err
 	}
-	snap := api.StateSnapshot{Batch: int(h.Batch), Tokens: int(h.Tokens), Tensors: ts}
+	snap.Tensors = ts
 	if err := sv.LoadState(stream.Context(), st.State, snap); err != nil {
 		return err
 	}
