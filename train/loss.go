@@ -15,6 +15,20 @@ import (
 // builds no gradients. A batch with document starts runs as its documents,
 // each from an empty state (api.Batch.Documents).
 func MeanLoss(ctx context.Context, m api.Model, batches iter.Seq2[api.Batch, error], max int) (float64, int64, error) {
+	return meanOver(batches, max, func(b api.Batch) (float64, int64, error) {
+		b = b.Documents()
+		logits, err := m.Forward(ctx, b.Inputs, api.Form{})
+		if err != nil {
+			return 0, 0, err
+		}
+		return crossEntropy(logits, b.Targets)
+	})
+}
+
+// meanOver returns the mean loss over the first max batches of batches (0:
+// all), each batch's summed loss and target count given by loss, and the
+// number of targets counted.
+func meanOver(batches iter.Seq2[api.Batch, error], max int, loss func(api.Batch) (float64, int64, error)) (float64, int64, error) {
 	var sum float64
 	var n int64
 	i := 0
@@ -26,12 +40,7 @@ func MeanLoss(ctx context.Context, m api.Model, batches iter.Seq2[api.Batch, err
 			break
 		}
 		i++
-		b = b.Documents()
-		logits, err := m.Forward(ctx, b.Inputs, api.Form{})
-		if err != nil {
-			return 0, 0, err
-		}
-		s, k, err := crossEntropy(logits, b.Targets)
+		s, k, err := loss(b)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -155,28 +155,11 @@ func (s *StateTuning) Run(ctx context.Context, init api.State) (err error) {
 // batches of batches (0: all), every sequence starting from init
 // (api.StateTuner.StateLossAndGrad), and the number of targets counted.
 func StateMeanLoss(ctx context.Context, m api.StateTuner, init api.State, batches iter.Seq2[api.Batch, error], max int) (float64, int64, error) {
-	var sum float64
-	var n int64
-	i := 0
-	for b, err := range batches {
-		if err != nil {
-			return 0, 0, err
-		}
-		if max > 0 && i == max {
-			break
-		}
-		i++
+	return meanOver(batches, max, func(b api.Batch) (float64, int64, error) {
 		l, _, err := m.StateLossAndGrad(ctx, init, b)
-		if err != nil {
-			return 0, 0, err
-		}
 		k := countTargets(b)
-		sum, n = sum+l*float64(k), n+k
-	}
-	if n == 0 {
-		return 0, 0, fmt.Errorf("no validation targets: %w", api.ErrNotFound)
-	}
-	return sum / float64(n), n, nil
+		return l * float64(k), k, err
+	})
 }
 
 // bytesOf returns v as little-endian bytes.
