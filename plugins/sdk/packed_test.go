@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/plugins/internal/wire"
@@ -155,5 +157,127 @@ func TestPackedRequests(t *testing.T) {
 		if kind, err := trainStep(models["mamba"], c.layouts, packed); kind != c.want {
 			t.Errorf("layouts %v: %q (%v), want %s", c.layouts, kind, err, c.want)
 		}
+	}
+}
+
+// prefill runs a Prefill as the host does, without shared memory, and
+// returns the logits, the state's length or the error's kind.
+func prefill(ctx context.Context, c pb.RuntimeClient, req *pb.PrefillRequest) (api.HostTensor, int64, string, error) {
+	var md metadata.MD
+	stream, err := c.Prefill(ctx, req, grpc.Trailer(&md))
+	if err != nil {
+		return api.HostTensor{}, 0, "", err
+	}
+	var n int64
+	h, err := wire.ReadTensorStream(func() ([]byte, error) {
+		msg, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		n = msg.Len
+		return msg.Data, nil
+	}, 1<<30)
+	if err != nil && err != io.EOF {
+		return api.HostTensor{}, 0, first(md.Get(wire.ErrorTrailer)), err
+	}
+	return h, n, "", err
+}
+
+// TestRaggedPrefillRequests: a Prefill of padded ids with their lengths
+// reaches a packed model as sequences of different lengths, each of which
+// continues its own state (its snapshot's header counts each one's
+// tokens, and a LoadState of such a header sets them); a model that is not
+// packed refuses them ("unsupported"), as does a Prefill of their last
+// logits ("shape"), and lengths that do not fit the ids, or a header's
+// lens that do not fit its counts, are refused ("corrupt"), leaving the
+// state as it was.
+func TestRaggedPrefillRequests(t *testing.T) {
+	c := serve(t)
+	ctx := t.Context()
+	model := build(t, c, "mamba")
+	unpacked := build(t, c, "mamba-unpacked")
+	ragged := [][]int32{{1, 2, 3}, {4}, {5, 6}}
+	enc, lengths, err := wire.EncodeRagged(ragged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newState(t, c, model, 3)
+	h, n, _, err := prefill(ctx, c, &pb.PrefillRequest{Model: model, State: s, Ids: enc, Lengths: lengths})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Shape.Equal(api.Shape{3, 3, 64}) || n != 3 {
+		t.Fatalf("logits %v, state at %d tokens, after a prefill of sequences of 3, 1 and 2 tokens; want [3 3 64] and 3", h.Shape, n)
+	}
+	logits, _ := wire.Float32s(h.Data)
+	for i, v := range logits[(3+1)*64 : (3+3)*64] { // the second sequence's padding
+		if v != 0 {
+			t.Fatalf("padding logit %d of the second sequence is %g", i, v)
+		}
+	}
+	header := func(state uint64) *pb.StateHeader {
+		t.Helper()
+		h, _, _, err := saveState(ctx, c, model, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := header(s); h.Tokens != 3 || !slices.Equal(h.Lens, []int64{3, 1, 2}) {
+		t.Fatalf("the state's header after a prefill of sequences of 3, 1 and 2 tokens: %v", h)
+	}
+
+	// Refusals leave the state as it was.
+	us := newState(t, c, unpacked, 3)
+	if _, _, kind, err := prefill(ctx, c, &pb.PrefillRequest{Model: unpacked, State: us, Ids: enc, Lengths: lengths}); kind != "unsupported" {
+		t.Errorf("ragged ids to a model that is not packed: %q (%v), want unsupported", kind, err)
+	}
+	if _, _, kind, err := prefill(ctx, c, &pb.PrefillRequest{Model: model, State: s, Ids: enc, Lengths: lengths, Last: true}); kind != "shape" {
+		t.Errorf("the last logits of ragged ids: %q (%v), want shape", kind, err)
+	}
+	for _, bad := range [][]int64{{3, 1}, {3, 0, 2}, {3, 4, 2}, {2, 1, 2}, {3, 1, 2, 1}, {-1, 3, 3}} {
+		if _, _, kind, err := prefill(ctx, c, &pb.PrefillRequest{Model: model, State: s, Ids: enc, Lengths: bad}); kind != "corrupt" {
+			t.Errorf("lengths %v for ids [3,3]: %q (%v), want corrupt", bad, kind, err)
+		}
+	}
+	if h := header(s); h.Tokens != 3 || !slices.Equal(h.Lens, []int64{3, 1, 2}) {
+		t.Fatalf("the state's header after refused prefills: %v", h)
+	}
+
+	// A step adds one to each; the header goes into another state whole.
+	if _, err := c.Step(ctx, &pb.StepRequest{Model: model, State: s, Ids: []int32{7, 8, 9}}); err != nil {
+		t.Fatal(err)
+	}
+	saved, ts, _, err := saveState(ctx, c, model, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Tokens != 4 || !slices.Equal(saved.Lens, []int64{4, 2, 3}) {
+		t.Fatalf("the state's header after a step: %v", saved)
+	}
+	d := newState(t, c, model, 3)
+	into := proto.Clone(saved).(*pb.StateHeader)
+	into.Model, into.State = model, d
+	if kind, err := loadState(ctx, c, into, ts); err != nil {
+		t.Fatalf("load state: %q %v", kind, err)
+	}
+	if h := header(d); h.Tokens != 4 || !slices.Equal(h.Lens, []int64{4, 2, 3}) {
+		t.Fatalf("a state loaded from a header at 4, 2 and 3 tokens: %v", h)
+	}
+	for _, lens := range [][]int64{{4, 2}, {4, 2, 3, 1}, {3, 2, 3}, {5, 2, 4}, {4, -2, 3}} {
+		bad := proto.Clone(into).(*pb.StateHeader)
+		bad.Lens = lens
+		if kind, err := loadState(ctx, c, bad, ts); kind != "corrupt" {
+			t.Errorf("a header of 3 sequences at 4 tokens with lens %v: %q (%v), want corrupt", lens, kind, err)
+		}
+	}
+	if h := header(d); h.Tokens != 4 || !slices.Equal(h.Lens, []int64{4, 2, 3}) {
+		t.Fatalf("the state after refused loads: %v", h)
+	}
+	if _, err := c.ResetState(ctx, &pb.StateRef{Model: model, State: d}); err != nil {
+		t.Fatal(err)
+	}
+	if h := header(d); h.Tokens != 0 || len(h.Lens) != 0 {
+		t.Fatalf("a state after Reset: %v", h)
 	}
 }

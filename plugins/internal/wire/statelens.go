@@ -20,6 +20,9 @@ func EncodeStateHeader(snap api.StateSnapshot) (*pb.StateHeader, error) {
 	if snap.Batch < 0 {
 		return nil, fmt.Errorf("state of %d sequences: %w", snap.Batch, api.ErrCorrupt)
 	}
+	if len(snap.Lens) == 0 {
+		snap.Lens = nil // empty, not nil: CheckLens would take the least of none
+	}
 	if err := snap.CheckLens(); err != nil {
 		return nil, err
 	}
