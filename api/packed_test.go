@@ -63,3 +63,26 @@ func TestLayoutErrors(t *testing.T) {
 		t.Errorf("short targets: %v", err)
 	}
 }
+
+// TestCheckLens checks the domain of a snapshot's per-sequence counts.
+func TestCheckLens(t *testing.T) {
+	ok := []StateSnapshot{{Batch: 2, Tokens: 5}, {Batch: 2, Tokens: 5, Lens: []int{5, 3}}}
+	for _, s := range ok {
+		if err := s.CheckLens(); err != nil {
+			t.Errorf("%+v: %v", s, err)
+		}
+	}
+	bad := []StateSnapshot{{Tokens: -1}, {Batch: 0, Lens: []int{}}, {Batch: 2, Tokens: 5, Lens: []int{5}},
+		{Batch: 2, Tokens: 5, Lens: []int{4, 3}}, {Batch: 2, Tokens: 5, Lens: []int{5, -1}}}
+	for _, s := range bad {
+		if err := s.CheckLens(); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%+v: %v, want ErrCorrupt", s, err)
+		}
+	}
+	if tokens, per := CompactLens([]int{4, 4}); tokens != 4 || per != nil {
+		t.Errorf("CompactLens of equal counts: %d %v", tokens, per)
+	}
+	if tokens, per := CompactLens([]int{4, 6}); tokens != 6 || !reflect.DeepEqual(per, []int{4, 6}) {
+		t.Errorf("CompactLens of different counts: %d %v", tokens, per)
+	}
+}

@@ -75,7 +75,7 @@ func (s StateSnapshot) CheckLens() error {
 	if s.Lens == nil {
 		return nil
 	}
-	if len(s.Lens) != s.Batch || slices.Min(s.Lens) < 0 || slices.Max(s.Lens) != s.Tokens {
+	if len(s.Lens) != s.Batch || len(s.Lens) == 0 || slices.Min(s.Lens) < 0 || slices.Max(s.Lens) != s.Tokens {
 		return fmt.Errorf("state of %d sequences at %d tokens with sequence lengths %v: %w", s.Batch, s.Tokens, s.Lens, ErrCorrupt)
 	}
 	return nil
