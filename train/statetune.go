@@ -119,7 +119,7 @@ func (s *StateTuning) Run(ctx context.Context, init api.State) (err error) {
 		}
 		if cfg.ClipNorm > 0 && norm > cfg.ClipNorm {
 			for _, g := range grads {
-				b.Affine(g.Value, g.Value, float32(cfg.ClipNorm/norm), 0)
+				b.Affine(g.Value, g.Value, float32(cfg.ClipNorm/(norm+1e-6)), 0)
 			}
 		}
 		lr := cfg.Optimizer.LR * cfg.Schedule.Factor(step-1, cfg.Steps)
