@@ -207,6 +207,7 @@ type modelInfo struct {
 	Trainable bool            `json:"trainable"`
 	Snapshots bool            `json:"snapshots"`
 	Weights   string          `json:"weights"`
+	Packed    bool            `json:"packed"`
 	Config    json.RawMessage `json:"config"`
 	Tokenizer bool            `json:"has_tokenizer"`
 }
@@ -223,7 +224,7 @@ func (m *Model) Info() (string, error) {
 		}
 		mi := modelInfo{
 			Arch: info.Arch, Source: m.source, Vocab: am.Config().Vocab(), Backend: info.Backend,
-			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Snapshots: info.Snapshots, Weights: api.WeightName(info.Weights), Config: cfg,
+			Threads: info.Threads, Plugin: info.Plugin, Trainable: info.Trainable, Snapshots: info.Snapshots, Packed: info.Packed, Weights: api.WeightName(info.Weights), Config: cfg,
 			Modes: []string{}, Tokenizer: m.tok != nil,
 		}
 		for _, p := range am.Params() {
@@ -291,14 +292,37 @@ func (m *Model) Logits(idsArray, idsSchema int64, batch int, mode string, chunk 
 	if err != nil {
 		return nil, err
 	}
+	return m.logits(seqs, mode, chunk, cArray{outArray, outSchema})
+}
+
+// LogitsRagged is Logits for sequences of different lengths: the Arrow
+// array holds them end to end, and lensJSON, a JSON list, each one's
+// length (at least 1). The logits are [len(lens), T, V], T the longest,
+// zero past each sequence's end, as the model's Forward gives them. Only a
+// model whose api.Info.Packed is set takes sequences of different lengths;
+// any other refuses them (api.ErrUnsupported).
+func (m *Model) LogitsRagged(idsArray, idsSchema int64, lensJSON, mode string, chunk int, outArray, outSchema int64) (*Job, error) {
+	ids, err := importIDs(cArray{idsArray, idsSchema}, "ids")
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := splitLens(ids, lensJSON)
+	if err != nil {
+		return nil, err
+	}
+	return m.logits(seqs, mode, chunk, cArray{outArray, outSchema})
+}
+
+// logits starts the job of Logits and LogitsRagged.
+func (m *Model) logits(seqs [][]int32, mode string, chunk int, out cArray) (*Job, error) {
 	form := api.Form{Chunk: chunk}
+	var err error
 	if form.Mode, err = api.ParseMode(mode); err != nil {
 		return nil, err
 	}
 	if chunk < 0 {
 		return nil, fmt.Errorf("chunk=%d: want 0 (the model's default) or more: %w", chunk, api.ErrConfig)
 	}
-	out := cArray{outArray, outSchema}
 	if err := out.check("logits"); err != nil {
 		return nil, err
 	}
@@ -306,6 +330,9 @@ func (m *Model) Logits(idsArray, idsSchema int64, batch int, mode string, chunk 
 		return nil, m.use(func(am api.Model) error {
 			if !am.Info().Supports(form.Mode) {
 				return fmt.Errorf("mode %s: %s models have no such form: %w", form.Mode, am.Config().ArchName(), api.ErrUnsupported)
+			}
+			if err := checkRagged(am, seqs); err != nil {
+				return err
 			}
 			buf, err := forward(ctx, am, seqs, form)
 			if err != nil {
@@ -315,6 +342,20 @@ func (m *Model) Logits(idsArray, idsSchema int64, batch int, mode string, chunk 
 			return nil
 		})
 	}), nil
+}
+
+// checkRagged refuses sequences of different lengths for a model that does
+// not take them (api.Info.Packed false).
+func checkRagged(am api.Model, seqs [][]int32) error {
+	if !api.Ragged(seqs) || am.Info().Packed {
+		return nil
+	}
+	lens := make([]int, len(seqs))
+	for b, s := range seqs {
+		lens[b] = len(s)
+	}
+	return fmt.Errorf("sequences of different lengths %v: %s models do not take them (info[\"packed\"] is false): pad them, or run each length as a batch of its own: %w",
+		lens, am.Config().ArchName(), api.ErrUnsupported)
 }
 
 // splitBatch cuts ids into batch sequences of equal length.
@@ -330,11 +371,41 @@ func splitBatch(ids []int32, batch int) ([][]int32, error) {
 	return seqs, nil
 }
 
-// forward returns m's logits for seqs in form f in C memory. The parallel
-// form of a CPU model that implements api.ForwardIntoModel writes them
-// there directly; other models' logits are copied once.
+// splitLens cuts ids into sequences of the lengths in lensJSON (a JSON
+// list of counts, each at least 1, adding up to len(ids)).
+func splitLens(ids []int32, lensJSON string) ([][]int32, error) {
+	var lens []int
+	if err := json.Unmarshal([]byte(lensJSON), &lens); err != nil {
+		return nil, fmt.Errorf("lens %q: want a JSON list of sequence lengths: %w", lensJSON, api.ErrConfig)
+	}
+	if len(lens) == 0 {
+		return nil, fmt.Errorf("lens: no sequences: %w", api.ErrShape)
+	}
+	seqs := make([][]int32, len(lens))
+	at := 0
+	for b, n := range lens {
+		if n < 1 || n > len(ids)-at {
+			return nil, fmt.Errorf("lens %v for %d ids: sequence %d: want lengths of at least 1 adding up to the ids: %w", lens, len(ids), b, api.ErrShape)
+		}
+		seqs[b] = ids[at : at+n : at+n]
+		at += n
+	}
+	if at != len(ids) {
+		return nil, fmt.Errorf("lens %v add up to %d, not the %d ids: %w", lens, at, len(ids), api.ErrShape)
+	}
+	return seqs, nil
+}
+
+// forward returns m's logits for seqs in form f in C memory, [B, T, V] with
+// T the longest sequence (zero past each sequence's end). The parallel
+// form of a CPU model that implements api.ForwardIntoModel writes the
+// logits of sequences of equal length there directly; other models'
+// logits, and those of sequences of different lengths, are copied once.
 func forward(ctx context.Context, m api.Model, seqs [][]int32, f api.Form) (*cFloat32s, error) {
-	B, T, V := len(seqs), len(seqs[0]), m.Config().Vocab()
+	B, T, V := len(seqs), 0, m.Config().Vocab()
+	for _, s := range seqs {
+		T = max(T, len(s))
+	}
 	if err := checkIDs(seqs, V); err != nil {
 		return nil, err
 	}
@@ -342,7 +413,7 @@ func forward(ctx context.Context, m api.Model, seqs [][]int32, f api.Form) (*cFl
 		return nil, err
 	}
 	buf := newCFloat32s(B * T * V)
-	if fm, ok := m.(api.ForwardIntoModel); ok && f.Mode == api.Parallel {
+	if fm, ok := m.(api.ForwardIntoModel); ok && f.Mode == api.Parallel && !api.Ragged(seqs) {
 		if lm, ok := m.(api.LocalModel); ok {
 			if b, ok := lm.Backend().(*cpu.Backend); ok {
 				if err := fm.ForwardInto(ctx, b.WrapFloat32s(buf.data, B, T, V), seqs); err != nil {

@@ -97,6 +97,74 @@ func TestSplitBatch(t *testing.T) {
 	}
 }
 
+func TestSplitLens(t *testing.T) {
+	seqs, err := splitLens([]int32{1, 2, 3, 4, 5, 6}, "[1,3,2]")
+	if err != nil || len(seqs) != 3 || len(seqs[1]) != 3 || seqs[2][0] != 5 || cap(seqs[0]) != 1 {
+		t.Fatalf("%v %v", seqs, err)
+	}
+	for _, lens := range []string{"[]", "[0,6]", "[2,2]", "[4,4]", "[7]", "[-1,7]"} {
+		if _, err := splitLens(make([]int32, 6), lens); !errors.Is(err, api.ErrShape) {
+			t.Errorf("6 ids in %s: %v, want ErrShape", lens, err)
+		}
+	}
+	if _, err := splitLens(make([]int32, 6), "x"); !errors.Is(err, api.ErrConfig) {
+		t.Errorf("lens x: %v, want ErrConfig", err)
+	}
+}
+
+// TestForwardRagged checks that the logits of sequences of different
+// lengths (through the copying path) are each sequence's alone, zero past
+// its end, and that checkRagged refuses them for a model that is not
+// packed.
+func TestForwardRagged(t *testing.T) {
+	m := newMamba(t, 300, 16, 1)
+	defer m.Close()
+	seqs := [][]int32{{1, 2, 3}, {4, 5, 6, 7, 8}, {9}}
+	buf, err := forward(context.Background(), m.m, seqs, api.Form{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.release()
+	const T, V = 5, 300
+	if len(buf.data) != len(seqs)*T*V {
+		t.Fatalf("%d logits, want %d", len(buf.data), len(seqs)*T*V)
+	}
+	for b, seq := range seqs {
+		alone, err := m.m.Forward(context.Background(), [][]int32{seq}, api.Form{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := api.Float32s(alone)
+		for i := range T * V {
+			got, want := buf.data[b*T*V+i], float32(0)
+			if i < len(w) {
+				want = w[i]
+			}
+			if d := math.Abs(float64(got - want)); d > 2e-5*(1+math.Abs(float64(want))) {
+				t.Fatalf("sequence %d, element %d = %g, want %g", b, i, got, want)
+			}
+		}
+	}
+	if err := checkRagged(m.m, seqs); err != nil {
+		t.Errorf("a packed model: %v", err)
+	}
+	if err := checkRagged(unpacked{m.m}, seqs); !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), "[3 5 1]") {
+		t.Errorf("a model that is not packed: %v, want ErrUnsupported naming the lengths", err)
+	}
+	if err := checkRagged(unpacked{m.m}, seqs[:1]); err != nil {
+		t.Errorf("one sequence, a model that is not packed: %v", err)
+	}
+}
+
+// unpacked is a model whose Info says it does not take packed batches.
+type unpacked struct{ api.Model }
+
+func (u unpacked) Info() api.Info {
+	i := u.Model.Info()
+	i.Packed = false
+	return i
+}
+
 func TestGenerateOptions(t *testing.T) {
 	var o generateOptions
 	def, err := o.textOptions()

@@ -141,13 +141,15 @@ type snapshotTensor struct {
 type snapshotJSON struct {
 	Batch   int              `json:"batch"`
 	Tokens  int              `json:"tokens"`
+	Lens    []int            `json:"lens"`
 	Tensors []snapshotTensor `json:"tensors"`
 }
 
 // Snapshot exports the state's tensors (api.StateSaver.SaveState: float32,
 // named by the model, in its order) laid end to end as one Arrow Float32
 // array into the structs at outArray/outSchema, and returns, as JSON,
-// {"batch", "tokens", "tensors": [{"name", "shape", "offset"}]}, each
+// {"batch", "tokens", "lens", "tensors": [{"name", "shape", "offset"}]}
+// (lens: each sequence's tokens, api.StateSnapshot.SeqLens), each
 // tensor's offset counted in elements of that array.
 func (s *State) Snapshot(outArray, outSchema int64) (string, error) {
 	out := cArray{outArray, outSchema}
@@ -177,7 +179,7 @@ func (s *State) Snapshot(outArray, outSchema int64) (string, error) {
 // snapshotBuffer copies snap's tensors, which must be float32, end to end
 // into C memory, and returns where each one is.
 func snapshotBuffer(snap api.StateSnapshot) (snapshotJSON, *cFloat32s, error) {
-	layout := snapshotJSON{Batch: snap.Batch, Tokens: snap.Tokens, Tensors: make([]snapshotTensor, len(snap.Tensors))}
+	layout := snapshotJSON{Batch: snap.Batch, Tokens: snap.Tokens, Lens: snap.SeqLens(), Tensors: make([]snapshotTensor, len(snap.Tensors))}
 	n := 0
 	for i, t := range snap.Tensors {
 		if t.DType != api.F32 || len(t.Data) != 4*t.Shape.NumElements() {

@@ -2,6 +2,7 @@ package pybind
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/densessm/densessm/api"
@@ -43,7 +44,8 @@ func (s *State) use(f func(api.Model, api.State) error) error {
 	})
 }
 
-// Len returns the number of tokens the state has seen (per sequence).
+// Len returns the number of tokens the state has seen: per sequence, the
+// most any sequence has seen when they differ (Lens).
 func (s *State) Len() (int, error) {
 	n := 0
 	err := s.use(func(_ api.Model, st api.State) error {
@@ -51,6 +53,19 @@ func (s *State) Len() (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// Lens returns, as a JSON list, the number of tokens each sequence has
+// seen (api.StateLens): they differ after a Prefill of sequences of
+// different lengths, or in a state loaded from a file of such a state.
+func (s *State) Lens() (string, error) {
+	var out []byte
+	err := s.use(func(_ api.Model, st api.State) error {
+		var err error
+		out, err = json.Marshal(api.StateLens(st))
+		return err
+	})
+	return string(out), err
 }
 
 // Batch returns the number of sequences the state holds (as many as it
@@ -98,17 +113,46 @@ func (s *State) Prefill(idsArray, idsSchema int64, mode string, chunk int, outAr
 	if err != nil {
 		return nil, err
 	}
+	return s.prefill(seqs, mode, chunk, cArray{outArray, outSchema})
+}
+
+// PrefillRagged is Prefill for sequences of different lengths, one per
+// sequence of the state (lensJSON as for Model.LogitsRagged): each
+// continues its sequence from where it stands and leaves it at its own
+// end (Lens). The logits are [batch, T, V], T the longest, zero past each
+// sequence's end. Only a model whose api.Info.Packed is set takes them,
+// in the forms its Prefill allows (the parallel form; docs/state.md).
+func (s *State) PrefillRagged(idsArray, idsSchema int64, lensJSON, mode string, chunk int, outArray, outSchema int64) (*Job, error) {
+	ids, err := importIDs(cArray{idsArray, idsSchema}, "ids")
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := splitLens(ids, lensJSON)
+	if err != nil {
+		return nil, err
+	}
+	if len(seqs) != s.batch {
+		return nil, fmt.Errorf("%d sequences for a state of %d: want one per sequence: %w", len(seqs), s.batch, api.ErrShape)
+	}
+	return s.prefill(seqs, mode, chunk, cArray{outArray, outSchema})
+}
+
+// prefill starts the job of Prefill and PrefillRagged.
+func (s *State) prefill(seqs [][]int32, mode string, chunk int, out cArray) (*Job, error) {
 	form := api.Form{Chunk: chunk}
+	var err error
 	if form.Mode, err = api.ParseMode(mode); err != nil {
 		return nil, err
 	}
-	out := cArray{outArray, outSchema}
 	if err := out.check("logits"); err != nil {
 		return nil, err
 	}
 	return startJob(func(ctx context.Context, _ func(any)) (any, error) {
 		return nil, s.use(func(am api.Model, st api.State) error {
 			if err := checkIDs(seqs, am.Config().Vocab()); err != nil {
+				return err
+			}
+			if err := checkRagged(am, seqs); err != nil {
 				return err
 			}
 			t, err := am.Prefill(ctx, st, seqs, form)

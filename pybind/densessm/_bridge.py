@@ -112,8 +112,9 @@ def ids_array(ids: Any) -> tuple[pa.Array, tuple[int, ...]]:
     Arrow array (no copy for a C-contiguous int32 array) and their shape."""
     try:
         a = np.asarray(ids)
-    except ValueError as e:  # ragged nested lists
-        raise Error(f"ids: the sequences of a batch must have the same length ({e})") from None
+    except ValueError as e:  # ragged nested lists that ragged() did not take
+        raise Error(f"ids: want a sequence, a batch of sequences of equal length, or a list of sequences of "
+                    f"different lengths ({e})") from None
     if a.dtype.kind not in "iu" and a.size > 0:
         raise Error(f"ids: want integers, got {a.dtype}")
     if a.dtype != np.int32:
@@ -121,6 +122,36 @@ def ids_array(ids: Any) -> tuple[pa.Array, tuple[int, ...]]:
             raise Error("ids: out of the range of token ids")
         a = a.astype(np.int32)
     return pa.array(np.ascontiguousarray(a).reshape(-1), type=pa.int32()), a.shape
+
+
+def ragged(ids: Any) -> list[Any] | None:
+    """The sequences of ids when ids is a list (or tuple) of sequences of
+    different lengths, else None (one sequence, or an equal-length batch,
+    which ids_array takes)."""
+    if isinstance(ids, np.ndarray) or not isinstance(ids, (list, tuple)) or len(ids) < 2:
+        return None
+    lens = set()
+    for seq in ids:
+        try:
+            if isinstance(seq, (str, bytes)) or np.ndim(seq) != 1:
+                return None
+        except ValueError:  # itself ragged: ids_array says what is wrong
+            return None
+        lens.add(len(seq))
+    return list(ids) if len(lens) > 1 else None
+
+
+def ragged_array(seqs: list[Any]) -> tuple[pa.Array, list[int]]:
+    """Sequences of different lengths as one flat int32 Arrow array (laid
+    end to end) and their lengths, which is how they cross into Go."""
+    parts, lens = [], []
+    for i, seq in enumerate(seqs):
+        arr, shape = ids_array(seq)
+        if len(shape) != 1 or shape[0] == 0:
+            raise Error(f"ids: sequence {i} has shape {shape}: want a non-empty sequence of token ids")
+        parts.append(arr.to_numpy(zero_copy_only=True))
+        lens.append(shape[0])
+    return pa.array(np.concatenate(parts), type=pa.int32()), lens
 
 
 def go_ids(ids: Any, fn: Callable[..., Any], *args: Any) -> Any:

@@ -96,7 +96,8 @@ class Model:
     @property
     def info(self) -> dict:
         """arch, vocab_size, parameters, backend, threads, modes, trainable,
-        snapshots (states can be saved, loaded and copied), weights, config..."""
+        snapshots (states can be saved, loaded and copied), packed (logits
+        and prefill take sequences of different lengths), weights, config..."""
         if self._info is None:
             self._info = json.loads(b.call(self._h.Info))
         return self._info
@@ -129,25 +130,29 @@ class Model:
 
     def logits(self, ids: Any, mode: str = "parallel", chunk: int = 0) -> np.ndarray:
         """The float32 logits of token ids: [T, V] for a sequence, [B, T, V]
-        for a batch of B sequences of equal length (a 2-D list or array).
+        for a batch of B sequences (a 2-D list or array).
+
+        The sequences of a batch may have different lengths (a list of
+        lists, or of 1-D arrays) when the model takes them
+        (info["packed"]: the four built-in architectures): the logits are
+        then [B, T, V] with T the longest, each sequence's the logits it
+        has alone and zeros past its end. Other models raise Error for them.
 
         mode: "parallel" (the training form), "chunkwise" (blocks of chunk
         tokens; 0 is the model's default) or "recurrent"; they agree to
         about 1e-5. The array is not a copy: it views memory Go allocated
         outside its heap, freed when the last reference to it goes.
         """
+        seqs = b.ragged(ids)
+        if seqs is not None:
+            arr, lens = b.ragged_array(seqs)
+            flat = _run_ids(arr, self._h.LogitsRagged, json.dumps(lens), mode, int(chunk))
+            return b.float_array(flat, (len(lens), max(lens), self.vocab_size))
         arr, shape = b.ids_array(ids)
         if len(shape) not in (1, 2) or arr.null_count or len(arr) == 0:
             raise Error(f"ids of shape {shape}: want a non-empty sequence or batch of sequences")
         batch = shape[0] if len(shape) == 2 else 1
-        inp, out = b.CArray.of(arr), b.CArray()
-        try:
-            job = b.call(self._h.Logits, *inp.addrs, batch, mode, int(chunk), *out.addrs)
-            b.drive(job)
-            flat = out.take()
-        finally:
-            inp.release()
-            out.release()
+        flat = _run_ids(arr, self._h.Logits, batch, mode, int(chunk))
         return b.float_array(flat, (*shape, self.vocab_size))
 
     def new_state(self, batch: int = 1) -> "State":
@@ -286,6 +291,19 @@ class Model:
         self.close()
 
 
+def _run_ids(arr: Any, fn: Any, *args: Any) -> Any:
+    """Runs the job fn(idsArray, idsSchema, *args, outArray, outSchema) with
+    arr exported for Go and returns the Arrow array it exports."""
+    inp, out = b.CArray.of(arr), b.CArray()
+    try:
+        job = b.call(fn, *inp.addrs, *args, *out.addrs)
+        b.drive(job)
+        return out.take()
+    finally:
+        inp.release()
+        out.release()
+
+
 def _prompts(prompt: str | Sequence[str]) -> tuple[list[str], bool]:
     if isinstance(prompt, str):
         return [prompt], True
@@ -298,7 +316,8 @@ def _prompts(prompt: str | Sequence[str]) -> tuple[list[str], bool]:
 class State:
     """A recurrent state: what a model has seen of batch sequences, in
     memory that does not grow with them. Feed tokens with step (one per
-    sequence) or prefill (many); len(state) is the number of tokens seen.
+    sequence) or prefill (many); len(state) is the number of tokens seen
+    (lens: per sequence).
     save writes it to a file (Model.load_state reads it back), copy
     branches it, snapshot returns its tensors."""
 
@@ -306,8 +325,16 @@ class State:
         self._h, self._model, self.batch = handle, model, batch
 
     def __len__(self) -> int:
-        """The number of tokens seen (per sequence)."""
+        """The number of tokens seen per sequence: the most any sequence
+        has seen, when they differ (see lens)."""
         return b.call(self._h.Len)
+
+    @property
+    def lens(self) -> list[int]:
+        """The number of tokens each sequence has seen: all len(state),
+        unless a prefill of sequences of different lengths (or the state
+        file it was loaded from) left them at different positions."""
+        return json.loads(b.call(self._h.Lens))
 
     def step(self, ids: int | Sequence[int]) -> np.ndarray:
         """Feeds one token per sequence and returns the next-token logits:
@@ -325,18 +352,23 @@ class State:
     def prefill(self, ids: Any, mode: str = "parallel", chunk: int = 0) -> np.ndarray:
         """Feeds a run of tokens (a sequence, or [B, T] for B sequences) and
         returns their logits ([T, V] or [B, T, V]), as Model.logits does,
-        continuing from and updating the state."""
+        continuing from and updating the state.
+
+        For a model that takes them (info["packed"]), in the parallel form,
+        the B sequences may have different lengths (a list of lists or of
+        1-D arrays): each continues its own sequence from where it stands
+        and leaves it at its own end (lens), never fed padding; the logits
+        are [B, T, V], T the longest, zero past each sequence's end.
+        """
+        seqs = b.ragged(ids)
+        if seqs is not None:
+            arr, lens = b.ragged_array(seqs)
+            flat = _run_ids(arr, self._h.PrefillRagged, json.dumps(lens), mode, int(chunk))
+            return b.float_array(flat, (len(lens), max(lens), self._model.vocab_size))
         arr, shape = b.ids_array(ids)
         if len(shape) not in (1, 2) or len(arr) == 0:
             raise Error(f"ids of shape {shape}: want a non-empty sequence or batch of sequences")
-        inp, out = b.CArray.of(arr), b.CArray()
-        try:
-            job = b.call(self._h.Prefill, *inp.addrs, mode, int(chunk), *out.addrs)
-            b.drive(job)
-            flat = out.take()
-        finally:
-            inp.release()
-            out.release()
+        flat = _run_ids(arr, self._h.Prefill, mode, int(chunk))
         return b.float_array(flat, (*shape, self._model.vocab_size))
 
     def save(self, path: str | os.PathLike) -> None:

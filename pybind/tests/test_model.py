@@ -171,8 +171,8 @@ def test_errors_carry_messages(tiny_dirs, tmp_path):
         m.logits([1, 512])
     with pytest.raises(densessm.Error, match="mode"):
         m.logits([1], mode="sideways")
-    with pytest.raises(densessm.Error, match="same length"):
-        m.logits([[1, 2], [3]])
+    with pytest.raises(densessm.Error, match="equal length"):
+        m.logits([[[1, 2], [3]], [[4]]])  # ragged below the batch (a ragged batch is test_ragged.py's)
     with pytest.raises(densessm.Error, match="integers"):
         m.logits([0.5, 1.5])
     with pytest.raises(densessm.Error, match="tokenizer"):

@@ -26,6 +26,11 @@ import json, densessm, numpy as np
 out = {"archs": densessm.architectures(), "backends": densessm.backends()}
 m = densessm.init("hgrn", seed=1)
 l = m.logits([1, 2, 3, 4])
+try:  # the example plugin's model does not take sequences of different lengths
+    m.logits([[1, 2, 3], [4]])
+    out["ragged"] = [m.info["packed"], "no error"]
+except densessm.Error as e:
+    out["ragged"] = [m.info["packed"], str(e)]
 s = m.new_state()
 steps = np.stack([s.step(i) for i in [1, 2, 3, 4]])
 out["hgrn"] = [m.info["plugin"], list(l.shape), float(np.abs(l - steps).max())]
@@ -49,3 +54,5 @@ print(json.dumps(out))
     assert plugin and shape[0] == 4 and diff < 1e-4
     assert out["cpu-plugin"] == ["cpu-plugin", True]
     assert out["state"] is True
+    packed, msg = out["ragged"]
+    assert packed is False and "different lengths [3 1]" in msg and 'info["packed"] is false' in msg
