@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/densessm/densessm/api"
 )
@@ -44,13 +45,14 @@ type Perplexity struct {
 	vocab   int
 	threads int // goroutines of the log-softmax
 
-	state   api.State // recurrent: the state after the tokens run so far
-	buf     []int32   // tokens from stream position start on, not yet done with
-	start   int64     // stream position of buf[0]
-	fed     int64     // tokens fed so far
-	done    int64     // recurrent: tokens run through the state; parallel: end of the last window
-	next    int64     // parallel: start of the next window
-	last    []float32 // recurrent: the logits that predict the token at done
+	state   api.State         // recurrent: the state after the tokens run so far
+	initial api.StateSnapshot // recurrent: Options.Initial's contents (Batch 0 without one)
+	buf     []int32           // tokens from stream position start on, not yet done with
+	start   int64             // stream position of buf[0]
+	fed     int64             // tokens fed so far
+	done    int64             // recurrent: tokens run through the state; parallel: end of the last window
+	next    int64             // parallel: start of the next window
+	last    []float32         // recurrent: the logits that predict the token at done
 	hasLast bool
 
 	nll      sum
@@ -81,6 +83,21 @@ func NewPerplexity(m api.Model, o PerplexityOptions) (*Perplexity, error) {
 			return nil, fmt.Errorf("perplexity: %w", err)
 		}
 		p.state = s
+		if o.Initial != nil {
+			sv, ok := m.(api.StateSaver)
+			if !ok || !m.Info().Snapshots {
+				return nil, fmt.Errorf("perplexity: a starting state for %s models, which do not save their states: %w", m.Info().Arch, api.ErrUnsupported)
+			}
+			if p.initial, err = sv.SaveState(context.Background(), o.Initial); err != nil {
+				return nil, fmt.Errorf("perplexity: starting state: %w", err)
+			}
+			if p.initial.Batch != 1 {
+				return nil, fmt.Errorf("perplexity: a starting state of %d sequences, want 1: %w", p.initial.Batch, api.ErrShape)
+			}
+			if err := p.restart(context.Background()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return p, nil
 }
@@ -266,8 +283,49 @@ func (p *Perplexity) window(ctx context.Context, begin, end int64) error {
 // chunk prefills the next n tokens held into the recurrent state and
 // scores the tokens they predict that are held, and the first of them
 // with the logits kept from the chunk before. The logits of the chunk's
-// last token are kept when the token they predict is not held yet.
+// last token are kept when the token they predict is not held yet. With
+// DocResets the chunk is cut after each separator, and the state emptied
+// there.
 func (p *Perplexity) chunk(ctx context.Context, n int) error {
+	for {
+		k, reset := n, false
+		if p.o.DocResets {
+			at := int(p.done - p.start)
+			if i := slices.Index(p.buf[at:at+n], p.o.Separator); i >= 0 {
+				k, reset = i+1, true
+			}
+		}
+		if err := p.segment(ctx, k); err != nil {
+			return err
+		}
+		if reset {
+			if err := p.restart(ctx); err != nil {
+				return err
+			}
+		}
+		if n -= k; n == 0 {
+			return nil
+		}
+	}
+}
+
+// restart sets the state to the starting state: Options.Initial's, or an
+// empty one.
+func (p *Perplexity) restart(ctx context.Context) error {
+	var err error
+	if p.initial.Batch == 0 {
+		err = p.state.Reset()
+	} else {
+		err = p.m.(api.StateSaver).LoadState(ctx, p.state, p.initial)
+	}
+	if err != nil {
+		return fmt.Errorf("perplexity: %w", err)
+	}
+	return nil
+}
+
+// segment is chunk of n tokens without a separator before the last.
+func (p *Perplexity) segment(ctx context.Context, n int) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("perplexity: %w", err)
 	}

@@ -44,6 +44,18 @@ type PerplexityOptions struct {
 	// computed: each token is predicted from its whole history whatever
 	// the chunk (the float rounding may differ in the last bits).
 	Chunk int
+	// DocResets empties the recurrent state after each Separator token, so
+	// that every document is scored from an empty state, as a model
+	// trained with document resets saw it (the token after a separator is
+	// still predicted, from the logits of the separator). The recurrent
+	// mode only.
+	DocResets bool
+	Separator int32
+	// Initial, when not nil, is a one-sequence state of the model that the
+	// recurrent mode starts from (a tuned state, or a prompt's), and
+	// returns to after each separator with DocResets; the model must save
+	// its states (api.StateSaver). The state itself is not changed.
+	Initial api.State
 	// Progress, when not nil, is called after each window with the number
 	// of stream tokens the scorer is done with so far; it reaches the
 	// length of the stream when Finish returns. It runs on the caller's
@@ -62,6 +74,12 @@ func (o PerplexityOptions) Validate() error {
 			return fmt.Errorf("--chunk %d: want 1 to %d tokens (0: %d): %w", o.Chunk, MaxWindow, DefaultChunk, api.ErrConfig)
 		}
 	case ModeParallel:
+		if o.Initial != nil {
+			return fmt.Errorf("--state with --mode parallel: a starting state applies to the recurrent mode only: %w", api.ErrConfig)
+		}
+		if o.DocResets {
+			return fmt.Errorf("--doc-resets with --mode parallel: document resets apply to the recurrent mode only: %w", api.ErrConfig)
+		}
 		if o.Context != 0 && (o.Context < 2 || o.Context > MaxWindow) {
 			return fmt.Errorf("--context %d: want 2 to %d tokens (0: %d): %w", o.Context, MaxWindow, DefaultContext, api.ErrConfig)
 		}

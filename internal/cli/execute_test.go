@@ -125,6 +125,9 @@ func TestExecuteTrainEvents(t *testing.T) {
 	for _, e := range log.of(EventProgress) {
 		if e.Progress.Final {
 			finals[e.Progress.Desc] = true
+			if e.Progress.Desc == "training" && e.Progress.Done != 12 {
+				t.Errorf("final training progress at %d of %d steps, want 12", e.Progress.Done, e.Progress.Total)
+			}
 		}
 	}
 	for _, desc := range []string{"reading corpus", "tokenizer merges", "tokenizing", "training"} {

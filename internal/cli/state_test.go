@@ -152,6 +152,17 @@ func TestTuneState(t *testing.T) {
 	if _, errOut, st := runCLI(t, "generate", "--state", state, "--max-tokens", "4", "--temperature", "0", "--threads", "1", "func"); st != 0 {
 		t.Fatalf("generate from the tuned state: status %d: %s", st, errOut)
 	}
+	ppl := func(args ...string) string {
+		t.Helper()
+		out, errOut, st := runCLI(t, append([]string{"eval", "ppl", "--data", filepath.Join(dir, "pkg"), "--threads", "1", "--json"}, args...)...)
+		if st != 0 {
+			t.Fatalf("eval ppl %v: status %d: %s", args, st, errOut)
+		}
+		return out
+	}
+	if plain, tuned := ppl("--doc-resets"), ppl("--doc-resets", "--state", state); plain == tuned {
+		t.Fatalf("eval ppl from the tuned state is that from an empty one: %s", plain)
+	}
 
 	// Stopped after its second step, it saves the state of that step.
 	stopped := filepath.Join(dir, "stopped.safetensors")
@@ -177,8 +188,14 @@ func TestTuneState(t *testing.T) {
 		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--prefix", "-1"}, "--prefix -1"},
 		{[]string{"--data", filepath.Join(dir, "missing"), "--out", state + "2"}, "--data"},
 		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--weights", "q8"}, "F32"},
+		{[]string{"eval", "ppl", "--data", filepath.Join(dir, "pkg"), "--mode", "parallel", "--state", state}, "--state"},
+		{[]string{"eval", "ppl", "--data", filepath.Join(dir, "pkg"), "--mode", "parallel", "--doc-resets"}, "--doc-resets"},
 	} {
-		_, errOut, st := runCLI(t, append([]string{"tune-state", "--threads", "1", "--steps", "1"}, c.args...)...)
+		args := c.args
+		if args[0] != "eval" {
+			args = append([]string{"tune-state", "--steps", "1"}, args...)
+		}
+		_, errOut, st := runCLI(t, append(args, "--threads", "1")...)
 		if st == 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: status %d, stderr %q; want an error saying %q", c.args, st, errOut, c.want)
 		}

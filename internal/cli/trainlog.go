@@ -84,13 +84,13 @@ func newTrainReporter(cmd *cobra.Command, steps, from, every int) *trainReporter
 }
 
 func (r *trainReporter) step(s train.StepMetrics) {
+	r.bar.set(int64(s.Step)) // also the progress events under Execute
 	if r.bar.drawn() {
 		desc := fmt.Sprintf("loss %.4f", s.Loss)
 		if r.haveVal {
 			desc += fmt.Sprintf(" val %.4f", r.lastVal)
 		}
 		r.bar.describe(fmt.Sprintf("%s · %.0f tok/s", desc, s.TokensPerSec))
-		r.bar.set(int64(s.Step))
 		return
 	}
 	if s.Step%r.every == 0 || s.Step == r.steps {
