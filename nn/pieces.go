@@ -24,7 +24,6 @@ func (t *Tape) MapPieces(pieces []api.Piece, xs []*Var, f func(p api.Piece, xs [
 	var groups [][]*Var // per output, the joined rows of each row group
 	var cur [][]*Var    // per output, the current row group's pieces
 	rows := make([]*Var, len(xs))
-	cut := make([]*Var, len(xs))
 	flush := func() {
 		for o, parts := range cur {
 			var joined *Var
@@ -50,6 +49,7 @@ func (t *Tape) MapPieces(pieces []api.Piece, xs []*Var, f func(p api.Piece, xs [
 				}
 			}
 		}
+		cut := make([]*Var, len(xs))
 		for j, x := range rows {
 			cut[j] = x
 			if x != nil && p.Len != T {
