@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/densessm/densessm/checkpoint"
+	"github.com/densessm/densessm/defaultmodel"
 )
 
 // TestGenerateStates checks --save-state and --state on the built-in
@@ -181,6 +182,18 @@ func TestTuneState(t *testing.T) {
 		t.Fatalf("the state of a stopped tune-state: %v", err)
 	}
 
+	// A small RetNet with the built-in tokenizer: its state must stand past
+	// position 0.
+	retnetDir := filepath.Join(dir, "retnet")
+	cfg := writeFile(t, dir, "retnet.json", `{"model_type": "retnet", "vocab_size": 4096, "hidden_size": 16, "query_key_dim": 16, "value_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "ffn_dim": 32}`)
+	if _, errOut, st := runCLI(t, "init", "--arch", "retnet", "--config", cfg, "--out", retnetDir); st != 0 {
+		t.Fatalf("init: %s", errOut)
+	}
+	tok, err := defaultmodel.TokenizerJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, retnetDir, "tokenizer.json", string(tok))
 	for _, c := range []struct {
 		args []string
 		want string
@@ -188,6 +201,7 @@ func TestTuneState(t *testing.T) {
 		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--prefix", "-1"}, "--prefix -1"},
 		{[]string{"--data", filepath.Join(dir, "missing"), "--out", state + "2"}, "--data"},
 		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--weights", "q8"}, "F32"},
+		{[]string{"--data", filepath.Join(dir, "pkg"), "--out", state + "2", "--model", retnetDir, "--prefix", "0"}, "--prefix 0"},
 		{[]string{"eval", "ppl", "--data", filepath.Join(dir, "pkg"), "--mode", "parallel", "--state", state}, "--state"},
 		{[]string{"eval", "ppl", "--data", filepath.Join(dir, "pkg"), "--mode", "parallel", "--doc-resets"}, "--doc-resets"},
 	} {

@@ -161,6 +161,9 @@ func runTuneState(cmd *cobra.Command, o *tuneStateFlags) error {
 		return fmt.Errorf("validation: %w", err)
 	}
 	start, _, err := train.StateMeanLoss(ctx, tuner, init, resets(eval()), cfg.EvalBatches)
+	if err != nil && errors.Is(err, api.ErrConfig) {
+		return fmt.Errorf("the starting state (--prefix %d, --state %q): %w", o.prefix, o.from, err)
+	}
 	if err != nil {
 		return fmt.Errorf("validation: %w", err)
 	}
