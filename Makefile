@@ -33,11 +33,12 @@ PYVENV ?= $(HOME)/.cache/densessm/pyvenv
 PYVENV_BASE ?= python3
 PYVENV_STAMP = $(PYVENV)/.densessm-requirements.txt
 
-.PHONY: test fmt-check vet unit race purego python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego mpi-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
-## that run goroutines, the CPU backend without assembly, and the Python package's tests)
-test: fmt-check vet unit race purego python-test
+## that run goroutines, the CPU backend without assembly, data-parallel training over MPI, and the
+## Python package's tests)
+test: fmt-check vet unit race purego mpi-test python-test
 
 fmt-check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -55,7 +56,7 @@ unit:
 ## race: the packages with goroutines (worker pool, tokenizer and data pipelines, parallel
 ## log-softmax, the trainer's checkpoints) under the race detector, their short tests
 race:
-	$(GO) test -race -short ./backends/cpu ./tokenizer ./data ./eval ./generate ./train ./internal/atomicfile
+	$(GO) test -race -short ./backends/cpu ./tokenizer ./data ./eval ./generate ./train ./internal/atomicfile ./distributed
 	$(GO) test -race ./plugins/host ./plugins/sdk ./pybind
 
 ## proto: regenerate the plugin protocol's Go code (needs protoc: apt-get install protobuf-compiler;
@@ -67,6 +68,28 @@ proto:
 
 purego:
 	$(GO) test -tags purego ./backends/cpu
+
+## mpi-test: the MPI binding and densessm-mpi under mpirun on this machine (1, 2 and 3 ranks, a rank
+## killed, a resume on another number of ranks; about 15 s). It needs an MPI library with its
+## pkg-config file and mpirun (Debian: apt-get install libopenmpi-dev openmpi-bin); where they are
+## missing it says so and passes, unless REQUIRE_MPI=1 (CI's .ci/run sets it and installs them).
+mpi-test:
+	@if ! pkg-config --exists ompi 2>/dev/null || ! command -v mpirun >/dev/null; then \
+		if [ "$(REQUIRE_MPI)" = 1 ]; then echo "mpi-test: no MPI here: apt-get install libopenmpi-dev openmpi-bin pkg-config" >&2; exit 1; fi; \
+		echo "mpi-test: SKIPPED: no MPI here (apt-get install libopenmpi-dev openmpi-bin pkg-config)"; exit 0; \
+	fi; \
+	set -ex; \
+	$(GO) vet -tags mpi ./distributed/... ./cmd/densessm-mpi; \
+	$(GO) test -tags mpi -count=1 ./distributed/... ./cmd/densessm-mpi
+
+## mpi: build bin/densessm-mpi, densessm train data parallel over MPI (docs/distributed.md)
+mpi:
+	$(GO) build -tags mpi -o bin/densessm-mpi ./cmd/densessm-mpi
+
+## bench-mpi: training tokens/s on 1 process and on 2 MPI ranks, and the all-reduce's share of the
+## step time (bench/mpi_scaling.sh; about 2 minutes on 2 cores)
+bench-mpi:
+	bash bench/mpi_scaling.sh
 
 ## python-test: install the Python package from pybind/ into PYVENV with pip (building the
 ## extension with gopy and the Go toolchain) and run its pytest suite (pybind/tests)

@@ -28,6 +28,10 @@ func Stepper(m api.Model) (api.TrainStepper, error) {
 type LocalStepper struct {
 	m   api.Trainable
 	opt *Optimizer
+	// reduce, when set (Trainer.SetReducer), combines the step's summed
+	// loss and gradients with those of the other processes of a
+	// data-parallel run before anything reads them.
+	reduce func(ctx context.Context, loss float64, grads []api.Parameter) (float64, error)
 }
 
 // NewLocalStepper returns a stepper of m with no optimizer yet: the first
@@ -60,6 +64,11 @@ func (s *LocalStepper) TrainStep(ctx context.Context, req api.TrainStepRequest) 
 	}
 	if err := ctx.Err(); err != nil {
 		return api.TrainStepResult{}, err
+	}
+	if s.reduce != nil {
+		if loss, err = s.reduce(ctx, loss, grads); err != nil {
+			return api.TrainStepResult{}, err
+		}
 	}
 	b := s.m.Backend()
 	if n := len(req.Batches); n > 1 {

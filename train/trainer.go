@@ -144,6 +144,11 @@ type Trainer struct {
 	tokens  int64   // target tokens trained on
 	elapsed float64 // seconds of training before this process
 	saved   int     // step of the last checkpoint written or loaded
+
+	// reduced is the step's target count, this process's before the
+	// Reducer runs and the whole run's after (see SetReducer).
+	reducer Reducer
+	reduced int64
 }
 
 // New returns a trainer of m on src under cfg, at step 0. m trains in its
@@ -252,9 +257,13 @@ func (t *Trainer) update(ctx context.Context) (StepMetrics, error) {
 		req.Batches = append(req.Batches, t.resets().batch(b))
 		tokens += countTargets(b)
 	}
+	t.reduced = tokens
 	res, err := t.stepper.TrainStep(ctx, req)
 	if err != nil {
 		return StepMetrics{}, fmt.Errorf("step %d: %w", step, err)
+	}
+	if t.reducer != nil {
+		tokens = t.reduced
 	}
 	loss, norm, lr := res.Loss, res.GradNorm, req.LR
 	t.step = step

@@ -63,10 +63,16 @@ const interruptGrace = 500 * time.Millisecond
 // every plugin process. To run a command in a process that does other
 // things, use Execute.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return mainContext(context.Background(), args, stdin, stdout, stderr)
+}
+
+// mainContext is Main with the command's context made from parent
+// (MainDataParallel's carries the process group).
+func mainContext(parent context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(signals)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	c := &call{}
 	ctx = withCall(ctx, c)

@@ -132,7 +132,11 @@ line wins), and the model's config.json fields under the key "model".`,
 	return cmd
 }
 
-func runTrain(cmd *cobra.Command, o *trainFlags) error {
+func runTrain(cmd *cobra.Command, o *trainFlags) (err error) {
+	// dp is nil but in densessm-mpi, where this process is one rank of a
+	// data-parallel run (dataparallel.go).
+	dp := dataParallelOf(cmd.Context())
+	defer dp.begin(cmd, &err)()
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
 	var modelObject []byte
 	if o.configFile != "" {
@@ -153,7 +157,7 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	if o.threads < 0 || o.logEvery < 1 || !(o.valFraction >= 0 && o.valFraction < 1) {
 		return fmt.Errorf("--threads %d, --log-every %d, --val-fraction %g: want threads >= 0, log-every >= 1, 0 <= val-fraction < 1: %w", o.threads, o.logEvery, o.valFraction, api.ErrConfig)
 	}
-	run, tok, tokRaw, err := prepareRun(cmd, o, modelObject)
+	run, tok, tokRaw, err := dp.prepareRun(cmd, o, modelObject)
 	if err != nil {
 		return err
 	}
@@ -168,13 +172,13 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	if err := checkTrainMemory(cmd, modelCfg, run.Trainer); err != nil {
 		return err
 	}
-	if !o.resume {
+	if !o.resume && !dp.follows() {
 		if err := saveRun(o.out, run, tokRaw); err != nil {
 			return err
 		}
 	}
 
-	trainTokens, valTokens, err := tokenizedCorpus(cmd, o.out, run, tok, tokRaw)
+	trainTokens, valTokens, err := dp.tokenizedCorpus(cmd, o.out, run, tok, tokRaw)
 	if err != nil {
 		return err
 	}
@@ -185,13 +189,17 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	if err != nil {
 		return fmt.Errorf("training data: %w", err)
 	}
+	src, err := dp.source(loader, cfg)
+	if err != nil {
+		return err
+	}
 
 	m, resumeFrom, err := trainModel(cmd, o, run, a, modelCfg)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	tr, err := train.New(m, cfg, loader)
+	tr, err := train.New(m, cfg, src)
 	if err != nil {
 		return err
 	}
@@ -210,6 +218,9 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 			return fmt.Errorf("--resume: %w", err)
 		}
 	}
+	if done, err := dp.join(ctx, tr, m, stderr); done || err != nil {
+		return err
+	}
 	metrics, err := openMetrics(o.out, tr.Step())
 	if err != nil {
 		return err
@@ -226,6 +237,7 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 	tr.OnStep = func(s train.StepMetrics) {
 		metrics.write(s)
 		rep.step(s)
+		dp.step(s)
 		emitEvent(ctx, Event{Kind: EventStep, Step: &s})
 	}
 	tr.OnEval = func(e train.EvalMetrics) {
@@ -256,7 +268,7 @@ func runTrain(cmd *cobra.Command, o *trainFlags) error {
 		return err
 	}
 	fmt.Fprintf(stderr, "done: %d steps; model in %s\n", tr.Step(), o.out)
-	return nil
+	return dp.finish(ctx, tr, stderr)
 }
 
 // tokenizedCorpus returns the run's training and validation token files,
