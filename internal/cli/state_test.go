@@ -84,7 +84,7 @@ func TestVerifyCommand(t *testing.T) {
 			Pass bool
 		}
 	}
-	if err := json.Unmarshal([]byte(out), &r); st != 0 || err != nil || len(r.Checks) != 5 {
+	if err := json.Unmarshal([]byte(out), &r); st != 0 || err != nil || len(r.Checks) != 8 {
 		t.Fatalf("--json: status %d, %v: %s %s", st, err, out, errOut)
 	}
 	out, errOut, st = runCLI(t, "verify", "--threads", "1", "--tokens", "16", "--drift", "32")

@@ -124,7 +124,7 @@ line wins), and the model's config.json fields under the key "model".`,
 	f.IntVar(&o.cfg.EvalEvery, "eval-every", o.cfg.EvalEvery, "measure the validation loss every N steps (0: only at the end)")
 	f.IntVar(&o.cfg.EvalBatches, "eval-batches", o.cfg.EvalBatches, "validation batches per measurement (0: all)")
 	f.IntVar(&o.cfg.Keep, "keep", o.cfg.Keep, "checkpoints to keep on disk")
-	f.BoolVar(&o.cfg.DocResets, "doc-resets", o.cfg.DocResets, "start each document in a block from an empty state (needs a model that takes packed batches)")
+	f.BoolVar(&o.cfg.DocResets, "doc-resets", o.cfg.DocResets, "start each document in a block from an empty state (by default where the model takes packed batches; given, required)")
 	f.IntVar(&o.threads, "threads", 0, "backend threads (0: every core)")
 	backendFlag(f)
 	f.IntVar(&o.logEvery, "log-every", 10, "when stderr is not a terminal, print a progress line every N steps")
@@ -199,6 +199,11 @@ func runTrain(cmd *cobra.Command, o *trainFlags) (err error) {
 		return err
 	}
 	defer m.Close()
+	if cfg.DocResets && !m.Info().Packed && !cmd.Flags().Changed("doc-resets") {
+		// The default, for a model that cannot reset at documents.
+		cfg.DocResets = false
+		fmt.Fprintf(stderr, "note: %s models do not take packed batches: training across documents (--doc-resets=false)\n", run.Arch)
+	}
 	tr, err := train.New(m, cfg, src)
 	if err != nil {
 		return err
