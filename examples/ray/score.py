@@ -55,7 +55,8 @@ import densessm.ray as dray
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PACKAGES = ["strings", "bytes", "sort", "strconv", "unicode/utf8", "path", "bufio", "errors"]
+PACKAGES = ["strings", "bytes", "sort", "strconv", "unicode/utf8", "path", "bufio", "errors", "fmt", "io",
+            "encoding/json", "text/template"]
 
 
 def go_sources() -> list[pathlib.Path]:
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "+ 1, one for the read and write tasks beside the actors)")
     p.add_argument("--address", help="a Ray cluster to connect to instead of starting one")
     args = p.parse_args(argv)
+    if args.model:
+        args.model = os.path.abspath(args.model)  # the actors' working directory may be another
     if args.blocks is None:
         args.blocks = 2 * args.actors
 

@@ -61,9 +61,10 @@ def sequence_nll(model: Model, ids: Sequence[int] | np.ndarray, window: int = 51
     document: a state of one sequence, prefilled window tokens at a time in
     the given mode ("chunkwise" as the command, "parallel" or "recurrent"),
     the last token not run; each term is -log softmax in float64 and the
-    terms are summed exactly (math.fsum). It agrees with the command to
-    about 1e-13 relative (the command sums in another order, with its own
-    exp): see docs/python.md.
+    terms are summed exactly (math.fsum). It agrees with the command on a
+    file of that one document to 1e-12 relative or better (the same logits
+    at the same thread count; the command sums the terms in another order,
+    with its own exp): see docs/distributed.md.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise Error(f"window={window!r}: want a number of tokens >= 1")
