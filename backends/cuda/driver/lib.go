@@ -1,0 +1,187 @@
+package driver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/densessm/densessm/api"
+)
+
+// LoadError is the error of a library that could not be loaded: none of
+// the candidates opened (Tried says which, and why each failed), or the
+// one that opened lacks symbols this package needs (Missing). It wraps
+// api.ErrUnsupported: a machine without CUDA is an unsupported
+// configuration, not a bug.
+type LoadError struct {
+	What    string    // "CUDA driver", "NVRTC", "cuBLAS", ...
+	Tried   []Attempt // every candidate, in the order tried
+	Path    string    // with Missing: the library that opened
+	Missing []string  // symbols the library at Path lacks
+}
+
+// Attempt is one candidate a search tried and why it failed.
+type Attempt struct {
+	Path string // a file name for the dynamic loader's own search, or a path
+	Err  string // the loader's message, without the path it repeats
+}
+
+func (e *LoadError) Error() string {
+	if len(e.Missing) > 0 {
+		return fmt.Sprintf("the %s at %s lacks %s (not that library, or an older version than this build needs)", e.What, e.Path, strings.Join(e.Missing, ", "))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "no %s found (looked for ", e.What)
+	for i, a := range e.Tried {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.Path)
+		if a.Err != "" && a.Err != errNoFile {
+			fmt.Fprintf(&b, " [%s]", a.Err)
+		}
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, api.ErrUnsupported) true.
+func (e *LoadError) Unwrap() error { return api.ErrUnsupported }
+
+// errNoFile is the Attempt.Err of a path that does not exist; the message
+// lists such paths bare.
+const errNoFile = "no such file"
+
+// library is one opened shared object.
+type library struct {
+	what   string
+	path   string // the candidate that opened
+	handle uintptr
+}
+
+// openFirst opens the first candidate that loads. A candidate without a
+// slash is a file name for the dynamic loader's own search (LD_LIBRARY_PATH,
+// the ld.so cache, the default directories); one with a slash is a path,
+// not handed to the loader when no such file exists but still listed, so
+// that the error names every place that was looked at.
+func openFirst(what string, candidates []string) (*library, error) {
+	le := &LoadError{What: what}
+	seen := map[string]bool{}
+	for _, c := range candidates {
+		if c == "" || seen[c] {
+			continue
+		}
+		seen[c] = true
+		if strings.ContainsRune(c, '/') {
+			if _, err := os.Stat(c); err != nil {
+				le.Tried = append(le.Tried, Attempt{Path: c, Err: errNoFile})
+				continue
+			}
+		}
+		h, err := sysOpen(c)
+		if err == nil {
+			return &library{what: what, path: c, handle: h}, nil
+		}
+		msg := err.Error()
+		msg = strings.TrimPrefix(msg, c+": ")
+		le.Tried = append(le.Tried, Attempt{Path: c, Err: msg})
+	}
+	return nil, le
+}
+
+// binding names a C function and the Go function variable it fills.
+type binding struct {
+	name     string
+	fptr     any  // pointer to a func variable
+	optional bool // absent in older libraries: left nil
+}
+
+// bind resolves every binding once; the required ones that are missing
+// make a LoadError that lists them all.
+func (l *library) bind(bs []binding) error {
+	var missing []string
+	for _, b := range bs {
+		addr, err := sysSym(l.handle, b.name)
+		if err != nil || addr == 0 {
+			if !b.optional {
+				missing = append(missing, b.name)
+			}
+			continue
+		}
+		sysBind(b.fptr, addr)
+	}
+	if len(missing) > 0 {
+		return &LoadError{What: l.what, Path: l.path, Missing: missing}
+	}
+	return nil
+}
+
+// envCandidates expands an environment variable naming a library file or
+// a directory: a directory contributes the files below it whose names
+// match one of names (directly, or in the subdirectories that pip wheels
+// and toolkits use).
+func envCandidates(env string, names []string, subdirs []string) []string {
+	v := os.Getenv(env)
+	if v == "" {
+		return nil
+	}
+	fi, err := os.Stat(v)
+	if err != nil || !fi.IsDir() {
+		return []string{v} // a file, or a path that fails with its own message
+	}
+	return inDirs([]string{v}, append([]string{""}, subdirs...), names)
+}
+
+// inDirs lists dir/sub/name for every combination, directories first.
+func inDirs(dirs, subdirs, names []string) []string {
+	var out []string
+	for _, d := range dirs {
+		for _, s := range subdirs {
+			for _, n := range names {
+				out = append(out, filepath.Join(d, s, n))
+			}
+		}
+	}
+	return out
+}
+
+// sitePackages lists the Python package directories where pip puts the
+// NVIDIA wheels (nvidia-cuda-nvrtc, nvidia-cublas): the active virtual
+// environment, the user's and the system's, newest Python first.
+func sitePackages() []string {
+	var pats []string
+	if v := os.Getenv("VIRTUAL_ENV"); v != "" {
+		pats = append(pats, filepath.Join(v, "lib", "python3*", "site-packages"))
+	}
+	if v := os.Getenv("CONDA_PREFIX"); v != "" {
+		pats = append(pats, filepath.Join(v, "lib", "python3*", "site-packages"))
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		pats = append(pats, filepath.Join(h, ".local", "lib", "python3*", "site-packages"))
+	}
+	pats = append(pats,
+		"/usr/local/lib/python3*/site-packages", "/usr/local/lib/python3*/dist-packages",
+		"/usr/lib/python3*/site-packages", "/usr/lib/python3/dist-packages", "/usr/lib/python3*/dist-packages")
+	var out []string
+	for _, p := range pats {
+		m, _ := filepath.Glob(p)
+		sort.Sort(sort.Reverse(sort.StringSlice(m)))
+		out = append(out, m...)
+	}
+	return out
+}
+
+// cString reads the NUL-terminated C string at p (nil gives "").
+func cString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	n := 0
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}
