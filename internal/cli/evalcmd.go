@@ -46,10 +46,12 @@ model's tokenizer.
 --mode recurrent (the default) carries the recurrent state through the whole
 stream, so every token is predicted from everything before it, prefilling
 --chunk tokens at a time; with --doc-resets the state is emptied after each
-end-of-text token, so each document is scored from an empty state, as
-densessm train --doc-resets trains. --state FILE starts from a saved
-one-sequence state instead (a state learnt by densessm tune-state, or a
-prompt's), and with --doc-resets returns to it at every document. --mode parallel is Hugging Face's sliding window:
+end-of-text token, so each document runs from an empty state, as densessm
+train --doc-resets trains (a document's first token is still predicted, as
+in training, from the logits of the end-of-text token before it). --state
+FILE starts from a saved one-sequence state instead (a state learnt by
+densessm tune-state, or a prompt's), and with --doc-resets returns to it at
+every document. --mode parallel is Hugging Face's sliding window:
 windows of --context tokens moving by --stride, each from an empty state,
 each token scored once. It prints the perplexity, the mean negative
 log-likelihood in nats per token and the bits per byte of text; --json
@@ -168,7 +170,7 @@ prints them as JSON.`,
 	f.IntVar(&o.Context, "context", eval.DefaultContext, "parallel: tokens per window")
 	f.IntVar(&o.Stride, "stride", 0, "parallel: tokens the window moves by (default: --context/2)")
 	f.IntVar(&o.Chunk, "chunk", eval.DefaultChunk, "recurrent: tokens prefilled at a time")
-	f.BoolVar(&o.DocResets, "doc-resets", false, "recurrent: score each document from an empty state (as train --doc-resets trains), or from --state")
+	f.BoolVar(&o.DocResets, "doc-resets", false, "recurrent: run each document from an empty state (as train --doc-resets trains), or from --state")
 	f.StringVar(&stateFile, "state", "", "recurrent: start from the one-sequence state in this state file (densessm tune-state, generate --save-state)")
 	f.Int64Var(&maxTokens, "max-tokens", 0, "score only the first N tokens of the stream (0: all)")
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
