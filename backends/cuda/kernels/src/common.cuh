@@ -1,0 +1,59 @@
+// common.cuh: helpers shared by the kernels of backends/cuda (NVRTC compiles
+// each .cu file with this header; no CUDA toolkit headers are used, so the
+// sources compile with libnvrtc alone).
+//
+// Block reductions assume blockDim.x * blockDim.y is a multiple of 32 and at
+// most 1024: every lane of every warp takes part in the shuffles.
+#pragma once
+
+#define DS_FULL_MASK 0xffffffffu
+#define DS_INF __int_as_float(0x7f800000) // +Inf (no math.h under NVRTC)
+
+__device__ __forceinline__ double ds_warp_sum(double v) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(DS_FULL_MASK, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float ds_warp_max(float v) {
+	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(DS_FULL_MASK, v, o));
+	return v;
+}
+
+// ds_block_sum returns the sum of v over the block to every thread.
+__device__ __forceinline__ double ds_block_sum(double v) {
+	__shared__ double sh[32];
+	const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+	const int lane = tid & 31, warp = tid >> 5, nw = (blockDim.x * blockDim.y + 31) >> 5;
+	v = ds_warp_sum(v);
+	__syncthreads(); // an earlier call may still be reading sh[0]
+	if (lane == 0) sh[warp] = v;
+	__syncthreads();
+	if (warp == 0) {
+		v = ds_warp_sum(lane < nw ? sh[lane] : 0.0);
+		if (lane == 0) sh[0] = v;
+	}
+	__syncthreads();
+	return sh[0];
+}
+
+// ds_block_max returns the maximum of v over the block to every thread
+// (NaN-ignoring, as fmaxf is: a row of NaNs gives NaN through the sums).
+__device__ __forceinline__ float ds_block_max(float v) {
+	__shared__ float sh[32];
+	const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+	const int lane = tid & 31, warp = tid >> 5, nw = (blockDim.x * blockDim.y + 31) >> 5;
+	v = ds_warp_max(v);
+	__syncthreads();
+	if (lane == 0) sh[warp] = v;
+	__syncthreads();
+	if (warp == 0) {
+		v = ds_warp_max(lane < nw ? sh[lane] : -DS_INF);
+		if (lane == 0) sh[0] = v;
+	}
+	__syncthreads();
+	return sh[0];
+}
+
+// A grid-stride loop over n elements.
+#define DS_FOR_EACH(i, n) \
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
