@@ -32,13 +32,19 @@ FUZZTIME ?= 5m
 PYVENV ?= $(HOME)/.cache/densessm/pyvenv
 PYVENV_BASE ?= python3
 PYVENV_STAMP = $(PYVENV)/.densessm-requirements.txt
+# NVRTC_VENV: the virtual environment where `make cuda-test` installs the
+# nvidia-cuda-nvrtc wheel (NVRTC_VERSION, an exact pin; libnvrtc for compiling
+# the CUDA kernels without a GPU or toolkit: a 58 MB download, 142 MB on disk),
+# outside the repository; remove it to start afresh.
+NVRTC_VERSION ?= 13.5.37
+NVRTC_VENV ?= $(HOME)/.cache/densessm/nvrtc-$(NVRTC_VERSION)
 
-.PHONY: test fmt-check vet unit race purego mpi-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego mpi-test cuda-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
-## that run goroutines, the CPU backend without assembly, data-parallel training over MPI, and the
-## Python package's tests)
-test: fmt-check vet unit race purego mpi-test python-test
+## that run goroutines, the CPU backend without assembly, data-parallel training over MPI, the CUDA
+## backend's tests that need no GPU, and the Python package's tests)
+test: fmt-check vet unit race purego mpi-test cuda-test python-test
 
 fmt-check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -81,6 +87,19 @@ mpi-test:
 	set -ex; \
 	$(GO) vet -tags mpi ./distributed/... ./cmd/densessm-mpi; \
 	$(GO) test -tags mpi -count=1 ./distributed/... ./cmd/densessm-mpi
+
+## cuda-test: the CUDA backend's tests that need no GPU (backends/cuda/...), built with CGO_ENABLED=0:
+## the loaders' error paths, and every kernel source compiled by NVRTC to PTX for sm_80 and sm_90 and
+## to a CUBIN for sm_90, with libnvrtc from the pinned nvidia-cuda-nvrtc wheel (installed into NVRTC_VENV
+## the first time; a few seconds after that)
+cuda-test: $(NVRTC_VENV)/.densessm-nvrtc
+	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 \
+		CGO_ENABLED=0 $(GO) test -count=1 ./backends/cuda/...
+
+$(NVRTC_VENV)/.densessm-nvrtc:
+	@set -e; rm -rf '$(NVRTC_VENV)'; python3 -m venv '$(NVRTC_VENV)'; \
+	'$(NVRTC_VENV)/bin/python' -m pip install --disable-pip-version-check -q --no-deps nvidia-cuda-nvrtc==$(NVRTC_VERSION); \
+	touch '$@'
 
 ## mpi: build bin/densessm-mpi, densessm train data parallel over MPI (docs/distributed.md)
 mpi:
