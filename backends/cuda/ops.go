@@ -1,0 +1,313 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+
+	"github.com/densessm/densessm/api"
+	"github.com/densessm/densessm/backends/cuda/driver"
+	"github.com/densessm/densessm/backends/cuda/kernels"
+)
+
+// The api.Kernels methods: each checks its arguments as the CPU backend
+// does (the CUDA kernels check nothing) and queues a CUDA kernel, a cuBLAS
+// GEMM or a copy, or runs on the host (fallback.go).
+
+// launch queues a kernel and panics with the device's error.
+func (b *Backend) launch(kernel string, g kernels.Geometry, args ...any) {
+	b.check(kernel, b.dev.launch(kernel, g, args...))
+}
+
+// Fill sets every element of the F32 tensor dst to v.
+func (b *Backend) Fill(dst api.Tensor, v float32) {
+	d := b.f32(dst, "fill")
+	if n := d.numel(); n > 0 {
+		b.check("fill", b.dev.fill32(d.ptr(), math.Float32bits(v), int64(n)))
+	}
+}
+
+// Copy copies src into dst (same dtype and element count).
+func (b *Backend) Copy(dst, src api.Tensor) {
+	d, s := b.own(dst), b.own(src)
+	if d.dtype != s.dtype {
+		api.Panicf(api.ErrDType, "cuda: copy %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	if d.numel() != s.numel() {
+		api.Panicf(api.ErrShape, "cuda: copy %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	if n := d.nbytes(); n > 0 && d.ptr() != s.ptr() {
+		b.check("copy", b.dev.copyDtoD(d.ptr(), s.ptr(), int64(n)))
+	}
+}
+
+// Convert runs on the host.
+func (b *Backend) Convert(dst, src api.Tensor) {
+	b.onHost("Convert", func(c api.Backend, h *hostCall) { c.Convert(h.out(dst), h.in(src)) })
+}
+
+// sameShape panics with ErrShape unless a and b have the same shape.
+func sameShape(op string, a, b *Tensor) {
+	if !a.shape.Equal(b.shape) {
+		api.Panicf(api.ErrShape, "cuda: %s: shapes %v and %v differ", op, a.shape, b.shape)
+	}
+}
+
+// Unary sets dst = op(x) with ds_unary_f32.
+func (b *Backend) Unary(op api.UnaryOp, dst, x api.Tensor) {
+	d, s := b.f32(dst, "unary"), b.f32(x, "unary")
+	sameShape("unary "+op.String(), d, s)
+	if op < api.OpNeg || op > api.OpRelu {
+		api.Panicf(api.ErrUnsupported, "cuda: unary op %d", op)
+	}
+	if n := int64(d.numel()); n > 0 {
+		b.launch("ds_unary_f32", kernels.ElementGeometry(n), int32(op), d.ptr(), s.ptr(), n)
+	}
+}
+
+// UnaryGrad runs on the host.
+func (b *Backend) UnaryGrad(op api.UnaryOp, dx, x, dy api.Tensor) {
+	b.onHost("UnaryGrad", func(c api.Backend, h *hostCall) { c.UnaryGrad(op, h.out(dx), h.in(x), h.in(dy)) })
+}
+
+// Affine sets dst = x*scale + shift with ds_affine_f32.
+func (b *Backend) Affine(dst, x api.Tensor, scale, shift float32) {
+	d, s := b.f32(dst, "affine"), b.f32(x, "affine")
+	sameShape("affine", d, s)
+	if n := int64(d.numel()); n > 0 {
+		b.launch("ds_affine_f32", kernels.ElementGeometry(n), d.ptr(), s.ptr(), n, scale, shift)
+	}
+}
+
+// Binary sets dst = a op b with broadcasting: ds_binary_same_f32 for
+// equal shapes, else ds_binary_f32 with the broadcast plan.
+func (b *Backend) Binary(op api.BinaryOp, dst, a, c api.Tensor) {
+	d, x, y := b.f32(dst, "binary"), b.f32(a, "binary"), b.f32(c, "binary")
+	want, err := api.BroadcastShapes(x.shape, y.shape)
+	if err != nil {
+		panic(err)
+	}
+	if !d.shape.Equal(want) {
+		api.Panicf(api.ErrShape, "cuda: binary %s: dst has shape %v, want %v", op, d.shape, want)
+	}
+	if op < api.OpAdd || op > api.OpDiv {
+		api.Panicf(api.ErrUnsupported, "cuda: binary op %d", op)
+	}
+	n := int64(d.numel())
+	if n == 0 {
+		return
+	}
+	if x.shape.Equal(y.shape) {
+		b.launch("ds_binary_same_f32", kernels.ElementGeometry(n), int32(op), d.ptr(), x.ptr(), y.ptr(), n)
+		return
+	}
+	plan, err := kernels.PlanBroadcast(d.shape, x.shape, y.shape)
+	if err != nil {
+		b.onHost("Binary (more than 8 broadcast dimensions)", func(cb api.Backend, h *hostCall) {
+			cb.Binary(op, h.out(dst), h.in(a), h.in(c))
+		})
+		return
+	}
+	b.launch("ds_binary_f32", kernels.ElementGeometry(n), int32(op), d.ptr(), x.ptr(), y.ptr(), n, plan.Bytes())
+}
+
+// SumTo runs on the host.
+func (b *Backend) SumTo(dst, x api.Tensor) {
+	b.onHost("SumTo", func(c api.Backend, h *hostCall) { c.SumTo(h.out(dst), h.in(x)) })
+}
+
+// MatMul computes dst = alpha op(a) op(b) + beta dst with cuBLAS (float32
+// arithmetic, no TF32); a BF16 or Q8_0 second operand runs on the host.
+func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta float32) {
+	const op = "matmul"
+	if w := b.own(c); w.dtype == api.BF16 || w.dtype == api.Q8_0 {
+		b.onHost("MatMul (BF16 or Q8_0 operand)", func(cb api.Backend, h *hostCall) {
+			cb.MatMul(h.out(dst), h.in(a), h.in(c), transA, transB, alpha, beta)
+		})
+		return
+	}
+	d, x, y := b.f32(dst, op), b.f32(a, op), b.f32(c, op)
+	ra, rb, rd := len(x.shape), len(y.shape), len(d.shape)
+	if ra < 2 || rb < 2 || rd < 2 {
+		api.Panicf(api.ErrShape, "cuda: %s: operands %v and %v and dst %v need rank 2 or more", op, x.shape, y.shape, d.shape)
+	}
+	m, k := x.shape[ra-2], x.shape[ra-1]
+	if transA {
+		m, k = k, m
+	}
+	kb, n := y.shape[rb-2], y.shape[rb-1]
+	if transB {
+		kb, n = n, kb
+	}
+	if k != kb {
+		api.Panicf(api.ErrShape, "cuda: %s: inner sizes differ: op(a) of %v is %dx%d, op(b) of %v is %dx%d", op, x.shape, m, k, y.shape, kb, n)
+	}
+	batch := x.shape[:ra-2]
+	if ra == 2 {
+		batch = y.shape[:rb-2]
+	} else if rb > 2 && !slices.Equal(batch, y.shape[:rb-2]) {
+		api.Panicf(api.ErrShape, "cuda: %s: batch axes of %v and %v differ", op, x.shape, y.shape)
+	}
+	if rd != len(batch)+2 || !slices.Equal(d.shape[:rd-2], batch) || d.shape[rd-2] != m || d.shape[rd-1] != n {
+		api.Panicf(api.ErrShape, "cuda: %s: dst has shape %v, want %v", op, d.shape, append(slices.Clone(batch), m, n))
+	}
+	nb := api.Shape(batch).NumElements()
+	if nb == 0 || m == 0 || n == 0 {
+		return
+	}
+	if k == 0 { // op(a) op(b) is zero: dst = beta dst
+		if beta == 0 {
+			b.Fill(dst, 0)
+		} else {
+			b.Affine(dst, dst, beta, 0)
+		}
+		return
+	}
+	strideA, strideB := int64(m*k), int64(k*n)
+	if ra == 2 {
+		strideA = 0
+	}
+	if rb == 2 {
+		strideB = 0
+	}
+	mm := m
+	if nb > 1 && strideB == 0 && !transA {
+		// A batch of untransposed matrices times one shared matrix is one
+		// tall product: the rows of every batch are adjacent.
+		mm, nb = m*nb, 1
+	}
+	g := driver.RowMajor(mm, n, k, transA, transB)
+	b.check("cublasSgemm", b.dev.gemm(gemmCall{
+		ta: g.TA, tb: g.TB, m: g.M, n: g.N, k: g.K, alpha: alpha, beta: beta,
+		a: y.ptr(), lda: g.LDA, strideA: strideB,
+		b: x.ptr(), ldb: g.LDB, strideB: strideA,
+		c: d.ptr(), ldc: g.LDC, strideC: int64(mm * n),
+		batch: nb,
+	}))
+}
+
+// Permute runs on the host.
+func (b *Backend) Permute(dst, src api.Tensor, perm ...int) {
+	b.onHost("Permute", func(c api.Backend, h *hostCall) { c.Permute(h.out(dst), h.in(src), perm...) })
+}
+
+// Slice runs on the host.
+func (b *Backend) Slice(dst, src api.Tensor, axis, start int) {
+	b.onHost("Slice", func(c api.Backend, h *hostCall) { c.Slice(h.out(dst), h.in(src), axis, start) })
+}
+
+// SetSlice runs on the host.
+func (b *Backend) SetSlice(dst, src api.Tensor, axis, start int) {
+	b.onHost("SetSlice", func(c api.Backend, h *hostCall) { c.SetSlice(h.out(dst), h.in(src), axis, start) })
+}
+
+// rowsOf checks dst and x [..., D] of the same shape and returns the rows
+// and D.
+func rowsOf(op string, d, x *Tensor) (rows, D int) {
+	sameShape(op, d, x)
+	if len(x.shape) == 0 {
+		api.Panicf(api.ErrShape, "cuda: %s of a scalar", op)
+	}
+	D = x.shape[len(x.shape)-1]
+	if D == 0 {
+		return 0, 0
+	}
+	return x.numel() / D, D
+}
+
+// RMSNorm runs ds_rmsnorm_f32, one block a row.
+func (b *Backend) RMSNorm(dst, x, w api.Tensor, eps float32) {
+	const op = "rmsnorm"
+	d, s, wt := b.f32(dst, op), b.f32(x, op), b.f32OrNil(w, op)
+	rows, D := rowsOf(op, d, s)
+	if wt != nil {
+		wantShape(op, "w", wt, s.shape[len(s.shape)-1])
+	}
+	if rows == 0 {
+		return
+	}
+	g, err := kernels.RowGeometry(rows)
+	b.check(op, err)
+	b.launch("ds_rmsnorm_f32", g, d.ptr(), s.ptr(), ptrOf(wt), int32(D), eps)
+}
+
+// RMSNormGrad runs on the host.
+func (b *Backend) RMSNormGrad(dx, dw, x, w, dy api.Tensor, eps float32) {
+	b.onHost("RMSNormGrad", func(c api.Backend, h *hostCall) {
+		c.RMSNormGrad(h.out(dx), h.out(dw), h.in(x), h.in(w), h.in(dy), eps)
+	})
+}
+
+// rowKernel runs a one-block-a-row kernel over the last axis.
+func (b *Backend) rowKernel(kernel, op string, dst, x api.Tensor) {
+	d, s := b.f32(dst, op), b.f32(x, op)
+	rows, V := rowsOf(op, d, s)
+	if rows == 0 {
+		return
+	}
+	g, err := kernels.RowGeometry(rows)
+	b.check(op, err)
+	b.launch(kernel, g, d.ptr(), s.ptr(), int32(V))
+}
+
+// Softmax runs ds_softmax_f32.
+func (b *Backend) Softmax(dst, x api.Tensor) { b.rowKernel("ds_softmax_f32", "softmax", dst, x) }
+
+// LogSoftmax runs ds_log_softmax_f32.
+func (b *Backend) LogSoftmax(dst, x api.Tensor) {
+	b.rowKernel("ds_log_softmax_f32", "log-softmax", dst, x)
+}
+
+// SoftmaxGrad runs on the host.
+func (b *Backend) SoftmaxGrad(dx, y, dy api.Tensor) {
+	b.onHost("SoftmaxGrad", func(c api.Backend, h *hostCall) { c.SoftmaxGrad(h.out(dx), h.in(y), h.in(dy)) })
+}
+
+// LogSoftmaxGrad runs on the host.
+func (b *Backend) LogSoftmaxGrad(dx, y, dy api.Tensor) {
+	b.onHost("LogSoftmaxGrad", func(c api.Backend, h *hostCall) { c.LogSoftmaxGrad(h.out(dx), h.in(y), h.in(dy)) })
+}
+
+// CrossEntropy runs ds_cross_entropy_f32 and reads back its flag of a
+// target out of range, which it turns into an ErrOutOfRange panic.
+func (b *Backend) CrossEntropy(loss, dlogits, logits, targets api.Tensor, ignoreIndex int32) {
+	const op = "cross-entropy"
+	l, x := b.f32(loss, op), b.f32(logits, op)
+	dl := b.f32OrNil(dlogits, op)
+	tg := b.own(targets)
+	if tg.dtype != api.I32 {
+		api.Panicf(api.ErrDType, "cuda: %s: targets are %s, want I32", op, tg.dtype)
+	}
+	if len(x.shape) != 2 {
+		api.Panicf(api.ErrShape, "cuda: %s: logits %v, want [N,V]", op, x.shape)
+	}
+	N, V := x.shape[0], x.shape[1]
+	wantShape(op, "targets", tg, N)
+	wantShape(op, "loss", l, N)
+	if dl != nil {
+		wantShape(op, "dlogits", dl, N, V)
+	}
+	if N == 0 {
+		return
+	}
+	flag := b.Alloc(api.U8, 8).(*Tensor) // the kernel's bad-row flag, zeroed
+	defer b.Free(flag)
+	g, err := kernels.RowGeometry(N)
+	b.check(op, err)
+	b.launch("ds_cross_entropy_f32", g, l.ptr(), ptrOf(dl), x.ptr(), tg.ptr(), int32(V), ignoreIndex, flag.ptr())
+	var raw [8]byte
+	b.download(raw[:], flag.ptr())
+	if row := binary.LittleEndian.Uint64(raw[:]); row != 0 {
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: the target of row %d is outside [0,%d)", op, row-1, V)
+	}
+}
+
+// Gather runs on the host.
+func (b *Backend) Gather(dst, table, ids api.Tensor) {
+	b.onHost("Gather", func(c api.Backend, h *hostCall) { c.Gather(h.out(dst), h.in(table), h.in(ids)) })
+}
+
+// GatherGrad runs on the host.
+func (b *Backend) GatherGrad(dtable, ids, dy api.Tensor) {
+	b.onHost("GatherGrad", func(c api.Backend, h *hostCall) { c.GatherGrad(h.out(dtable), h.in(ids), h.in(dy)) })
+}
