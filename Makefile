@@ -38,8 +38,12 @@ PYVENV_STAMP = $(PYVENV)/.densessm-requirements.txt
 # outside the repository; remove it to start afresh.
 NVRTC_VERSION ?= 13.5.37
 NVRTC_VENV ?= $(HOME)/.cache/densessm/nvrtc-$(NVRTC_VERSION)
+# NCCL_VENV: where `make nccl-test` installs the nvidia-nccl-cu13 wheel
+# (NCCL_VERSION; a 207 MB download, 231 MB on disk: not part of `make test`).
+NCCL_VERSION ?= 2.32.6
+NCCL_VENV ?= $(HOME)/.cache/densessm/nccl-$(NCCL_VERSION)
 
-.PHONY: test fmt-check vet unit race purego mpi-test cuda-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego mpi-test cuda-test nccl-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
 ## that run goroutines, the CPU backend without assembly, data-parallel training over MPI, the CUDA
@@ -99,6 +103,17 @@ cuda-test: $(NVRTC_VENV)/.densessm-nvrtc
 $(NVRTC_VENV)/.densessm-nvrtc:
 	@set -e; rm -rf '$(NVRTC_VENV)'; python3 -m venv '$(NVRTC_VENV)'; \
 	'$(NVRTC_VENV)/bin/python' -m pip install --disable-pip-version-check -q --no-deps nvidia-cuda-nvrtc==$(NVRTC_VERSION); \
+	touch '$@'
+
+## nccl-test: backends/cuda/nccl against the pinned wheel's libnccl (its version and a unique id
+## without a GPU; the all-reduce test where GPUs are present); not part of `make test`
+nccl-test: $(NCCL_VENV)/.densessm-nccl
+	DENSESSM_NCCL="$$(echo '$(NCCL_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NCCL=1 \
+		CGO_ENABLED=0 $(GO) test -count=1 -v ./backends/cuda/nccl
+
+$(NCCL_VENV)/.densessm-nccl:
+	@set -e; rm -rf '$(NCCL_VENV)'; python3 -m venv '$(NCCL_VENV)'; \
+	'$(NCCL_VENV)/bin/python' -m pip install --disable-pip-version-check -q --no-deps nvidia-nccl-cu13==$(NCCL_VERSION); \
 	touch '$@'
 
 ## mpi: build bin/densessm-mpi, densessm train data parallel over MPI (docs/distributed.md)
