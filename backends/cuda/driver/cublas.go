@@ -55,10 +55,10 @@ var (
 )
 
 func cublasCandidates(names []string) []string {
-	c := envCandidates(CUBLASEnv, names, cublasSubdirs)
+	c := EnvCandidates(CUBLASEnv, names, cublasSubdirs)
 	c = append(c, names...)
-	c = append(c, inDirs(toolkitDirs(), []string{""}, names)...)
-	return append(c, inDirs(sitePackages(), cublasSubdirs[2:], names)...)
+	c = append(c, InDirs(ToolkitDirs(), []string{""}, names)...)
+	return append(c, InDirs(SitePackages(), cublasSubdirs[2:], names)...)
 }
 
 var cublasOnce struct {
@@ -79,22 +79,22 @@ func LoadCUBLAS() (*CUBLAS, error) {
 }
 
 func loadCUBLAS(ltCandidates, candidates []string) (*CUBLAS, error) {
-	lt, err := openFirst("cuBLASLt", ltCandidates)
+	lt, err := OpenFirst("cuBLASLt", ltCandidates)
 	if err != nil {
 		return nil, err
 	}
-	lib, err := openFirst("cuBLAS", candidates)
+	lib, err := OpenFirst("cuBLAS", candidates)
 	if err != nil {
 		return nil, err
 	}
-	b := &CUBLAS{Path: lib.path, LtPath: lt.path}
-	if err := lt.bind([]binding{
+	b := &CUBLAS{Path: lib.Path, LtPath: lt.Path}
+	if err := lt.Bind([]Binding{
 		{"cublasLtGetVersion", &b.cublasLtGetVersion, false},
 		{"cublasLtCreate", &b.cublasLtCreate, false},
 	}); err != nil {
 		return nil, err
 	}
-	err = lib.bind([]binding{
+	err = lib.Bind([]Binding{
 		{"cublasCreate_v2", &b.cublasCreate, false},
 		{"cublasDestroy_v2", &b.cublasDestroy, false},
 		{"cublasGetVersion_v2", &b.cublasGetVersion, false},

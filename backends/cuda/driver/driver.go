@@ -145,7 +145,7 @@ func driverCandidates() []string {
 		return []string{v}
 	}
 	c := []string{"libcuda.so.1"}
-	return append(c, inDirs([]string{
+	return append(c, InDirs([]string{
 		"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
 		"/usr/local/nvidia/lib64", "/usr/lib/wsl/lib", "/run/opengl-driver/lib",
 	}, []string{""}, []string{"libcuda.so.1"})...)
@@ -172,15 +172,15 @@ func LoadDriver() (*Driver, error) {
 }
 
 func loadDriver(candidates []string) (*Driver, error) {
-	lib, err := openFirst("CUDA driver", candidates)
+	lib, err := OpenFirst("CUDA driver", candidates)
 	if err != nil {
 		return nil, err
 	}
-	d := &Driver{Path: lib.path}
+	d := &Driver{Path: lib.Path}
 	// The versioned names (_v2) are the ones cuda.h's macros call since
 	// CUDA 3.2/4.0; the plain names stay exported for old binaries with
 	// the old ABI (32-bit sizes), so they must not be used.
-	err = lib.bind([]binding{
+	err = lib.Bind([]Binding{
 		{"cuInit", &d.cuInit, false},
 		{"cuDriverGetVersion", &d.cuDriverGetVersion, false},
 		{"cuGetErrorName", &d.cuGetErrorName, false},

@@ -69,7 +69,7 @@ func TestLoadErrorLists(t *testing.T) {
 // A library that opens but is not the driver: every missing symbol is
 // named, and nothing is called.
 func TestLoadMissingSymbols(t *testing.T) {
-	if !sysSupported {
+	if !DynamicLoading {
 		t.Skip("no dynamic loader on " + runtime.GOOS + "/" + runtime.GOARCH)
 	}
 	_, err := loadDriver([]string{"libc.so.6"})

@@ -55,19 +55,20 @@ func (e *LoadError) Unwrap() error { return api.ErrUnsupported }
 // lists such paths bare.
 const errNoFile = "no such file"
 
-// library is one opened shared object.
-type library struct {
+// Library is one opened shared object.
+type Library struct {
+	Path   string // the candidate that opened
 	what   string
-	path   string // the candidate that opened
 	handle uintptr
 }
 
-// openFirst opens the first candidate that loads. A candidate without a
+// OpenFirst opens the first candidate that loads, or returns a LoadError
+// for what ("CUDA driver", "NCCL library") listing every candidate. A candidate without a
 // slash is a file name for the dynamic loader's own search (LD_LIBRARY_PATH,
 // the ld.so cache, the default directories); one with a slash is a path,
 // not handed to the loader when no such file exists but still listed, so
 // that the error names every place that was looked at.
-func openFirst(what string, candidates []string) (*library, error) {
+func OpenFirst(what string, candidates []string) (*Library, error) {
 	le := &LoadError{What: what}
 	seen := map[string]bool{}
 	for _, c := range candidates {
@@ -83,7 +84,7 @@ func openFirst(what string, candidates []string) (*library, error) {
 		}
 		h, err := sysOpen(c)
 		if err == nil {
-			return &library{what: what, path: c, handle: h}, nil
+			return &Library{what: what, Path: c, handle: h}, nil
 		}
 		msg := err.Error()
 		msg = strings.TrimPrefix(msg, c+": ")
@@ -92,38 +93,38 @@ func openFirst(what string, candidates []string) (*library, error) {
 	return nil, le
 }
 
-// binding names a C function and the Go function variable it fills.
-type binding struct {
-	name     string
-	fptr     any  // pointer to a func variable
-	optional bool // absent in older libraries: left nil
+// Binding names a C function and the Go function variable it fills.
+type Binding struct {
+	Name     string
+	Fptr     any  // pointer to a func variable
+	Optional bool // absent in older libraries: left nil
 }
 
-// bind resolves every binding once; the required ones that are missing
+// Bind resolves every binding once; the required ones that are missing
 // make a LoadError that lists them all.
-func (l *library) bind(bs []binding) error {
+func (l *Library) Bind(bs []Binding) error {
 	var missing []string
 	for _, b := range bs {
-		addr, err := sysSym(l.handle, b.name)
+		addr, err := sysSym(l.handle, b.Name)
 		if err != nil || addr == 0 {
-			if !b.optional {
-				missing = append(missing, b.name)
+			if !b.Optional {
+				missing = append(missing, b.Name)
 			}
 			continue
 		}
-		sysBind(b.fptr, addr)
+		sysBind(b.Fptr, addr)
 	}
 	if len(missing) > 0 {
-		return &LoadError{What: l.what, Path: l.path, Missing: missing}
+		return &LoadError{What: l.what, Path: l.Path, Missing: missing}
 	}
 	return nil
 }
 
-// envCandidates expands an environment variable naming a library file or
+// EnvCandidates expands an environment variable naming a library file or
 // a directory: a directory contributes the files below it whose names
 // match one of names (directly, or in the subdirectories that pip wheels
 // and toolkits use).
-func envCandidates(env string, names []string, subdirs []string) []string {
+func EnvCandidates(env string, names []string, subdirs []string) []string {
 	v := os.Getenv(env)
 	if v == "" {
 		return nil
@@ -132,11 +133,11 @@ func envCandidates(env string, names []string, subdirs []string) []string {
 	if err != nil || !fi.IsDir() {
 		return []string{v} // a file, or a path that fails with its own message
 	}
-	return inDirs([]string{v}, append([]string{""}, subdirs...), names)
+	return InDirs([]string{v}, append([]string{""}, subdirs...), names)
 }
 
-// inDirs lists dir/sub/name for every combination, directories first.
-func inDirs(dirs, subdirs, names []string) []string {
+// InDirs lists dir/sub/name for every combination, directories first.
+func InDirs(dirs, subdirs, names []string) []string {
 	var out []string
 	for _, d := range dirs {
 		for _, s := range subdirs {
@@ -148,10 +149,10 @@ func inDirs(dirs, subdirs, names []string) []string {
 	return out
 }
 
-// sitePackages lists the Python package directories where pip puts the
+// SitePackages lists the Python package directories where pip puts the
 // NVIDIA wheels (nvidia-cuda-nvrtc, nvidia-cublas): the active virtual
 // environment, the user's and the system's, newest Python first.
-func sitePackages() []string {
+func SitePackages() []string {
 	var pats []string
 	if v := os.Getenv("VIRTUAL_ENV"); v != "" {
 		pats = append(pats, filepath.Join(v, "lib", "python3*", "site-packages"))

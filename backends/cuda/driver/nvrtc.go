@@ -46,15 +46,15 @@ var nvrtcSubdirs = []string{"lib", "lib64", "nvidia/cu13/lib", "nvidia/cuda_nvrt
 // for libnvrtc.so.13, .12 and .so, the CUDA toolkit's usual directories,
 // then the NVIDIA wheels in Python's site-packages directories.
 func nvrtcCandidates() []string {
-	c := envCandidates(NVRTCEnv, nvrtcNames, nvrtcSubdirs)
+	c := EnvCandidates(NVRTCEnv, nvrtcNames, nvrtcSubdirs)
 	c = append(c, nvrtcNames...)
-	c = append(c, inDirs(toolkitDirs(), []string{""}, nvrtcNames)...)
-	c = append(c, inDirs(sitePackages(), nvrtcSubdirs[2:], nvrtcNames)...)
+	c = append(c, InDirs(ToolkitDirs(), []string{""}, nvrtcNames)...)
+	c = append(c, InDirs(SitePackages(), nvrtcSubdirs[2:], nvrtcNames)...)
 	return c
 }
 
-// toolkitDirs are the library directories of a CUDA toolkit install.
-func toolkitDirs() []string {
+// ToolkitDirs are the library directories of a CUDA toolkit install.
+func ToolkitDirs() []string {
 	var d []string
 	for _, root := range []string{os.Getenv("CUDA_HOME"), os.Getenv("CUDA_PATH"), "/usr/local/cuda", "/opt/cuda"} {
 		if root != "" {
@@ -83,12 +83,12 @@ func LoadNVRTC() (*NVRTC, error) {
 }
 
 func loadNVRTC(candidates []string) (*NVRTC, error) {
-	lib, err := openFirst("NVRTC", candidates)
+	lib, err := OpenFirst("NVRTC", candidates)
 	if err != nil {
 		return nil, err
 	}
-	n := &NVRTC{Path: lib.path}
-	err = lib.bind([]binding{
+	n := &NVRTC{Path: lib.Path}
+	err = lib.Bind([]Binding{
 		{"nvrtcVersion", &n.nvrtcVersion, false},
 		{"nvrtcGetErrorString", &n.nvrtcGetErrorString, false},
 		{"nvrtcGetNumSupportedArchs", &n.nvrtcGetNumSupportedArchs, false},

@@ -10,7 +10,9 @@ import (
 // CUDA's libraries exist for Linux on amd64 and arm64 only (the ones this
 // package loads); elsewhere every load fails with a LoadError.
 
-const sysSupported = false
+// DynamicLoading reports that libraries can be loaded here (Linux on amd64
+// and arm64).
+const DynamicLoading = false
 
 var errNoLoader = errors.New("CUDA is not available on " + runtime.GOOS + "/" + runtime.GOARCH)
 

@@ -101,23 +101,23 @@ func Load() (*NCCL, error) {
 }
 
 func load(cands []string) (*NCCL, error) {
-	lib, err := openFirst(cands)
+	lib, err := driver.OpenFirst("NCCL library", cands)
 	if err != nil {
 		return nil, err
 	}
-	n := &NCCL{Path: lib.path}
-	if err := lib.bind([]binding{
-		{"ncclGetVersion", &n.ncclGetVersion, false},
-		{"ncclGetErrorString", &n.ncclGetErrorString, false},
-		{"ncclGetLastError", &n.ncclGetLastError, true},
-		{"ncclGetUniqueId", &n.ncclGetUniqueId, false},
-		{"ncclCommInitRank", &n.ncclCommInitRank, false},
-		{"ncclCommDestroy", &n.ncclCommDestroy, false},
-		{"ncclCommAbort", &n.ncclCommAbort, false},
-		{"ncclCommGetAsyncError", &n.ncclCommGetAsyncError, false},
-		{"ncclAllReduce", &n.ncclAllReduce, false},
-		{"ncclGroupStart", &n.ncclGroupStart, false},
-		{"ncclGroupEnd", &n.ncclGroupEnd, false},
+	n := &NCCL{Path: lib.Path}
+	if err := lib.Bind([]driver.Binding{
+		{Name: "ncclGetVersion", Fptr: &n.ncclGetVersion},
+		{Name: "ncclGetErrorString", Fptr: &n.ncclGetErrorString},
+		{Name: "ncclGetLastError", Fptr: &n.ncclGetLastError, Optional: true},
+		{Name: "ncclGetUniqueId", Fptr: &n.ncclGetUniqueId},
+		{Name: "ncclCommInitRank", Fptr: &n.ncclCommInitRank},
+		{Name: "ncclCommDestroy", Fptr: &n.ncclCommDestroy},
+		{Name: "ncclCommAbort", Fptr: &n.ncclCommAbort},
+		{Name: "ncclCommGetAsyncError", Fptr: &n.ncclCommGetAsyncError},
+		{Name: "ncclAllReduce", Fptr: &n.ncclAllReduce},
+		{Name: "ncclGroupStart", Fptr: &n.ncclGroupStart},
+		{Name: "ncclGroupEnd", Fptr: &n.ncclGroupEnd},
 	}); err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ func TestLoadErrorLists(t *testing.T) {
 
 // A library that opens but is not NCCL: every missing symbol is named.
 func TestLoadMissingSymbols(t *testing.T) {
-	if !sysSupported {
+	if !driver.DynamicLoading {
 		t.Skip("no dynamic loader on " + runtime.GOOS + "/" + runtime.GOARCH)
 	}
 	_, err := load([]string{"libc.so.6"})
@@ -135,7 +135,7 @@ type fake struct {
 
 func loadFake(t *testing.T) *fake {
 	t.Helper()
-	if !sysSupported {
+	if !driver.DynamicLoading {
 		t.Skip("no dynamic loader on " + runtime.GOOS + "/" + runtime.GOARCH)
 	}
 	cc, err := exec.LookPath("cc")
@@ -152,8 +152,8 @@ func loadFake(t *testing.T) *fake {
 		t.Fatal(err)
 	}
 	f := &fake{NCCL: n}
-	lib, _ := openFirst([]string{so})
-	if err := lib.bind([]binding{{"fake_state", &f.state, false}, {"fake_reset", &f.reset, false}}); err != nil {
+	lib, _ := driver.OpenFirst("NCCL library", []string{so})
+	if err := lib.Bind([]driver.Binding{{Name: "fake_state", Fptr: &f.state}, {Name: "fake_reset", Fptr: &f.reset}}); err != nil {
 		t.Fatal(err)
 	}
 	return f
