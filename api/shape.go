@@ -81,3 +81,44 @@ func BroadcastShapes(a, b Shape) (Shape, error) {
 	}
 	return out, nil
 }
+
+// MatMulDims are the sizes of a Kernels.MatMul: dst [Batch..., M, N] =
+// op(a) [Batch..., M, K] op(b) [Batch..., K, N], where an operand of rank 2
+// is used for every batch.
+type MatMulDims struct {
+	Batch   Shape // the batch axes (those of whichever operand has them)
+	M, N, K int
+}
+
+// MatMulShapes checks the shapes of a MatMul's destination and operands
+// (Kernels.MatMul) and returns its sizes; op names the kernel in the
+// panic, which wraps ErrShape.
+func MatMulShapes(op string, dst, a, b Shape, transA, transB bool) MatMulDims {
+	ra, rb, rd := len(a), len(b), len(dst)
+	if ra < 2 || rb < 2 || rd < 2 {
+		Panicf(ErrShape, "%s: operands %v and %v and dst %v need rank 2 or more", op, a, b, dst)
+	}
+	m, k := a[ra-2], a[ra-1]
+	if transA {
+		m, k = k, m
+	}
+	kb, n := b[rb-2], b[rb-1]
+	if transB {
+		kb, n = n, kb
+	}
+	if k != kb {
+		Panicf(ErrShape, "%s: inner sizes differ: op(a) of %v is %dx%d, op(b) of %v is %dx%d (transA=%v transB=%v)",
+			op, a, m, k, b, kb, n, transA, transB)
+	}
+	batch := a[:ra-2]
+	if ra == 2 {
+		batch = b[:rb-2]
+	} else if rb > 2 && !slices.Equal(batch, b[:rb-2]) {
+		Panicf(ErrShape, "%s: batch axes of %v and %v differ", op, a, b)
+	}
+	if rd != len(batch)+2 || !slices.Equal(dst[:rd-2], batch) || dst[rd-2] != m || dst[rd-1] != n {
+		Panicf(ErrShape, "%s: dst has shape %v, want %v for a %v and b %v (transA=%v transB=%v)",
+			op, dst, append(slices.Clone(batch), m, n), a, b, transA, transB)
+	}
+	return MatMulDims{Batch: batch, M: m, N: n, K: k}
+}

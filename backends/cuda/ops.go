@@ -3,7 +3,6 @@ package cuda
 import (
 	"encoding/binary"
 	"math"
-	"slices"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/backends/cuda/driver"
@@ -127,31 +126,10 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 		return
 	}
 	d, x, y := b.f32(dst, op), b.f32(a, op), b.f32(c, op)
-	ra, rb, rd := len(x.shape), len(y.shape), len(d.shape)
-	if ra < 2 || rb < 2 || rd < 2 {
-		api.Panicf(api.ErrShape, "cuda: %s: operands %v and %v and dst %v need rank 2 or more", op, x.shape, y.shape, d.shape)
-	}
-	m, k := x.shape[ra-2], x.shape[ra-1]
-	if transA {
-		m, k = k, m
-	}
-	kb, n := y.shape[rb-2], y.shape[rb-1]
-	if transB {
-		kb, n = n, kb
-	}
-	if k != kb {
-		api.Panicf(api.ErrShape, "cuda: %s: inner sizes differ: op(a) of %v is %dx%d, op(b) of %v is %dx%d", op, x.shape, m, k, y.shape, kb, n)
-	}
-	batch := x.shape[:ra-2]
-	if ra == 2 {
-		batch = y.shape[:rb-2]
-	} else if rb > 2 && !slices.Equal(batch, y.shape[:rb-2]) {
-		api.Panicf(api.ErrShape, "cuda: %s: batch axes of %v and %v differ", op, x.shape, y.shape)
-	}
-	if rd != len(batch)+2 || !slices.Equal(d.shape[:rd-2], batch) || d.shape[rd-2] != m || d.shape[rd-1] != n {
-		api.Panicf(api.ErrShape, "cuda: %s: dst has shape %v, want %v", op, d.shape, append(slices.Clone(batch), m, n))
-	}
-	nb := api.Shape(batch).NumElements()
+	dims := api.MatMulShapes("cuda: "+op, d.shape, x.shape, y.shape, transA, transB)
+	ra, rb := len(x.shape), len(y.shape)
+	m, n, k := dims.M, dims.N, dims.K
+	nb := dims.Batch.NumElements()
 	if nb == 0 || m == 0 || n == 0 {
 		return
 	}
