@@ -95,6 +95,37 @@ func Float32s(t Tensor) []float32 {
 	return out
 }
 
+// HostView is an F32 tensor's values on the host (ViewFloat32s): the
+// tensor's own memory where its backend exposes it (HostFloat32s), else a
+// downloaded copy that WriteBack uploads.
+type HostView struct {
+	V []float32
+	t Tensor // set when V is a copy
+}
+
+// ViewFloat32s returns t's values on the host, without a copy where the
+// backend allows it: for reading, and for changing in place followed by
+// WriteBack.
+func ViewFloat32s(t Tensor) HostView {
+	if h, ok := t.(HostFloat32s); ok && t.DType() == F32 {
+		return HostView{V: h.HostFloat32s()}
+	}
+	return HostView{V: Float32s(t), t: t}
+}
+
+// WriteBack uploads a copied view's values into its tensor (nothing for a
+// view of the tensor's own memory).
+func (h HostView) WriteBack() {
+	if h.t == nil {
+		return
+	}
+	raw := make([]byte, 4*len(h.V))
+	if err := EncodeFloat32(raw, F32, h.V); err != nil {
+		panic(err)
+	}
+	h.t.Backend().Upload(h.t, raw)
+}
+
 // FromFloat32s allocates an F32 tensor of the given shape on b and uploads
 // data into it; len(data) must equal the shape's element count.
 func FromFloat32s(b Backend, data []float32, shape ...int) Tensor {

@@ -73,9 +73,9 @@ func (r *GradReducer) Reduce(ctx context.Context, loss float64, tokens int64, gr
 		}
 		r.stats.Wait += time.Since(start)
 	}
-	views := make([]hostGrad, len(grads))
+	views := make([]api.HostView, len(grads))
 	for i, g := range grads {
-		views[i] = hostView(g.Value)
+		views[i] = api.ViewFloat32s(g.Value)
 	}
 	scale := float32(1 / float64(n))
 	at := 0
@@ -91,7 +91,7 @@ func (r *GradReducer) Reduce(ctx context.Context, loss float64, tokens int64, gr
 		r.stats.Buckets++
 		r.stats.Bytes += int64(4 * at)
 		for _, s := range r.segs {
-			dst := views[s.param].v[s.off : s.off+s.n]
+			dst := views[s.param].V[s.off : s.off+s.n]
 			for i, v := range b[s.at : s.at+s.n] {
 				dst[i] = v * scale
 			}
@@ -100,9 +100,9 @@ func (r *GradReducer) Reduce(ctx context.Context, loss float64, tokens int64, gr
 		return nil
 	}
 	for p, v := range views {
-		for off := 0; off < len(v.v); {
-			k := min(len(v.v)-off, len(r.buf)-at)
-			copy(r.buf[at:at+k], v.v[off:off+k])
+		for off := 0; off < len(v.V); {
+			k := min(len(v.V)-off, len(r.buf)-at)
+			copy(r.buf[at:at+k], v.V[off:off+k])
 			r.segs = append(r.segs, segment{param: p, off: off, n: k, at: at})
 			at += k
 			off += k
@@ -117,36 +117,11 @@ func (r *GradReducer) Reduce(ctx context.Context, loss float64, tokens int64, gr
 		return 0, 0, err
 	}
 	for _, v := range views {
-		v.writeBack()
+		v.WriteBack()
 	}
 	sums := []float64{loss, float64(tokens)}
 	if err := r.comm.AllreduceFloat64(ctx, sums, Sum); err != nil {
 		return 0, 0, fmt.Errorf("all-reduce of the loss: %w", err)
 	}
 	return sums[0] / float64(n), int64(sums[1]), nil
-}
-
-// hostGrad is a gradient's float32 values on the host: the tensor's own
-// memory, or a copy written back by writeBack.
-type hostGrad struct {
-	v []float32
-	t api.Tensor // set for a copy
-}
-
-func hostView(t api.Tensor) hostGrad {
-	if h, ok := t.(api.HostFloat32s); ok && t.DType() == api.F32 {
-		return hostGrad{v: h.HostFloat32s()}
-	}
-	return hostGrad{v: api.Float32s(t), t: t}
-}
-
-func (h hostGrad) writeBack() {
-	if h.t == nil {
-		return
-	}
-	raw := make([]byte, 4*len(h.v))
-	if err := api.EncodeFloat32(raw, api.F32, h.v); err != nil {
-		panic(err)
-	}
-	h.t.Backend().Upload(h.t, raw)
 }

@@ -15,7 +15,7 @@ func WeightsHash(m api.Trainable) uint64 {
 	var b [4]byte
 	for _, p := range m.Parameters() {
 		h.Write([]byte(p.Name))
-		for _, v := range hostView(p.Value).v {
+		for _, v := range api.ViewFloat32s(p.Value).V {
 			u := math.Float32bits(v)
 			b[0], b[1], b[2], b[3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
 			h.Write(b[:])

@@ -61,7 +61,7 @@ func crossEntropy(logits api.Tensor, targets [][]int32) (_ float64, _ int64, err
 		return 0, 0, fmt.Errorf("logits %v for %d rows: %w", sh, len(targets), api.ErrShape)
 	}
 	T, V := sh[1], sh[2]
-	all := hostView(logits).v
+	all := api.ViewFloat32s(logits).V
 	var sum float64
 	var n int64
 	for b, row := range targets {

@@ -92,9 +92,9 @@ func (o *Optimizer) Step(params, grads []api.Parameter, lr float64) (err error) 
 	}
 	o.steps++
 	for i := range params {
-		p, g := hostView(params[i].Value), hostView(grads[i].Value)
-		if len(p.v) != o.sizes[i] || len(g.v) != o.sizes[i] {
-			return fmt.Errorf("optimizer: parameter %s: %d values and gradient %d, want %d: %w", o.names[i], len(p.v), len(g.v), o.sizes[i], api.ErrShape)
+		p, g := api.ViewFloat32s(params[i].Value), api.ViewFloat32s(grads[i].Value)
+		if len(p.V) != o.sizes[i] || len(g.V) != o.sizes[i] {
+			return fmt.Errorf("optimizer: parameter %s: %d values and gradient %d, want %d: %w", o.names[i], len(p.V), len(g.V), o.sizes[i], api.ErrShape)
 		}
 		wd := 0.0
 		if o.decay[i] {
@@ -102,15 +102,15 @@ func (o *Optimizer) Step(params, grads []api.Parameter, lr float64) (err error) 
 		}
 		switch o.cfg.Name {
 		case AdamW:
-			o.adamw(p.v, g.v, o.state[2*i], o.state[2*i+1], lr, wd)
+			o.adamw(p.V, g.V, o.state[2*i], o.state[2*i+1], lr, wd)
 		case SGD:
 			var buf []float32
 			if len(o.slots) > 0 {
 				buf = o.state[i]
 			}
-			o.sgd(p.v, g.v, buf, lr, wd)
+			o.sgd(p.V, g.V, buf, lr, wd)
 		}
-		p.writeBack()
+		p.WriteBack()
 	}
 	return nil
 }
@@ -196,31 +196,4 @@ func (o *Optimizer) Restore(state map[string][]float32, steps int64) error {
 	}
 	o.steps = steps
 	return nil
-}
-
-// host is a float32 view of a tensor's values on the host.
-type host struct {
-	v []float32
-	t api.Tensor // set when v is a copy to upload back
-}
-
-// hostView returns t's values: the tensor's own memory where the backend
-// exposes it, else a downloaded copy that writeBack uploads.
-func hostView(t api.Tensor) host {
-	if h, ok := t.(api.HostFloat32s); ok && t.DType() == api.F32 {
-		return host{v: h.HostFloat32s()}
-	}
-	return host{v: api.Float32s(t), t: t}
-}
-
-// writeBack uploads a copied view back into its tensor.
-func (h host) writeBack() {
-	if h.t == nil {
-		return
-	}
-	raw := make([]byte, 4*len(h.v))
-	if err := api.EncodeFloat32(raw, api.F32, h.v); err != nil {
-		panic(err)
-	}
-	h.t.Backend().Upload(h.t, raw)
 }

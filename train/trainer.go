@@ -364,7 +364,7 @@ func globalNorm(grads []api.Parameter) (float64, string) {
 	var sum float64
 	for _, g := range grads {
 		var s float64
-		for _, v := range hostView(g.Value).v {
+		for _, v := range api.ViewFloat32s(g.Value).V {
 			s += float64(v) * float64(v)
 		}
 		if math.IsNaN(s) || math.IsInf(s, 0) {
