@@ -61,6 +61,9 @@ prints them as JSON.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if stateFile != "" && o.Mode == eval.ModeParallel {
+				return fmt.Errorf("--state with --mode parallel: a starting state applies to the recurrent mode only: %w", api.ErrConfig)
+			}
 			if maxTokens < 0 {
 				return fmt.Errorf("--max-tokens %d: want 0 (all) or more: %w", maxTokens, api.ErrConfig)
 			}

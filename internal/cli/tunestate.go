@@ -105,6 +105,9 @@ func runTuneState(cmd *cobra.Command, o *tuneStateFlags) error {
 	if !ok || !m.Info().Snapshots {
 		return fmt.Errorf("%s models do not learn an initial state in this process: %w", m.Info().Arch, api.ErrUnsupported)
 	}
+	if w := m.Info().Weights; w != api.F32 && w != api.Invalid {
+		return fmt.Errorf("--weights %s: tuning a state needs F32 weights (its gradient runs back through them): %w", api.WeightName(w), api.ErrUnsupported)
+	}
 	st := stateFlags{load: o.from, saveTo: o.out}
 	init, err := st.open(ctx, m)
 	if err != nil {
