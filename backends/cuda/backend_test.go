@@ -65,7 +65,9 @@ func TestComplianceFake(t *testing.T) {
 	backendtest.Run(t, b)
 	used := fakeOf(b).launched()
 	for _, k := range []string{"ds_unary_f32", "ds_affine_f32", "ds_binary_f32", "ds_binary_same_f32", "ds_rmsnorm_f32",
-		"ds_softmax_f32", "ds_log_softmax_f32", "ds_cross_entropy_f32", "ds_selective_scan_f32", "ds_retention_recurrent_f32", "cublasSgemm"} {
+		"ds_softmax_f32", "ds_log_softmax_f32", "ds_cross_entropy_f32", "ds_selective_scan_f32", "ds_retention_recurrent_f32", "cublasSgemm",
+		"ds_window_u32", "ds_window_u8", "ds_permute_u32", "ds_permute_u8", "ds_gather_f32", "ds_gather_bf16",
+		"ds_causal_conv1d_f32", "ds_rotary_f32"} {
 		if used[k] == 0 {
 			t.Errorf("the suite never launched %s", k)
 		}
@@ -127,11 +129,11 @@ func TestUnwritten(t *testing.T) {
 	}
 	defer b.Close()
 	x := api.FromFloat32s(b, []float32{1, 2, 3, 4, 5, 6}, 2, 3)
-	y := b.Alloc(api.F32, 3, 2)
-	r := catch(func() { b.Permute(y, x, 1, 0) })
+	y := b.Alloc(api.F32, 2, 3)
+	r := catch(func() { b.UnaryGrad(api.OpExp, y, x, x) })
 	err, _ = r.(error)
-	if !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), "Permute") {
-		t.Fatalf("Permute without the fallback: %v", r)
+	if !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), "UnaryGrad") {
+		t.Fatalf("UnaryGrad without the fallback: %v", r)
 	}
 	b.Unary(api.OpNeg, x, x)
 	if got := api.Float32s(x); got[5] != -6 {
@@ -173,8 +175,19 @@ func TestDispatch(t *testing.T) {
 		{"Retention recurrent", "ds_retention_recurrent_f32", func() {
 			b.Retention(api.RetentionRecurrent, f(1, 2, 1, 4), nil, api.RetentionArgs{Q: f(1, 2, 1, 3), K: f(1, 2, 1, 3), V: f(1, 2, 1, 4), Gamma: []float32{0.9, 0.5}})
 		}},
-		{"Permute", "", func() { b.Permute(f(3, 2), f(2, 3), 1, 0) }},
-		{"Gather", "", func() { b.Gather(f(2, 3), f(3, 3), ids) }},
+		{"Permute", "ds_permute_u32", func() { b.Permute(f(3, 2), f(2, 3), 1, 0) }},
+		{"Permute BF16", "ds_permute_u8", func() { b.Permute(b.Alloc(api.BF16, 3, 2), b.Alloc(api.BF16, 2, 3), 1, 0) }},
+		{"Slice", "ds_window_u32", func() { b.Slice(f(2, 2), f(2, 5), 1, 3) }},
+		{"Slice BF16 odd", "ds_window_u8", func() { b.Slice(b.Alloc(api.BF16, 2, 1), b.Alloc(api.BF16, 2, 5), 1, 3) }},
+		{"SetSlice", "ds_window_u32", func() { b.SetSlice(f(2, 5), f(2, 2), 1, 3) }},
+		{"Gather", "ds_gather_f32", func() { b.Gather(f(2, 3), f(3, 3), ids) }},
+		{"Gather BF16", "ds_gather_bf16", func() { b.Gather(f(2, 3), b.Alloc(api.BF16, 3, 3), ids) }},
+		{"CausalConv1d", "ds_causal_conv1d_f32", func() { b.CausalConv1d(f(1, 2, 3), f(1, 2, 3), f(3, 4), f(3), f(1, 3, 3)) }},
+		{"Rotary", "ds_rotary_f32", func() { b.Rotary(f(1, 2, 4), f(1, 2, 4), []float32{1, 0.5}, 3, false) }},
+		{"Gather (Q8_0 table)", "", func() { b.Gather(f(2, 32), b.Alloc(api.Q8_0, 3, 32), ids) }},
+		{"Permute (more than 8 dimensions)", "", func() {
+			b.Permute(f(2, 2, 2, 2, 2, 2, 2, 2, 2), f(2, 2, 2, 2, 2, 2, 2, 2, 2), 8, 7, 6, 5, 4, 3, 2, 1, 0)
+		}},
 		{"Convert", "", func() { b.Convert(b.Alloc(api.BF16, 3), f(3)) }},
 		{"MatMul (BF16 or Q8_0 operand)", "", func() { b.MatMul(f(2, 4), f(2, 3), b.Alloc(api.BF16, 4, 3), false, true, 1, 0) }},
 		{"Retention (parallel, chunkwise)", "", func() {
@@ -383,3 +396,73 @@ func TestModelsFake(t *testing.T) { checkModels(t, newFake(t, Options{})) }
 
 // TestModelsDevice runs every built-in architecture on the GPU.
 func TestModelsDevice(t *testing.T) { checkModels(t, newDevice(t)) }
+
+// TestDecodeStepOnDevice checks that a decode step of every built-in
+// architecture on the fake device makes no host round-trip (Gather, Slice,
+// SetSlice, CausalConv1d and Rotary, which used to go through the host
+// fallback, run as kernels), and that its logits match the CPU backend's.
+func TestDecodeStepOnDevice(t *testing.T) {
+	for _, name := range []string{"mamba", "densemamba", "retnet", "denseretnet"} {
+		t.Run(name, func(t *testing.T) {
+			b := newFake(t, Options{})
+			arch, err := api.LookupArchitecture(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := arch.ParseConfig([]byte(tinyConfigs[name]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ref, err := arch.New(t.Context(), cfg, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			s, err := m.NewState(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			rs, err := ref.NewState(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rs.Close()
+			const steps = 5
+			before, launchesBefore := b.HostOps(), fakeOf(b).launched()
+			for i, tok := range []int32{1, 5, 9, 33, 2}[:steps] {
+				got, err := m.Step(t.Context(), s, []int32{tok})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := ref.Step(t.Context(), rs, []int32{tok})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := maxRel(api.Float32s(got), api.Float32s(want)); e > 1e-4 {
+					t.Errorf("step %d: logits differ from the CPU backend's by %g (relative)", i, e)
+				}
+			}
+			after, launches := b.HostOps(), fakeOf(b).launched()
+			total := 0
+			for op, n := range after {
+				if d := n - before[op]; d != 0 {
+					total += d
+					t.Errorf("%s went through the host %d times in %d decode steps", op, d, steps)
+				}
+			}
+			perToken := map[string]float64{}
+			for k, n := range launches {
+				if d := n - launchesBefore[k]; d != 0 {
+					perToken[k] = float64(d) / steps
+				}
+			}
+			t.Logf("host round-trips per token: %g; launches per token: %v", float64(total)/steps, perToken)
+		})
+	}
+}

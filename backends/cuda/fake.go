@@ -453,6 +453,107 @@ func (f *fakeDevice) launch(kernel string, g kernels.Geometry, args ...any) (err
 				copy(sT[bh*dk*dv:(bh+1)*dk*dv], S)
 			}
 		}
+	case "ds_window_u32", "ds_window_u8":
+		unit := int64(4)
+		if kernel == "ds_window_u8" {
+			unit = 1
+		}
+		outer, size, start, inner, length := a.i64(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6)
+		whole, part := f.span(a.ptr(0), unit*outer*size*inner), f.span(a.ptr(1), unit*outer*length)
+		set := a.i32(7) != 0
+		for i := range outer * length {
+			o, j := i/length, i%length
+			w := (o*size+start)*inner + j
+			ws, ps := whole[unit*w:unit*(w+1)], part[unit*i:unit*(i+1)]
+			if set {
+				copy(ws, ps)
+			} else {
+				copy(ps, ws)
+			}
+		}
+	case "ds_permute_u32", "ds_permute_u8":
+		unit := int64(4)
+		if kernel == "ds_permute_u8" {
+			unit = 1
+		}
+		n := a.i64(2)
+		plan := kernels.DecodePermutePlan(args[3].(driver.Bytes))
+		dst := f.span(a.ptr(0), unit*n)
+		src := f.span(a.ptr(1), unit*n)
+		for i := range n {
+			o := plan.Offset(i)
+			copy(dst[unit*i:unit*(i+1)], src[unit*o:unit*(o+1)])
+		}
+	case "ds_gather_f32", "ds_gather_bf16":
+		rows, D, V := a.i64(3), int64(a.i32(4)), int64(a.i32(5))
+		dst, ids := f.f32s(a.ptr(0), rows*D), f.i32s(a.ptr(2), rows)
+		bad := f.span(a.ptr(6), 8)
+		var table []float32
+		var raw []byte
+		if kernel == "ds_gather_f32" {
+			table = f.f32s(a.ptr(1), V*D)
+		} else {
+			raw = f.span(a.ptr(1), 2*V*D)
+		}
+		for i := range rows * D {
+			r, j := i/D, i%D
+			id := int64(ids[r])
+			if id < 0 || id >= V {
+				if binary.LittleEndian.Uint64(bad) == 0 {
+					binary.LittleEndian.PutUint64(bad, uint64(r)+1)
+				}
+				continue
+			}
+			if table != nil {
+				dst[i] = table[id*D+j]
+			} else {
+				dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*(id*D+j):])) << 16)
+			}
+		}
+	case "ds_causal_conv1d_f32":
+		B, T, C, K := int64(a.i32(5)), int64(a.i32(6)), int64(a.i32(7)), int64(a.i32(8))
+		dst, x, w := f.f32s(a.ptr(0), B*T*C), f.f32s(a.ptr(1), B*T*C), f.f32s(a.ptr(2), C*K)
+		bias, prev := f.f32s(a.ptr(3), C), f.f32s(a.ptr(4), B*(K-1)*C)
+		for i := range B * T * C {
+			r, c := i/C, i%C
+			b, t := r/T, r%T
+			var acc float32
+			if bias != nil {
+				acc = bias[c]
+			}
+			for k := range K {
+				s := t + k
+				var v float32
+				switch {
+				case s >= K-1:
+					v = x[(b*T+s-(K-1))*C+c]
+				case prev != nil:
+					v = prev[(b*(K-1)+s)*C+c]
+				default:
+					continue
+				}
+				acc += float32(w[c*K+k] * v)
+			}
+			dst[i] = acc
+		}
+	case "ds_rotary_f32":
+		rows, T, half := a.i64(3), int64(a.i32(4)), int64(a.i32(5))
+		offset, inverse := a.i64(6), a.i32(7) != 0
+		dst, x := f.f32s(a.ptr(0), rows*2*half), f.f32s(a.ptr(1), rows*2*half)
+		theta := f.f32s(a.ptr(2), half)
+		for p := range rows * half {
+			r, i := p/half, p%half
+			t := r % T
+			phi := float32(offset+t) * theta[i]
+			sd, cd := math.Sincos(float64(phi))
+			cs, sn := float32(cd), float32(sd)
+			if inverse {
+				sn = float32(-sd)
+			}
+			av, bv := x[2*p], x[2*p+1]
+			dst[2*p] = float32(av*cs) - float32(bv*sn)
+			dst[2*p+1] = float32(bv*cs) + float32(av*sn)
+		}
 	default:
 		return fmt.Errorf("fake device: kernel %s is not modelled", kernel)
 	}

@@ -8,16 +8,18 @@ import (
 // host through the CPU backend when the host fallback is on
 // (Options.HostFallback, the default), and otherwise panic with an error
 // wrapping api.ErrUnsupported that names them. Ops that have a kernel for
-// some arguments only (MatMul with a BF16 or Q8_0 operand, a selective scan
-// of more than 256 states, retention's parallel and chunkwise forms) fall
-// back for those arguments.
+// some arguments only (MatMul with a BF16 or Q8_0 operand, Gather from a
+// Q8_0 table, a Permute of more than 8 dimensions after merging, a
+// selective scan of more than 256 states, retention's parallel and
+// chunkwise forms) fall back for those arguments.
 var Unwritten = []string{
-	"Convert", "UnaryGrad", "SumTo", "Permute", "Slice", "SetSlice",
-	"RMSNormGrad", "SoftmaxGrad", "LogSoftmaxGrad", "Gather", "GatherGrad",
-	"MatMul (BF16 or Q8_0 operand)",
-	"CausalConv1d", "CausalConv1dGrad", "Rotary",
+	"Convert", "UnaryGrad", "SumTo",
+	"RMSNormGrad", "SoftmaxGrad", "LogSoftmaxGrad", "GatherGrad",
+	"MatMul (BF16 or Q8_0 operand)", "Gather (Q8_0 table)",
+	"Permute (more than 8 dimensions)",
+	"CausalConv1dGrad",
 	"SelectiveScan (N > 256)", "SelectiveScanGrad",
-	"Retention (parallel, chunkwise)", "RetentionGrad",
+	"Retention (parallel, chunkwise)", "Retention (recurrent, dk > 512)", "RetentionGrad",
 }
 
 // hostCall is one op run through the host fallback: its tensors copied to

@@ -6,9 +6,10 @@ import (
 )
 
 // The fused kernels of api.ConvKernels, api.ScanKernels,
-// api.RotaryKernels and api.RetentionKernels. The selective scan's
-// forward pass and retention's recurrent form (the decode steps) run on
-// the device; the rest runs on the host until written (Unwritten).
+// api.RotaryKernels and api.RetentionKernels. The causal convolution's and
+// rotary's forward passes, the selective scan's forward pass and
+// retention's recurrent form (the decode steps) run on the device; the
+// rest runs on the host until written (Unwritten).
 
 var (
 	_ api.ConvKernels      = (*Backend)(nil)
@@ -17,11 +18,38 @@ var (
 	_ api.RetentionKernels = (*Backend)(nil)
 )
 
-// CausalConv1d runs on the host.
+// CausalConv1d runs ds_causal_conv1d_f32 (channels last, as the CPU
+// backend: x, dst [B,T,C], w [C,K], bias [C] or nil, prev [B,K-1,C] or nil).
 func (b *Backend) CausalConv1d(dst, x, w, bias, prev api.Tensor) {
-	b.onHost("CausalConv1d", func(c api.Backend, h *hostCall) {
-		c.(api.ConvKernels).CausalConv1d(h.out(dst), h.in(x), h.in(w), h.in(bias), h.in(prev))
-	})
+	const op = "CausalConv1d"
+	xt, wt, out := b.f32(x, op), b.f32(w, op), b.f32(dst, op)
+	bt, pt := b.f32OrNil(bias, op), b.f32OrNil(prev, op)
+	if len(xt.shape) != 3 {
+		api.Panicf(api.ErrShape, "cuda: %s: x has shape %v, want rank 3", op, xt.shape)
+	}
+	if len(wt.shape) != 2 {
+		api.Panicf(api.ErrShape, "cuda: %s: w has shape %v, want rank 2", op, wt.shape)
+	}
+	B, T, C, K := xt.shape[0], xt.shape[1], xt.shape[2], wt.shape[1]
+	if wt.shape[0] != C || K < 1 {
+		api.Panicf(api.ErrShape, "cuda: %s: w has shape %v, want [%d K] with K >= 1 for x %v", op, wt.shape, C, xt.shape)
+	}
+	if pt != nil {
+		wantShape(op, "prev", pt, B, K-1, C)
+	}
+	wantShape(op, "dst", out, B, T, C)
+	if bt != nil {
+		wantShape(op, "bias", bt, C)
+	}
+	n := int64(B) * int64(T) * int64(C)
+	if n == 0 {
+		return
+	}
+	if B > 1<<31-1 || T > 1<<31-1 || C > 1<<31-1 || K > 1<<31-1 {
+		api.Panicf(api.ErrUnsupported, "cuda: %s: x %v, w %v", op, xt.shape, wt.shape)
+	}
+	b.launch("ds_causal_conv1d_f32", kernels.ElementGeometry(n), out.ptr(), xt.ptr(), wt.ptr(), ptrOf(bt), ptrOf(pt),
+		int32(B), int32(T), int32(C), int32(K))
 }
 
 // CausalConv1dGrad runs on the host.
@@ -31,11 +59,35 @@ func (b *Backend) CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy api.Tens
 	})
 }
 
-// Rotary runs on the host.
+// Rotary runs ds_rotary_f32, theta uploaded for the call.
 func (b *Backend) Rotary(dst, x api.Tensor, theta []float32, offset int, inverse bool) {
-	b.onHost("Rotary", func(c api.Backend, h *hostCall) {
-		c.(api.RotaryKernels).Rotary(h.out(dst), h.in(x), theta, offset, inverse)
-	})
+	const op = "Rotary"
+	xt, out := b.f32(x, op), b.f32(dst, op)
+	if len(xt.shape) < 2 {
+		api.Panicf(api.ErrShape, "cuda: %s: x has shape %v, want [..., T, d]", op, xt.shape)
+	}
+	sameShape(op, out, xt)
+	T, d := xt.shape.Dim(-2), xt.shape.Dim(-1)
+	if d%2 != 0 || len(theta) != d/2 {
+		api.Panicf(api.ErrShape, "cuda: %s: x %v with %d thetas, want an even last axis and d/2 thetas", op, xt.shape, len(theta))
+	}
+	if offset < 0 {
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: negative offset %d", op, offset)
+	}
+	half := d / 2
+	if xt.numel() == 0 || half == 0 {
+		return
+	}
+	th := b.Alloc(api.F32, half)
+	defer b.Free(th)
+	b.Upload(th, f32Bytes(theta))
+	rows := int64(xt.numel() / d)
+	inv := int32(0)
+	if inverse {
+		inv = 1
+	}
+	b.launch("ds_rotary_f32", kernels.ElementGeometry(rows*int64(half)), out.ptr(), xt.ptr(), th.(*Tensor).ptr(),
+		rows, int32(T), int32(half), int64(offset), inv)
 }
 
 // scanOnHost runs the selective scan on the host.

@@ -3,6 +3,7 @@ package cuda
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 
 	"github.com/densessm/densessm/api"
 	"github.com/densessm/densessm/backends/cuda/driver"
@@ -164,19 +165,121 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 	}))
 }
 
-// Permute runs on the host.
+// blockDType panics with ErrDType for a dtype stored in blocks (Q8_0),
+// which cannot be rearranged element by element, as the CPU backend does.
+func blockDType(op string, t *Tensor) {
+	if t.dtype.Block() != 1 {
+		api.Panicf(api.ErrDType, "cuda: %s: a %s tensor %v is stored in blocks and cannot be rearranged", op, t.dtype, t.shape)
+	}
+}
+
+// Permute sets dst to src with its axes reordered with ds_permute_u32 (4-byte
+// dtypes) or ds_permute_u8 (the others, with an innermost axis over the
+// bytes of an element); a permutation of more than 8 dimensions after
+// merging runs on the host.
 func (b *Backend) Permute(dst, src api.Tensor, perm ...int) {
-	b.onHost("Permute", func(c api.Backend, h *hostCall) { c.Permute(h.out(dst), h.in(src), perm...) })
+	const op = "permute"
+	d, s := b.own(dst), b.own(src)
+	if d.dtype != s.dtype {
+		api.Panicf(api.ErrDType, "cuda: %s: dst is %s, src is %s", op, d.dtype, s.dtype)
+	}
+	blockDType(op, s)
+	rank := len(s.shape)
+	if len(perm) != rank {
+		api.Panicf(api.ErrShape, "cuda: %s: permutation %v of the %d axes of %v", op, perm, rank, s.shape)
+	}
+	seen := make([]bool, rank)
+	want := make(api.Shape, rank)
+	for i, p := range perm {
+		if p < 0 || p >= rank || seen[p] {
+			api.Panicf(api.ErrShape, "cuda: %s: %v is not a permutation of the axes of %v", op, perm, s.shape)
+		}
+		seen[p] = true
+		want[i] = s.shape[p]
+	}
+	if !d.shape.Equal(want) {
+		api.Panicf(api.ErrShape, "cuda: %s: dst has shape %v, want %v (src %v permuted by %v)", op, d.shape, want, s.shape, perm)
+	}
+	if d.numel() == 0 {
+		return
+	}
+	shape, axes, kernel := []int(s.shape), perm, "ds_permute_u32"
+	if es := d.dtype.Size(); es != 4 {
+		shape = append(slices.Clone(shape), es)
+		axes = append(slices.Clone(perm), rank)
+		kernel = "ds_permute_u8"
+	}
+	plan, err := kernels.PlanPermute(shape, axes)
+	if err != nil {
+		b.onHost("Permute (more than 8 dimensions)", func(c api.Backend, h *hostCall) { c.Permute(h.out(dst), h.in(src), perm...) })
+		return
+	}
+	n := int64(api.Shape(shape).NumElements())
+	b.launch(kernel, kernels.ElementGeometry(n), d.ptr(), s.ptr(), n, plan.Bytes())
 }
 
-// Slice runs on the host.
+// Slice copies the window src[..., start:start+n, ...] along axis into dst
+// with ds_window_u32 or ds_window_u8.
 func (b *Backend) Slice(dst, src api.Tensor, axis, start int) {
-	b.onHost("Slice", func(c api.Backend, h *hostCall) { c.Slice(h.out(dst), h.in(src), axis, start) })
+	d, s := b.own(dst), b.own(src)
+	b.window("slice", s, d, axis, start, false)
 }
 
-// SetSlice runs on the host.
+// SetSlice copies src into the window dst[..., start:start+n, ...] along
+// axis with ds_window_u32 or ds_window_u8.
 func (b *Backend) SetSlice(dst, src api.Tensor, axis, start int) {
-	b.onHost("SetSlice", func(c api.Backend, h *hostCall) { c.SetSlice(h.out(dst), h.in(src), axis, start) })
+	d, s := b.own(dst), b.own(src)
+	b.window("set slice", d, s, axis, start, true)
+}
+
+// window checks a window of whole along axis with part's shape (the CPU
+// backend's checks) and moves it: out of whole (Slice) or, when set, into
+// it (SetSlice). Each of the outer rows holds one contiguous run of the
+// window; the kernel moves 4-byte words when every run and offset is a
+// whole number of them, else bytes.
+func (b *Backend) window(op string, whole, part *Tensor, axis, start int, set bool) {
+	blockDType(op, whole)
+	if whole.dtype != part.dtype {
+		api.Panicf(api.ErrDType, "cuda: %s: %s tensor and %s window", op, whole.dtype, part.dtype)
+	}
+	rank := len(whole.shape)
+	if len(part.shape) != rank || axis < 0 || axis >= rank {
+		api.Panicf(api.ErrShape, "cuda: %s: window %v of %v along axis %d", op, part.shape, whole.shape, axis)
+	}
+	for i := range rank {
+		if i != axis && part.shape[i] != whole.shape[i] {
+			api.Panicf(api.ErrShape, "cuda: %s: window %v of %v along axis %d: axis %d differs", op, part.shape, whole.shape, axis, i)
+		}
+	}
+	n, size := part.shape[axis], whole.shape[axis]
+	if start < 0 || start > size-n {
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: window [%d,%d) of axis %d of %v", op, start, start+n, axis, whole.shape)
+	}
+	inner := int64(api.Shape(whole.shape[axis+1:]).NumElements() * whole.dtype.Size()) // bytes
+	outer := int64(api.Shape(whole.shape[:axis]).NumElements())
+	length := int64(n) * inner
+	if length == 0 || outer == 0 {
+		return
+	}
+	if outer == 1 || n == size { // one contiguous run
+		w, p := whole.ptr()+driver.DevicePtr(int64(start)*inner), part.ptr()
+		if set {
+			b.check(op, b.dev.copyDtoD(w, p, outer*length))
+		} else {
+			b.check(op, b.dev.copyDtoD(p, w, outer*length))
+		}
+		return
+	}
+	kernel, unit := "ds_window_u8", int64(1)
+	if inner%4 == 0 {
+		kernel, unit = "ds_window_u32", 4
+	}
+	setArg := int32(0)
+	if set {
+		setArg = 1
+	}
+	b.launch(kernel, kernels.ElementGeometry(outer*length/unit), whole.ptr(), part.ptr(), outer, int64(size), int64(start),
+		inner/unit, length/unit, setArg)
 }
 
 // rowsOf checks dst and x [..., D] of the same shape and returns the rows
@@ -280,9 +383,63 @@ func (b *Backend) CrossEntropy(loss, dlogits, logits, targets api.Tensor, ignore
 	}
 }
 
-// Gather runs on the host.
+// Gather copies table rows by I32 ids with ds_gather_f32 or, from a BF16
+// table, ds_gather_bf16; a Q8_0 table runs on the host. An id out of range
+// is reported by the kernel's flag, read back and raised as
+// api.ErrOutOfRange.
 func (b *Backend) Gather(dst, table, ids api.Tensor) {
-	b.onHost("Gather", func(c api.Backend, h *hostCall) { c.Gather(h.out(dst), h.in(table), h.in(ids)) })
+	const op = "gather"
+	tb := b.own(table)
+	if tb.dtype == api.Q8_0 {
+		b.onHost("Gather (Q8_0 table)", func(c api.Backend, h *hostCall) { c.Gather(h.out(dst), h.in(table), h.in(ids)) })
+		return
+	}
+	kernel := "ds_gather_f32"
+	if tb.dtype == api.BF16 {
+		kernel = "ds_gather_bf16"
+	} else {
+		tb = b.f32(table, op)
+	}
+	d, x := b.f32(dst, op), b.own(ids)
+	if x.dtype != api.I32 {
+		api.Panicf(api.ErrDType, "cuda: %s: ids are %s, want I32", op, x.dtype)
+	}
+	if len(tb.shape) != 2 {
+		api.Panicf(api.ErrShape, "cuda: %s: table %v, want [V,D]", op, tb.shape)
+	}
+	V, D := tb.shape[0], tb.shape[1]
+	if r := len(x.shape); len(d.shape) != r+1 || !slices.Equal(d.shape[:r], x.shape) || d.shape[r] != D {
+		want := append(slices.Clone(x.shape), D)
+		api.Panicf(api.ErrShape, "cuda: %s: dst has shape %v, want %v for ids %v and table %v", op, d.shape, want, x.shape, tb.shape)
+	}
+	rows := int64(x.numel())
+	if rows == 0 {
+		return
+	}
+	if V > 1<<31-1 || D > 1<<31-1 {
+		api.Panicf(api.ErrUnsupported, "cuda: %s: table %v", op, tb.shape)
+	}
+	if D == 0 {
+		// Nothing to copy, but the ids are still checked.
+		raw := make([]byte, 4*rows)
+		b.download(raw, x.ptr())
+		for i := range rows {
+			if id := int32(binary.LittleEndian.Uint32(raw[4*i:])); id < 0 || int(id) >= V {
+				api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, id, i, V)
+			}
+		}
+		return
+	}
+	flag := b.Alloc(api.U8, 8).(*Tensor) // the kernel's bad-row flag, zeroed
+	defer b.Free(flag)
+	b.launch(kernel, kernels.ElementGeometry(rows*int64(D)), d.ptr(), tb.ptr(), x.ptr(), rows, int32(D), int32(V), flag.ptr())
+	var raw [8]byte
+	b.download(raw[:], flag.ptr())
+	if row := binary.LittleEndian.Uint64(raw[:]); row != 0 {
+		var id [4]byte
+		b.download(id[:], x.ptr()+driver.DevicePtr(4*(row-1)))
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, int32(binary.LittleEndian.Uint32(id[:])), row-1, V)
+	}
 }
 
 // GatherGrad runs on the host.

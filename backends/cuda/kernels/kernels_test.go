@@ -31,7 +31,9 @@ func loadNVRTC(t *testing.T) *driver.NVRTC {
 
 // The kernels the backend will look up, by source.
 var wantKernels = map[string][]string{
+	"conv.cu":        {"ds_causal_conv1d_f32", "ds_rotary_f32"},
 	"elementwise.cu": {"ds_unary_f32", "ds_affine_f32", "ds_binary_f32", "ds_binary_same_f32", "ds_mul_silu_f32"},
+	"layout.cu":      {"ds_window_u32", "ds_window_u8", "ds_permute_u32", "ds_permute_u8", "ds_gather_f32", "ds_gather_bf16"},
 	"retention.cu":   {"ds_retention_recurrent_f32"},
 	"rmsnorm.cu":     {"ds_rmsnorm_f32"},
 	"scan.cu":        {"ds_selective_scan_f32"},
@@ -252,5 +254,50 @@ func TestGeometry(t *testing.T) {
 	}
 	if _, err := RetentionGeometry(1, 1, 513, 1); !errors.Is(err, api.ErrUnsupported) {
 		t.Errorf("dk = 513: %v", err)
+	}
+}
+
+// PlanPermute's index arithmetic against permutation by the definition, on
+// random shapes and permutations (size-1 axes, merges, up to rank 8).
+func TestPlanPermute(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		rank := 1 + rng.IntN(6)
+		shape := make([]int, rank)
+		for i := range shape {
+			shape[i] = 1 + rng.IntN(3)
+		}
+		perm := rng.Perm(rank)
+		p, err := PlanPermute(shape, perm)
+		if err != nil {
+			t.Fatalf("%v %v: %v", shape, perm, err)
+		}
+		if q := DecodePermutePlan(p.Bytes()); !slices.Equal(q.Dims, p.Dims) || !slices.Equal(q.Stride, p.Stride) {
+			t.Fatalf("%v: bytes read back as %v", p, q)
+		}
+		strides := make([]int, rank)
+		acc := 1
+		for i := rank - 1; i >= 0; i-- {
+			strides[i], acc = acc, acc*shape[i]
+		}
+		idx := make([]int, rank) // dst's index, row-major
+		for i := range int64(acc) {
+			want := 0
+			for d := range rank {
+				want += idx[d] * strides[perm[d]]
+			}
+			if got := p.Offset(i); got != int64(want) {
+				t.Fatalf("%v by %v, plan %v: element %d reads %d, want %d", shape, perm, p, i, got, want)
+			}
+			for d := rank - 1; d >= 0; d-- {
+				if idx[d]++; idx[d] < shape[perm[d]] {
+					break
+				}
+				idx[d] = 0
+			}
+		}
+	}
+	if _, err := PlanPermute([]int{2, 2, 2, 2, 2, 2, 2, 2, 2}, []int{8, 7, 6, 5, 4, 3, 2, 1, 0}); !errors.Is(err, api.ErrUnsupported) {
+		t.Fatalf("9 unmergeable axes: %v", err)
 	}
 }

@@ -184,3 +184,86 @@ func RetentionGeometry(B, H, dk, dv int) (Geometry, error) {
 	g.Shared = uint32((2*dk + 32*ry) * 4)
 	return g, nil
 }
+
+// MaxPermuteDims is layout.cu's DS_MAX_PERM_DIMS: dimensions of a
+// permutation after merging.
+const MaxPermuteDims = 8
+
+// PermutePlan is ds_permute_*'s DsPermute: dst's dimensions, outermost
+// first, with size-1 axes dropped and the axes src also walks contiguously
+// merged, and for each the stride in src (in units: elements, or bytes).
+type PermutePlan struct {
+	Dims, Stride []int64
+}
+
+// PlanPermute returns the plan of dst = src permuted by perm (dst axis i is
+// src axis perm[i]) for the contiguous shape src; perm must be a
+// permutation of its axes. More than MaxPermuteDims dimensions left after
+// merging is api.ErrUnsupported.
+func PlanPermute(src []int, perm []int) (PermutePlan, error) {
+	strides := make([]int64, len(src))
+	acc := int64(1)
+	for i := len(src) - 1; i >= 0; i-- {
+		strides[i] = acc
+		acc *= int64(src[i])
+	}
+	var p PermutePlan
+	for _, ax := range perm {
+		size, stride := int64(src[ax]), strides[ax]
+		if size == 1 {
+			continue
+		}
+		// Merge with the axis before when it steps through src as the
+		// outer part of one axis with this one.
+		if n := len(p.Dims); n > 0 && p.Stride[n-1] == stride*size {
+			p.Dims[n-1] *= size
+			p.Stride[n-1] = stride
+			continue
+		}
+		p.Dims = append(p.Dims, size)
+		p.Stride = append(p.Stride, stride)
+	}
+	if len(p.Dims) == 0 { // one element
+		p.Dims, p.Stride = []int64{1}, []int64{0}
+	}
+	if len(p.Dims) > MaxPermuteDims {
+		return PermutePlan{}, fmt.Errorf("%w: permutation %v of %v needs %d dimensions, the kernel takes %d",
+			api.ErrUnsupported, perm, src, len(p.Dims), MaxPermuteDims)
+	}
+	return p, nil
+}
+
+// Bytes lays the plan out as the kernel's struct (ndim, then two arrays of
+// MaxPermuteDims 64-bit values, little-endian), for driver.Launch.
+func (p PermutePlan) Bytes() driver.Bytes {
+	b := make([]byte, 8*(1+2*MaxPermuteDims))
+	binary.LittleEndian.PutUint64(b, uint64(len(p.Dims)))
+	for i := range p.Dims {
+		binary.LittleEndian.PutUint64(b[8*(1+i):], uint64(p.Dims[i]))
+		binary.LittleEndian.PutUint64(b[8*(1+MaxPermuteDims+i):], uint64(p.Stride[i]))
+	}
+	return b
+}
+
+// DecodePermutePlan reads a plan back from its bytes.
+func DecodePermutePlan(raw []byte) PermutePlan {
+	u := func(i int) int64 { return int64(binary.LittleEndian.Uint64(raw[8*i:])) }
+	var p PermutePlan
+	for d := range int(u(0)) {
+		p.Dims = append(p.Dims, u(1+d))
+		p.Stride = append(p.Stride, u(1+MaxPermuteDims+d))
+	}
+	return p
+}
+
+// Offset is the kernel's index arithmetic for dst unit i, in Go: the
+// offset in src of the unit it reads.
+func (p PermutePlan) Offset(i int64) (off int64) {
+	rem := i
+	for d := len(p.Dims) - 1; d >= 0; d-- {
+		idx := rem % p.Dims[d]
+		rem /= p.Dims[d]
+		off += idx * p.Stride[d]
+	}
+	return off
+}
