@@ -122,3 +122,22 @@ func MatMulShapes(op string, dst, a, b Shape, transA, transB bool) MatMulDims {
 	}
 	return MatMulDims{Batch: batch, M: m, N: n, K: k}
 }
+
+// CheckWindow checks a window of Kernels.Slice or SetSlice: part, of
+// whole's shape but along axis, lies at start inside whole. op names the
+// kernel in the panic, which wraps ErrShape (ErrOutOfRange for the
+// position).
+func CheckWindow(op string, whole, part Shape, axis, start int) {
+	rank := len(whole)
+	if len(part) != rank || axis < 0 || axis >= rank {
+		Panicf(ErrShape, "%s: window %v of %v along axis %d", op, part, whole, axis)
+	}
+	for i := range rank {
+		if i != axis && part[i] != whole[i] {
+			Panicf(ErrShape, "%s: window %v of %v along axis %d: axis %d differs", op, part, whole, axis, i)
+		}
+	}
+	if n := part[axis]; start < 0 || start > whole[axis]-n {
+		Panicf(ErrOutOfRange, "%s: window [%d,%d) of axis %d of %v", op, start, start+n, axis, whole)
+	}
+}

@@ -126,19 +126,8 @@ func (b *Backend) window(op string, whole, part *Tensor, axis, start int, set bo
 	if whole.dtype != part.dtype {
 		api.Panicf(api.ErrDType, "%s: %s tensor and %s window", op, whole.dtype, part.dtype)
 	}
-	rank := len(whole.shape)
-	if len(part.shape) != rank || axis < 0 || axis >= rank {
-		api.Panicf(api.ErrShape, "%s: window %v of %v along axis %d", op, part.shape, whole.shape, axis)
-	}
-	for i := range rank {
-		if i != axis && part.shape[i] != whole.shape[i] {
-			api.Panicf(api.ErrShape, "%s: window %v of %v along axis %d: axis %d differs", op, part.shape, whole.shape, axis, i)
-		}
-	}
+	api.CheckWindow(op, whole.shape, part.shape, axis, start)
 	n, size := part.shape[axis], whole.shape[axis]
-	if start < 0 || start > size-n {
-		api.Panicf(api.ErrOutOfRange, "%s: window [%d,%d) of axis %d of %v", op, start, start+n, axis, whole.shape)
-	}
 	// Each of the outer rows holds one contiguous run of the window.
 	esize := whole.dtype.Size()
 	inner := api.Shape(whole.shape[axis+1:]).NumElements() * esize
