@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,5 +198,61 @@ func TestPluginStopsWithHost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCUDABackendPlugin runs commands with --backend cuda through the
+// densessm-backend-cuda plugin on its fake device (DENSESSM_CUDA_FAKE=1,
+// device memory modelled on the host): generate and eval ppl give what
+// they give on the CPU backend (the same greedy text; the perplexity to
+// 1e-6, the device's products summing in another order). Without a GPU
+// and without the fake, the command fails with one line naming the
+// missing driver.
+func TestCUDABackendPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin")
+	}
+	dir := t.TempDir()
+	c := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../../cmd/densessm-backend-cuda")
+	c.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("go build densessm-backend-cuda: %v\n%s", err, out)
+	}
+	text := writeFile(t, t.TempDir(), "a.go", strings.Repeat("func add(a, b int) int {\n\treturn a + b\n}\n\n", 20))
+	gen := []string{"generate", "--temperature", "0", "--max-tokens", "12", "--threads", "1", "func main() {"}
+	ppl := []string{"eval", "ppl", "--data", text, "--json", "--threads", "1"}
+	run := func(fake bool, args ...string) (string, string, error) {
+		c, stderr := child(t, nil, args...)
+		home := t.TempDir()
+		c.Env = append(c.Env, "DENSESSM_PLUGIN_PATH="+dir, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+		if fake {
+			c.Env = append(c.Env, "DENSESSM_CUDA_FAKE=1")
+		}
+		out, err := c.Output()
+		return string(out), stderr.String(), err
+	}
+	for _, args := range [][]string{gen, ppl} {
+		want, errOut, st := runCLI(t, args...)
+		if st != 0 {
+			t.Fatalf("%v on the CPU: %s", args, errOut)
+		}
+		got, errOut2, err := run(true, append(args, "--backend", "cuda")...)
+		if err != nil {
+			t.Fatalf("%v on the fake CUDA device: %v\n%s", args, err, errOut2)
+		}
+		if args[0] == "eval" {
+			var w, g struct{ Perplexity float64 }
+			if json.Unmarshal([]byte(want), &w) != nil || json.Unmarshal([]byte(got), &g) != nil || math.Abs(g.Perplexity-w.Perplexity) > 1e-6*w.Perplexity {
+				t.Fatalf("eval ppl on the fake CUDA device %s, on the CPU %s", got, want)
+			}
+		} else if got != want {
+			t.Fatalf("generate on the fake CUDA device %q, on the CPU %q", got, want)
+		}
+	}
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		return // a machine with a GPU: the real device would run
+	}
+	if _, errOut, err := run(false, append(gen, "--backend", "cuda")...); err == nil || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no CUDA driver found") {
+		t.Fatalf("without a driver: %v, stderr %q", err, errOut)
 	}
 }
