@@ -427,8 +427,8 @@ func (m *Model) residual(ctx context.Context, t *nn.Tape, ids api.Tensor, p pass
 // their pre-fusion x' [B,T,E], for target h their pre-fusion states
 // [B,T,E,N]. It returns the output [B,T,D] and what this layer hands on
 // (nil for plain Mamba). The convolution and the scan run over each of
-// pieces apart, each from p.init, or from an empty state (one piece: from
-// p.st's).
+// pieces apart, each from p.init, from its rows of p.st's states (which it
+// updates), or from an empty state.
 func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, p pass, pieces []api.Piece) (out, own *nn.Var) {
 	st := p.st
 	c := m.cfg
@@ -442,15 +442,16 @@ func (m *Model) mixer(t *nn.Tape, l *layer, i int, u *nn.Var, prev []*nn.Var, p 
 	z := t.Slice(xz, -1, E, E)
 	t.Release(mark, x, z)
 	// start returns the state a piece starts from: init's, its rows of
-	// st's (updated by the piece unless it is padding), or none.
-	start := func(pc api.Piece, init []*nn.Var, st []api.Tensor) *nn.Var {
+	// the State's tensors held (updated by the piece unless it is
+	// padding), or none.
+	start := func(pc api.Piece, init []*nn.Var, held []api.Tensor) *nn.Var {
 		switch {
 		case p.init != nil:
 			return t.Broadcast(init[i], pc.Rows)
-		case st == nil || pc.Pad:
+		case held == nil || pc.Pad:
 			return nil
 		}
-		v := nn.NewVar(st[i], false)
+		v := nn.NewVar(held[i], false)
 		if pc.Rows == v.Shape()[0] {
 			return v
 		}
