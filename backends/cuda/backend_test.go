@@ -67,7 +67,8 @@ func TestComplianceFake(t *testing.T) {
 	for _, k := range []string{"ds_unary_f32", "ds_affine_f32", "ds_binary_f32", "ds_binary_same_f32", "ds_rmsnorm_f32",
 		"ds_softmax_f32", "ds_log_softmax_f32", "ds_cross_entropy_f32", "ds_selective_scan_f32", "ds_retention_recurrent_f32", "cublasSgemm",
 		"ds_window_u32", "ds_window_u8", "ds_permute_u32", "ds_permute_u8", "ds_gather_f32", "ds_gather_bf16",
-		"ds_causal_conv1d_f32", "ds_rotary_f32"} {
+		"ds_causal_conv1d_f32", "ds_rotary_f32", "ds_unary_grad_f32", "ds_sum_to_f32", "ds_rms_inv_f32",
+		"ds_rmsnorm_grad_f32", "ds_rmsnorm_grad_w_f32", "ds_gather_grad_f32", "ds_convert_f32_bf16", "ds_convert_bf16_f32"} {
 		if used[k] == 0 {
 			t.Errorf("the suite never launched %s", k)
 		}
@@ -130,10 +131,10 @@ func TestUnwritten(t *testing.T) {
 	defer b.Close()
 	x := api.FromFloat32s(b, []float32{1, 2, 3, 4, 5, 6}, 2, 3)
 	y := b.Alloc(api.F32, 2, 3)
-	r := catch(func() { b.UnaryGrad(api.OpExp, y, x, x) })
+	r := catch(func() { b.SoftmaxGrad(y, x, x) })
 	err, _ = r.(error)
-	if !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), "UnaryGrad") {
-		t.Fatalf("UnaryGrad without the fallback: %v", r)
+	if !errors.Is(err, api.ErrUnsupported) || !strings.Contains(err.Error(), "SoftmaxGrad") {
+		t.Fatalf("SoftmaxGrad without the fallback: %v", r)
 	}
 	b.Unary(api.OpNeg, x, x)
 	if got := api.Float32s(x); got[5] != -6 {
@@ -188,8 +189,16 @@ func TestDispatch(t *testing.T) {
 		{"Permute (more than 8 dimensions)", "", func() {
 			b.Permute(f(2, 2, 2, 2, 2, 2, 2, 2, 2), f(2, 2, 2, 2, 2, 2, 2, 2, 2), 8, 7, 6, 5, 4, 3, 2, 1, 0)
 		}},
-		{"Convert", "", func() { b.Convert(b.Alloc(api.BF16, 3), f(3)) }},
-		{"MatMul (BF16 or Q8_0 operand)", "", func() { b.MatMul(f(2, 4), f(2, 3), b.Alloc(api.BF16, 4, 3), false, true, 1, 0) }},
+		{"Convert F32 to BF16", "ds_convert_f32_bf16", func() { b.Convert(b.Alloc(api.BF16, 3), f(3)) }},
+		{"Convert F16 to F32", "ds_convert_f16_f32", func() { b.Convert(f(3), b.Alloc(api.F16, 3)) }},
+		{"Convert (Q8_0, I64 to I32)", "", func() { b.Convert(b.Alloc(api.I32, 3), b.Alloc(api.I64, 3)) }},
+		{"MatMul BF16", "ds_convert_bf16_f32", func() { b.MatMul(f(2, 4), f(2, 3), b.Alloc(api.BF16, 4, 3), false, true, 1, 0) }},
+		{"MatMul (Q8_0 operand)", "", func() { b.MatMul(f(2, 4), f(2, 32), b.Alloc(api.Q8_0, 4, 32), false, true, 1, 0) }},
+		{"UnaryGrad", "ds_unary_grad_f32", func() { b.UnaryGrad(api.OpSilu, f(3), f(3), f(3)) }},
+		{"SumTo", "ds_sum_to_f32", func() { b.SumTo(f(1, 3), f(2, 3)) }},
+		{"RMSNormGrad", "ds_rmsnorm_grad_f32", func() { b.RMSNormGrad(f(2, 3), f(3), f(2, 3), f(3), f(2, 3), 1e-5) }},
+		{"RMSNormGrad dw", "ds_rmsnorm_grad_w_f32", func() { b.RMSNormGrad(nil, f(3), f(2, 3), f(3), f(2, 3), 1e-5) }},
+		{"GatherGrad", "ds_gather_grad_f32", func() { b.GatherGrad(f(3, 3), ids, f(2, 3)) }},
 		{"Retention (parallel, chunkwise)", "", func() {
 			b.Retention(api.RetentionParallel, f(1, 2, 1, 4), nil, api.RetentionArgs{Q: f(1, 2, 1, 3), K: f(1, 2, 1, 3), V: f(1, 2, 1, 4), Gamma: []float32{0.9, 0.5}})
 		}},
@@ -245,6 +254,7 @@ func TestAllocator(t *testing.T) {
 	if st := b.MemStats(); st.Evictions != 1 || st.InUse != 256+sizeClass(800_000) {
 		t.Fatalf("after an eviction: %+v", st)
 	}
+	runtime.KeepAlive(y) // else the collector's cleanup may free it before the check above
 	b.Free(z)
 
 	// A tensor no one frees goes back to the cache when it is collected.
@@ -400,10 +410,15 @@ func TestModelsDevice(t *testing.T) { checkModels(t, newDevice(t)) }
 // TestDecodeStepOnDevice checks that a decode step of every built-in
 // architecture on the fake device makes no host round-trip (Gather, Slice,
 // SetSlice, CausalConv1d and Rotary, which used to go through the host
-// fallback, run as kernels), and that its logits match the CPU backend's.
+// fallback, run as kernels; with BF16 weights, MatMul widens them on the
+// device), and that its logits match the CPU backend's.
 func TestDecodeStepOnDevice(t *testing.T) {
-	for _, name := range []string{"mamba", "densemamba", "retnet", "denseretnet"} {
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		weights api.DType
+	}{{"mamba", api.F32}, {"densemamba", api.F32}, {"retnet", api.F32}, {"denseretnet", api.F32}, {"mamba", api.BF16}, {"retnet", api.BF16}} {
+		name := c.name
+		t.Run(name+"-"+c.weights.String(), func(t *testing.T) {
 			b := newFake(t, Options{})
 			arch, err := api.LookupArchitecture(name)
 			if err != nil {
@@ -413,12 +428,12 @@ func TestDecodeStepOnDevice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: 3})
+			m, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: 3, Weights: c.weights})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			ref, err := arch.New(t.Context(), cfg, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3})
+			ref, err := arch.New(t.Context(), cfg, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3, Weights: c.weights})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -554,6 +554,99 @@ func (f *fakeDevice) launch(kernel string, g kernels.Geometry, args ...any) (err
 			dst[2*p] = float32(av*cs) - float32(bv*sn)
 			dst[2*p+1] = float32(bv*cs) + float32(av*sn)
 		}
+	case "ds_convert_bf16_f32", "ds_convert_f16_f32", "ds_convert_f64_f32", "ds_convert_i32_f32", "ds_convert_i64_f32":
+		n := a.i64(2)
+		from := map[string]api.DType{"ds_convert_bf16_f32": api.BF16, "ds_convert_f16_f32": api.F16,
+			"ds_convert_f64_f32": api.F64, "ds_convert_i32_f32": api.I32, "ds_convert_i64_f32": api.I64}[kernel]
+		dst := f.f32s(a.ptr(0), n)
+		if err := api.DecodeFloat32(dst, from, f.span(a.ptr(1), int64(from.Bytes(int(n))))); err != nil {
+			return err
+		}
+	case "ds_convert_f32_bf16", "ds_convert_f32_f16", "ds_convert_f32_f64":
+		n := a.i64(2)
+		to := map[string]api.DType{"ds_convert_f32_bf16": api.BF16, "ds_convert_f32_f16": api.F16, "ds_convert_f32_f64": api.F64}[kernel]
+		if err := api.EncodeFloat32(f.span(a.ptr(0), int64(to.Bytes(int(n)))), to, f.f32s(a.ptr(1), n)); err != nil {
+			return err
+		}
+	case "ds_unary_grad_f32":
+		n := a.i64(4)
+		op := api.UnaryOp(a.i32(0))
+		dx, x, dy := f.f32s(a.ptr(1), n), f.f32s(a.ptr(2), n), f.f32s(a.ptr(3), n)
+		for i := range dx {
+			dx[i] = unaryGradRef(op, x[i], dy[i])
+		}
+	case "ds_sum_to_f32":
+		n, m := a.i64(2), a.i64(3)
+		plan := kernels.DecodeSumToPlan(args[4].(driver.Bytes))
+		dst := f.f32s(a.ptr(0), n)
+		xb := f.bytesAt(a.ptr(1))
+		x := unsafe.Slice((*float32)(unsafe.Pointer(&xb[0])), len(xb)/4)
+		for i := range n {
+			var s float64
+			for j := range m {
+				s += float64(x[plan.Offsets(i, j)])
+			}
+			dst[i] = float32(s)
+		}
+	case "ds_rms_inv_f32":
+		rows, D := int64(g.Grid.X), int64(a.i32(2))
+		eps := a.f32(3)
+		inv := unsafe.Slice((*float64)(unsafe.Pointer(&f.span(a.ptr(0), 8*rows)[0])), rows)
+		x := f.f32s(a.ptr(1), rows*D)
+		for r := range rows {
+			var ss float64
+			for _, v := range x[r*D : (r+1)*D] {
+				ss += float64(v) * float64(v)
+			}
+			inv[r] = 1 / math.Sqrt(ss/float64(D)+float64(eps))
+		}
+	case "ds_rmsnorm_grad_f32":
+		rows, D := int64(g.Grid.X), int64(a.i32(5))
+		dx, x, dy := f.f32s(a.ptr(0), rows*D), f.f32s(a.ptr(1), rows*D), f.f32s(a.ptr(3), rows*D)
+		w := f.f32s(a.ptr(2), D)
+		inv := unsafe.Slice((*float64)(unsafe.Pointer(&f.span(a.ptr(4), 8*rows)[0])), rows)
+		wj := func(j int64) float64 {
+			if w == nil {
+				return 1
+			}
+			return float64(w[j])
+		}
+		for r := range rows {
+			var dot float64
+			for j := range D {
+				dot += float64(dy[r*D+j]) * wj(j) * float64(x[r*D+j])
+			}
+			c := inv[r] * inv[r] * inv[r] * dot / float64(D)
+			for j := range D {
+				dx[r*D+j] = float32(inv[r]*wj(j)*float64(dy[r*D+j]) - c*float64(x[r*D+j]))
+			}
+		}
+	case "ds_rmsnorm_grad_w_f32":
+		rows, D := a.i64(4), int64(a.i32(5))
+		dw, x, dy := f.f32s(a.ptr(0), D), f.f32s(a.ptr(1), rows*D), f.f32s(a.ptr(2), rows*D)
+		inv := unsafe.Slice((*float64)(unsafe.Pointer(&f.span(a.ptr(3), 8*rows)[0])), rows)
+		for j := range D {
+			var s float64
+			for r := range rows {
+				s += float64(dy[r*D+j]) * float64(x[r*D+j]) * inv[r]
+			}
+			dw[j] = float32(s)
+		}
+	case "ds_gather_grad_f32":
+		rows, D, V := a.i64(3), int64(a.i32(4)), int64(a.i32(5))
+		dt, ids, dy := f.f32s(a.ptr(0), V*D), f.i32s(a.ptr(1), rows), f.f32s(a.ptr(2), rows*D)
+		bad := f.span(a.ptr(6), 8)
+		for i := range rows * D {
+			r, j := i/D, i%D
+			id := int64(ids[r])
+			if id < 0 || id >= V {
+				if binary.LittleEndian.Uint64(bad) == 0 {
+					binary.LittleEndian.PutUint64(bad, uint64(r)+1)
+				}
+				continue
+			}
+			dt[id*D+j] += dy[i]
+		}
 	default:
 		return fmt.Errorf("fake device: kernel %s is not modelled", kernel)
 	}
@@ -606,6 +699,54 @@ func unaryRef(op api.UnaryOp, x float32) float32 {
 	case api.OpRelu:
 		if x > 0 {
 			return x
+		}
+		return 0
+	}
+	return float32(math.NaN())
+}
+
+// unaryGradRef is ds_unary_grad_f32's dy * op'(x), in float64 and rounded.
+func unaryGradRef(op api.UnaryOp, xf, dyf float32) float32 {
+	v, g := float64(xf), float64(dyf)
+	sig := func(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
+	switch op {
+	case api.OpNeg:
+		return float32(-g)
+	case api.OpExp:
+		return float32(g * math.Exp(v))
+	case api.OpLog:
+		return float32(g / v)
+	case api.OpSqrt:
+		return float32(g * 0.5 / math.Sqrt(v))
+	case api.OpRsqrt:
+		return float32(g * -0.5 / (v * math.Sqrt(v)))
+	case api.OpSquare:
+		return float32(g * 2 * v)
+	case api.OpAbs:
+		switch {
+		case xf > 0:
+			return dyf
+		case xf < 0:
+			return -dyf
+		}
+		return 0
+	case api.OpSigmoid:
+		s := sig(v)
+		return float32(g * s * (1 - s))
+	case api.OpSilu:
+		s := sig(v)
+		return float32(g * s * (1 + v*(1-s)))
+	case api.OpSoftplus:
+		if xf > 20 {
+			return dyf
+		}
+		return float32(g * sig(v))
+	case api.OpTanh:
+		t := math.Tanh(v)
+		return float32(g * (1 - t*t))
+	case api.OpRelu:
+		if xf > 0 {
+			return dyf
 		}
 		return 0
 	}

@@ -41,9 +41,40 @@ func (b *Backend) Copy(dst, src api.Tensor) {
 	}
 }
 
-// Convert runs on the host.
+// convertKernels are the conversions with a kernel (convert.cu), by source
+// and destination dtype.
+var convertKernels = map[[2]api.DType]string{
+	{api.BF16, api.F32}: "ds_convert_bf16_f32",
+	{api.F16, api.F32}:  "ds_convert_f16_f32",
+	{api.F64, api.F32}:  "ds_convert_f64_f32",
+	{api.I32, api.F32}:  "ds_convert_i32_f32",
+	{api.I64, api.F32}:  "ds_convert_i64_f32",
+	{api.F32, api.BF16}: "ds_convert_f32_bf16",
+	{api.F32, api.F16}:  "ds_convert_f32_f16",
+	{api.F32, api.F64}:  "ds_convert_f32_f64",
+}
+
+// Convert converts element-wise: a device copy for the same dtype, a
+// ds_convert_* kernel between F32 and BF16, F16 or F64 and from I32 or I64
+// to F32; the other pairs (F32 to Q8_0, I64 to I32 with its range check, and
+// the unsupported ones, which the CPU backend refuses) run on the host.
 func (b *Backend) Convert(dst, src api.Tensor) {
-	b.onHost("Convert", func(c api.Backend, h *hostCall) { c.Convert(h.out(dst), h.in(src)) })
+	d, s := b.own(dst), b.own(src)
+	if d.numel() != s.numel() {
+		api.Panicf(api.ErrShape, "cuda: convert %s%v into %s%v", s.dtype, s.shape, d.dtype, d.shape)
+	}
+	if d.dtype == s.dtype {
+		b.Copy(dst, src)
+		return
+	}
+	kernel, ok := convertKernels[[2]api.DType{s.dtype, d.dtype}]
+	if !ok {
+		b.onHost("Convert (Q8_0, I64 to I32)", func(c api.Backend, h *hostCall) { c.Convert(h.out(dst), h.in(src)) })
+		return
+	}
+	if n := int64(d.numel()); n > 0 {
+		b.launch(kernel, kernels.ElementGeometry(n), d.ptr(), s.ptr(), n)
+	}
 }
 
 // sameShape panics with ErrShape unless a and b have the same shape.
@@ -65,9 +96,18 @@ func (b *Backend) Unary(op api.UnaryOp, dst, x api.Tensor) {
 	}
 }
 
-// UnaryGrad runs on the host.
+// UnaryGrad sets dx = dy * op'(x) with ds_unary_grad_f32.
 func (b *Backend) UnaryGrad(op api.UnaryOp, dx, x, dy api.Tensor) {
-	b.onHost("UnaryGrad", func(c api.Backend, h *hostCall) { c.UnaryGrad(op, h.out(dx), h.in(x), h.in(dy)) })
+	const name = "unary grad"
+	g, s, up := b.f32(dx, name), b.f32(x, name), b.f32(dy, name)
+	sameShape(name+" "+op.String(), g, s)
+	sameShape(name+" "+op.String(), up, s)
+	if op < api.OpNeg || op > api.OpRelu {
+		api.Panicf(api.ErrUnsupported, "cuda: unary op %d", op)
+	}
+	if n := int64(g.numel()); n > 0 {
+		b.launch("ds_unary_grad_f32", kernels.ElementGeometry(n), int32(op), g.ptr(), s.ptr(), up.ptr(), n)
+	}
 }
 
 // Affine sets dst = x*scale + shift with ds_affine_f32.
@@ -111,20 +151,71 @@ func (b *Backend) Binary(op api.BinaryOp, dst, a, c api.Tensor) {
 	b.launch("ds_binary_f32", kernels.ElementGeometry(n), int32(op), d.ptr(), x.ptr(), y.ptr(), n, plan.Bytes())
 }
 
-// SumTo runs on the host.
+// SumTo sums x over the axes that broadcasting dst to x's shape expands
+// with ds_sum_to_f32 (one thread an output, in double); more than 8 kept or
+// summed dimensions after merging run on the host.
 func (b *Backend) SumTo(dst, x api.Tensor) {
-	b.onHost("SumTo", func(c api.Backend, h *hostCall) { c.SumTo(h.out(dst), h.in(x)) })
+	const op = "sumto"
+	d, s := b.f32(dst, op), b.f32(x, op)
+	if !sumToShapes(d.shape, s.shape) {
+		api.Panicf(api.ErrShape, "cuda: %s: dst %v does not broadcast to x %v", op, d.shape, s.shape)
+	}
+	switch {
+	case d.numel() == 0:
+		return
+	case s.numel() == 0:
+		b.Fill(dst, 0)
+		return
+	case d.numel() == s.numel():
+		b.check(op, b.dev.copyDtoD(d.ptr(), s.ptr(), int64(d.nbytes())))
+		return
+	}
+	plan, err := kernels.PlanSumTo(d.shape, s.shape)
+	if err != nil {
+		b.onHost("SumTo (more than 8 dimensions)", func(c api.Backend, h *hostCall) { c.SumTo(h.out(dst), h.in(x)) })
+		return
+	}
+	n := plan.Outputs()
+	b.launch("ds_sum_to_f32", kernels.ElementGeometry(n), d.ptr(), s.ptr(), n, plan.Summed(), plan.Bytes())
+}
+
+// sumToShapes reports whether dst broadcasts to x's shape: it may have
+// fewer axes, size 1 where x has any size, and leading axes of size 1
+// beyond x's rank (the CPU backend's rule).
+func sumToShapes(dst, x api.Shape) bool {
+	for len(dst) > len(x) {
+		if dst[0] != 1 {
+			return false
+		}
+		dst = dst[1:]
+	}
+	for k := 1; k <= len(dst); k++ {
+		if dd := dst[len(dst)-k]; dd != 1 && dd != x[len(x)-k] {
+			return false
+		}
+	}
+	return true
 }
 
 // MatMul computes dst = alpha op(a) op(b) + beta dst with cuBLAS (float32
-// arithmetic, no TF32); a BF16 or Q8_0 second operand runs on the host.
+// arithmetic, no TF32). A BF16 second operand is widened exactly into an F32
+// scratch tensor of its shape (ds_convert_bf16_f32) for this call, then
+// multiplied as F32; a Q8_0 one runs on the host.
 func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta float32) {
 	const op = "matmul"
-	if w := b.own(c); w.dtype == api.BF16 || w.dtype == api.Q8_0 {
-		b.onHost("MatMul (BF16 or Q8_0 operand)", func(cb api.Backend, h *hostCall) {
+	switch w := b.own(c); w.dtype {
+	case api.Q8_0:
+		b.onHost("MatMul (Q8_0 operand)", func(cb api.Backend, h *hostCall) {
 			cb.MatMul(h.out(dst), h.in(a), h.in(c), transA, transB, alpha, beta)
 		})
 		return
+	case api.BF16:
+		wide := b.Alloc(api.F32, w.shape...).(*Tensor)
+		defer b.Free(wide)
+		if n := int64(w.numel()); n > 0 {
+			b.launch("ds_convert_bf16_f32", kernels.ElementGeometry(n), wide.ptr(), w.ptr(), n)
+		}
+		c = wide
 	}
 	d, x, y := b.f32(dst, op), b.f32(a, op), b.f32(c, op)
 	dims := api.MatMulShapes("cuda: "+op, d.shape, x.shape, y.shape, transA, transB)
@@ -301,11 +392,44 @@ func (b *Backend) RMSNorm(dst, x, w api.Tensor, eps float32) {
 	b.launch("ds_rmsnorm_f32", g, d.ptr(), s.ptr(), ptrOf(wt), int32(D), eps)
 }
 
-// RMSNormGrad runs on the host.
+// RMSNormGrad computes each row's 1/rms in double (ds_rms_inv_f32, into a
+// scratch buffer), then dx (ds_rmsnorm_grad_f32, one block a row) and dw
+// (ds_rmsnorm_grad_w_f32, one thread a column, summed over rows in double).
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy api.Tensor, eps float32) {
-	b.onHost("RMSNormGrad", func(c api.Backend, h *hostCall) {
-		c.RMSNormGrad(h.out(dx), h.out(dw), h.in(x), h.in(w), h.in(dy), eps)
-	})
+	const op = "rmsnorm grad"
+	s, up := b.f32(x, op), b.f32(dy, op)
+	g, gw, wt := b.f32OrNil(dx, op), b.f32OrNil(dw, op), b.f32OrNil(w, op)
+	rows, D := rowsOf(op, up, s)
+	if g != nil {
+		sameShape(op, g, s)
+	}
+	last := s.shape[len(s.shape)-1]
+	if wt != nil {
+		wantShape(op, "w", wt, last)
+	}
+	if gw != nil {
+		if wt == nil {
+			api.Panicf(api.ErrShape, "cuda: %s: dw %v given without a weight", op, gw.shape)
+		}
+		wantShape(op, "dw", gw, last)
+	}
+	if gw != nil && rows == 0 {
+		b.Fill(gw, 0) // no rows: a zero sum
+	}
+	if rows == 0 || (g == nil && gw == nil) {
+		return
+	}
+	geo, err := kernels.RowGeometry(rows)
+	b.check(op, err)
+	inv := b.Alloc(api.U8, 8*rows).(*Tensor) // float64 per row
+	defer b.Free(inv)
+	b.launch("ds_rms_inv_f32", geo, inv.ptr(), s.ptr(), int32(D), eps)
+	if g != nil {
+		b.launch("ds_rmsnorm_grad_f32", geo, g.ptr(), s.ptr(), ptrOf(wt), up.ptr(), inv.ptr(), int32(D))
+	}
+	if gw != nil {
+		b.launch("ds_rmsnorm_grad_w_f32", kernels.ElementGeometry(int64(D)), gw.ptr(), s.ptr(), up.ptr(), inv.ptr(), int64(rows), int32(D))
+	}
 }
 
 // rowKernel runs a one-block-a-row kernel over the last axis.
@@ -431,7 +555,53 @@ func (b *Backend) Gather(dst, table, ids api.Tensor) {
 	}
 }
 
-// GatherGrad runs on the host.
+// GatherGrad zeroes dtable and adds each row of dy into the row its id
+// names with ds_gather_grad_f32 (atomicAdd: the order of the additions into
+// one row is not fixed). An id out of range is reported by the kernel's flag
+// and raised as api.ErrOutOfRange (the CPU backend checks the ids first and
+// leaves dtable as it was; here dtable then holds a partial sum).
 func (b *Backend) GatherGrad(dtable, ids, dy api.Tensor) {
-	b.onHost("GatherGrad", func(c api.Backend, h *hostCall) { c.GatherGrad(h.out(dtable), h.in(ids), h.in(dy)) })
+	const op = "gather grad"
+	tb, x, up := b.f32(dtable, op), b.own(ids), b.f32(dy, op)
+	if x.dtype != api.I32 {
+		api.Panicf(api.ErrDType, "cuda: %s: ids are %s, want I32", op, x.dtype)
+	}
+	if len(tb.shape) != 2 {
+		api.Panicf(api.ErrShape, "cuda: %s: table %v, want [V,D]", op, tb.shape)
+	}
+	V, D := tb.shape[0], tb.shape[1]
+	if r := len(x.shape); len(up.shape) != r+1 || !slices.Equal(up.shape[:r], x.shape) || up.shape[r] != D {
+		want := append(slices.Clone(x.shape), D)
+		api.Panicf(api.ErrShape, "cuda: %s: dy has shape %v, want %v for ids %v and table %v", op, up.shape, want, x.shape, tb.shape)
+	}
+	if V > 1<<31-1 || D > 1<<31-1 {
+		api.Panicf(api.ErrUnsupported, "cuda: %s: table %v", op, tb.shape)
+	}
+	rows := int64(x.numel())
+	if rows > 0 && D == 0 {
+		// Nothing to add, but the ids are still checked.
+		raw := make([]byte, 4*rows)
+		b.download(raw, x.ptr())
+		for i := range rows {
+			if id := int32(binary.LittleEndian.Uint32(raw[4*i:])); id < 0 || int(id) >= V {
+				api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, id, i, V)
+			}
+		}
+	}
+	if tb.numel() > 0 {
+		b.Fill(dtable, 0)
+	}
+	if rows == 0 || D == 0 {
+		return
+	}
+	flag := b.Alloc(api.U8, 8).(*Tensor) // the kernel's bad-row flag, zeroed
+	defer b.Free(flag)
+	b.launch("ds_gather_grad_f32", kernels.ElementGeometry(rows*int64(D)), tb.ptr(), x.ptr(), up.ptr(), rows, int32(D), int32(V), flag.ptr())
+	var raw [8]byte
+	b.download(raw[:], flag.ptr())
+	if row := binary.LittleEndian.Uint64(raw[:]); row != 0 {
+		var id [4]byte
+		b.download(id[:], x.ptr()+driver.DevicePtr(4*(row-1)))
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, int32(binary.LittleEndian.Uint32(id[:])), row-1, V)
+	}
 }
