@@ -141,3 +141,25 @@ func CheckWindow(op string, whole, part Shape, axis, start int) {
 		Panicf(ErrOutOfRange, "%s: window [%d,%d) of axis %d of %v", op, start, start+n, axis, whole)
 	}
 }
+
+// CheckPermute checks a Kernels.Permute: perm is a permutation of src's
+// axes and dst has src's shape permuted by it (dst axis i is src axis
+// perm[i]). op names the kernel in the panic, which wraps ErrShape.
+func CheckPermute(op string, dst, src Shape, perm []int) {
+	rank := len(src)
+	if len(perm) != rank {
+		Panicf(ErrShape, "%s: permutation %v of the %d axes of %v", op, perm, rank, src)
+	}
+	seen := make([]bool, rank)
+	want := make(Shape, rank)
+	for i, p := range perm {
+		if p < 0 || p >= rank || seen[p] {
+			Panicf(ErrShape, "%s: %v is not a permutation of the axes of %v", op, perm, src)
+		}
+		seen[p] = true
+		want[i] = src[p]
+	}
+	if !dst.Equal(want) {
+		Panicf(ErrShape, "%s: dst has shape %v, want %v (src %v permuted by %v)", op, dst, want, src, perm)
+	}
+}

@@ -19,22 +19,7 @@ func (b *Backend) Permute(dst, src api.Tensor, perm ...int) {
 		api.Panicf(api.ErrDType, "%s: dst is %s, src is %s", op, d.dtype, s.dtype)
 	}
 	blockDType(op, s)
-	rank := len(s.shape)
-	if len(perm) != rank {
-		api.Panicf(api.ErrShape, "%s: permutation %v of the %d axes of %v", op, perm, rank, s.shape)
-	}
-	seen := make([]bool, rank)
-	want := make(api.Shape, rank)
-	for i, p := range perm {
-		if p < 0 || p >= rank || seen[p] {
-			api.Panicf(api.ErrShape, "%s: %v is not a permutation of the axes of %v", op, perm, s.shape)
-		}
-		seen[p] = true
-		want[i] = s.shape[p]
-	}
-	if !d.shape.Equal(want) {
-		api.Panicf(api.ErrShape, "%s: dst has shape %v, want %v (src %v permuted by %v)", op, d.shape, want, s.shape, perm)
-	}
+	api.CheckPermute(op, d.shape, s.shape, perm)
 	if d.numel() == 0 {
 		return
 	}
@@ -46,7 +31,7 @@ func (b *Backend) Permute(dst, src api.Tensor, perm ...int) {
 	default:
 		// Bytes, with an innermost axis over the bytes of one element.
 		shape := append(slices.Clone(s.shape), d.dtype.Size())
-		perm = append(slices.Clone(perm), rank)
+		perm = append(slices.Clone(perm), len(s.shape))
 		permuteElems(b, d.raw, s.raw, permuteAxes(shape, perm))
 	}
 }

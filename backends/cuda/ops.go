@@ -275,29 +275,14 @@ func (b *Backend) Permute(dst, src api.Tensor, perm ...int) {
 		api.Panicf(api.ErrDType, "cuda: %s: dst is %s, src is %s", op, d.dtype, s.dtype)
 	}
 	blockDType(op, s)
-	rank := len(s.shape)
-	if len(perm) != rank {
-		api.Panicf(api.ErrShape, "cuda: %s: permutation %v of the %d axes of %v", op, perm, rank, s.shape)
-	}
-	seen := make([]bool, rank)
-	want := make(api.Shape, rank)
-	for i, p := range perm {
-		if p < 0 || p >= rank || seen[p] {
-			api.Panicf(api.ErrShape, "cuda: %s: %v is not a permutation of the axes of %v", op, perm, s.shape)
-		}
-		seen[p] = true
-		want[i] = s.shape[p]
-	}
-	if !d.shape.Equal(want) {
-		api.Panicf(api.ErrShape, "cuda: %s: dst has shape %v, want %v (src %v permuted by %v)", op, d.shape, want, s.shape, perm)
-	}
+	api.CheckPermute("cuda: "+op, d.shape, s.shape, perm)
 	if d.numel() == 0 {
 		return
 	}
 	shape, axes, kernel := []int(s.shape), perm, "ds_permute_u32"
 	if es := d.dtype.Size(); es != 4 {
 		shape = append(slices.Clone(shape), es)
-		axes = append(slices.Clone(perm), rank)
+		axes = append(slices.Clone(perm), len(s.shape))
 		kernel = "ds_permute_u8"
 	}
 	plan, err := kernels.PlanPermute(shape, axes)

@@ -9,6 +9,20 @@
 #define DS_FULL_MASK 0xffffffffu
 #define DS_INF __int_as_float(0x7f800000) // +Inf (no math.h under NVRTC)
 
+// api.UnaryOp's values (elementwise.cu, grad.cu)
+#define DS_NEG 1
+#define DS_EXP 2
+#define DS_LOG 3
+#define DS_SQRT 4
+#define DS_RSQRT 5
+#define DS_SQUARE 6
+#define DS_ABS 7
+#define DS_SIGMOID 8
+#define DS_SILU 9
+#define DS_SOFTPLUS 10
+#define DS_TANH 11
+#define DS_RELU 12
+
 __device__ __forceinline__ double ds_warp_sum(double v) {
 	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(DS_FULL_MASK, v, o);
 	return v;

@@ -3,20 +3,6 @@
 // api.BinaryOp's values.
 #include "common.cuh"
 
-// api.UnaryOp
-#define DS_NEG 1
-#define DS_EXP 2
-#define DS_LOG 3
-#define DS_SQRT 4
-#define DS_RSQRT 5
-#define DS_SQUARE 6
-#define DS_ABS 7
-#define DS_SIGMOID 8
-#define DS_SILU 9
-#define DS_SOFTPLUS 10
-#define DS_TANH 11
-#define DS_RELU 12
-
 // api.BinaryOp
 #define DS_ADD 1
 #define DS_SUB 2

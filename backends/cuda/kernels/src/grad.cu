@@ -3,20 +3,6 @@
 // backend does; the order of GatherGrad's atomic additions is not fixed.
 #include "common.cuh"
 
-// api.UnaryOp (as elementwise.cu)
-#define DS_NEG 1
-#define DS_EXP 2
-#define DS_LOG 3
-#define DS_SQRT 4
-#define DS_RSQRT 5
-#define DS_SQUARE 6
-#define DS_ABS 7
-#define DS_SIGMOID 8
-#define DS_SILU 9
-#define DS_SOFTPLUS 10
-#define DS_TANH 11
-#define DS_RELU 12
-
 // dx = dy * op'(x), in double, rounded once; n elements.
 extern "C" __global__ void ds_unary_grad_f32(int op, float* dx, const float* x, const float* dy, long long n) {
 	DS_FOR_EACH(i, n) {
