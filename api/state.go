@@ -335,6 +335,16 @@ func SaveStateTensors(ctx context.Context, batch, tokens int, ts []Parameter) (S
 	return StateSnapshot{Batch: batch, Tokens: tokens, Tensors: host}, nil
 }
 
+// SaveStateLens is SaveStateTensors for a state whose sequences have
+// consumed lens tokens each (one count per sequence): Tokens and Lens as
+// CompactLens gives them.
+func SaveStateLens(ctx context.Context, lens []int, ts []Parameter) (StateSnapshot, error) {
+	tokens, per := CompactLens(lens)
+	snap, err := SaveStateTensors(ctx, len(lens), tokens, ts)
+	snap.Lens = per
+	return snap, err
+}
+
 // LoadStateTensors is StateSaver.LoadState for a state of batch sequences
 // made of the named tensors ts: snap must hold exactly those tensors, in
 // that order, with their dtypes and shapes (ErrShape), and is checked

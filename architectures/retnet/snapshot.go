@@ -26,9 +26,7 @@ func (m *Model) SaveState(ctx context.Context, s api.State) (_ api.StateSnapshot
 	if err != nil {
 		return api.StateSnapshot{}, err
 	}
-	snap, err := api.SaveStateTensors(ctx, st.batch, 0, st.tensors())
-	snap.Tokens, snap.Lens = api.CompactLens(st.lens)
-	return snap, err
+	return api.SaveStateLens(ctx, st.lens, st.tensors())
 }
 
 // LoadState implements api.StateSaver.
