@@ -41,23 +41,27 @@ func (b *Backend) Copy(dst, src api.Tensor) {
 	}
 }
 
-// convertKernels are the conversions with a kernel (convert.cu), by source
-// and destination dtype.
+// convertKernels are the conversions with a kernel (convert.cu) taking
+// (dst, src, n), by source and destination dtype.
 var convertKernels = map[[2]api.DType]string{
 	{api.BF16, api.F32}: "ds_convert_bf16_f32",
 	{api.F16, api.F32}:  "ds_convert_f16_f32",
 	{api.F64, api.F32}:  "ds_convert_f64_f32",
 	{api.I32, api.F32}:  "ds_convert_i32_f32",
 	{api.I64, api.F32}:  "ds_convert_i64_f32",
+	{api.Q8_0, api.F32}: "ds_convert_q8_0_f32",
 	{api.F32, api.BF16}: "ds_convert_f32_bf16",
 	{api.F32, api.F16}:  "ds_convert_f32_f16",
 	{api.F32, api.F64}:  "ds_convert_f32_f64",
+	{api.F32, api.Q8_0}: "ds_convert_f32_q8_0",
 }
 
 // Convert converts element-wise: a device copy for the same dtype, a
-// ds_convert_* kernel between F32 and BF16, F16 or F64 and from I32 or I64
-// to F32; the other pairs (F32 to Q8_0, I64 to I32 with its range check, and
-// the unsupported ones, which the CPU backend refuses) run on the host.
+// ds_convert_* kernel between F32 and BF16, F16, F64 or Q8_0 and from I32
+// or I64 to F32, and ds_convert_i64_i32 from I64 to I32, whose value out of
+// int32's range is read back from the kernel's flag and raised as
+// api.ErrOutOfRange. Other pairs are api.ErrUnsupported, as on the CPU
+// backend.
 func (b *Backend) Convert(dst, src api.Tensor) {
 	d, s := b.own(dst), b.own(src)
 	if d.numel() != s.numel() {
@@ -67,14 +71,42 @@ func (b *Backend) Convert(dst, src api.Tensor) {
 		b.Copy(dst, src)
 		return
 	}
-	kernel, ok := convertKernels[[2]api.DType{s.dtype, d.dtype}]
-	if !ok {
-		b.onHost("Convert (Q8_0, I64 to I32)", func(c api.Backend, h *hostCall) { c.Convert(h.out(dst), h.in(src)) })
+	n := int64(d.numel())
+	if s.dtype == api.I64 && d.dtype == api.I32 {
+		if n == 0 {
+			return
+		}
+		flag := b.newFlag()
+		defer b.Free(flag)
+		b.launch("ds_convert_i64_i32", kernels.ElementGeometry(n), d.ptr(), s.ptr(), n, flag.ptr())
+		if i, bad := b.flagged(flag); bad {
+			var v [8]byte
+			b.download(v[:], s.ptr()+driver.DevicePtr(8*i))
+			api.Panicf(api.ErrOutOfRange, "cuda: convert I64 value %d at %d to I32", int64(binary.LittleEndian.Uint64(v[:])), i)
+		}
 		return
 	}
-	if n := int64(d.numel()); n > 0 {
+	kernel, ok := convertKernels[[2]api.DType{s.dtype, d.dtype}]
+	if !ok {
+		api.Panicf(api.ErrUnsupported, "cuda: convert %s to %s", s.dtype, d.dtype)
+	}
+	if n > 0 {
 		b.launch(kernel, kernels.ElementGeometry(n), d.ptr(), s.ptr(), n)
 	}
+}
+
+// newFlag allocates the 8-byte flag of a kernel that finds a bad argument
+// it cannot panic about (an id or target out of range), zeroed: the kernel
+// sets it to the index of the first bad row or element any thread saw + 1.
+func (b *Backend) newFlag() *Tensor { return b.Alloc(api.U8, 8).(*Tensor) }
+
+// flagged reads flag back (a synchronizing download) and returns the index
+// it holds and whether the kernel set it.
+func (b *Backend) flagged(flag *Tensor) (int64, bool) {
+	var raw [8]byte
+	b.download(raw[:], flag.ptr())
+	v := binary.LittleEndian.Uint64(raw[:])
+	return int64(v) - 1, v != 0
 }
 
 // sameShape panics with ErrShape unless a and b have the same shape.
@@ -198,26 +230,25 @@ func sumToShapes(dst, x api.Shape) bool {
 }
 
 // MatMul computes dst = alpha op(a) op(b) + beta dst with cuBLAS (float32
-// arithmetic, no TF32). A BF16 second operand is widened exactly into an F32
-// scratch tensor of its shape (ds_convert_bf16_f32) for this call, then
-// multiplied as F32; a Q8_0 one runs on the host.
+// arithmetic, no TF32). A BF16 or Q8_0 second operand, taken only as the
+// CPU backend takes it (transposed, rank 2: x W^T), is widened exactly into
+// an F32 scratch tensor of its shape (ds_convert_bf16_f32 or
+// ds_convert_q8_0_f32) for this call, then multiplied as F32. For Q8_0
+// this is the product of the dequantized weights; the CPU backend's
+// products of up to 8 rows round x to 16 bits a block of 32 instead
+// (backendtest's lowTol).
 func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta float32) {
 	const op = "matmul"
-	switch w := b.own(c); w.dtype {
-	case api.Q8_0:
-		b.onHost("MatMul (Q8_0 operand)", func(cb api.Backend, h *hostCall) {
-			cb.MatMul(h.out(dst), h.in(a), h.in(c), transA, transB, alpha, beta)
-		})
-		return
-	case api.BF16:
-		wide := b.Alloc(api.F32, w.shape...).(*Tensor)
-		defer b.Free(wide)
-		if n := int64(w.numel()); n > 0 {
-			b.launch("ds_convert_bf16_f32", kernels.ElementGeometry(n), wide.ptr(), w.ptr(), n)
+	d, x, y := b.f32(dst, op), b.f32(a, op), b.own(c)
+	switch y.dtype {
+	case api.BF16, api.Q8_0:
+		if transA || !transB || len(y.shape) != 2 {
+			api.Panicf(api.ErrDType, "cuda: %s: a %s operand %v is taken only as the transposed second operand of rank 2 (x W^T), got transA=%v transB=%v",
+				op, y.dtype, y.shape, transA, transB)
 		}
-		c = wide
+	default:
+		y = b.f32(c, op)
 	}
-	d, x, y := b.f32(dst, op), b.f32(a, op), b.f32(c, op)
 	dims := api.MatMulShapes("cuda: "+op, d.shape, x.shape, y.shape, transA, transB)
 	ra, rb := len(x.shape), len(y.shape)
 	m, n, k := dims.M, dims.N, dims.K
@@ -232,6 +263,12 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 			b.Affine(dst, dst, beta, 0)
 		}
 		return
+	}
+	if y.dtype != api.F32 {
+		wide := b.Alloc(api.F32, y.shape...).(*Tensor)
+		defer b.Free(wide)
+		b.launch(convertKernels[[2]api.DType{y.dtype, api.F32}], kernels.ElementGeometry(int64(n*k)), wide.ptr(), y.ptr(), int64(n*k))
+		y = wide
 	}
 	strideA, strideB := int64(m*k), int64(k*n)
 	if ra == 2 {
@@ -417,16 +454,23 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy api.Tensor, eps float32) {
 	}
 }
 
-// rowKernel runs a one-block-a-row kernel over the last axis.
-func (b *Backend) rowKernel(kernel, op string, dst, x api.Tensor) {
-	d, s := b.f32(dst, op), b.f32(x, op)
-	rows, V := rowsOf(op, d, s)
+// rowKernel runs a one-block-a-row kernel over the last axis: its
+// arguments are dst, the inputs (each of dst's shape) and the row length.
+func (b *Backend) rowKernel(kernel, op string, dst api.Tensor, in ...api.Tensor) {
+	d := b.f32(dst, op)
+	args := []any{d.ptr()}
+	var rows, V int
+	for _, t := range in {
+		s := b.f32(t, op)
+		rows, V = rowsOf(op, d, s)
+		args = append(args, s.ptr())
+	}
 	if rows == 0 {
 		return
 	}
 	g, err := kernels.RowGeometry(rows)
 	b.check(op, err)
-	b.launch(kernel, g, d.ptr(), s.ptr(), int32(V))
+	b.launch(kernel, g, append(args, int32(V))...)
 }
 
 // Softmax runs ds_softmax_f32.
@@ -437,14 +481,16 @@ func (b *Backend) LogSoftmax(dst, x api.Tensor) {
 	b.rowKernel("ds_log_softmax_f32", "log-softmax", dst, x)
 }
 
-// SoftmaxGrad runs on the host.
+// SoftmaxGrad runs ds_softmax_grad_f32: dx = y * (dy - sum(y dy)), the sum
+// in double, one block a row.
 func (b *Backend) SoftmaxGrad(dx, y, dy api.Tensor) {
-	b.onHost("SoftmaxGrad", func(c api.Backend, h *hostCall) { c.SoftmaxGrad(h.out(dx), h.in(y), h.in(dy)) })
+	b.rowKernel("ds_softmax_grad_f32", "softmax grad", dx, y, dy)
 }
 
-// LogSoftmaxGrad runs on the host.
+// LogSoftmaxGrad runs ds_log_softmax_grad_f32: dx = dy - exp(y) sum(dy),
+// the sum in double, one block a row.
 func (b *Backend) LogSoftmaxGrad(dx, y, dy api.Tensor) {
-	b.onHost("LogSoftmaxGrad", func(c api.Backend, h *hostCall) { c.LogSoftmaxGrad(h.out(dx), h.in(y), h.in(dy)) })
+	b.rowKernel("ds_log_softmax_grad_f32", "log-softmax grad", dx, y, dy)
 }
 
 // CrossEntropy runs ds_cross_entropy_f32 and reads back its flag of a
@@ -469,74 +515,87 @@ func (b *Backend) CrossEntropy(loss, dlogits, logits, targets api.Tensor, ignore
 	if N == 0 {
 		return
 	}
-	flag := b.Alloc(api.U8, 8).(*Tensor) // the kernel's bad-row flag, zeroed
+	flag := b.newFlag()
 	defer b.Free(flag)
 	g, err := kernels.RowGeometry(N)
 	b.check(op, err)
 	b.launch("ds_cross_entropy_f32", g, l.ptr(), ptrOf(dl), x.ptr(), tg.ptr(), int32(V), ignoreIndex, flag.ptr())
-	var raw [8]byte
-	b.download(raw[:], flag.ptr())
-	if row := binary.LittleEndian.Uint64(raw[:]); row != 0 {
-		api.Panicf(api.ErrOutOfRange, "cuda: %s: the target of row %d is outside [0,%d)", op, row-1, V)
+	if row, bad := b.flagged(flag); bad {
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: the target of row %d is outside [0,%d)", op, row, V)
 	}
 }
 
-// Gather copies table rows by I32 ids with ds_gather_f32 or, from a BF16
-// table, ds_gather_bf16; a Q8_0 table runs on the host. An id out of range
-// is reported by the kernel's flag, read back and raised as
-// api.ErrOutOfRange.
+// gatherKernels are Gather's kernels (layout.cu) by the table's dtype.
+var gatherKernels = map[api.DType]string{api.F32: "ds_gather_f32", api.BF16: "ds_gather_bf16", api.Q8_0: "ds_gather_q8_0"}
+
+// Gather copies table rows by I32 ids with ds_gather_f32 or, from a BF16 or
+// Q8_0 table, ds_gather_bf16 or ds_gather_q8_0 (widened exactly as Convert
+// does). An id out of range is reported by the kernel's flag, read back and
+// raised as api.ErrOutOfRange.
 func (b *Backend) Gather(dst, table, ids api.Tensor) {
 	const op = "gather"
-	tb := b.own(table)
-	if tb.dtype == api.Q8_0 {
-		b.onHost("Gather (Q8_0 table)", func(c api.Backend, h *hostCall) { c.Gather(h.out(dst), h.in(table), h.in(ids)) })
+	tb, d := b.own(table), b.f32(dst, op)
+	kernel, ok := gatherKernels[tb.dtype]
+	if !ok {
+		api.Panicf(api.ErrDType, "cuda: %s: a %s table, want F32, BF16 or Q8_0", op, tb.dtype)
+	}
+	x, V, D := b.gatherShapes(op, "dst", tb, ids, d)
+	rows := int64(x.numel())
+	if rows == 0 {
 		return
 	}
-	kernel := "ds_gather_f32"
-	if tb.dtype == api.BF16 {
-		kernel = "ds_gather_bf16"
-	} else {
-		tb = b.f32(table, op)
+	if D == 0 { // nothing to copy, but the ids are still checked
+		b.checkIDs(op, x, V)
+		return
 	}
-	d, x := b.f32(dst, op), b.own(ids)
+	flag := b.newFlag()
+	defer b.Free(flag)
+	b.launch(kernel, kernels.ElementGeometry(rows*int64(D)), d.ptr(), tb.ptr(), x.ptr(), rows, int32(D), int32(V), flag.ptr())
+	b.idFlag(op, flag, x, V)
+}
+
+// gatherShapes checks the shapes of Gather and GatherGrad: a table [V,D]
+// (V and D within int32: the kernels' types), I32 ids, and rows (what
+// names it) of shape ids' + [D]. It returns the ids, V and D.
+func (b *Backend) gatherShapes(op, what string, tb *Tensor, ids api.Tensor, rows *Tensor) (x *Tensor, V, D int) {
+	x = b.own(ids)
 	if x.dtype != api.I32 {
 		api.Panicf(api.ErrDType, "cuda: %s: ids are %s, want I32", op, x.dtype)
 	}
 	if len(tb.shape) != 2 {
 		api.Panicf(api.ErrShape, "cuda: %s: table %v, want [V,D]", op, tb.shape)
 	}
-	V, D := tb.shape[0], tb.shape[1]
-	if r := len(x.shape); len(d.shape) != r+1 || !slices.Equal(d.shape[:r], x.shape) || d.shape[r] != D {
+	V, D = tb.shape[0], tb.shape[1]
+	if r := len(x.shape); len(rows.shape) != r+1 || !slices.Equal(rows.shape[:r], x.shape) || rows.shape[r] != D {
 		want := append(slices.Clone(x.shape), D)
-		api.Panicf(api.ErrShape, "cuda: %s: dst has shape %v, want %v for ids %v and table %v", op, d.shape, want, x.shape, tb.shape)
-	}
-	rows := int64(x.numel())
-	if rows == 0 {
-		return
+		api.Panicf(api.ErrShape, "cuda: %s: %s has shape %v, want %v for ids %v and table %v", op, what, rows.shape, want, x.shape, tb.shape)
 	}
 	if V > 1<<31-1 || D > 1<<31-1 {
 		api.Panicf(api.ErrUnsupported, "cuda: %s: table %v", op, tb.shape)
 	}
-	if D == 0 {
-		// Nothing to copy, but the ids are still checked.
-		raw := make([]byte, 4*rows)
-		b.download(raw, x.ptr())
-		for i := range rows {
-			if id := int32(binary.LittleEndian.Uint32(raw[4*i:])); id < 0 || int(id) >= V {
-				api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, id, i, V)
-			}
+	return x, V, D
+}
+
+// checkIDs downloads the I32 ids and panics with api.ErrOutOfRange at the
+// first outside [0,V) (for tables with no columns, where no kernel runs).
+func (b *Backend) checkIDs(op string, x *Tensor, V int) {
+	raw := make([]byte, 4*x.numel())
+	b.download(raw, x.ptr())
+	for i := range x.numel() {
+		if id := int32(binary.LittleEndian.Uint32(raw[4*i:])); id < 0 || int(id) >= V {
+			api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, id, i, V)
 		}
-		return
 	}
-	flag := b.Alloc(api.U8, 8).(*Tensor) // the kernel's bad-row flag, zeroed
-	defer b.Free(flag)
-	b.launch(kernel, kernels.ElementGeometry(rows*int64(D)), d.ptr(), tb.ptr(), x.ptr(), rows, int32(D), int32(V), flag.ptr())
-	var raw [8]byte
-	b.download(raw[:], flag.ptr())
-	if row := binary.LittleEndian.Uint64(raw[:]); row != 0 {
+}
+
+// idFlag reads back the bad-row flag of a kernel indexing a table of V rows
+// by the ids x and panics with api.ErrOutOfRange, naming the id, when it
+// was set.
+func (b *Backend) idFlag(op string, flag, x *Tensor, V int) {
+	if row, bad := b.flagged(flag); bad {
 		var id [4]byte
-		b.download(id[:], x.ptr()+driver.DevicePtr(4*(row-1)))
-		api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, int32(binary.LittleEndian.Uint32(id[:])), row-1, V)
+		b.download(id[:], x.ptr()+driver.DevicePtr(4*row))
+		api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, int32(binary.LittleEndian.Uint32(id[:])), row, V)
 	}
 }
 
@@ -547,31 +606,11 @@ func (b *Backend) Gather(dst, table, ids api.Tensor) {
 // leaves dtable as it was; here dtable then holds a partial sum).
 func (b *Backend) GatherGrad(dtable, ids, dy api.Tensor) {
 	const op = "gather grad"
-	tb, x, up := b.f32(dtable, op), b.own(ids), b.f32(dy, op)
-	if x.dtype != api.I32 {
-		api.Panicf(api.ErrDType, "cuda: %s: ids are %s, want I32", op, x.dtype)
-	}
-	if len(tb.shape) != 2 {
-		api.Panicf(api.ErrShape, "cuda: %s: table %v, want [V,D]", op, tb.shape)
-	}
-	V, D := tb.shape[0], tb.shape[1]
-	if r := len(x.shape); len(up.shape) != r+1 || !slices.Equal(up.shape[:r], x.shape) || up.shape[r] != D {
-		want := append(slices.Clone(x.shape), D)
-		api.Panicf(api.ErrShape, "cuda: %s: dy has shape %v, want %v for ids %v and table %v", op, up.shape, want, x.shape, tb.shape)
-	}
-	if V > 1<<31-1 || D > 1<<31-1 {
-		api.Panicf(api.ErrUnsupported, "cuda: %s: table %v", op, tb.shape)
-	}
+	tb, up := b.f32(dtable, op), b.f32(dy, op)
+	x, V, D := b.gatherShapes(op, "dy", tb, ids, up)
 	rows := int64(x.numel())
-	if rows > 0 && D == 0 {
-		// Nothing to add, but the ids are still checked.
-		raw := make([]byte, 4*rows)
-		b.download(raw, x.ptr())
-		for i := range rows {
-			if id := int32(binary.LittleEndian.Uint32(raw[4*i:])); id < 0 || int(id) >= V {
-				api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, id, i, V)
-			}
-		}
+	if rows > 0 && D == 0 { // nothing to add, but the ids are still checked
+		b.checkIDs(op, x, V)
 	}
 	if tb.numel() > 0 {
 		b.Fill(dtable, 0)
@@ -579,14 +618,8 @@ func (b *Backend) GatherGrad(dtable, ids, dy api.Tensor) {
 	if rows == 0 || D == 0 {
 		return
 	}
-	flag := b.Alloc(api.U8, 8).(*Tensor) // the kernel's bad-row flag, zeroed
+	flag := b.newFlag()
 	defer b.Free(flag)
 	b.launch("ds_gather_grad_f32", kernels.ElementGeometry(rows*int64(D)), tb.ptr(), x.ptr(), up.ptr(), rows, int32(D), int32(V), flag.ptr())
-	var raw [8]byte
-	b.download(raw[:], flag.ptr())
-	if row := binary.LittleEndian.Uint64(raw[:]); row != 0 {
-		var id [4]byte
-		b.download(id[:], x.ptr()+driver.DevicePtr(4*(row-1)))
-		api.Panicf(api.ErrOutOfRange, "cuda: %s: id %d at %d is outside [0,%d)", op, int32(binary.LittleEndian.Uint32(id[:])), row-1, V)
-	}
+	b.idFlag(op, flag, x, V)
 }

@@ -71,3 +71,19 @@ __device__ __forceinline__ float ds_block_max(float v) {
 // A grid-stride loop over n elements.
 #define DS_FOR_EACH(i, n) \
 	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+
+// api.Q8_0's blocks: DS_Q8_BLOCK int8 values after their scale, a float16
+// (little-endian), DS_Q8_BYTES bytes in all; blocks follow each other with
+// no padding (so a scale is 2-byte aligned in an allocation).
+#define DS_Q8_BLOCK 32
+#define DS_Q8_BYTES 34
+
+// ds_q8_value returns element i of the Q8_0 data q (blocks from its start)
+// as api.DecodeFloat32 does: the scale widened exactly (PTX cvt, no toolkit
+// header) times the integer, one float product rounded to nearest.
+__device__ __forceinline__ float ds_q8_value(const unsigned char* q, long long i) {
+	const unsigned char* blk = q + (i / DS_Q8_BLOCK) * DS_Q8_BYTES;
+	float d;
+	asm("cvt.f32.f16 %0, %1;" : "=f"(d) : "h"(*(const unsigned short*)blk));
+	return __fmul_rn(d, (float)(signed char)blk[2 + i % DS_Q8_BLOCK]);
+}

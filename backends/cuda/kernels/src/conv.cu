@@ -1,6 +1,6 @@
 // conv.cu: the fused sequence kernels of api.ConvKernels and
-// api.RotaryKernels: Mamba's depthwise causal convolution and RetNet's
-// rotation by position, forward.
+// api.RotaryKernels: Mamba's depthwise causal convolution (forward and
+// gradients) and RetNet's rotation by position, forward.
 #include "common.cuh"
 
 // CausalConv1d, channels last (the CPU backend's layout): x, dst [B,T,C],
@@ -30,6 +30,96 @@ extern "C" __global__ void ds_causal_conv1d_f32(float* dst, const float* x, cons
 			acc = __fadd_rn(acc, __fmul_rn(w[(long long)c * K + k], v));
 		}
 		dst[i] = acc;
+	}
+}
+
+// CausalConv1dGrad's input gradients. xx [B,T+K-1,C] is prev followed by x
+// along time; its gradient is
+//	dxx[b,i,c] = sum_{k<K, 0<=i-k<T} w[c,k] * dy[b,i-k,c]
+// written to dx [B,T,C] for the rows i >= K-1 and to dprev [B,K-1,C] for
+// the rows i < K-1; either may be null (its rows are skipped). One thread an
+// element of xx; the sum in k order from 0, each product and sum rounded, as
+// the CPU backend. With T = 0 dprev is zero. dx and dprev must not overlap dy.
+extern "C" __global__ void ds_causal_conv1d_grad_x_f32(float* dx, float* dprev, const float* w, const float* dy, int B,
+                                                       int T, int C, int K) {
+	const long long rows = (long long)T + K - 1; // of xx, per batch row
+	const long long n = (long long)B * rows * C;
+	DS_FOR_EACH(e, n) {
+		const long long r = e / C;
+		const int c = (int)(e - r * C);
+		const int b = (int)(r / rows);
+		const long long i = r - (long long)b * rows;
+		float* out;
+		if (i >= K - 1)
+			out = dx ? dx + ((long long)b * T + (i - (K - 1))) * C + c : 0;
+		else
+			out = dprev ? dprev + ((long long)b * (K - 1) + i) * C + c : 0;
+		if (!out) continue;
+		float acc = 0.0f;
+		for (int k = 0; k < K; k++) {
+			const long long t = i - k;
+			if (t < 0 || t >= T) continue;
+			acc = __fadd_rn(acc, __fmul_rn(w[(long long)c * K + k], dy[((long long)b * T + t) * C + c]));
+		}
+		*out = acc;
+	}
+}
+
+// The rows of a block of ds_causal_conv1d_grad_w_f32 (kernels.ConvGradWGeometry's
+// Block.Y; a power of two).
+#define DS_CONV_GRAD_ROWS 16
+
+// CausalConv1dGrad's parameter gradients: dw [C,K] and dbias [C], either
+// null,
+//	dw[c,k]  = sum_{b,t} dy[b,t,c] * xx[b,t+k,c]
+//	dbias[c] = sum_{b,t} dy[b,t,c]
+// with xx = prev (null: zeros) followed by x. Grid (ceil(C/32), K+1): block
+// (x, y) sums tap y of 32 channels (y = K: the bias); block 32 x
+// DS_CONV_GRAD_ROWS, thread (tx, ty) takes channel 32x + tx and the rows
+// r = b*T+t = ty, ty + DS_CONV_GRAD_ROWS, ..., summing in double (each
+// product of two floats is exact in double); the DS_CONV_GRAD_ROWS partial
+// sums of a channel are then added in shared memory by halving (ty + s into
+// ty for s = 8, 4, 2, 1). No atomics: the result is the same every run.
+// With B*T = 0 both are zero.
+extern "C" __global__ void ds_causal_conv1d_grad_w_f32(float* dw, float* dbias, const float* x, const float* prev,
+                                                       const float* dy, int B, int T, int C, int K) {
+	__shared__ double part[DS_CONV_GRAD_ROWS][32];
+	const int k = blockIdx.y; // K: the bias
+	if (k == K ? !dbias : !dw) return; // the whole block: no barrier is skipped
+	const int tx = threadIdx.x, ty = threadIdx.y;
+	const int c = blockIdx.x * 32 + tx;
+	const long long BT = (long long)B * T;
+	double acc = 0.0;
+	if (c < C) {
+		for (long long r = ty; r < BT; r += DS_CONV_GRAD_ROWS) {
+			const double g = dy[r * C + c];
+			if (k == K) {
+				acc += g;
+				continue;
+			}
+			const long long b = r / T;
+			const long long s = r - b * T + k; // row of xx
+			float v;
+			if (s >= K - 1)
+				v = x[(b * T + (s - (K - 1))) * C + c];
+			else if (prev)
+				v = prev[(b * (K - 1) + s) * C + c];
+			else
+				continue;
+			acc += g * (double)v;
+		}
+	}
+	part[ty][tx] = acc;
+	__syncthreads();
+	for (int h = DS_CONV_GRAD_ROWS / 2; h > 0; h >>= 1) {
+		if (ty < h) part[ty][tx] += part[ty + h][tx];
+		__syncthreads();
+	}
+	if (ty == 0 && c < C) {
+		if (k == K)
+			dbias[c] = (float)part[0][tx];
+		else
+			dw[(long long)c * K + k] = (float)part[0][tx];
 	}
 }
 

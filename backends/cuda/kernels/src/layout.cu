@@ -1,7 +1,7 @@
 // layout.cu: api.Kernels.Slice, SetSlice and Permute (copies that move
 // elements between contiguous row-major layouts, any dtype stored one
 // element at a time, moved as 4-byte words or bytes), and Gather (embedding
-// rows by I32 ids, from an F32 or BF16 table).
+// rows by I32 ids, from an F32, BF16 or Q8_0 table).
 #include "common.cuh"
 
 // The window of Slice and SetSlice: whole is outer rows of size*inner units,
@@ -100,5 +100,22 @@ extern "C" __global__ void ds_gather_bf16(float* dst, const unsigned short* tabl
 			continue;
 		}
 		dst[i] = __int_as_float((int)((unsigned int)table[(long long)id * D + j] << 16));
+	}
+}
+
+// The same from a Q8_0 table (rows of D/32 whole blocks), each element
+// widened as api.DecodeFloat32 does (ds_q8_value).
+extern "C" __global__ void ds_gather_q8_0(float* dst, const unsigned char* table, const int* ids, long long rows, int D,
+                                          int V, unsigned long long* bad) {
+	const long long n = rows * D;
+	const long long rowBytes = (long long)(D / DS_Q8_BLOCK) * DS_Q8_BYTES;
+	DS_FOR_EACH(i, n) {
+		const long long r = i / D, j = i - r * D;
+		const int id = ids[r];
+		if (id < 0 || id >= V) {
+			atomicCAS(bad, 0ull, (unsigned long long)r + 1ull);
+			continue;
+		}
+		dst[i] = ds_q8_value(table + (long long)id * rowBytes, j);
 	}
 }

@@ -1,7 +1,7 @@
-// softmax.cu: api.Kernels.Softmax, LogSoftmax and the fused CrossEntropy,
-// over the last axis, one block per row (grid.x = rows; blockDim.x a
-// multiple of 32). As on the CPU backend, the row's maximum is subtracted
-// before exponentiating and the sums are accumulated in double.
+// softmax.cu: api.Kernels.Softmax, LogSoftmax, their gradients and the
+// fused CrossEntropy, over the last axis, one block per row (grid.x = rows;
+// blockDim.x a multiple of 32). As on the CPU backend, the row's maximum is
+// subtracted before exponentiating and the sums are accumulated in double.
 #include "common.cuh"
 
 // dst = softmax(x); dst may be x.
@@ -31,6 +31,36 @@ extern "C" __global__ void ds_log_softmax_f32(float* dst, const float* x, int V)
 	for (int j = threadIdx.x; j < V; j += blockDim.x) sum += exp((double)xr[j] - (double)m);
 	const double ls = log(ds_block_sum(sum));
 	for (int j = threadIdx.x; j < V; j += blockDim.x) dr[j] = (float)((double)xr[j] - (double)m - ls);
+}
+
+// SoftmaxGrad from y = softmax(x): dx = y * (dy - sum_j y_j dy_j), the dot
+// in double (each thread's strided partial sum, then ds_block_sum), each
+// element in double rounded once, as the CPU backend. dx may be y or dy:
+// every thread writes only the elements it read, after the block sum's
+// barriers.
+extern "C" __global__ void ds_softmax_grad_f32(float* dx, const float* y, const float* dy, int V) {
+	const long long row = blockIdx.x;
+	const float *yr = y + row * V, *gr = dy + row * V;
+	float* dr = dx + row * V;
+	double dot = 0.0;
+	for (int j = threadIdx.x; j < V; j += blockDim.x) dot += (double)yr[j] * (double)gr[j];
+	dot = ds_block_sum(dot);
+	for (int j = threadIdx.x; j < V; j += blockDim.x) dr[j] = (float)((double)yr[j] * ((double)gr[j] - dot));
+}
+
+// LogSoftmaxGrad from y = logsoftmax(x): dx = dy - exp(y) * sum_j dy_j, the
+// sum in double as ds_softmax_grad_f32's dot, exp in double, the product
+// and difference each rounded (no fused multiply-add), as the CPU backend.
+// dx may be y or dy.
+extern "C" __global__ void ds_log_softmax_grad_f32(float* dx, const float* y, const float* dy, int V) {
+	const long long row = blockIdx.x;
+	const float *yr = y + row * V, *gr = dy + row * V;
+	float* dr = dx + row * V;
+	double sum = 0.0;
+	for (int j = threadIdx.x; j < V; j += blockDim.x) sum += (double)gr[j];
+	sum = ds_block_sum(sum);
+	for (int j = threadIdx.x; j < V; j += blockDim.x)
+		dr[j] = (float)__dsub_rn((double)gr[j], __dmul_rn(exp((double)yr[j]), sum)); // no fused multiply-add
 }
 
 // loss[n] = logsumexp(logits[n]) - logits[n, target[n]] and, when dlogits
