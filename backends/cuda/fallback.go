@@ -8,19 +8,12 @@ import (
 // host through the CPU backend when the host fallback is on
 // (Options.HostFallback, the default), and otherwise panic with an error
 // wrapping api.ErrUnsupported that names them. Ops that have a kernel for
-// some arguments only (Convert to or from Q8_0 and I64 to I32, MatMul with
-// a Q8_0 operand, Gather from a Q8_0 table, a Binary, Permute or SumTo of
-// more than 8 dimensions after merging, a selective scan of more than 256
-// states, retention's parallel and chunkwise forms) fall back for those
-// arguments.
+// some arguments only (a Binary, Permute or SumTo of more than 8
+// dimensions after merging, a selective scan or its gradient of more than 256
+// states) fall back for those arguments.
 var Unwritten = []string{
-	"Convert (Q8_0, I64 to I32)",
-	"SoftmaxGrad", "LogSoftmaxGrad",
-	"MatMul (Q8_0 operand)", "Gather (Q8_0 table)",
 	"Binary (more than 8 broadcast dimensions)", "Permute (more than 8 dimensions)", "SumTo (more than 8 dimensions)",
-	"CausalConv1dGrad",
-	"SelectiveScan (N > 256)", "SelectiveScanGrad",
-	"Retention (parallel, chunkwise)", "Retention (recurrent, dk > 512)", "RetentionGrad",
+	"SelectiveScan (N > 256)", "SelectiveScanGrad (N > 256)",
 }
 
 // hostCall is one op run through the host fallback: its tensors copied to

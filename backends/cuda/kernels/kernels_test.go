@@ -31,17 +31,20 @@ func loadNVRTC(t *testing.T) *driver.NVRTC {
 
 // The kernels the backend will look up, by source.
 var wantKernels = map[string][]string{
-	"conv.cu": {"ds_causal_conv1d_f32", "ds_rotary_f32"},
+	"conv.cu": {"ds_causal_conv1d_f32", "ds_causal_conv1d_grad_x_f32", "ds_causal_conv1d_grad_w_f32", "ds_rotary_f32"},
 	"convert.cu": {"ds_convert_bf16_f32", "ds_convert_f32_bf16", "ds_convert_f16_f32", "ds_convert_f32_f16",
-		"ds_convert_f64_f32", "ds_convert_f32_f64", "ds_convert_i32_f32", "ds_convert_i64_f32"},
+		"ds_convert_f64_f32", "ds_convert_f32_f64", "ds_convert_i32_f32", "ds_convert_i64_f32",
+		"ds_convert_i64_i32", "ds_convert_q8_0_f32", "ds_convert_f32_q8_0"},
 	"grad.cu": {"ds_unary_grad_f32", "ds_sum_to_f32", "ds_rms_inv_f32", "ds_rmsnorm_grad_f32", "ds_rmsnorm_grad_w_f32",
 		"ds_gather_grad_f32"},
 	"elementwise.cu": {"ds_unary_f32", "ds_affine_f32", "ds_binary_f32", "ds_binary_same_f32", "ds_mul_silu_f32"},
-	"layout.cu":      {"ds_window_u32", "ds_window_u8", "ds_permute_u32", "ds_permute_u8", "ds_gather_f32", "ds_gather_bf16"},
-	"retention.cu":   {"ds_retention_recurrent_f32"},
-	"rmsnorm.cu":     {"ds_rmsnorm_f32"},
-	"scan.cu":        {"ds_selective_scan_f32"},
-	"softmax.cu":     {"ds_softmax_f32", "ds_log_softmax_f32", "ds_cross_entropy_f32"},
+	"layout.cu":      {"ds_window_u32", "ds_window_u8", "ds_permute_u32", "ds_permute_u8", "ds_gather_f32", "ds_gather_bf16", "ds_gather_q8_0"},
+	"retention.cu": {"ds_retention_recurrent_f32", "ds_retention_parallel_scores_f32", "ds_retention_decay_mask_f32",
+		"ds_retention_scale_rows_f32", "ds_retention_state_decay_f32"},
+	"rmsnorm.cu":   {"ds_rmsnorm_f32"},
+	"scan_grad.cu": {"ds_selective_scan_grad_f32", "ds_scan_grad_sum_f32"},
+	"scan.cu":      {"ds_selective_scan_f32"},
+	"softmax.cu":   {"ds_softmax_f32", "ds_log_softmax_f32", "ds_softmax_grad_f32", "ds_log_softmax_grad_f32", "ds_cross_entropy_f32"},
 }
 
 func TestSources(t *testing.T) {
