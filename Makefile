@@ -43,7 +43,7 @@ NVRTC_VENV ?= $(HOME)/.cache/densessm/nvrtc-$(NVRTC_VERSION)
 NCCL_VERSION ?= 2.32.6
 NCCL_VENV ?= $(HOME)/.cache/densessm/nccl-$(NCCL_VERSION)
 
-.PHONY: test fmt-check vet unit race purego mpi-test cuda-test nccl-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train
+.PHONY: test fmt-check vet unit race purego mpi-test cuda-test nccl-test mpi bench-mpi python-test python-install pyvenv wheel bench-python proto build bench fuzz fixtures mamba-fixtures retnet-fixtures experiment experiment-quick tokenizer-fixtures data-fixtures tokenizer-bench tokenize-bench-cli bench-models bench-compare llamacpp pyref default-model bench-train gpu-bundle cuda-ptx
 
 ## test: everything CI runs (format check, vet, unit tests, the race detector on the packages
 ## that run goroutines, the CPU backend without assembly, data-parallel training over MPI, the CUDA
@@ -100,10 +100,23 @@ cuda-test: $(NVRTC_VENV)/.densessm-nvrtc
 	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 \
 		CGO_ENABLED=0 $(GO) test -count=1 ./backends/cuda/...
 
+## cuda-ptx: rebuild the prebuilt PTX (backends/cuda/kernels/ptx/, compute_80) that the CUDA backend
+## loads where a machine has no NVRTC, with the pinned NVRTC; needed after a change to a kernel source
+## (TestPrebuiltPTX fails until then)
+cuda-ptx: $(NVRTC_VENV)/.densessm-nvrtc
+	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 \
+		CGO_ENABLED=0 $(GO) test -count=1 -run 'TestPrebuiltPTX' ./backends/cuda/kernels -update-ptx
+
 $(NVRTC_VENV)/.densessm-nvrtc:
 	@set -e; rm -rf '$(NVRTC_VENV)'; python3 -m venv '$(NVRTC_VENV)'; \
 	'$(NVRTC_VENV)/bin/python' -m pip install --disable-pip-version-check -q --no-deps nvidia-cuda-nvrtc==$(NVRTC_VERSION); \
 	touch '$@'
+
+## gpu-bundle: build what scripts/gpu-check.sh runs (the CUDA packages' test binaries, densessm and the
+## plugin; linux/amd64, CGO_ENABLED=0) into gpu-bundle/bundle.tar.xz, for a GPU machine without Go
+## (docs/cuda.md, "The device check"); prints its size against the 64 MiB a device run carries
+gpu-bundle:
+	scripts/gpu-check.sh --bundle gpu-bundle
 
 ## nccl-test: backends/cuda/nccl against the pinned wheel's libnccl (its version and a unique id
 ## without a GPU; the all-reduce test where GPUs are present); not part of `make test`

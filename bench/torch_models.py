@@ -1,10 +1,11 @@
 """PyTorch side of bench/compare.sh: time the same model shapes as `densessm bench model`.
 
-It builds a randomly initialised model on the CPU in float32 and prints one
-JSON line with the fields of `densessm bench model` (arch, parameters,
-weight_bytes, threads, prefill_tokens, prefill_tokens_per_s, decode_tokens,
-decode_tokens_per_s, and with --train-step train_step_seconds,
-train_tokens_per_s, train_loss), measured the same way:
+It builds a randomly initialised model on the CPU (or, with --device cuda,
+on the GPU) in float32 and prints one JSON line with the fields of `densessm
+bench model` (arch, parameters, weight_bytes, threads, prefill_tokens,
+prefill_tokens_per_s, decode_tokens, decode_tokens_per_s, and with
+--train-step train_step_seconds, train_tokens_per_s, train_loss), measured
+the same way:
 
   prefill  the parallel form over --prefill random tokens, no gradient: the
            median of --reps runs after a 16-token warm-up;
@@ -33,6 +34,12 @@ Usage (PYTHON: the environment `make pyref` builds, ~/.cache/densessm/pyref/bin/
   $PYTHON bench/torch_models.py --arch mamba \
       --config bench/configs/mamba-130m.json --prefill 512 --decode 32 --threads 1
 
+With --device cuda (scripts/gpu-check.sh) the model, its inputs and its
+states live on the GPU, the arithmetic stays float32 with TF32 off (as the
+densessm CUDA backend's cuBLAS calls), every timed interval begins and ends
+with torch.cuda.synchronize(), and the JSON adds "device" (the GPU's name).
+The random token ids are drawn on the CPU as without it.
+
 With --save DIR (mamba) it also writes the random model as save_pretrained
 does (config.json, model.safetensors), for bench/llamacpp.sh to convert.
 
@@ -43,6 +50,7 @@ scripts/requirements-pyref.txt pins both.
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import statistics
@@ -88,6 +96,10 @@ class MambaRunner:
         self.model = MambaForCausalLM(MambaConfig(**cfg_json))
         self.vocab = self.model.config.vocab_size
         self.cache = None
+        # The decoding cache's argument and output field: "cache" in transformers 5.24,
+        # "cache_params" in 5.17 (the GPU machine's).
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_name = "cache" if "cache" in params else "cache_params"
 
     def logits(self, ids):
         """Parallel form: ids [B,T] -> logits [B,T,V]."""
@@ -99,8 +111,8 @@ class MambaRunner:
 
     def step(self, ids):
         """One token per sequence, ids [B,1], continuing from the cache."""
-        out = self.model(ids, cache=self.cache, use_cache=True)
-        self.cache = out.cache
+        out = self.model(ids, use_cache=True, **{self.cache_name: self.cache})
+        self.cache = getattr(out, self.cache_name)
         return out.logits
 
 
@@ -154,12 +166,14 @@ class DenseRetNetRunner:
 RUNNERS = {"mamba": MambaRunner, "denseretnet": DenseRetNetRunner}
 
 
-def median_time(fn, reps):
-    """The median wall time of reps calls of fn."""
+def median_time(fn, reps, sync):
+    """The median wall time of reps calls of fn, each between two calls of sync."""
     times = []
     for _ in range(reps):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -172,6 +186,8 @@ def main():
     ap.add_argument("--decode", type=int, default=32, help="timed decode steps (0 skips them)")
     ap.add_argument("--reps", type=int, default=1, help="timed prefills and training steps (median)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where the model runs (cuda: float32 with TF32 off, synchronised timings)")
     ap.add_argument("--train-step", action="store_true", help="also time a training step")
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-seq", type=int, default=128)
@@ -188,10 +204,15 @@ def main():
                  "--prefill, --decode and --train-warmup not negative")
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(1)
     with open(args.config) as f:
         runner = RUNNERS[args.arch](json.load(f))
-    model = runner.model.float().eval()
+    model = runner.model.float().eval().to(device)
     if args.save:
         if args.arch != "mamba":
             sys.exit("torch_models.py: --save is for --arch mamba")
@@ -205,24 +226,28 @@ def main():
         "prefill_tokens": args.prefill, "prefill_seconds": None, "prefill_tokens_per_s": None,
         "decode_tokens": args.decode, "decode_tokens_per_s": None,
     }
+    if device.type == "cuda":
+        rep["device"] = torch.cuda.get_device_name(device)
     gen = torch.Generator().manual_seed(1)
 
     def random_ids(*shape):
-        return torch.randint(0, runner.vocab, shape, generator=gen)
+        return torch.randint(0, runner.vocab, shape, generator=gen).to(device)
 
     with torch.no_grad():
         if args.prefill:
             ids = random_ids(1, args.prefill)
             runner.logits(ids[:, :16])
-            sec = median_time(lambda: runner.logits(ids), args.reps)
+            sec = median_time(lambda: runner.logits(ids), args.reps, sync)
             rep["prefill_seconds"], rep["prefill_tokens_per_s"] = sec, args.prefill / sec
         if args.decode:
             ids = random_ids(1, args.decode + 1)
             runner.start()
             runner.step(ids[:, :1])
+            sync()
             start = time.perf_counter()
             for t in range(1, args.decode + 1):
                 runner.step(ids[:, t:t + 1])
+            sync()
             rep["decode_tokens_per_s"] = args.decode / (time.perf_counter() - start)
 
     if args.train_step:
@@ -242,7 +267,7 @@ def main():
 
         for _ in range(args.train_warmup):
             train_step()
-        sec = median_time(train_step, args.reps)
+        sec = median_time(train_step, args.reps, sync)
         rep.update(train_batch=args.train_batch, train_seq=args.train_seq, train_step_seconds=sec,
                    train_tokens_per_s=args.train_batch * args.train_seq / sec, train_loss=loss_value[-1])
     print(json.dumps(rep))

@@ -2,8 +2,12 @@ package modeltest
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -230,4 +234,99 @@ func CheckSaveLoad(t *testing.T, m api.Model, b api.Backend) {
 		t.Errorf("saved as %q, loaded as %q", want, got)
 	}
 	SameLogits(t, m, loaded)
+}
+
+// Tolerances of CheckParity against a PyTorch reference, as max |got-want|
+// / max |want| over the compared tensor (the loss: relative difference).
+const (
+	ParityLogitsTol = 1e-4
+	ParityLossTol   = 1e-5
+	ParityGradTol   = 1e-3
+)
+
+// parityChunks are the chunk sizes of the chunkwise form compared with a
+// reference that recorded no chunkwise logits of its own (the official
+// DenseSSM code and transformers have none): the chunkwise form computes
+// the recurrent form's values.
+var parityChunks = []int{3, 5}
+
+// CheckParity loads the fixture model in dir (a checkpoint the fixture
+// scripts wrote) onto b, checks that its config selects arch, and checks it
+// against the reference.safetensors in refDir:
+//   - the parallel form against "logits_parallel" (or "logits");
+//   - the chunkwise form, when the model has one (ForwardChunkwise), for
+//     each "logits_chunkwise_N" the reference recorded, or else for chunks
+//     of 3 and 5 against the recurrent logits;
+//   - recurrent steps against "logits_recurrent" (or "logits");
+//   - the loss and every parameter's gradient.
+//
+// The parity tests of the architectures run it on the CPU backend, and
+// those of other backends (backends/cuda) on theirs, from the same
+// fixtures.
+func CheckParity(t *testing.T, dir, refDir, arch string, b api.Backend) {
+	t.Helper()
+	ctx := context.Background()
+	loaded, err := checkpoint.LoadModel(ctx, dir, checkpoint.LoadOptions{Build: api.BuildOptions{On: b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	if got := loaded.Config().ArchName(); got != arch {
+		t.Errorf("config.json selected architecture %q, want %q", got, arch)
+	}
+	m, ok := loaded.(api.Trainable)
+	if !ok {
+		t.Fatalf("model %T is not trainable", loaded)
+	}
+	ref := ReadReference(t, refDir)
+	B, T, V := len(ref.IDs), len(ref.IDs[0]), m.Config().Vocab()
+	shape := api.Shape{B, T, V}
+	first := func(names ...string) []float32 {
+		for _, n := range names {
+			if _, ok := ref.Tensors[n]; ok {
+				return ref.Logits(t, n, V)
+			}
+		}
+		t.Fatalf("the reference has none of %v", names)
+		return nil
+	}
+	parallel, recurrent := first("logits_parallel", "logits"), first("logits_recurrent", "logits")
+
+	out, err := m.Forward(ctx, ref.IDs, api.Form{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	CheckLogits(t, "parallel", Values(t, "parallel", out, shape), parallel, ParityLogitsTol)
+
+	if cw, ok := loaded.(interface {
+		ForwardChunkwise(ctx context.Context, ids [][]int32, chunk int) (api.Tensor, error)
+	}); ok {
+		chunks, against := map[int][]float32{}, "chunkwise"
+		for name := range ref.Tensors {
+			if n, ok := strings.CutPrefix(name, "logits_chunkwise_"); ok {
+				chunk, err := strconv.Atoi(n)
+				if err != nil || chunk < 1 {
+					t.Fatalf("reference tensor %q: no chunk size", name)
+				}
+				chunks[chunk] = ref.Logits(t, name, V)
+			}
+		}
+		if len(chunks) == 0 {
+			against = "recurrent"
+			for _, c := range parityChunks {
+				chunks[c] = recurrent
+			}
+		}
+		for _, c := range slices.Sorted(maps.Keys(chunks)) {
+			out, err := cw.ForwardChunkwise(ctx, ref.IDs, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("chunkwise (chunk %d, vs reference %s)", c, against)
+			CheckLogits(t, what, Values(t, what, out, shape), chunks[c], ParityLogitsTol)
+		}
+	}
+
+	CheckLogits(t, "recurrent", RecurrentLogits(t, m, ref.IDs), recurrent, ParityLogitsTol)
+	CheckLossAndGrads(t, m, ref, ParityLossTol, ParityGradTol)
 }

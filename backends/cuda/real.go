@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 
@@ -14,7 +15,8 @@ import (
 // primary context, one stream that every copy, fill, kernel and GEMM is
 // queued on, one cuBLAS handle on that stream (float32 math, no TF32), and
 // the kernel modules compiled with NVRTC (through the disk cache of
-// backends/cuda/kernels) the first time one of their kernels is launched.
+// backends/cuda/kernels), or the prebuilt PTX where there is no NVRTC,
+// loaded the first time one of their kernels is launched.
 //
 // Driver calls act on the calling OS thread's current context, so each
 // method locks its goroutine to its thread and makes the context current
@@ -32,7 +34,9 @@ type realDevice struct {
 	name   string
 	arch   int
 	target kernels.Target
-	comp   *kernels.Compiler
+	comp   *kernels.Compiler // nil: the prebuilt PTX is loaded
+	// noNVRTC is why the prebuilt PTX is used (nil with NVRTC).
+	noNVRTC error
 
 	modules map[string]driver.Module   // by source file
 	funcs   map[string]driver.Function // by kernel
@@ -57,11 +61,7 @@ func openRealDevice(ordinal int) (dev *realDevice, err error) {
 	if err != nil {
 		return nil, err
 	}
-	nv, err := driver.LoadNVRTC()
-	if err != nil {
-		return nil, err
-	}
-	d := &realDevice{drv: drv, blas: blas, nvrtc: nv, modules: map[string]driver.Module{}, funcs: map[string]driver.Function{}}
+	d := &realDevice{drv: drv, blas: blas, modules: map[string]driver.Module{}, funcs: map[string]driver.Function{}}
 	if d.dev, err = drv.DeviceGet(ordinal); err != nil {
 		return nil, err
 	}
@@ -71,14 +71,9 @@ func openRealDevice(ordinal int) (dev *realDevice, err error) {
 	if d.arch, err = drv.ComputeCapability(d.dev); err != nil {
 		return nil, err
 	}
-	archs, err := nv.SupportedArchs()
-	if err != nil {
+	if err := d.chooseKernels(); err != nil {
 		return nil, err
 	}
-	if d.target, err = kernels.ChooseTarget(d.arch, archs); err != nil {
-		return nil, err
-	}
-	d.comp = &kernels.Compiler{NVRTC: nv, Dir: kernels.DefaultCacheDir()}
 	if d.ctx, err = drv.PrimaryContext(d.dev); err != nil {
 		return nil, err
 	}
@@ -103,6 +98,38 @@ func openRealDevice(ordinal int) (dev *realDevice, err error) {
 	return d, nil
 }
 
+// PrebuiltEnv, set to 1, makes the backend load the prebuilt PTX
+// (kernels.Prebuilt) even where NVRTC is found, to test that path.
+const PrebuiltEnv = "DENSESSM_CUDA_PREBUILT"
+
+// chooseKernels decides how the kernels are built for the device: with
+// NVRTC (a CUBIN for its architecture, or PTX; through the disk cache)
+// when libnvrtc loads, else the prebuilt PTX for kernels.PrebuiltTarget,
+// which the driver's JIT compiles for the device.
+func (d *realDevice) chooseKernels() error {
+	var nvErr error
+	if os.Getenv(PrebuiltEnv) == "1" {
+		nvErr = fmt.Errorf("%s=1", PrebuiltEnv)
+	} else if d.nvrtc, nvErr = driver.LoadNVRTC(); nvErr == nil {
+		archs, err := d.nvrtc.SupportedArchs()
+		if err != nil {
+			return err
+		}
+		if d.target, err = kernels.ChooseTarget(d.arch, archs); err != nil {
+			return err
+		}
+		d.comp = &kernels.Compiler{NVRTC: d.nvrtc, Dir: kernels.DefaultCacheDir()}
+		return nil
+	}
+	d.target = kernels.PrebuiltTarget
+	if d.arch < d.target.Arch {
+		return fmt.Errorf("cuda: %s has compute capability %d.%d, and the prebuilt kernels need %d.%d or newer without NVRTC (%v): %w",
+			d.name, d.arch/10, d.arch%10, d.target.Arch/10, d.target.Arch%10, nvErr, api.ErrUnsupported)
+	}
+	d.noNVRTC = nvErr
+	return nil
+}
+
 // errNoDevice is the error of an ordinal past the device count.
 var errNoDevice = fmt.Errorf("no such CUDA device: %w", api.ErrUnsupported)
 
@@ -119,6 +146,10 @@ func (d *realDevice) do(fn func() error) error {
 }
 
 func (d *realDevice) describe() string {
+	if d.comp == nil {
+		return fmt.Sprintf("%s (compute capability %d.%d, kernels as prebuilt PTX for %s, driver %d; no NVRTC: %v)",
+			d.name, d.arch/10, d.arch%10, d.target, d.drv.Version, d.noNVRTC)
+	}
 	return fmt.Sprintf("%s (compute capability %d.%d, kernels as %s, driver %d, NVRTC %d.%d)",
 		d.name, d.arch/10, d.arch%10, d.target, d.drv.Version, d.nvrtc.Major, d.nvrtc.Minor)
 }
@@ -203,7 +234,13 @@ func (d *realDevice) function(kernel string) (driver.Function, error) {
 				src = s
 			}
 		}
-		image, _, err := d.comp.Compile(src, d.target)
+		var image []byte
+		var err error
+		if d.comp != nil {
+			image, _, err = d.comp.Compile(src, d.target)
+		} else {
+			image, err = kernels.Prebuilt(src)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("cuda: compiling %s for %s: %w", file, d.target, err)
 		}

@@ -15,9 +15,21 @@ import (
 	"github.com/densessm/densessm/plugins/host"
 )
 
-// build builds the plugin into a temporary folder and returns its path.
+// PluginEnv names a prebuilt plugin executable for the tests to use
+// instead of building one with go (scripts/gpu-check.sh sets it where the
+// machine has no Go toolchain).
+const PluginEnv = "DENSESSM_CUDA_PLUGIN"
+
+// build builds the plugin into a temporary folder and returns its path, or
+// returns PluginEnv's executable when that is set.
 func build(t *testing.T) string {
 	t.Helper()
+	if path := os.Getenv(PluginEnv); path != "" {
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("%s: %v", PluginEnv, err)
+		}
+		return path
+	}
 	if testing.Short() {
 		t.Skip("builds the plugin binary")
 	}

@@ -151,14 +151,15 @@ func InDirs(dirs, subdirs, names []string) []string {
 
 // SitePackages lists the Python package directories where pip puts the
 // NVIDIA wheels (nvidia-cuda-nvrtc, nvidia-cublas): the active virtual
-// environment, the user's and the system's, newest Python first.
+// environment, that of the python3 first on PATH (a virtual environment
+// put on PATH without being activated, as PyTorch images do), the user's
+// and the system's, newest Python first.
 func SitePackages() []string {
 	var pats []string
-	if v := os.Getenv("VIRTUAL_ENV"); v != "" {
-		pats = append(pats, filepath.Join(v, "lib", "python3*", "site-packages"))
-	}
-	if v := os.Getenv("CONDA_PREFIX"); v != "" {
-		pats = append(pats, filepath.Join(v, "lib", "python3*", "site-packages"))
+	for _, v := range []string{os.Getenv("VIRTUAL_ENV"), os.Getenv("CONDA_PREFIX"), pythonPrefix()} {
+		if v != "" {
+			pats = append(pats, filepath.Join(v, "lib", "python3*", "site-packages"))
+		}
 	}
 	if h, err := os.UserHomeDir(); err == nil {
 		pats = append(pats, filepath.Join(h, ".local", "lib", "python3*", "site-packages"))
@@ -173,6 +174,21 @@ func SitePackages() []string {
 		out = append(out, m...)
 	}
 	return out
+}
+
+// pythonPrefix is the directory above the bin directory of the first
+// python3 on PATH, as PATH names it (a virtual environment's python3 is a
+// link to the system's, which must not be followed), or "".
+func pythonPrefix() string {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if dir == "" {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "python3")); err == nil && !fi.IsDir() {
+			return filepath.Dir(filepath.Clean(dir))
+		}
+	}
+	return ""
 }
 
 // cString reads the NUL-terminated C string at p (nil gives "").
