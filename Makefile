@@ -93,11 +93,12 @@ mpi-test:
 	$(GO) test -tags mpi -count=1 ./distributed/... ./cmd/densessm-mpi
 
 ## cuda-test: the CUDA backend's tests that need no GPU (backends/cuda/...), built with CGO_ENABLED=0:
-## the loaders' error paths, and every kernel source compiled by NVRTC to PTX for sm_80 and sm_90 and
+## the loaders' error paths, every kernel source compiled by NVRTC to PTX for sm_80 and sm_90 and
 ## to a CUBIN for sm_90, with libnvrtc from the pinned nvidia-cuda-nvrtc wheel (installed into NVRTC_VENV
-## the first time; a few seconds after that)
+## the first time; a few seconds after that), and the kernels' CUDA C run on the CPU by the emulator
+## (built with g++; docs/cuda.md)
 cuda-test: $(NVRTC_VENV)/.densessm-nvrtc
-	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 \
+	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 DENSESSM_REQUIRE_EMU=1 \
 		CGO_ENABLED=0 $(GO) test -count=1 ./backends/cuda/...
 
 ## cuda-ptx: rebuild the prebuilt PTX (backends/cuda/kernels/ptx/, compute_80) that the CUDA backend

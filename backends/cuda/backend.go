@@ -100,6 +100,11 @@ func NewWith(opts Options) (*Backend, error) {
 			return nil, err
 		}
 	}
+	return newBackend(dev, opts)
+}
+
+// newBackend makes the backend on dev (the tests' emulated device too).
+func newBackend(dev device, opts Options) (*Backend, error) {
 	free, total, err := dev.memInfo()
 	if err != nil {
 		dev.close()
@@ -251,6 +256,9 @@ func (b *Backend) Alloc(dtype api.DType, shape ...int) api.Tensor {
 	}
 	t.buf.blk = blk
 	runtime.AddCleanup(t.buf, b.alloc.put, blk)
+	if s, ok := b.dev.(tensorSizer); ok {
+		s.tensorAt(blk.ptr, nb)
+	}
 	b.check("zero-fill", b.dev.fill32(blk.ptr, 0, (nb+3)/4))
 	return t
 }

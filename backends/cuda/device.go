@@ -46,6 +46,14 @@ type device interface {
 	close() error
 }
 
+// tensorSizer is a device told the exact size of each new tensor in its
+// block, which is at least that large (the tests' emulated device, which
+// moves the tensor's end to a guard page to catch a kernel that runs
+// past it). Backend.Alloc tells it before zero-filling the tensor.
+type tensorSizer interface {
+	tensorAt(p driver.DevicePtr, n int64)
+}
+
 // staging is a pinned host buffer: bytes is its memory; pinned the
 // driver's handle (zero on the fake device).
 type staging struct {

@@ -4,8 +4,8 @@
 //
 // The sources are self-contained CUDA C++ (no toolkit headers): libnvrtc
 // alone compiles them, so CI checks that every source compiles to PTX with
-// the nvidia-cuda-nvrtc wheel's library and no GPU. Whether the kernels
-// compute the right numbers is checked only on a GPU (docs/cuda.md).
+// the nvidia-cuda-nvrtc wheel's library and no GPU, and runs them on the CPU
+// under the emulator of backends/cuda's tests (emu/; docs/cuda.md).
 package kernels
 
 import (

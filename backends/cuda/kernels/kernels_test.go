@@ -37,7 +37,7 @@ var wantKernels = map[string][]string{
 		"ds_convert_i64_i32", "ds_convert_q8_0_f32", "ds_convert_f32_q8_0"},
 	"grad.cu": {"ds_unary_grad_f32", "ds_sum_to_f32", "ds_rms_inv_f32", "ds_rmsnorm_grad_f32", "ds_rmsnorm_grad_w_f32",
 		"ds_gather_grad_f32"},
-	"elementwise.cu": {"ds_unary_f32", "ds_affine_f32", "ds_binary_f32", "ds_binary_same_f32", "ds_mul_silu_f32"},
+	"elementwise.cu": {"ds_unary_f32", "ds_affine_f32", "ds_binary_f32", "ds_binary_same_f32"},
 	"layout.cu":      {"ds_window_u32", "ds_window_u8", "ds_permute_u32", "ds_permute_u8", "ds_gather_f32", "ds_gather_bf16", "ds_gather_q8_0"},
 	"retention.cu": {"ds_retention_recurrent_f32", "ds_retention_parallel_scores_f32", "ds_retention_decay_mask_f32",
 		"ds_retention_scale_rows_f32", "ds_retention_state_decay_f32"},

@@ -78,12 +78,29 @@ __device__ __forceinline__ float ds_block_max(float v) {
 #define DS_Q8_BLOCK 32
 #define DS_Q8_BYTES 34
 
+// The IEEE half conversions, by PTX cvt (no toolkit header is needed):
+// ds_half_to_float widens exactly, ds_float_to_half_rn rounds to nearest
+// even (overflow to infinity). The CPU emulator of the backend's tests
+// (kernels/emu/ds_emu.h, which defines DS_EMULATE) has its own.
+#ifndef DS_EMULATE
+__device__ __forceinline__ float ds_half_to_float(unsigned short h) {
+	float f;
+	asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+	return f;
+}
+
+__device__ __forceinline__ unsigned short ds_float_to_half_rn(float f) {
+	unsigned short h;
+	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+	return h;
+}
+#endif
+
 // ds_q8_value returns element i of the Q8_0 data q (blocks from its start)
-// as api.DecodeFloat32 does: the scale widened exactly (PTX cvt, no toolkit
-// header) times the integer, one float product rounded to nearest.
+// as api.DecodeFloat32 does: the scale widened exactly (ds_half_to_float)
+// times the integer, one float product rounded to nearest.
 __device__ __forceinline__ float ds_q8_value(const unsigned char* q, long long i) {
 	const unsigned char* blk = q + (i / DS_Q8_BLOCK) * DS_Q8_BYTES;
-	float d;
-	asm("cvt.f32.f16 %0, %1;" : "=f"(d) : "h"(*(const unsigned short*)blk));
+	const float d = ds_half_to_float(*(const unsigned short*)blk);
 	return __fmul_rn(d, (float)(signed char)blk[2 + i % DS_Q8_BLOCK]);
 }

@@ -22,22 +22,15 @@ extern "C" __global__ void ds_convert_f32_bf16(unsigned short* dst, const float*
 	}
 }
 
-// F16 to F32, exactly (PTX cvt: no toolkit header is needed).
+// F16 to F32, exactly (ds_half_to_float: PTX cvt).
 extern "C" __global__ void ds_convert_f16_f32(float* dst, const unsigned short* src, long long n) {
-	DS_FOR_EACH(i, n) {
-		float f;
-		asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(src[i]));
-		dst[i] = f;
-	}
+	DS_FOR_EACH(i, n) dst[i] = ds_half_to_float(src[i]);
 }
 
-// F32 to F16, round to nearest even, overflow to infinity.
+// F32 to F16, round to nearest even, overflow to infinity
+// (ds_float_to_half_rn: PTX cvt).
 extern "C" __global__ void ds_convert_f32_f16(unsigned short* dst, const float* src, long long n) {
-	DS_FOR_EACH(i, n) {
-		unsigned short h;
-		asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(src[i]));
-		dst[i] = h;
-	}
+	DS_FOR_EACH(i, n) dst[i] = ds_float_to_half_rn(src[i]);
 }
 
 // F64 to F32, round to nearest even (beyond float32's range: ±Inf).
@@ -84,7 +77,7 @@ extern "C" __global__ void ds_convert_q8_0_f32(float* dst, const unsigned char* 
 // F32 to Q8_0, n elements (n / DS_Q8_BLOCK blocks), as api.QuantizeQ8
 // (llama.cpp's quantize_row_q8_0): amax = the largest |x| of the block,
 // d = amax / 127 (a rounded float division), stored as float16 (round to
-// nearest even, PTX cvt), and q_i = x_i * (1/d) (1/d a rounded float
+// nearest even, ds_float_to_half_rn), and q_i = x_i * (1/d) (1/d a rounded float
 // division, 0 when d is 0; the product rounded) rounded half away from
 // zero (roundf). One warp a block (grid-stride over blocks: blockDim.x a
 // multiple of 32, so a warp's lanes share every trip of the loop and the
@@ -102,11 +95,7 @@ extern "C" __global__ void ds_convert_f32_q8_0(unsigned char* dst, const float* 
 		const float d = __fdiv_rn(amax, 127.0f);
 		const float inv = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
 		unsigned char* out = dst + blk * DS_Q8_BYTES;
-		if (lane == 0) {
-			unsigned short h;
-			asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(d));
-			*(unsigned short*)out = h;
-		}
+		if (lane == 0) *(unsigned short*)out = ds_float_to_half_rn(d);
 		out[2 + lane] = (unsigned char)(signed char)(int)roundf(__fmul_rn(v, inv));
 	}
 }

@@ -1,6 +1,5 @@
-// elementwise.cu: api.Kernels.Unary, Affine and Binary (NumPy broadcasting),
-// and fused element-wise chains. The op codes are api.UnaryOp's and
-// api.BinaryOp's values.
+// elementwise.cu: api.Kernels.Unary, Affine and Binary (NumPy
+// broadcasting). The op codes are api.UnaryOp's and api.BinaryOp's values.
 #include "common.cuh"
 
 // api.BinaryOp
@@ -80,13 +79,4 @@ extern "C" __global__ void ds_binary_f32(int op, float* dst, const float* a, con
 // dst = a op b, same shapes (the common case, without index arithmetic).
 extern "C" __global__ void ds_binary_same_f32(int op, float* dst, const float* a, const float* b, long long n) {
 	DS_FOR_EACH(i, n) dst[i] = ds_binary(op, a[i], b[i]);
-}
-
-// An element-wise chain of Mamba's gate: dst = y * silu(z), n elements; dst
-// may be y or z.
-extern "C" __global__ void ds_mul_silu_f32(float* dst, const float* y, const float* z, long long n) {
-	DS_FOR_EACH(i, n) {
-		const float g = z[i];
-		dst[i] = y[i] * (g * ds_sigmoid(g));
-	}
 }
