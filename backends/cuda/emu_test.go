@@ -229,6 +229,16 @@ func TestModelsEmu(t *testing.T) {
 func unsafeF64s(b []byte) []float64 { return unsafe.Slice((*float64)(unsafe.Pointer(&b[0])), len(b)/8) }
 func unsafeU16s(b []byte) []uint16  { return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2) }
 
+// TestParityEmu checks the PyTorch parity fixtures on the emulated device
+// (checkParity), with no host round-trip.
+func TestParityEmu(t *testing.T) {
+	b, _ := newEmu(t, Options{})
+	checkParity(t, b)
+	if h := b.HostOps(); len(h) != 0 {
+		t.Errorf("host fallback: %v", h)
+	}
+}
+
 // TestTrainStepEmu checks a training step on the emulated device
 // (checkTrainStep).
 func TestTrainStepEmu(t *testing.T) {
