@@ -4,6 +4,7 @@ and the CPU backend served out of process)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -56,3 +57,27 @@ print(json.dumps(out))
     assert out["state"] is True
     packed, msg = out["ragged"]
     assert packed is False and "different lengths [3 1]" in msg and 'info["packed"] is false' in msg
+
+
+def test_cuda_backend_fake_device(tmp_path):
+    """backend="cuda" through the densessm-backend-cuda plugin, on its fake
+    device (DENSESSM_CUDA_FAKE=1: the kernels modelled in host memory, no
+    GPU): the built-in model's greedy text equals the CPU backend's."""
+    d = tmp_path / "plugins"
+    subprocess.run(["go", "build", "-o", str(d) + "/", "./cmd/densessm-backend-cuda"], cwd=ROOT, check=True,
+                   env={**os.environ, "CGO_ENABLED": "0"})
+    code = """
+import json, densessm
+local = densessm.default_model(threads=1).generate("func main() {", max_new_tokens=12, seed=4)
+m = densessm.default_model(backend="cuda", threads=1)
+print(json.dumps({"backends": densessm.backends(), "backend": m.info["backend"],
+                  "same": m.generate("func main() {", max_new_tokens=12, seed=4) == local}))
+"""
+    home = tmp_path / "home"
+    home.mkdir()
+    r = run_python(code, env={"DENSESSM_PLUGIN_PATH": str(d), "DENSESSM_CUDA_FAKE": "1", "HOME": str(home),
+                              "XDG_CONFIG_HOME": str(home / ".config")}, timeout=180)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "cuda" in out["backends"]
+    assert out["backend"] == "cuda" and out["same"] is True
