@@ -372,6 +372,25 @@ var tinyConfigs = map[string]string{
 	"denseretnet": `{"vocab_size": 64, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 3}`,
 }
 
+// tinyModel builds tinyConfigs[name] with opts, closed when t ends.
+func tinyModel(t *testing.T, name string, opts api.BuildOptions) api.Model {
+	t.Helper()
+	arch, err := api.LookupArchitecture(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := arch.ParseConfig([]byte(tinyConfigs[name]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := arch.New(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // checkModels builds every built-in architecture on b and on the CPU
 // backend with the same seed and compares the logits of the parallel form
 // and of recurrent steps (the decode path: the device's scan and
@@ -380,22 +399,8 @@ func checkModels(t *testing.T, b api.Backend) {
 	ids := [][]int32{{1, 5, 9, 33, 2, 7, 11}, {3, 3, 60, 0, 17, 4, 8}}
 	for _, name := range []string{"mamba", "densemamba", "retnet", "denseretnet"} {
 		t.Run(name, func(t *testing.T) {
-			arch, err := api.LookupArchitecture(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := arch.ParseConfig([]byte(tinyConfigs[name]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref, err := arch.New(t.Context(), cfg, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 7})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: 7})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ref := tinyModel(t, name, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 7})
+			m := tinyModel(t, name, api.BuildOptions{On: b, Seed: 7})
 			for _, form := range []api.Form{{}, {Mode: api.Recurrent}} {
 				want, err := ref.Forward(t.Context(), ids, form)
 				if err != nil {
@@ -455,24 +460,8 @@ func TestDecodeStepOnDevice(t *testing.T) {
 		name := c.name
 		t.Run(name+"-"+c.weights.String(), func(t *testing.T) {
 			b := newFake(t, Options{})
-			arch, err := api.LookupArchitecture(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := arch.ParseConfig([]byte(tinyConfigs[name]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := arch.New(t.Context(), cfg, api.BuildOptions{On: b, Seed: 3, Weights: c.weights})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			ref, err := arch.New(t.Context(), cfg, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3, Weights: c.weights})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
+			m := tinyModel(t, name, api.BuildOptions{On: b, Seed: 3, Weights: c.weights})
+			ref := tinyModel(t, name, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3, Weights: c.weights})
 			s, err := m.NewState(1)
 			if err != nil {
 				t.Fatal(err)
@@ -539,22 +528,11 @@ func checkTrainStep(t *testing.T, newBackend func(t *testing.T) *Backend) {
 	for _, name := range []string{"mamba", "densemamba", "retnet", "denseretnet"} {
 		t.Run(name, func(t *testing.T) {
 			b := newBackend(t)
-			arch, err := api.LookupArchitecture(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := arch.ParseConfig([]byte(tinyConfigs[name]))
-			if err != nil {
-				t.Fatal(err)
-			}
 			var loss [2]float64
 			var grads [2][]api.Parameter
 			for i, on := range []api.Backend{b, cpu.New(api.BackendOptions{Threads: 2})} {
-				m, err := arch.New(t.Context(), cfg, api.BuildOptions{On: on, Seed: 5})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer m.Close()
+				m := tinyModel(t, name, api.BuildOptions{On: on, Seed: 5})
+				var err error
 				if loss[i], err = m.(api.Trainable).LossAndGrad(t.Context(), batch); err != nil {
 					t.Fatal(err)
 				}

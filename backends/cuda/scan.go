@@ -41,6 +41,21 @@ func (b *Backend) scanInputs(op string, in api.ScanArgs) scanIn {
 	return s
 }
 
+// outputs checks tensors of the shapes of the scan's outputs, named by
+// names: y (or dy) [B,T,E], hT (or dhT) [B,E,N] and hs (or dhs)
+// [B,T,E,N], the last two nil or not.
+func (s *scanIn) outputs(b *Backend, op string, names [3]string, y, hT, hs api.Tensor) (yt, ht, hst *Tensor) {
+	yt, ht, hst = b.f32(y, op), b.f32OrNil(hT, op), b.f32OrNil(hs, op)
+	wantShape(op, names[0], yt, s.B, s.T, s.E)
+	if ht != nil {
+		wantShape(op, names[1], ht, s.B, s.E, s.N)
+	}
+	if hst != nil {
+		wantShape(op, names[2], hst, s.B, s.T, s.E, s.N)
+	}
+	return yt, ht, hst
+}
+
 // hostScanArgs are in's host copies for a host fallback.
 func hostScanArgs(h *hostCall, in api.ScanArgs) api.ScanArgs {
 	return api.ScanArgs{
@@ -62,14 +77,7 @@ func (b *Backend) SelectiveScan(y, hT, hs api.Tensor, in api.ScanArgs) {
 	const op = "selective scan"
 	s := b.scanInputs(op, in)
 	B, T, E, N := s.B, s.T, s.E, s.N
-	yt, ht, hst := b.f32(y, op), b.f32OrNil(hT, op), b.f32OrNil(hs, op)
-	wantShape(op, "y", yt, B, T, E)
-	if ht != nil {
-		wantShape(op, "hT", ht, B, E, N)
-	}
-	if hst != nil {
-		wantShape(op, "hs", hst, B, T, E, N)
-	}
+	yt, ht, hst := s.outputs(b, op, [3]string{"y", "hT", "hs"}, y, hT, hs)
 	if B == 0 || E == 0 || N == 0 {
 		return // no states, no outputs with elements
 	}
@@ -97,14 +105,7 @@ func (b *Backend) SelectiveScanGrad(g api.ScanGrads, in api.ScanArgs, dy, dhT, d
 	const op = "selective scan grad"
 	s := b.scanInputs(op, in)
 	B, T, E, N := s.B, s.T, s.E, s.N
-	up, uhT, uhs := b.f32(dy, op), b.f32OrNil(dhT, op), b.f32OrNil(dhs, op)
-	wantShape(op, "dy", up, B, T, E)
-	if uhT != nil {
-		wantShape(op, "dhT", uhT, B, E, N)
-	}
-	if uhs != nil {
-		wantShape(op, "dhs", uhs, B, T, E, N)
-	}
+	up, uhT, uhs := s.outputs(b, op, [3]string{"dy", "dhT", "dhs"}, dy, dhT, dhs)
 	if g.D != nil && s.d == nil || g.H0 != nil && s.h0 == nil || g.Inject != nil && s.inj == nil {
 		api.Panicf(api.ErrShape, "cuda: %s: gradient of D, H0 or Inject asked for without that input", op)
 	}
