@@ -5,7 +5,8 @@
 //
 // Tensors are device buffers from a caching allocator with a memory cap
 // (alloc.go); Upload and Download go through a pinned staging buffer; the
-// kernels are cuBLAS (MatMul, float32 arithmetic) and the CUDA C kernels
+// kernels are cuBLAS (MatMul, float32 arithmetic unless Options.GEMM asks
+// for TF32 or BF16; Retention's products) and the CUDA C kernels
 // of backends/cuda/kernels (compiled with NVRTC at first use), all queued
 // on one stream. The ops without a CUDA kernel yet (Unwritten lists them)
 // run on the host through the CPU backend: the tensors are downloaded, the
@@ -23,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/densessm/densessm/api"
@@ -41,7 +43,49 @@ const (
 	FallbackEnv = "DENSESSM_CUDA_HOST_FALLBACK"
 	// DeviceEnv selects the device ordinal (default 0).
 	DeviceEnv = "DENSESSM_CUDA_DEVICE"
+	// GEMMEnv selects MatMul's GEMM precision, Options.GEMM: fp32 (the
+	// default), tf32 or bf16.
+	GEMMEnv = "DENSESSM_CUDA_GEMM"
 )
+
+// GEMMPrecision is the arithmetic of MatMul's cuBLAS GEMMs (Options.GEMM).
+type GEMMPrecision uint8
+
+// The GEMM precisions.
+const (
+	// GEMMFP32 multiplies float32 operands in float32 (cublasSgemm,
+	// cuBLAS's default math mode: no TF32), as the CPU backend does.
+	GEMMFP32 GEMMPrecision = iota
+	// GEMMTF32 lets tensor cores round the float32 operands to TF32 (10
+	// explicit mantissa bits) and accumulate in float32 (cublasSgemm under
+	// CUBLAS_TF32_TENSOR_OP_MATH).
+	GEMMTF32
+	// GEMMBF16 multiplies BF16 operands, accumulating in float32
+	// (cublasGemmEx, CUBLAS_COMPUTE_32F): F32 operands are rounded to BF16
+	// into scratch first, BF16 weights are used as stored.
+	GEMMBF16
+)
+
+var gemmPrecisionNames = [...]string{GEMMFP32: "fp32", GEMMTF32: "tf32", GEMMBF16: "bf16"}
+
+// String returns the precision's name as GEMMEnv takes it.
+func (p GEMMPrecision) String() string {
+	if int(p) < len(gemmPrecisionNames) {
+		return gemmPrecisionNames[p]
+	}
+	return fmt.Sprintf("GEMMPrecision(%d)", uint8(p))
+}
+
+// ParseGEMMPrecision returns the precision named fp32, tf32 or bf16 (in
+// any case); another name is an error wrapping api.ErrConfig.
+func ParseGEMMPrecision(name string) (GEMMPrecision, error) {
+	for p, n := range gemmPrecisionNames {
+		if strings.EqualFold(name, n) {
+			return GEMMPrecision(p), nil
+		}
+	}
+	return 0, fmt.Errorf("GEMM precision %q: want fp32, tf32 or bf16: %w", name, api.ErrConfig)
+}
 
 func init() {
 	api.RegisterBackend("cuda", func(o api.BackendOptions) (api.Backend, error) {
@@ -69,18 +113,40 @@ type Options struct {
 	// Staging is the size of the pinned buffer Upload and Download go
 	// through, in bytes (default 8 MiB); larger copies go in pieces.
 	Staging int
+	// GEMM is the arithmetic of MatMul (GEMMEnv for New): GEMMFP32, the
+	// default, is float32 throughout, as the CPU backend; GEMMTF32 rounds
+	// the operands to TF32 on tensor cores, accumulating in float32 (about
+	// 2^-10 relative error a product); GEMMBF16 multiplies BF16 operands
+	// with float32 accumulation (cublasGemmEx): the activations are
+	// rounded to BF16 a call (up to 2^-8 relative error each), F32
+	// weights too, while BF16 weights (api.BuildOptions.Weights = BF16)
+	// are read as stored, without FP32's widening pass. A Q8_0 weight is
+	// dequantized to F32 and multiplied by cublasSgemm (in TF32 under
+	// GEMMTF32, in float32 otherwise). Retention's products stay float32
+	// under every setting.
+	GEMM GEMMPrecision
 }
 
 // New returns a backend on the GPU, or on the fake device when
 // DENSESSM_CUDA_FAKE=1, with the host fallback unless
-// DENSESSM_CUDA_HOST_FALLBACK=0. Without a driver or a device the error is
-// the driver's *LoadError (or cuInit's), which wraps api.ErrUnsupported.
+// DENSESSM_CUDA_HOST_FALLBACK=0, on device DENSESSM_CUDA_DEVICE, with
+// MatMul's precision from DENSESSM_CUDA_GEMM (an unknown value is an error
+// wrapping api.ErrConfig that names the variable). Without a driver or a
+// device the error is the driver's *LoadError (or cuInit's), which wraps
+// api.ErrUnsupported.
 func New(o api.BackendOptions) (*Backend, error) {
 	opts := Options{BackendOptions: o, HostFallback: os.Getenv(FallbackEnv) != "0", Fake: os.Getenv(FakeEnv) == "1"}
 	if v := os.Getenv(DeviceEnv); v != "" {
 		if _, err := fmt.Sscan(v, &opts.Device); err != nil || opts.Device < 0 {
 			return nil, fmt.Errorf("%s=%q: not a device ordinal: %w", DeviceEnv, v, api.ErrConfig)
 		}
+	}
+	if v := os.Getenv(GEMMEnv); v != "" {
+		p, err := ParseGEMMPrecision(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", GEMMEnv, err)
+		}
+		opts.GEMM = p
 	}
 	return NewWith(opts)
 }
@@ -89,6 +155,9 @@ func New(o api.BackendOptions) (*Backend, error) {
 func NewWith(opts Options) (*Backend, error) {
 	if err := opts.BackendOptions.Validate(); err != nil {
 		return nil, err
+	}
+	if int(opts.GEMM) >= len(gemmPrecisionNames) {
+		return nil, fmt.Errorf("cuda: Options.GEMM is %v, not a GEMM precision: %w", opts.GEMM, api.ErrConfig)
 	}
 	var dev device
 	var err error
@@ -124,6 +193,7 @@ func newBackend(dev device, opts Options) (*Backend, error) {
 		alloc:    newAllocator(dev, capBytes),
 		threads:  threads,
 		fallback: opts.HostFallback,
+		gemm:     opts.GEMM,
 		stageLen: cmp(int64(opts.Staging), 8<<20),
 		hostOps:  map[string]int{},
 	}
@@ -145,6 +215,7 @@ type Backend struct {
 	alloc    *allocator
 	threads  int
 	fallback bool
+	gemm     GEMMPrecision // MatMul's
 	noFree   bool
 	host     *cpu.Backend // the host fallback's kernels
 

@@ -272,15 +272,35 @@ func BenchmarkRetentionGrad(b *testing.B) {
 // (x W^T, as the models' linear layers; float32 arithmetic, no TF32),
 // reporting TFLOP/s (2n³ flops a product), at the sizes
 // bench/torch_kernels.py times torch.matmul.
-func BenchmarkGEMM(b *testing.B) {
+func BenchmarkGEMM(b *testing.B) { benchGEMM(b, GEMMFP32) }
+
+// BenchmarkGEMMTF32 is BenchmarkGEMM with Options.GEMM = GEMMTF32 (the
+// operands rounded to TF32 on tensor cores, float32 accumulation).
+func BenchmarkGEMMTF32(b *testing.B) { benchGEMM(b, GEMMTF32) }
+
+// BenchmarkGEMMBF16 is BenchmarkGEMM with Options.GEMM = GEMMBF16 and W
+// stored as BF16, as in a model built with Weights = BF16: each product
+// converts x to BF16 (ds_convert_f32_bf16, counted in the time) and runs
+// cublasGemmEx with float32 accumulation.
+func BenchmarkGEMMBF16(b *testing.B) { benchGEMM(b, GEMMBF16) }
+
+// benchGEMM is the GEMM benchmarks' body in precision p.
+func benchGEMM(b *testing.B, p GEMMPrecision) {
 	be, fake := benchBackend(b)
+	be.gemm = p // as Options.GEMM would set it
 	rng := rand.New(rand.NewPCG(9, 10))
 	for _, n := range pick(fake, []int{256, 1024, 2048, 4096}, []int{32, 64}) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			x, w, y := randomTensor(be, rng, -1, 1, n, n), randomTensor(be, rng, -1, 1, n, n), be.Alloc(api.F32, n, n)
 			defer be.Free(x)
-			defer be.Free(w)
 			defer be.Free(y)
+			if p == GEMMBF16 {
+				w16 := be.Alloc(api.BF16, n, n)
+				be.Convert(w16, w)
+				be.Free(w)
+				w = w16
+			}
+			defer be.Free(w)
 			measure(b, be, func() { be.MatMul(y, x, w, false, true, 1, 0) }, 2*float64(n)*float64(n)*float64(n)/1e12, "TFLOP/s")
 		})
 	}

@@ -39,7 +39,8 @@ type device interface {
 	// its arguments as driver.Launch takes them, in the order and with the
 	// types of the kernel's CUDA C signature (checked: signatureOf).
 	launch(kernel string, g kernels.Geometry, args ...any) error
-	// gemm queues a cuBLAS float32 GEMM (column-major, strided batched).
+	// gemm queues a cuBLAS GEMM (column-major, strided batched) with C in
+	// float32.
 	gemm(g gemmCall) error
 	// sync waits for everything queued.
 	sync() error
@@ -61,10 +62,15 @@ type staging struct {
 	pinned driver.HostBuffer
 }
 
-// gemmCall is one cublasSgemmStridedBatched in cuBLAS's column-major
-// convention: for i < batch, C_i[m,n] = alpha op(A_i) op(B_i) + beta C_i,
-// where X_i starts strideX elements after X_{i-1} (0 shares X); with beta
-// = 0, C is not read.
+// gemmCall is one cuBLAS GEMM in its column-major convention: for i <
+// batch, C_i[m,n] = alpha op(A_i) op(B_i) + beta C_i, where X_i starts
+// strideX elements after X_{i-1} (0 shares X); with beta = 0, C is not
+// read. C is float32; A and B are of type ab: driver.R32F (the zero value)
+// is cublasSgemm (cublasSgemmStridedBatched when batch > 1), driver.R16BF
+// cublasGemmEx (cublasGemmStridedBatchedEx) with BF16 A and B and
+// CUBLAS_COMPUTE_32F. math is the handle's math mode for the call (the
+// device calls cublasSetMathMode when it differs from the last call's);
+// driver.TF32Math makes tensor cores round the R32F operands to TF32.
 type gemmCall struct {
 	ta, tb                    driver.Op
 	m, n, k                   int
@@ -73,6 +79,8 @@ type gemmCall struct {
 	lda, ldb, ldc             int
 	strideA, strideB, strideC int64
 	batch                     int
+	ab                        driver.DataType
+	math                      driver.MathMode
 }
 
 // argKind is the type of a kernel parameter as driver.Launch passes it.

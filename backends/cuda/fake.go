@@ -30,7 +30,8 @@ type fakeDevice struct {
 	next     driver.DevicePtr
 	bases    []driver.DevicePtr // sorted
 	mem      map[driver.DevicePtr][]byte
-	launches map[string]int // kernels launched, by name ("cublasSgemm" for GEMMs)
+	launches map[string]int  // kernels launched, by name ("cublasSgemm" and "cublasGemmEx" for GEMMs, "cublasSetMathMode")
+	math     driver.MathMode // the cuBLAS handle's math mode
 }
 
 func newFakeDevice(total int64) *fakeDevice {
@@ -176,10 +177,18 @@ func maps(m map[string]int) map[string]int {
 	return out
 }
 
-// gemm is cublasSgemmStridedBatched on the host, float64 accumulation,
-// with cuBLAS's checks of the leading dimensions.
+// gemm is cuBLAS's GEMM on the host: the operands as the call's types and
+// math mode make them (BF16 decoded exactly; F32 rounded to TF32 under
+// driver.TF32Math, as roundTF32), their products and sums in float64, the
+// result rounded to float32, with cuBLAS's checks of the leading
+// dimensions. A change of math mode counts as a cublasSetMathMode, as the
+// real device calls it.
 func (f *fakeDevice) gemm(g gemmCall) (err error) {
 	defer api.Recover(&err)
+	call := map[driver.DataType]string{driver.R32F: "cublasSgemm", driver.R16BF: "cublasGemmEx"}[g.ab]
+	if call == "" {
+		return fmt.Errorf("fake cuBLAS GEMM: CUBLAS_STATUS_NOT_SUPPORTED (A and B of cudaDataType %d)", g.ab)
+	}
 	rowsA, colsA := g.m, g.k
 	if g.ta == driver.OpT {
 		rowsA, colsA = g.k, g.m
@@ -189,15 +198,22 @@ func (f *fakeDevice) gemm(g gemmCall) (err error) {
 		rowsB, colsB = g.n, g.k
 	}
 	if g.m < 0 || g.n < 0 || g.k < 0 || g.lda < max(1, rowsA) || g.ldb < max(1, rowsB) || g.ldc < max(1, g.m) || g.batch < 1 {
-		return fmt.Errorf("fake cublasSgemm: CUBLAS_STATUS_INVALID_VALUE (m %d n %d k %d lda %d ldb %d ldc %d batch %d)",
-			g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch)
+		return fmt.Errorf("fake %s: CUBLAS_STATUS_INVALID_VALUE (m %d n %d k %d lda %d ldb %d ldc %d batch %d)",
+			call, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch)
 	}
-	f.count("cublasSgemm")
+	f.mu.Lock()
+	if g.math != f.math {
+		f.math = g.math
+		f.launches["cublasSetMathMode"]++
+	}
+	f.mu.Unlock()
+	f.count(call)
 	span := func(ld, cols int, stride int64) int64 {
 		return stride*int64(g.batch-1) + int64(ld*(cols-1)) + int64(ld)
 	}
-	A := f.f32s(g.a, span(g.lda, colsA, g.strideA))
-	B := f.f32s(g.b, span(g.ldb, colsB, g.strideB))
+	tf32 := g.ab == driver.R32F && g.math == driver.TF32Math
+	A := f.gemmOperand(g.a, span(g.lda, colsA, g.strideA), g.ab, tf32)
+	B := f.gemmOperand(g.b, span(g.ldb, colsB, g.strideB), g.ab, tf32)
 	C := f.f32s(g.c, span(g.ldc, g.n, g.strideC))
 	for bi := range int64(g.batch) {
 		a, b, c := A[bi*g.strideA:], B[bi*g.strideB:], C[bi*g.strideC:]
@@ -227,6 +243,42 @@ func (f *fakeDevice) gemm(g gemmCall) (err error) {
 		}
 	}
 	return nil
+}
+
+// gemmOperand returns the n elements of a GEMM operand at p as float32:
+// the device memory itself for F32; a copy decoded exactly for BF16, or
+// rounded to TF32 when tf32.
+func (f *fakeDevice) gemmOperand(p driver.DevicePtr, n int64, ab driver.DataType, tf32 bool) []float32 {
+	if ab == driver.R16BF {
+		out := make([]float32, n)
+		if err := api.DecodeFloat32(out, api.BF16, f.span(p, 2*n)); err != nil {
+			panic(err)
+		}
+		return out
+	}
+	x := f.f32s(p, n)
+	if !tf32 {
+		return x
+	}
+	out := make([]float32, n)
+	for i, v := range x {
+		out[i] = roundTF32(v)
+	}
+	return out
+}
+
+// roundTF32 rounds v to TF32 (float32's exponent, 10 explicit mantissa
+// bits) to nearest, ties away from zero: PTX's cvt.rna.tf32.f32, which
+// adds half a unit of the last kept place to the bits and clears the 13
+// below them (a carry may reach the exponent; past the largest float it
+// gives infinity), and CUTLASS's default float-to-tfloat32 conversion
+// (round_half_ulp_truncate). Infinities and NaNs are kept.
+func roundTF32(v float32) float32 {
+	bits := math.Float32bits(v)
+	if bits&0x7f800000 == 0x7f800000 {
+		return v
+	}
+	return math.Float32frombits((bits + 0x1000) &^ 0x1fff)
 }
 
 // fakeArgs reads a launch's arguments (already checked against the

@@ -229,14 +229,22 @@ func sumToShapes(dst, x api.Shape) bool {
 	return true
 }
 
-// MatMul computes dst = alpha op(a) op(b) + beta dst with cuBLAS (float32
-// arithmetic, no TF32). A BF16 or Q8_0 second operand, taken only as the
-// CPU backend takes it (transposed, rank 2: x W^T), is widened exactly into
-// an F32 scratch tensor of its shape (ds_convert_bf16_f32 or
-// ds_convert_q8_0_f32) for this call, then multiplied as F32. For Q8_0
-// this is the product of the dequantized weights; the CPU backend's
-// products of up to 8 rows round x to 16 bits a block of 32 instead
-// (backendtest's lowTol).
+// MatMul computes dst = alpha op(a) op(b) + beta dst with cuBLAS, in the
+// backend's GEMM precision (Options.GEMM). A BF16 or Q8_0 second operand
+// is taken only as the CPU backend takes it (transposed, rank 2: x W^T).
+//
+// FP32 and TF32: cublasSgemm (strided batched), under TF32 with the
+// handle's math mode CUBLAS_TF32_TENSOR_OP_MATH; a BF16 or Q8_0 second
+// operand is widened exactly into an F32 scratch tensor of its shape
+// (ds_convert_bf16_f32 or ds_convert_q8_0_f32) for this call, then
+// multiplied as F32. For Q8_0 this is the product of the dequantized
+// weights; the CPU backend's products of up to 8 rows round x to 16 bits a
+// block of 32 instead (backendtest's lowTol).
+//
+// BF16: cublasGemmEx (strided batched) with BF16 operands and float32
+// accumulation: an F32 operand is rounded to nearest even into a BF16
+// scratch tensor of its shape (ds_convert_f32_bf16) for this call, a BF16
+// one is read as it is. A Q8_0 second operand takes the FP32 path.
 func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta float32) {
 	const op = "matmul"
 	d, x, y := b.f32(dst, op), b.f32(a, op), b.own(c)
@@ -264,11 +272,22 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 		}
 		return
 	}
-	if y.dtype != api.F32 {
-		wide := b.Alloc(api.F32, y.shape...).(*Tensor)
-		defer b.Free(wide)
-		b.launch(convertKernels[[2]api.DType{y.dtype, api.F32}], kernels.ElementGeometry(int64(n*k)), wide.ptr(), y.ptr(), int64(n*k))
-		y = wide
+	ab, mode := driver.R32F, driver.DefaultMath
+	switch {
+	case b.gemm == GEMMBF16 && y.dtype != api.Q8_0:
+		ab = driver.R16BF
+		x = b.converted(x, api.BF16)
+		defer b.Free(x)
+		if y.dtype == api.F32 {
+			y = b.converted(y, api.BF16)
+			defer b.Free(y)
+		}
+	case y.dtype != api.F32:
+		y = b.converted(y, api.F32)
+		defer b.Free(y)
+	}
+	if b.gemm == GEMMTF32 {
+		mode = driver.TF32Math
 	}
 	strideA, strideB := int64(m*k), int64(k*n)
 	if ra == 2 {
@@ -284,13 +303,22 @@ func (b *Backend) MatMul(dst, a, c api.Tensor, transA, transB bool, alpha, beta 
 		mm, nb = m*nb, 1
 	}
 	g := driver.RowMajor(mm, n, k, transA, transB)
-	b.check("cublasSgemm", b.dev.gemm(gemmCall{
+	b.check(op, b.dev.gemm(gemmCall{
 		ta: g.TA, tb: g.TB, m: g.M, n: g.N, k: g.K, alpha: alpha, beta: beta,
 		a: y.ptr(), lda: g.LDA, strideA: strideB,
 		b: x.ptr(), ldb: g.LDB, strideB: strideA,
 		c: d.ptr(), ldc: g.LDC, strideC: int64(mm * n),
-		batch: nb,
+		batch: nb, ab: ab, math: mode,
 	}))
+}
+
+// converted returns a scratch tensor of t's shape holding t converted to
+// dtype to by its ds_convert_* kernel, for the caller to Free.
+func (b *Backend) converted(t *Tensor, to api.DType) *Tensor {
+	s := b.Alloc(to, t.shape...).(*Tensor)
+	n := int64(t.numel())
+	b.launch(convertKernels[[2]api.DType{t.dtype, to}], kernels.ElementGeometry(n), s.ptr(), t.ptr(), n)
+	return s
 }
 
 // blockDType panics with ErrDType for a dtype stored in blocks (Q8_0),

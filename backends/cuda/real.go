@@ -13,10 +13,11 @@ import (
 
 // realDevice is a GPU through the driver API, NVRTC and cuBLAS: one
 // primary context, one stream that every copy, fill, kernel and GEMM is
-// queued on, one cuBLAS handle on that stream (float32 math, no TF32), and
-// the kernel modules compiled with NVRTC (through the disk cache of
-// backends/cuda/kernels), or the prebuilt PTX where there is no NVRTC,
-// loaded the first time one of their kernels is launched.
+// queued on, one cuBLAS handle on that stream (float32 math, no TF32,
+// unless a GEMM asks for TF32: gemmCall.math), and the kernel modules
+// compiled with NVRTC (through the disk cache of backends/cuda/kernels),
+// or the prebuilt PTX where there is no NVRTC, loaded the first time one
+// of their kernels is launched.
 //
 // Driver calls act on the calling OS thread's current context, so each
 // method locks its goroutine to its thread and makes the context current
@@ -31,6 +32,7 @@ type realDevice struct {
 	ctx    driver.Context
 	stream driver.Stream
 	handle driver.Handle
+	math   driver.MathMode // the handle's math mode
 	name   string
 	arch   int
 	target kernels.Target
@@ -272,6 +274,19 @@ func (d *realDevice) launch(kernel string, g kernels.Geometry, args ...any) erro
 
 func (d *realDevice) gemm(g gemmCall) error {
 	return d.do(func() error {
+		if g.math != d.math {
+			if err := d.blas.SetMathMode(d.handle, g.math); err != nil {
+				return err
+			}
+			d.math = g.math
+		}
+		if g.ab != driver.R32F {
+			if g.batch == 1 {
+				return d.blas.GemmEx(d.handle, g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.ab, g.beta, g.c, g.ldc)
+			}
+			return d.blas.GemmStridedBatchedEx(d.handle, g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.strideA,
+				g.b, g.ldb, g.strideB, g.ab, g.beta, g.c, g.ldc, g.strideC, g.batch)
+		}
 		if g.batch == 1 {
 			return d.blas.Sgemm(d.handle, g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc)
 		}

@@ -19,8 +19,13 @@ type CUBLAS struct {
 	cublasGetStatusString     func(s int32) string // optional (cuBLAS 11.4+)
 	cublasSgemm               func(h uintptr, ta, tb int32, m, n, k int32, alpha *float32, a DevicePtr, lda int32, b DevicePtr, ldb int32, beta *float32, c DevicePtr, ldc int32) int32
 	cublasSgemmStridedBatched func(h uintptr, ta, tb int32, m, n, k int32, alpha *float32, a DevicePtr, lda int32, sa int64, b DevicePtr, ldb int32, sb int64, beta *float32, c DevicePtr, ldc int32, sc int64, batch int32) int32
-	cublasLtGetVersion        func() uintptr
-	cublasLtCreate            func(h *uintptr) int32
+	// cublasGemmEx and cublasGemmStridedBatchedEx: alpha and beta are
+	// const void*, pointers to float for CUBLAS_COMPUTE_32F (the only
+	// compute type the backend asks for).
+	cublasGemmEx               func(h uintptr, ta, tb int32, m, n, k int32, alpha *float32, a DevicePtr, atype int32, lda int32, b DevicePtr, btype int32, ldb int32, beta *float32, c DevicePtr, ctype int32, ldc int32, compute int32, algo int32) int32
+	cublasGemmStridedBatchedEx func(h uintptr, ta, tb int32, m, n, k int32, alpha *float32, a DevicePtr, atype int32, lda int32, sa int64, b DevicePtr, btype int32, ldb int32, sb int64, beta *float32, c DevicePtr, ctype int32, ldc int32, sc int64, batch int32, compute int32, algo int32) int32
+	cublasLtGetVersion         func() uintptr
+	cublasLtCreate             func(h *uintptr) int32
 }
 
 // Op is a cublasOperation_t.
@@ -42,6 +47,27 @@ const (
 	DefaultMath MathMode = 0
 	TF32Math    MathMode = 3
 )
+
+// DataType is a cudaDataType_t (library_types.h), the element type of a
+// cublasGemmEx operand.
+type DataType int32
+
+// The element types the backend's GEMMs use.
+const (
+	R32F  DataType = 0  // CUDA_R_32F: float
+	R16BF DataType = 14 // CUDA_R_16BF: __nv_bfloat16
+)
+
+// ComputeType is a cublasComputeType_t.
+type ComputeType int32
+
+// Compute32F is CUBLAS_COMPUTE_32F: products and sums in float32 (for
+// BF16 operands, exact products accumulated in float32), alpha and beta
+// given as float.
+const Compute32F ComputeType = 68
+
+// gemmDefault is CUBLAS_GEMM_DEFAULT, cuBLAS's choice of algorithm.
+const gemmDefault int32 = -1
 
 // CUBLASEnv names a directory holding libcublas and libcublasLt (or the
 // libcublas file itself), to look at before the usual places.
@@ -103,6 +129,8 @@ func loadCUBLAS(ltCandidates, candidates []string) (*CUBLAS, error) {
 		{"cublasGetStatusString", &b.cublasGetStatusString, true},
 		{"cublasSgemm_v2", &b.cublasSgemm, false},
 		{"cublasSgemmStridedBatched", &b.cublasSgemmStridedBatched, false},
+		{"cublasGemmEx", &b.cublasGemmEx, false},
+		{"cublasGemmStridedBatchedEx", &b.cublasGemmStridedBatchedEx, false},
 	})
 	if err != nil {
 		return nil, err
@@ -184,6 +212,26 @@ func (b *CUBLAS) SgemmStridedBatched(h Handle, ta, tb Op, m, n, k int, alpha flo
 	bm DevicePtr, ldb int, strideB int64, beta float32, c DevicePtr, ldc int, strideC int64, batch int) error {
 	return b.check("cublasSgemmStridedBatched", b.cublasSgemmStridedBatched(uintptr(h), int32(ta), int32(tb),
 		int32(m), int32(n), int32(k), &alpha, a, int32(lda), strideA, bm, int32(ldb), strideB, &beta, c, int32(ldc), strideC, int32(batch)))
+}
+
+// GemmEx is cublasGemmEx with C in float32 and CUBLAS_COMPUTE_32F: C[m,n]
+// = alpha op(A)[m,k] op(B)[k,n] + beta C, A and B of type ab (R16BF: BF16
+// operands, their products accumulated in float32), cuBLAS's default
+// algorithm; alpha and beta are read from host memory during the call.
+func (b *CUBLAS) GemmEx(h Handle, ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, bm DevicePtr, ldb int, ab DataType,
+	beta float32, c DevicePtr, ldc int) error {
+	return b.check("cublasGemmEx", b.cublasGemmEx(uintptr(h), int32(ta), int32(tb), int32(m), int32(n), int32(k),
+		&alpha, a, int32(ab), int32(lda), bm, int32(ab), int32(ldb), &beta, c, int32(R32F), int32(ldc), int32(Compute32F), gemmDefault))
+}
+
+// GemmStridedBatchedEx is cublasGemmStridedBatchedEx with GemmEx's types:
+// batch products whose operands lie strideA, strideB, strideC elements
+// apart (0 reuses one operand for every batch).
+func (b *CUBLAS) GemmStridedBatchedEx(h Handle, ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, strideA int64,
+	bm DevicePtr, ldb int, strideB int64, ab DataType, beta float32, c DevicePtr, ldc int, strideC int64, batch int) error {
+	return b.check("cublasGemmStridedBatchedEx", b.cublasGemmStridedBatchedEx(uintptr(h), int32(ta), int32(tb),
+		int32(m), int32(n), int32(k), &alpha, a, int32(ab), int32(lda), strideA, bm, int32(ab), int32(ldb), strideB,
+		&beta, c, int32(R32F), int32(ldc), strideC, int32(batch), int32(Compute32F), gemmDefault))
 }
 
 // RowMajorGemm is the column-major call that computes the row-major
