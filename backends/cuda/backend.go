@@ -216,8 +216,7 @@ type Backend struct {
 	threads  int
 	fallback bool
 	gemm     GEMMPrecision // MatMul's
-	noFree   bool
-	host     *cpu.Backend // the host fallback's kernels
+	host     *cpu.Backend  // the host fallback's kernels
 
 	stageMu  sync.Mutex
 	stageLen int64
@@ -225,6 +224,10 @@ type Backend struct {
 
 	opsMu   sync.Mutex
 	hostOps map[string]int // host fallback calls by op
+
+	constMu    sync.Mutex
+	consts     map[string]*Tensor // constF32's, by their bytes
+	constBytes int64
 }
 
 // Name returns "cuda".
@@ -356,7 +359,7 @@ func (b *Backend) Reshape(t api.Tensor, shape ...int) api.Tensor {
 // views must not be used afterwards; a second Free, or a tensor of
 // another backend, does nothing.
 func (b *Backend) Free(t api.Tensor) {
-	if c, ok := t.(*Tensor); ok && !b.noFree && c != nil && c.b == b && c.buf.blk != nil {
+	if c, ok := t.(*Tensor); ok && c != nil && c.b == b && c.buf.blk != nil {
 		b.alloc.put(c.buf.blk)
 	}
 }
@@ -426,6 +429,7 @@ func (b *Backend) download(dst []byte, src driver.DevicePtr) {
 // Close gives the cached blocks and the staging buffer back and releases
 // the device. Tensors of the backend must not be used afterwards.
 func (b *Backend) Close() error {
+	b.freeConsts()
 	b.alloc.trim()
 	b.stageMu.Lock()
 	if b.stage.bytes != nil {

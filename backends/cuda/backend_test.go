@@ -448,7 +448,8 @@ func TestModelsFake(t *testing.T) { checkModels(t, newFake(t, Options{})) }
 func TestModelsDevice(t *testing.T) { checkModels(t, newDevice(t)) }
 
 // TestDecodeStepOnDevice checks that a decode step of every built-in
-// architecture on the fake device makes no host round-trip (Gather, Slice,
+// architecture on the fake device makes no host round-trip and uploads
+// nothing but its token ids (Gather, Slice,
 // SetSlice, CausalConv1d and Rotary, which used to go through the host
 // fallback, run as kernels; with BF16 weights, MatMul widens them on the
 // device), and that its logits match the CPU backend's.
@@ -474,6 +475,7 @@ func TestDecodeStepOnDevice(t *testing.T) {
 			defer rs.Close()
 			const steps = 5
 			before, launchesBefore := b.HostOps(), fakeOf(b).launched()
+			var uploads int
 			for i, tok := range []int32{1, 5, 9, 33, 2}[:steps] {
 				got, err := m.Step(t.Context(), s, []int32{tok})
 				if err != nil {
@@ -486,6 +488,15 @@ func TestDecodeStepOnDevice(t *testing.T) {
 				if e := maxRel(api.Float32s(got), api.Float32s(want)); e > 1e-4 {
 					t.Errorf("step %d: logits differ from the CPU backend's by %g (relative)", i, e)
 				}
+				if i == 0 {
+					uploads = fakeOf(b).launched()["cuMemcpyHtoDAsync"]
+				}
+			}
+			// After the first step, which uploads the constants (rotary's
+			// theta, retention's decays: constF32), a step uploads its token
+			// ids and nothing else.
+			if n := fakeOf(b).launched()["cuMemcpyHtoDAsync"] - uploads; n != steps-1 {
+				t.Errorf("%d uploads in %d decode steps after the first, want one a step (the ids)", n, steps-1)
 			}
 			after, launches := b.HostOps(), fakeOf(b).launched()
 			total := 0

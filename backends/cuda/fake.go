@@ -30,7 +30,7 @@ type fakeDevice struct {
 	next     driver.DevicePtr
 	bases    []driver.DevicePtr // sorted
 	mem      map[driver.DevicePtr][]byte
-	launches map[string]int  // kernels launched, by name ("cublasSgemm" and "cublasGemmEx" for GEMMs, "cublasSetMathMode")
+	launches map[string]int  // kernels launched, by name ("cublasSgemm" and "cublasGemmEx" for GEMMs, "cublasSetMathMode", "cuMemcpyHtoDAsync" for uploads)
 	math     driver.MathMode // the cuBLAS handle's math mode
 }
 
@@ -128,6 +128,7 @@ func (f *fakeDevice) hostFree(staging) error           { return nil }
 
 func (f *fakeDevice) copyHtoD(dst driver.DevicePtr, src staging, off, n int) (err error) {
 	defer api.Recover(&err)
+	f.count("cuMemcpyHtoDAsync")
 	copy(f.span(dst, int64(n)), src.bytes[off:off+n])
 	return nil
 }

@@ -96,7 +96,7 @@ func (b *Backend) CausalConv1dGrad(dx, dw, dbias, dprev, x, w, prev, dy api.Tens
 	}
 }
 
-// Rotary runs ds_rotary_f32, theta uploaded for the call.
+// Rotary runs ds_rotary_f32, theta kept on the device (constF32).
 func (b *Backend) Rotary(dst, x api.Tensor, theta []float32, offset int, inverse bool) {
 	const op = "Rotary"
 	xt, out := b.f32(x, op), b.f32(dst, op)
@@ -115,15 +115,14 @@ func (b *Backend) Rotary(dst, x api.Tensor, theta []float32, offset int, inverse
 	if xt.numel() == 0 || half == 0 {
 		return
 	}
-	th := b.Alloc(api.F32, half)
-	defer b.Free(th)
-	b.Upload(th, f32Bytes(theta))
+	th, release := b.constF32(theta)
+	defer release()
 	rows := int64(xt.numel() / d)
 	inv := int32(0)
 	if inverse {
 		inv = 1
 	}
-	b.launch("ds_rotary_f32", kernels.ElementGeometry(rows*int64(half)), out.ptr(), xt.ptr(), th.(*Tensor).ptr(),
+	b.launch("ds_rotary_f32", kernels.ElementGeometry(rows*int64(half)), out.ptr(), xt.ptr(), th.ptr(),
 		rows, int32(T), int32(half), int64(offset), inv)
 }
 

@@ -104,17 +104,15 @@ func (r *retCall) state(b *Backend, op, what string, t api.Tensor) *Tensor {
 // through).
 func (r *retCall) empty() bool { return r.T == 0 || r.dk == 0 || r.dv == 0 }
 
-// gammaHeads uploads the decay of every head of the batch, gamma[b*H+h] =
-// Gamma[h], the form retention.cu's factor kernels take; the caller frees
-// it.
-func (b *Backend) gammaHeads(r *retCall) *Tensor {
+// gammaHeads returns the decay of every head of the batch on the device,
+// gamma[b*H+h] = Gamma[h], the form retention.cu's factor kernels take
+// (constF32: the caller calls release when done).
+func (b *Backend) gammaHeads(r *retCall) (gamma *Tensor, release func()) {
 	g := make([]float32, r.heads)
 	for i := range g {
 		g[i] = r.gamma[i%r.H]
 	}
-	t := b.Alloc(api.F32, r.heads).(*Tensor)
-	b.Upload(t, f32Bytes(g))
-	return t
+	return b.constF32(g)
 }
 
 // retPass returns the heads per pass for a per-head scratch of perHead
@@ -219,9 +217,8 @@ func (b *Backend) retRecurrent(r *retCall, g kernels.Geometry, o, sT *Tensor) {
 	if r.dv == 0 {
 		return // no state, no output with elements
 	}
-	gamma := b.Alloc(api.F32, r.H).(*Tensor)
-	defer b.Free(gamma)
-	b.Upload(gamma, f32Bytes(r.gamma))
+	gamma, release := b.constF32(r.gamma)
+	defer release()
 	b.launch("ds_retention_recurrent_f32", g, o.ptr(), ptrOf(sT), r.q.ptr(), r.k.ptr(), r.v.ptr(), ptrOf(r.s0), gamma.ptr(),
 		int32(r.H), int32(r.T), int32(r.dk), int32(r.dv), int64(r.offset))
 }
@@ -237,8 +234,8 @@ func (b *Backend) retParallel(r *retCall, o *Tensor) {
 		return
 	}
 	T, dv := r.T, r.dv
-	gamma := b.gammaHeads(r)
-	defer b.Free(gamma)
+	gamma, release := b.gammaHeads(r)
+	defer release()
 	pass := retPass(r.heads, T*T+T)
 	A, den := b.retScratch(pass*T*T), b.retScratch(pass*T)
 	defer b.Free(A)
@@ -283,8 +280,8 @@ func (b *Backend) retChunkwise(r *retCall, o, sT *Tensor) {
 	}
 	T, dk, dv, SE := r.T, r.dk, r.dv, r.stateElems
 	L, width := min(r.chunk, T), max(dk, dv)
-	gamma := b.gammaHeads(r)
-	defer b.Free(gamma)
+	gamma, release := b.gammaHeads(r)
+	defer release()
 	perHead := L*L + L*width
 	if sT == nil {
 		perHead += SE
@@ -389,8 +386,8 @@ func (b *Backend) RetentionGrad(form api.RetentionForm, g api.RetentionGrads, in
 // dS reuses P's scratch.
 func (b *Backend) retParallelGrad(r *retCall, gr retGrads, do *Tensor) {
 	T, dk, dv := r.T, r.dk, r.dv
-	gamma := b.gammaHeads(r)
-	defer b.Free(gamma)
+	gamma, release := b.gammaHeads(r)
+	defer release()
 	pass := retPass(r.heads, T*T+T)
 	A, den := b.retScratch(pass*T*T), b.retScratch(pass*T)
 	defer b.Free(A)
@@ -437,8 +434,8 @@ func (b *Backend) retChunkGrad(r *retCall, gr retGrads, do, dsT *Tensor) {
 	T, dk, dv, SE := r.T, r.dk, r.dv, r.stateElems
 	L, width := min(r.chunk, T), max(dk, dv)
 	nc := (T + L - 1) / L
-	gamma := b.gammaHeads(r)
-	defer b.Free(gamma)
+	gamma, release := b.gammaHeads(r)
+	defer release()
 	perHead := L*L + L*width
 	if gr.q != nil {
 		perHead += nc * SE
