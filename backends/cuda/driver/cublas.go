@@ -87,22 +87,15 @@ func cublasCandidates(names []string) []string {
 	return append(c, InDirs(SitePackages(), cublasSubdirs[2:], names)...)
 }
 
-var cublasOnce struct {
-	sync.Mutex
-	b   *CUBLAS
-	err error
-}
-
 // LoadCUBLAS loads libcublasLt and libcublas, once per process. It needs
 // no GPU to load; its handles (Create) need a current context.
 func LoadCUBLAS() (*CUBLAS, error) {
-	cublasOnce.Lock()
-	defer cublasOnce.Unlock()
-	if cublasOnce.b == nil && cublasOnce.err == nil {
-		cublasOnce.b, cublasOnce.err = loadCUBLAS(cublasCandidates(cublasLtNames), cublasCandidates(cublasNames))
-	}
-	return cublasOnce.b, cublasOnce.err
+	return cublasOnce()
 }
+
+var cublasOnce = sync.OnceValues(func() (*CUBLAS, error) {
+	return loadCUBLAS(cublasCandidates(cublasLtNames), cublasCandidates(cublasNames))
+})
 
 func loadCUBLAS(ltCandidates, candidates []string) (*CUBLAS, error) {
 	lt, err := OpenFirst("cuBLASLt", ltCandidates)

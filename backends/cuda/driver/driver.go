@@ -151,25 +151,16 @@ func driverCandidates() []string {
 	}, []string{""}, []string{"libcuda.so.1"})...)
 }
 
-var driverOnce struct {
-	sync.Mutex
-	d   *Driver
-	err error
-}
-
 // LoadDriver loads libcuda and calls cuInit(0), once per process (the
 // result, success or error, is kept). Without a driver it returns a
 // *LoadError ("no CUDA driver found (looked for ...)") wrapping
 // api.ErrUnsupported; with a driver but no usable device, the *Error of
 // cuInit (CUDA_ERROR_NO_DEVICE), also wrapped in api.ErrUnsupported.
 func LoadDriver() (*Driver, error) {
-	driverOnce.Lock()
-	defer driverOnce.Unlock()
-	if driverOnce.d == nil && driverOnce.err == nil {
-		driverOnce.d, driverOnce.err = loadDriver(driverCandidates())
-	}
-	return driverOnce.d, driverOnce.err
+	return driverOnce()
 }
+
+var driverOnce = sync.OnceValues(func() (*Driver, error) { return loadDriver(driverCandidates()) })
 
 func loadDriver(candidates []string) (*Driver, error) {
 	lib, err := OpenFirst("CUDA driver", candidates)

@@ -64,23 +64,14 @@ func ToolkitDirs() []string {
 	return d
 }
 
-var nvrtcOnce struct {
-	sync.Mutex
-	n   *NVRTC
-	err error
-}
-
 // LoadNVRTC loads libnvrtc, once per process (the result is kept). When
 // none is found the error is a *LoadError wrapping api.ErrUnsupported that
 // lists every path tried.
 func LoadNVRTC() (*NVRTC, error) {
-	nvrtcOnce.Lock()
-	defer nvrtcOnce.Unlock()
-	if nvrtcOnce.n == nil && nvrtcOnce.err == nil {
-		nvrtcOnce.n, nvrtcOnce.err = loadNVRTC(nvrtcCandidates())
-	}
-	return nvrtcOnce.n, nvrtcOnce.err
+	return nvrtcOnce()
 }
+
+var nvrtcOnce = sync.OnceValues(func() (*NVRTC, error) { return loadNVRTC(nvrtcCandidates()) })
 
 func loadNVRTC(candidates []string) (*NVRTC, error) {
 	lib, err := OpenFirst("NVRTC", candidates)

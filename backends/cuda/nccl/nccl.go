@@ -80,25 +80,16 @@ type NCCL struct {
 	ncclGroupEnd          func() Result
 }
 
-var once struct {
-	sync.Mutex
-	n   *NCCL
-	err error
-}
-
 // Load loads libnccl.so.2, once per process (the result, success or
 // error, is kept). It needs no GPU: NCCL links the CUDA runtime
 // statically and reaches the driver only when a communicator is made.
 // Where there is no NCCL the error is a *driver.LoadError ("no NCCL
 // library found (looked for ...)") wrapping api.ErrUnsupported.
 func Load() (*NCCL, error) {
-	once.Lock()
-	defer once.Unlock()
-	if once.n == nil && once.err == nil {
-		once.n, once.err = load(candidates())
-	}
-	return once.n, once.err
+	return once()
 }
+
+var once = sync.OnceValues(func() (*NCCL, error) { return load(candidates()) })
 
 func load(cands []string) (*NCCL, error) {
 	lib, err := driver.OpenFirst("NCCL library", cands)
