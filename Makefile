@@ -38,6 +38,11 @@ PYVENV_STAMP = $(PYVENV)/.densessm-requirements.txt
 # outside the repository; remove it to start afresh.
 NVRTC_VERSION ?= 13.5.37
 NVRTC_VENV ?= $(HOME)/.cache/densessm/nvrtc-$(NVRTC_VERSION)
+# PTX_NVRTC_VENV: where `make cuda-ptx` installs the older NVRTC it builds the prebuilt PTX with
+# (PTX_NVRTC_VERSION of nvidia-cuda-nvrtc-cu12, a 25 MB download): its PTX ISA 8.4 loads on any driver
+# of CUDA 12.4 or newer (R550+), where NVRTC 13.5's PTX ISA 9.5 would need the newest drivers.
+PTX_NVRTC_VERSION ?= 12.4.127
+PTX_NVRTC_VENV ?= $(HOME)/.cache/densessm/nvrtc-cu12-$(PTX_NVRTC_VERSION)
 # NCCL_VENV: where `make nccl-test` installs the nvidia-nccl-cu13 wheel
 # (NCCL_VERSION; a 207 MB download, 231 MB on disk: not part of `make test`).
 NCCL_VERSION ?= 2.32.6
@@ -101,12 +106,17 @@ cuda-test: $(NVRTC_VENV)/.densessm-nvrtc
 	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 DENSESSM_REQUIRE_EMU=1 \
 		CGO_ENABLED=0 $(GO) test -count=1 ./backends/cuda/...
 
-## cuda-ptx: rebuild the prebuilt PTX (backends/cuda/kernels/ptx/, compute_80) that the CUDA backend
-## loads where a machine has no NVRTC, with the pinned NVRTC; needed after a change to a kernel source
-## (TestPrebuiltPTX fails until then)
-cuda-ptx: $(NVRTC_VENV)/.densessm-nvrtc
-	DENSESSM_NVRTC="$$(echo '$(NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 \
+## cuda-ptx: rebuild the prebuilt PTX (backends/cuda/kernels/ptx/, compute_80, PTX ISA 8.4) that the
+## CUDA backend loads where a machine has no NVRTC, with NVRTC PTX_NVRTC_VERSION; needed after a change
+## to a kernel source (TestPrebuiltPTX fails until then)
+cuda-ptx: $(PTX_NVRTC_VENV)/.densessm-nvrtc
+	DENSESSM_NVRTC="$$(echo '$(PTX_NVRTC_VENV)'/lib/python3*/site-packages)" DENSESSM_REQUIRE_NVRTC=1 \
 		CGO_ENABLED=0 $(GO) test -count=1 -run 'TestPrebuiltPTX' ./backends/cuda/kernels -update-ptx
+
+$(PTX_NVRTC_VENV)/.densessm-nvrtc:
+	@set -e; rm -rf '$(PTX_NVRTC_VENV)'; python3 -m venv '$(PTX_NVRTC_VENV)'; \
+	'$(PTX_NVRTC_VENV)/bin/python' -m pip install --disable-pip-version-check -q --no-deps nvidia-cuda-nvrtc-cu12==$(PTX_NVRTC_VERSION); \
+	touch '$@'
 
 $(NVRTC_VENV)/.densessm-nvrtc:
 	@set -e; rm -rf '$(NVRTC_VENV)'; python3 -m venv '$(NVRTC_VENV)'; \

@@ -23,6 +23,12 @@ var ptxFS embed.FS
 // Ampere (A100) and every later architecture through the driver's JIT.
 var PrebuiltTarget = Target{Arch: 80}
 
+// PrebuiltISA is the newest PTX ISA version the prebuilt PTX may declare
+// (`.version`): a driver's JIT refuses PTX newer than its CUDA version, and
+// 8.4 is CUDA 12.4's (drivers R550 and newer). make cuda-ptx builds it with
+// NVRTC 12.4 for that reason.
+const PrebuiltISA = "8.4"
+
 // ptxStamp starts the first line of a prebuilt PTX file; the source's
 // name and SourceHash follow. PTX takes // comments.
 const ptxStamp = "// densessm prebuilt PTX of "

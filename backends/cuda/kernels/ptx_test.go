@@ -3,6 +3,7 @@ package kernels
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,17 @@ import (
 )
 
 var updatePTX = flag.Bool("update-ptx", false, "rebuild the prebuilt PTX under ptx/ with NVRTC (make cuda-ptx)")
+
+var ptxVersionRE = regexp.MustCompile(`(?m)^\.version (\d+\.\d+)$`)
+
+// isaAtMost reports whether PTX ISA version v ("major.minor") is at most max.
+func isaAtMost(v, max string) bool {
+	var a, b, c, d int
+	if _, err := fmt.Sscanf(v+" "+max, "%d.%d %d.%d", &a, &b, &c, &d); err != nil {
+		return false
+	}
+	return a < c || a == c && b <= d
+}
 
 var ptxEntryRE = regexp.MustCompile(`(?m)^\.visible \.entry ([A-Za-z_][A-Za-z0-9_]*)\(`)
 
@@ -68,6 +80,13 @@ func TestPrebuiltPTX(t *testing.T) {
 		}
 		if !bytes.Contains(ptx, []byte(".target sm_80")) {
 			t.Errorf("%s: not PTX for sm_80", PrebuiltPath(src))
+		}
+		version := "none"
+		if m := ptxVersionRE.FindSubmatch(ptx); m != nil {
+			version = string(m[1])
+		}
+		if !isaAtMost(version, PrebuiltISA) {
+			t.Errorf("%s: PTX ISA %s, want at most %s (make cuda-ptx builds it with NVRTC 12.4)", PrebuiltPath(src), version, PrebuiltISA)
 		}
 	}
 	files, _ := filepath.Glob("ptx/*.ptx")
