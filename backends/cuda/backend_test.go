@@ -447,6 +447,33 @@ func TestModelsFake(t *testing.T) { checkModels(t, newFake(t, Options{})) }
 // TestModelsDevice runs every built-in architecture on the GPU.
 func TestModelsDevice(t *testing.T) { checkModels(t, newDevice(t)) }
 
+// stepBoth returns a function that feeds one token to a new one-sequence
+// state of m and of ref and returns both logits.
+func stepBoth(t *testing.T, m, ref api.Model) func(tok int32) (got, want []float32) {
+	t.Helper()
+	var states [2]api.State
+	for i, mm := range []api.Model{m, ref} {
+		s, err := mm.NewState(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		states[i] = s
+	}
+	return func(tok int32) (got, want []float32) {
+		t.Helper()
+		var out [2][]float32
+		for i, mm := range []api.Model{m, ref} {
+			l, err := mm.Step(t.Context(), states[i], []int32{tok})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = api.Float32s(l)
+		}
+		return out[0], out[1]
+	}
+}
+
 // TestDecodeStepOnDevice checks that a decode step of every built-in
 // architecture on the fake device makes no host round-trip and uploads
 // nothing but its token ids (Gather, Slice,
@@ -463,29 +490,13 @@ func TestDecodeStepOnDevice(t *testing.T) {
 			b := newFake(t, Options{})
 			m := tinyModel(t, name, api.BuildOptions{On: b, Seed: 3, Weights: c.weights})
 			ref := tinyModel(t, name, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3, Weights: c.weights})
-			s, err := m.NewState(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			rs, err := ref.NewState(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rs.Close()
+			step := stepBoth(t, m, ref)
 			const steps = 5
 			before, launchesBefore := b.HostOps(), fakeOf(b).launched()
 			var uploads int
 			for i, tok := range []int32{1, 5, 9, 33, 2}[:steps] {
-				got, err := m.Step(t.Context(), s, []int32{tok})
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ref.Step(t.Context(), rs, []int32{tok})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if e := maxRel(api.Float32s(got), api.Float32s(want)); e > 1e-4 {
+				got, want := step(tok)
+				if e := maxRel(got, want); e > 1e-4 {
 					t.Errorf("step %d: logits differ from the CPU backend's by %g (relative)", i, e)
 				}
 				if i == 0 {

@@ -263,28 +263,12 @@ func TestGEMMBF16DecodeOnDevice(t *testing.T) {
 			b := newFake(t, Options{GEMM: GEMMBF16})
 			m := tinyModel(t, name, api.BuildOptions{On: b, Seed: 3, Weights: api.BF16})
 			ref := tinyModel(t, name, api.BuildOptions{On: cpu.New(api.BackendOptions{Threads: 2}), Seed: 3, Weights: api.BF16})
-			s, err := m.NewState(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			rs, err := ref.NewState(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rs.Close()
+			step := stepBoth(t, m, ref)
 			hostBefore, before := b.HostOps(), fakeOf(b).launched()
 			var worst float64
 			for i, tok := range []int32{1, 5, 9, 33, 2} {
-				got, err := m.Step(t.Context(), s, []int32{tok})
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ref.Step(t.Context(), rs, []int32{tok})
-				if err != nil {
-					t.Fatal(err)
-				}
-				e := maxRel(api.Float32s(got), api.Float32s(want))
+				got, want := step(tok)
+				e := maxRel(got, want)
 				if e > 1e-2 {
 					t.Errorf("step %d: logits differ from the CPU backend's by %g (relative)", i, e)
 				}
