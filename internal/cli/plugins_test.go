@@ -221,22 +221,21 @@ func TestCUDABackendPlugin(t *testing.T) {
 	text := writeFile(t, t.TempDir(), "a.go", strings.Repeat("func add(a, b int) int {\n\treturn a + b\n}\n\n", 20))
 	gen := []string{"generate", "--temperature", "0", "--max-tokens", "12", "--threads", "1", "func main() {"}
 	ppl := []string{"eval", "ppl", "--data", text, "--json", "--threads", "1"}
-	run := func(fake bool, args ...string) (string, string, error) {
+	run := func(env []string, args ...string) (string, string, error) {
 		c, stderr := child(t, nil, args...)
 		home := t.TempDir()
 		c.Env = append(c.Env, "DENSESSM_PLUGIN_PATH="+dir, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
-		if fake {
-			c.Env = append(c.Env, "DENSESSM_CUDA_FAKE=1")
-		}
+		c.Env = append(c.Env, env...)
 		out, err := c.Output()
 		return string(out), stderr.String(), err
 	}
+	fake := []string{"DENSESSM_CUDA_FAKE=1"}
 	for _, args := range [][]string{gen, ppl} {
 		want, errOut, st := runCLI(t, args...)
 		if st != 0 {
 			t.Fatalf("%v on the CPU: %s", args, errOut)
 		}
-		got, errOut2, err := run(true, append(args, "--backend", "cuda")...)
+		got, errOut2, err := run(fake, append(args, "--backend", "cuda")...)
 		if err != nil {
 			t.Fatalf("%v on the fake CUDA device: %v\n%s", args, err, errOut2)
 		}
@@ -249,10 +248,15 @@ func TestCUDABackendPlugin(t *testing.T) {
 			t.Fatalf("generate on the fake CUDA device %q, on the CPU %q", got, want)
 		}
 	}
+	// A bad GEMM precision stops the command with one line naming it.
+	if _, errOut, err := run(append(fake, "DENSESSM_CUDA_GEMM=fp16"), append(gen, "--backend", "cuda")...); err == nil ||
+		strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, `DENSESSM_CUDA_GEMM: GEMM precision "fp16"`) {
+		t.Fatalf("DENSESSM_CUDA_GEMM=fp16: %v, stderr %q", err, errOut)
+	}
 	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
 		return // a machine with a GPU: the real device would run
 	}
-	if _, errOut, err := run(false, append(gen, "--backend", "cuda")...); err == nil || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no CUDA driver found") {
+	if _, errOut, err := run(nil, append(gen, "--backend", "cuda")...); err == nil || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no CUDA driver found") {
 		t.Fatalf("without a driver: %v, stderr %q", err, errOut)
 	}
 }
