@@ -101,7 +101,7 @@ func (k argKind) String() string {
 }
 
 var (
-	sigRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)`)
+	sigRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?void\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)`)
 	sigs  struct {
 		once   sync.Once
 		byName map[string][]argKind

@@ -37,7 +37,7 @@ type Source struct {
 	Kernels []string // the names of its __global__ functions, in order
 }
 
-var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(`)
+var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?void\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(`)
 
 // Sources returns every embedded .cu file, sorted by name.
 func Sources() []Source {

@@ -444,6 +444,19 @@ uint64_t ds_emu_shfl(int mode, unsigned mask, uint64_t v, int arg, int width, co
 	return f.result;
 }
 
+// ds_emu_kernel_params writes the sizes of a kernel's parameters (at most
+// max of them) into sizes and returns their number, or -1 for a kernel
+// not in the table: what a driver reads from a module, for the tests'
+// stub libcuda (testdata/stubcuda/cuda.c), which launches with
+// cuLaunchKernel's arguments alone.
+DS_EMU_EXPORT int ds_emu_kernel_params(const char* kernel, uint64_t* sizes, int max) {
+	auto it = table().find(kernel);
+	if (it == table().end()) return -1;
+	const std::vector<size_t>& s = it->second.sizes;
+	for (size_t i = 0; i < s.size() && (int)i < max; i++) sizes[i] = s[i];
+	return (int)s.size();
+}
+
 // ds_emu_launch runs a kernel: grid and block are 3 dimensions each,
 // shared the bytes of dynamic shared memory, args cuLaunchKernel's
 // argument pointers with their sizes. It returns 0, or 1 with a note in msg

@@ -18,7 +18,11 @@
 // blockDim.y threads of a column split the dk rows: thread y keeps rows y,
 // y + blockDim.y, ... (at most DS_RET_MAXR, so dk <= DS_RET_MAXR *
 // blockDim.y) in registers for the whole sequence. Dynamic shared memory:
-// 2*dk + 32*blockDim.y floats.
+// 2*dk + 32*blockDim.y floats. Blocks have up to 1024 threads
+// (kernels.RetentionGeometry: dk up to 512), so the launch bounds hold the
+// kernel to 64 registers a thread: without them NVRTC 13.5 gives it 128
+// for sm_90, and a block of 1024 threads (dk > 256) could not launch
+// (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: 64 Ki registers a block).
 #include "common.cuh"
 
 #define DS_RET_MAXR 16
@@ -26,7 +30,7 @@
 // Shapes: q, k [B,H,T,dk]; v, o [B,H,T,dv]; S0, sT [B,H,dk,dv] or null (sT
 // may be S0); gamma [H] (device memory). offset is the absolute position
 // of the first token.
-extern "C" __global__ void ds_retention_recurrent_f32(float* o, float* sT, const float* q, const float* k, const float* v,
+extern "C" __global__ __launch_bounds__(1024) void ds_retention_recurrent_f32(float* o, float* sT, const float* q, const float* k, const float* v,
                                                       const float* S0, const float* gamma, int H, int T, int dk, int dv,
                                                       long long offset) {
 	extern __shared__ float ds_shared[];
