@@ -27,7 +27,6 @@ type group struct {
 	n       int
 	round   int
 	arrived [][]float64
-	op      Op
 	result  []float64
 	broken  bool
 }

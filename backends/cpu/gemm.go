@@ -408,10 +408,7 @@ func gemmPackRuns(dst, src []float32, ld, w, n, kc int) {
 				continue
 			}
 			for p := range p1 - p0 {
-				dp := d[p*w : p*w+w]
-				for x, v := range sp[p*ld : p*ld+w] {
-					dp[x] = v
-				}
+				copy(d[p*w:p*w+w], sp[p*ld:p*ld+w])
 			}
 		}
 		if full*w < n {
