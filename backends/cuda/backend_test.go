@@ -474,13 +474,13 @@ func stepBoth(t *testing.T, m, ref api.Model) func(tok int32) (got, want []float
 	}
 }
 
-// TestDecodeStepOnDevice checks that a decode step of every built-in
+// TestDecodeStepFake checks that a decode step of every built-in
 // architecture on the fake device makes no host round-trip and uploads
 // nothing but its token ids (Gather, Slice,
 // SetSlice, CausalConv1d and Rotary, which used to go through the host
 // fallback, run as kernels; with BF16 weights, MatMul widens them on the
 // device), and that its logits match the CPU backend's.
-func TestDecodeStepOnDevice(t *testing.T) {
+func TestDecodeStepFake(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		weights api.DType
@@ -528,9 +528,9 @@ func TestDecodeStepOnDevice(t *testing.T) {
 	}
 }
 
-// TestTrainStepOnDevice checks a training step on the fake device
+// TestTrainStepFake checks a training step on the fake device
 // (checkTrainStep).
-func TestTrainStepOnDevice(t *testing.T) {
+func TestTrainStepFake(t *testing.T) {
 	checkTrainStep(t, func(t *testing.T) *Backend { return newFake(t, Options{}) })
 }
 

@@ -248,16 +248,16 @@ func overTolerance(got, want api.Tensor, tol []float64) float64 {
 	return worst
 }
 
-// TestGEMMBF16DecodeOnDevice runs decode steps of Mamba and RetNet built
+// TestGEMMBF16DecodeFake runs decode steps of Mamba and RetNet built
 // with BF16 weights on the fake device with GEMM BF16 against the CPU
 // backend's float32 steps of the same BF16 weights: no host round-trip, no
 // widening of the weights (no ds_convert_bf16_f32), every GEMM a
 // cublasGemmEx, and logits within 1e-2 of the CPU backend's, relative to
 // the largest: each MatMul rounds its activations to BF16 (up to 2^-8
 // relative error each), which the layers carry on (3.5e-3 seen with these
-// tiny models), where FP32 agrees to 1e-4 (TestDecodeStepOnDevice). The
+// tiny models), where FP32 agrees to 1e-4 (TestDecodeStepFake). The
 // logits must also differ (the rounding took effect).
-func TestGEMMBF16DecodeOnDevice(t *testing.T) {
+func TestGEMMBF16DecodeFake(t *testing.T) {
 	for _, name := range []string{"mamba", "retnet"} {
 		t.Run(name, func(t *testing.T) {
 			b := newFake(t, Options{GEMM: GEMMBF16})
