@@ -149,7 +149,8 @@ inline T __ldg(const T* p) {
 	return *p;
 }
 
-// Atomics: plain read-modify-writes (a fiber never switches inside one).
+// The atomics the kernels use: plain read-modify-writes (a fiber never
+// switches inside one).
 template <typename T>
 struct ds_emu_same {
 	typedef T type;
@@ -158,30 +159,6 @@ template <typename T>
 inline T atomicAdd(T* p, typename ds_emu_same<T>::type v) {
 	const T old = *p;
 	*p = old + v;
-	return old;
-}
-template <typename T>
-inline T atomicSub(T* p, typename ds_emu_same<T>::type v) {
-	const T old = *p;
-	*p = old - v;
-	return old;
-}
-template <typename T>
-inline T atomicExch(T* p, typename ds_emu_same<T>::type v) {
-	const T old = *p;
-	*p = v;
-	return old;
-}
-template <typename T>
-inline T atomicMax(T* p, typename ds_emu_same<T>::type v) {
-	const T old = *p;
-	*p = old > v ? old : v;
-	return old;
-}
-template <typename T>
-inline T atomicMin(T* p, typename ds_emu_same<T>::type v) {
-	const T old = *p;
-	*p = old < v ? old : v;
 	return old;
 }
 template <typename T>
