@@ -180,19 +180,26 @@ var emuLibs struct {
 	libs map[string]*emuLib
 }
 
+// emuTool returns the path of the compiler name that builds what, skipping
+// the test where it is missing unless DENSESSM_REQUIRE_EMU=1.
+func emuTool(t testing.TB, name, what string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv(RequireEmuEnv) == "1" {
+			t.Fatalf("%s needs %s (%s=1): %v", what, name, RequireEmuEnv, err)
+		}
+		t.Skipf("no %s to build %s, skipped (%s=1 makes this a failure): %v", name, what, RequireEmuEnv, err)
+	}
+	return path
+}
+
 // loadEmu builds (or finds in the cache) and loads the emulator library
 // of the given sources, skipping the test where g++ is missing unless
 // DENSESSM_REQUIRE_EMU=1.
 func loadEmu(t testing.TB, srcs []kernels.Source, headers []driver.Header) *emuLib {
 	t.Helper()
-	gxx, err := exec.LookPath("g++")
-	if err != nil {
-		if os.Getenv(RequireEmuEnv) == "1" {
-			t.Fatalf("the CUDA emulator needs g++ (%s=1): %v", RequireEmuEnv, err)
-		}
-		t.Skipf("no g++ to build the CUDA emulator, skipped (%s=1 makes this a failure): %v", RequireEmuEnv, err)
-	}
-	lib, err := buildEmu(gxx, srcs, headers)
+	lib, err := buildEmu(emuTool(t, "g++", "the CUDA emulator"), srcs, headers)
 	if err != nil {
 		t.Fatal(err)
 	}

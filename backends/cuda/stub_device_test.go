@@ -43,13 +43,7 @@ const stubDir = "testdata/stubcuda"
 // the test where there is no C compiler unless DENSESSM_REQUIRE_EMU=1.
 func buildStubs(t *testing.T) string {
 	t.Helper()
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		if os.Getenv(RequireEmuEnv) == "1" {
-			t.Fatalf("the stub CUDA libraries need cc (%s=1): %v", RequireEmuEnv, err)
-		}
-		t.Skipf("no cc to build the stub CUDA libraries, skipped (%s=1 makes this a failure): %v", RequireEmuEnv, err)
-	}
+	cc := emuTool(t, "cc", "the stub CUDA libraries")
 	dir := t.TempDir()
 	src := func(name string) string { return filepath.Join(stubDir, name) }
 	flags := []string{"-shared", "-fPIC", "-O2", "-g", "-Wall", "-Wextra", "-I", stubDir}
